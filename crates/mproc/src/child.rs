@@ -1,0 +1,263 @@
+//! The parent's record of each child: how to wait for it, signal it, and
+//! reap it, and the registry that makes sure none is left behind.
+//!
+//! A child started by `Fork` or `Spawn` is ours: we hold a pidfd and reap it
+//! with `waitid(P_PIDFD)`. A child started by the fork server is the
+//! server's: the server reaps it and writes its exit status on a pipe we
+//! read (the *status* pipe, which is also its sentinel).
+//!
+//! Every started child is in the registry until it is reaped. Finished
+//! children are reaped when another child starts, by `active_children()`,
+//! by a reaper thread once their handle is dropped, and at exit, where
+//! daemon children are terminated and the others joined, as in Python.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::sys::{fdpass, proc};
+
+/// The exit code reported when the fork server died before telling a
+/// child's status (as CPython does).
+pub(crate) const UNKNOWN_EXIT_CODE: i32 = 255;
+
+/// How to learn that a child ended.
+pub(crate) enum Waiter {
+    /// Our own child: reap it through its pidfd.
+    Direct,
+    /// The fork server's child: read its status from this pipe.
+    Served { status: OwnedFd },
+}
+
+/// A started child process.
+pub(crate) struct Child {
+    pub(crate) pid: i32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pidfd: OwnedFd,
+    waiter: Waiter,
+    code: OnceLock<i32>,
+    reaping: Mutex<()>,
+    detached: AtomicBool,
+    owner: i32,
+}
+
+impl Child {
+    pub(crate) fn new(
+        pid: i32,
+        pidfd: OwnedFd,
+        waiter: Waiter,
+        name: String,
+        daemon: bool,
+    ) -> Arc<Self> {
+        let child = Arc::new(Child {
+            pid,
+            name,
+            daemon,
+            pidfd,
+            waiter,
+            code: OnceLock::new(),
+            reaping: Mutex::new(()),
+            detached: AtomicBool::new(false),
+            owner: proc::getpid(),
+        });
+        register(child.clone());
+        child
+    }
+
+    /// The descriptor that becomes readable when the child ends.
+    pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
+        match &self.waiter {
+            Waiter::Direct => self.pidfd.as_fd(),
+            Waiter::Served { status } => status.as_fd(),
+        }
+    }
+
+    /// The exit code if the child has ended (reaping it), without blocking.
+    pub(crate) fn try_code(&self) -> io::Result<Option<i32>> {
+        self.wait(Some(Instant::now()))
+    }
+
+    /// Waits until the child ends or `deadline` passes; reaps it.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> io::Result<Option<i32>> {
+        if let Some(c) = self.code.get() {
+            return Ok(Some(*c));
+        }
+        if !fdpass::wait_readable(self.sentinel(), deadline)? {
+            return Ok(None);
+        }
+        let _g = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = self.code.get() {
+            return Ok(Some(*c));
+        }
+        let code = match &self.waiter {
+            Waiter::Direct => match proc::reap_pidfd(self.pidfd.as_fd(), false) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Ok(None),
+                // Reaped behind our back (a `waitpid(-1)` elsewhere).
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => UNKNOWN_EXIT_CODE,
+                Err(e) => return Err(e),
+            },
+            Waiter::Served { status } => read_status(status)?,
+        };
+        let code = *self.code.get_or_init(|| code);
+        unregister(self);
+        Ok(Some(code))
+    }
+
+    /// The exit code, if known (never blocks, never reaps).
+    pub(crate) fn known_code(&self) -> Option<i32> {
+        self.code.get().copied()
+    }
+
+    /// Sends a signal unless the child is already reaped.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        if self.code.get().is_some() {
+            return Ok(());
+        }
+        proc::signal_pidfd(self.pidfd.as_fd(), sig)
+    }
+
+    /// Called when the last user handle is dropped: the registry (and the
+    /// reaper, for our own children) take over.
+    pub(crate) fn detach(self: &Arc<Self>) {
+        self.detached.store(true, Ordering::SeqCst);
+        if self.code.get().is_none() && matches!(self.waiter, Waiter::Direct) {
+            reaper::wake();
+        }
+    }
+}
+
+fn read_status(status: &OwnedFd) -> io::Result<i32> {
+    let mut buf = [0u8; 4];
+    let mut f = std::fs::File::from(status.try_clone()?);
+    match f.read_exact(&mut buf) {
+        Ok(()) => Ok(i32::from_le_bytes(buf)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(UNKNOWN_EXIT_CODE),
+        Err(e) => Err(e),
+    }
+}
+
+static REGISTRY: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());
+
+fn registry() -> std::sync::MutexGuard<'static, Vec<Arc<Child>>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register(child: Arc<Child>) {
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(at_exit) };
+    });
+    registry().push(child);
+}
+
+fn unregister(child: &Child) {
+    registry().retain(|c| !std::ptr::eq(&**c, child));
+}
+
+/// Reaps finished children (which leaves the registry as it reaps them).
+pub(crate) fn cleanup() {
+    let list = registry().clone();
+    for c in list {
+        let _ = c.try_code();
+    }
+}
+
+/// The children that are still running (reaping the others).
+pub(crate) fn active() -> Vec<Arc<Child>> {
+    cleanup();
+    registry().clone()
+}
+
+/// The registry, locked across a `fork` so that no other thread holds it at
+/// that moment (the child could never take it otherwise).
+pub(crate) type RegistryGuard = std::sync::MutexGuard<'static, Vec<Arc<Child>>>;
+
+/// Locks the registry before a fork.
+pub(crate) fn lock_for_fork() -> RegistryGuard {
+    registry()
+}
+
+/// In a freshly forked child: the parent's children are not ours.
+pub(crate) fn forget_all_after_fork(mut registry: RegistryGuard) {
+    std::mem::take(&mut *registry);
+    reaper::reset_after_fork();
+}
+
+/// True while the reaper thread runs (it is one of the process's threads).
+pub(crate) fn reaper_running() -> bool {
+    reaper::RUNNING.load(Ordering::Relaxed)
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let children: Vec<_> = registry().clone();
+        let me = proc::getpid();
+        for c in children.iter().filter(|c| c.owner == me) {
+            if c.daemon {
+                let _ = c.signal(libc::SIGTERM);
+            }
+        }
+        for c in children.iter().filter(|c| c.owner == me) {
+            let _ = c.wait(None);
+        }
+    });
+}
+
+/// The thread that reaps our own children whose handles were dropped while
+/// they ran, so that none stays a zombie. Started on demand, ends when it
+/// has nothing left to watch.
+mod reaper {
+    use super::*;
+
+    pub(super) static RUNNING: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn wake() {
+        if RUNNING.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("mproc-reaper".into())
+            .spawn(run);
+        if spawned.is_err() {
+            RUNNING.store(false, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) fn reset_after_fork() {
+        RUNNING.store(false, Ordering::SeqCst);
+    }
+
+    fn watched() -> Vec<Arc<Child>> {
+        registry()
+            .iter()
+            .filter(|c| c.detached.load(Ordering::SeqCst) && matches!(c.waiter, Waiter::Direct))
+            .filter(|c| c.code.get().is_none())
+            .cloned()
+            .collect()
+    }
+
+    fn run() {
+        loop {
+            let list = watched();
+            if list.is_empty() {
+                RUNNING.store(false, Ordering::SeqCst);
+                // A child detached between `watched` and the store above
+                // would be missed: look once more.
+                if watched().is_empty() || RUNNING.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            let fds: Vec<_> = list.iter().map(|c| c.sentinel()).collect();
+            let deadline = Some(Instant::now() + Duration::from_millis(250));
+            if fdpass::wait_any(&fds, deadline).is_ok() {
+                cleanup();
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Values on the wire: serde with bincode, and OS handles beside the bytes.
+//!
+//! A value that holds OS handles (a [`Connection`](crate::Connection), later
+//! queues, locks and shared memory) serialises each handle as an index into
+//! a side table of descriptors. The table travels with the bytes by
+//! `SCM_RIGHTS`; decoding takes each descriptor back by its index. Outside
+//! [`encode`] and [`decode`] (for example with `serde_json`) a handle refuses
+//! to serialise: a descriptor number means nothing in another process.
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use bincode::Options;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{CodecError, Error, Result};
+
+/// Encoded bytes and the descriptors they refer to.
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Frame {
+    pub(crate) fn borrowed_fds(&self) -> Vec<BorrowedFd<'_>> {
+        crate::sys::fdpass::borrow_all(&self.fds)
+    }
+}
+
+thread_local! {
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding()
+}
+
+/// Encodes `value`, appending to `out`; returns the descriptors it holds.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>> {
+    let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
+    let r = options().serialize_into(&mut *out, value);
+    let fds = OUTGOING
+        .with(|t| std::mem::replace(&mut *t.borrow_mut(), saved))
+        .unwrap_or_default();
+    r.map_err(|e| Error::Encode(CodecError(e)))?;
+    Ok(fds)
+}
+
+/// Encodes `value` into a new frame.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Frame> {
+    let mut bytes = Vec::new();
+    let fds = encode_into(value, &mut bytes)?;
+    Ok(Frame { bytes, fds })
+}
+
+/// Decodes a `T` from `bytes`, giving it the descriptors in `fds`.
+/// Descriptors the value does not claim are closed.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    let table = fds.into_iter().map(Some).collect();
+    let saved = INCOMING.with(|t| t.borrow_mut().replace(table));
+    let r = options().deserialize(bytes);
+    INCOMING.with(|t| *t.borrow_mut() = saved);
+    r.map_err(|e| Error::Decode(CodecError(e)))
+}
+
+/// An owned descriptor that serialises through the side table.
+#[derive(Debug)]
+pub(crate) struct WireFd(pub(crate) OwnedFd);
+
+impl AsFd for WireFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Serialize for WireFd {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let dup = self.0.try_clone().map_err(S::Error::custom)?;
+        let index = OUTGOING.with(|t| {
+            let mut t = t.borrow_mut();
+            let table = t.as_mut()?;
+            table.push(dup);
+            Some(table.len() - 1)
+        });
+        match index {
+            Some(i) => s.serialize_u32(i as u32),
+            None => Err(S::Error::custom(
+                "an OS handle can only be serialised by mproc (inside process arguments or messages)",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WireFd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let i = u32::deserialize(d)? as usize;
+        INCOMING
+            .with(|t| t.borrow_mut().as_mut()?.get_mut(i)?.take())
+            .map(WireFd)
+            .ok_or_else(|| D::Error::custom(format!("OS handle #{i} missing from the message")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct WithFd {
+        name: String,
+        fd: WireFd,
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let f = encode(&(1u32, "two".to_string(), vec![3.0f64])).unwrap();
+        let v: (u32, String, Vec<f64>) = decode(&f.bytes, f.fds).unwrap();
+        assert_eq!(v, (1, "two".into(), vec![3.0]));
+    }
+
+    #[test]
+    fn handles_ride_in_the_side_table() {
+        let (a, _b) = crate::sys::fdpass::stream_pair().unwrap();
+        let f = encode(&WithFd {
+            name: "x".into(),
+            fd: WireFd(a),
+        })
+        .unwrap();
+        assert_eq!(f.fds.len(), 1);
+        let v: WithFd = decode(&f.bytes, f.fds).unwrap();
+        assert_eq!(v.name, "x");
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        let e = decode::<String>(&[0xff; 9], Vec::new()).unwrap_err();
+        assert!(matches!(e, Error::Decode(_)), "{e}");
+    }
+
+    #[test]
+    fn a_missing_handle_is_a_decode_error() {
+        let e = decode::<WireFd>(&0u32.to_le_bytes(), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+}

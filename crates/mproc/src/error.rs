@@ -1,0 +1,122 @@
+//! The crate's error type.
+
+use std::io;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mproc.
+///
+/// Marked `#[non_exhaustive]`: new failure modes are added without breaking
+/// your `match`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What mproc was doing.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A value could not be serialised.
+    #[error("cannot encode value: {0}")]
+    Encode(#[source] CodecError),
+    /// Bytes received could not be decoded as the expected type.
+    #[error("cannot decode value: {0}")]
+    Decode(#[source] CodecError),
+    /// The child runs a different executable than the parent, so a function
+    /// offset cannot be trusted; the child refused to run it.
+    #[error("binary mismatch: parent runs build {expected}, child runs build {found}")]
+    BinaryMismatch {
+        /// The parent's executable identity (hex).
+        expected: String,
+        /// The child's executable identity (hex).
+        found: String,
+    },
+    /// The child could not read or accept its first frame.
+    #[error("child {pid} failed to start: {reason}")]
+    Bootstrap {
+        /// The child's pid.
+        pid: i32,
+        /// What went wrong, as the child or the parent saw it.
+        reason: String,
+    },
+    /// The child panicked.
+    #[error("child {pid} panicked at {location}: {message}")]
+    Panicked {
+        /// The child's pid.
+        pid: i32,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic.
+        location: String,
+    },
+    /// The child exited with a non-zero status before returning a value.
+    #[error("child {pid} exited with status {code}")]
+    Exited {
+        /// The child's pid.
+        pid: i32,
+        /// The exit status.
+        code: i32,
+    },
+    /// The child was killed by a signal.
+    #[error("child {pid} was killed by signal {signal}")]
+    Signaled {
+        /// The child's pid.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+    },
+    /// The call is not valid in the object's current state (starting a
+    /// process twice, joining one never started, using a closed handle...).
+    #[error("{0}")]
+    InvalidState(&'static str),
+    /// A bad argument (an unknown start method name...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A timed wait ran out of time.
+    #[error("timed out")]
+    Timeout,
+    /// Nothing to receive right now (`try_recv`).
+    #[error("nothing to receive")]
+    Empty,
+    /// The other end is closed: no more messages will arrive, or a message
+    /// sent now would never be read.
+    #[error("the other end is closed")]
+    Disconnected,
+    /// The message did not fit in the buffer given to `recv_bytes_into`; it
+    /// is returned whole.
+    #[error("buffer too short: the message has {} bytes", .message.len())]
+    BufferTooShort {
+        /// The message, which has been consumed from the connection.
+        message: Vec<u8>,
+    },
+    /// The peer broke the protocol (bad framing, out-of-range indices).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// The cause of an encoding or decoding failure.
+#[derive(Debug)]
+pub struct CodecError(pub(crate) Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}

@@ -1,0 +1,84 @@
+//! Python's `multiprocessing` for Rust: real OS processes, each with its own
+//! memory, behind the objects a Python user knows.
+//!
+//! ```
+//! use mproc::{Pipe, Process, Connection};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn echo(conn: Connection<String>) {
+//!     let msg = conn.recv().unwrap();
+//!     conn.send(&msg.to_uppercase()).unwrap();
+//! }
+//!
+//! // A value back, like std::thread::spawn:
+//! assert_eq!(mproc::spawn(square, 12)?.join()?, 144);
+//!
+//! // A process and a pipe, like Python:
+//! let (here, there) = Pipe::<String>::new()?;
+//! let mut p = Process::new(echo, there);
+//! p.start()?;
+//! here.send(&"hello".to_string())?;
+//! assert_eq!(here.recv()?, "HELLO");
+//! p.join()?;
+//! assert_eq!(p.exitcode(), Some(0));
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
+//! # How a child runs your function
+//!
+//! Every binary that links mproc can act as a child, with no code in
+//! `main`: a constructor that runs before `main` recognises a child by an
+//! environment variable, receives its task and runs it. A task is a plain
+//! `fn(A) -> R` (a closure without captures coerces to one) with arguments
+//! and result that implement serde's traits; the function travels as an
+//! offset in this executable, checked against the executable's build-id.
+//! OS handles inside the arguments ([`Connection`]s) travel beside the bytes.
+//!
+//! # Start methods
+//!
+//! See [`StartMethod`]: `ForkServer` (default), `Spawn`, `Fork`; pick one
+//! per process, per [`Context`] or globally with [`set_start_method`].
+//!
+//! # Failure model
+//!
+//! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
+//! for a panic and `-N` for signal N; [`JoinHandle::join`] turns each into a
+//! typed [`Error`]. A child that cannot start its task exits with
+//! [`BOOTSTRAP_EXIT_CODE`] after a one-line reason on stderr. Children die
+//! with their parent; none is left a zombie.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod child;
+mod codec;
+mod error;
+mod pipe;
+mod process;
+mod start;
+mod sys;
+mod task;
+mod wait;
+
+pub use error::{CodecError, Error, Result};
+pub use pipe::{Connection, Pipe};
+pub use process::{
+    active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
+    ProcessInfo, BOOTSTRAP_EXIT_CODE,
+};
+pub use start::{
+    all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
+    StartMethod,
+};
+pub use wait::{wait, Waitable};
+
+/// Support for mproc's own tests; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
+    pub use crate::start::kill_fork_server;
+    pub use crate::sys::proc::open_fd_count;
+}

@@ -1,0 +1,225 @@
+//! `spawn` and `fork`, whose `JoinHandle` returns the child's value.
+
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::payload::{ClosureTask, FnTask, Payload, RawFrame};
+use super::Process;
+use crate::child::Child;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::start::StartMethod;
+use crate::sys::fdpass;
+use crate::task::{Outcome, MAX_FRAME};
+
+/// Runs `f(args)` in a new child process and returns a handle to its
+/// result, like `std::thread::spawn`. Uses the default start method.
+///
+/// ```
+/// fn sum_up_to(n: u64) -> u64 {
+///     (1..=n).sum()
+/// }
+///
+/// let total = mproc::spawn(sum_up_to, 100)?.join()?;
+/// assert_eq!(total, 5050);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// A capturing closure does not compile: it cannot travel to a clean child.
+///
+/// ```compile_fail
+/// let offset = 10u64;
+/// let h = mproc::spawn(move |x: u64| x + offset, 1);
+/// ```
+///
+/// # Dropping
+///
+/// Dropping the handle detaches the child: it runs on and is reaped in the
+/// background when it ends (never left a zombie); its value is discarded.
+pub fn spawn<A, R>(f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    spawn_with(crate::get_start_method(), f, args)
+}
+
+pub(crate) fn spawn_with<A, R>(method: StartMethod, f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    JoinHandle::start(Box::new(FnTask { f, args }), method)
+}
+
+/// Forks the calling process and runs any closure in the child (the `Fork`
+/// start method whatever the default). The closure may capture anything:
+/// the child is a copy of the parent.
+///
+/// ```
+/// let data = vec![1, 2, 3];
+/// let h = mproc::fork(move || data.iter().sum::<i32>())?;
+/// assert_eq!(h.join()?, 6);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// See [`StartMethod::Fork`] for the hazard of forking a multi-threaded
+/// process.
+pub fn fork<F, R>(f: F) -> Result<JoinHandle<R>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    JoinHandle::start(Box::new(ClosureTask(f)), StartMethod::Fork)
+}
+
+/// Starts a child whose first frame is `bytes` followed by end of file (for
+/// tests of a child's refusal of garbage).
+#[doc(hidden)]
+pub fn __start_with_raw_first_frame(method: StartMethod, bytes: Vec<u8>) -> Result<JoinHandle<()>> {
+    JoinHandle::start(Box::new(RawFrame(bytes)), method)
+}
+
+/// An owned permission to join a child and take its value.
+pub struct JoinHandle<R> {
+    process: Process,
+    ctl: OwnedFd,
+    taken: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> JoinHandle<R> {
+    fn start(payload: Box<dyn Payload>, method: StartMethod) -> Result<Self> {
+        let mut process = Process::with_payload(payload).start_method(method);
+        let ctl = process.start_wanting(true)?;
+        Ok(JoinHandle {
+            process,
+            ctl,
+            taken: false,
+            _result: PhantomData,
+        })
+    }
+
+    /// Waits for the child and returns its value, or why there is none:
+    /// [`Error::Panicked`] (with message and location), [`Error::Exited`]
+    /// (it called `exit`), [`Error::Signaled`] (killed), or the child's
+    /// refusal to start ([`Error::BinaryMismatch`], [`Error::Bootstrap`]).
+    pub fn join(mut self) -> Result<R> {
+        self.wait_result(None)
+    }
+
+    /// As [`join`](JoinHandle::join), waiting at most `timeout`:
+    /// [`Error::Timeout`] leaves the handle usable.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
+        self.wait_result(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the child has ended.
+    pub fn is_finished(&self) -> bool {
+        !self.process.is_alive()
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.process
+            .pid()
+            .expect("a JoinHandle's process is started")
+    }
+
+    /// The child's exit code, once it ended (see [`Process::exitcode`]).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.process.exitcode()
+    }
+
+    /// Sends SIGTERM to the child.
+    pub fn terminate(&self) -> Result<()> {
+        self.process.terminate()
+    }
+
+    /// Sends SIGKILL to the child.
+    pub fn kill(&self) -> Result<()> {
+        self.process.kill()
+    }
+
+    /// A descriptor readable once the child ended (see [`crate::wait`]).
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.child().sentinel()
+    }
+
+    fn child(&self) -> &Arc<Child> {
+        self.process
+            .child
+            .as_ref()
+            .expect("a JoinHandle's process is started")
+    }
+
+    fn wait_result(&mut self, deadline: Option<Instant>) -> Result<R> {
+        if self.taken {
+            return Err(Error::InvalidState("the result was already taken"));
+        }
+        let pid = self.pid();
+        loop {
+            let fds = [self.ctl.as_fd(), self.child().sentinel()];
+            let ready =
+                fdpass::wait_any(&fds, deadline).map_err(Error::io("waiting for a child"))?;
+            if ready.is_empty() {
+                return Err(Error::Timeout);
+            }
+            if ready.contains(&0) {
+                // The child writes its outcome just before it exits: read it
+                // whole, then reap.
+                let frame = fdpass::recv_frame(self.ctl.as_fd(), None, MAX_FRAME);
+                self.child()
+                    .wait(None)
+                    .map_err(Error::io("waiting for a child"))?;
+                self.taken = true;
+                return match frame {
+                    Ok(Some((bytes, fds))) => self.decode(pid, &bytes, fds),
+                    Ok(None) | Err(_) => Err(self.died(pid)),
+                };
+            }
+            let code = self
+                .child()
+                .try_code()
+                .map_err(Error::io("waiting for a child"))?;
+            if code.is_some()
+                && !fdpass::wait_readable(self.ctl.as_fd(), Some(Instant::now())).unwrap_or(false)
+            {
+                self.taken = true;
+                return Err(self.died(pid));
+            }
+        }
+    }
+
+    fn decode(&self, pid: i32, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<R> {
+        match codec::decode::<Outcome>(bytes, Vec::new())? {
+            Outcome::Returned(value) => codec::decode(&value, fds),
+            other => Err(other.into_error(pid)),
+        }
+    }
+
+    /// The error for a child that ended without reporting an outcome.
+    fn died(&self, pid: i32) -> Error {
+        match self.child().known_code() {
+            Some(signal) if signal < 0 => Error::Signaled {
+                pid,
+                signal: -signal,
+            },
+            Some(code) => Error::Exited { pid, code },
+            None => Error::InvalidState("child state unknown"),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("process", &self.process)
+            .finish()
+    }
+}

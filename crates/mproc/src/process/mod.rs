@@ -1,0 +1,281 @@
+//! `Process`, `spawn`/`JoinHandle`, exit codes, and who is who.
+
+mod handle;
+mod info;
+mod payload;
+
+pub(crate) use handle::spawn_with;
+pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
+pub(crate) use info::set_current;
+pub use info::{cpu_count, current_process, parent_process, ProcessInfo};
+
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::child::{self, Child};
+use crate::error::{Error, Result};
+use crate::start::{get_start_method, StartMethod};
+use payload::{FnTask, Payload};
+
+/// The exit status of a child that could not start its task (garbage or
+/// truncated first frame, another build of the program, arguments that do
+/// not decode). A one-line reason is printed on its stderr.
+pub const BOOTSTRAP_EXIT_CODE: i32 = 121;
+
+/// The exit status of a child whose parent died before it could start.
+pub(crate) const ORPHANED_EXIT_CODE: i32 = 122;
+
+/// A child process running `f(args)`, as Python's `multiprocessing.Process`.
+///
+/// ```
+/// use mproc::Process;
+///
+/// fn greet(name: String) {
+///     println!("hello {name}");
+/// }
+///
+/// let mut p = Process::new(greet, "bob".to_string()).name("greeter");
+/// p.start()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// `f` is a plain function (or a closure without captures); its arguments
+/// travel to the child. A capturing closure does not compile:
+///
+/// ```compile_fail
+/// let y = 1;
+/// let p = mproc::Process::new(move |x: u32| x + y, 1);
+/// ```
+///
+/// # Exit codes
+///
+/// [`exitcode`](Process::exitcode) is `None` while the child runs, `0` when
+/// `f` returned, `n` for `std::process::exit(n)`, `1` for a panic (whose
+/// message and location the child prints on its stderr), and `-N` when a
+/// signal N killed it.
+///
+/// # Dropping
+///
+/// Dropping a `Process` does not stop the child. It keeps running and is
+/// reaped in the background when it ends, so it never stays a zombie; at
+/// the parent's normal exit non-daemon children are joined and daemon
+/// children terminated, as in Python. If the parent dies abruptly, every
+/// child is killed with it.
+pub struct Process {
+    name: String,
+    identity: Vec<u32>,
+    daemon: bool,
+    method: StartMethod,
+    payload: Option<Box<dyn Payload>>,
+    child: Option<Arc<Child>>,
+}
+
+impl Process {
+    /// A process that will run `f(args)` once started.
+    pub fn new<A, R>(f: fn(A) -> R, args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Self::with_payload(Box::new(FnTask { f, args }))
+    }
+
+    pub(crate) fn with_payload(payload: Box<dyn Payload>) -> Process {
+        let (identity, name) = info::next_child_identity();
+        Process {
+            name,
+            identity,
+            daemon: current_process().daemon,
+            method: get_start_method(),
+            payload: Some(payload),
+            child: None,
+        }
+    }
+
+    /// Sets the name (default `Process-N`, or `Process-N:M` in a child).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes the child a daemon: terminated when the parent exits, and not
+    /// allowed to start children of its own. Inherited by default.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses the start method (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The process's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Starts the child. Errors: started twice, a daemon starting a child,
+    /// arguments that do not serialise, or the OS refusing.
+    pub fn start(&mut self) -> Result<()> {
+        self.start_wanting(false).map(drop)
+    }
+
+    pub(crate) fn start_wanting(&mut self, want_result: bool) -> Result<std::os::fd::OwnedFd> {
+        if self.child.is_some() || self.payload.is_none() {
+            return Err(Error::InvalidState("cannot start a process twice"));
+        }
+        if current_process().daemon {
+            return Err(Error::InvalidState(
+                "daemonic processes are not allowed to have children",
+            ));
+        }
+        child::cleanup();
+        let me = ProcessInfo {
+            name: self.name.clone(),
+            pid: 0,
+            identity: self.identity.clone(),
+            daemon: self.daemon,
+        };
+        let payload = self.payload.take().expect("checked above");
+        let started = payload.launch(self.method, me, want_result)?;
+        self.child = Some(Child::new(
+            started.pid,
+            started.pidfd,
+            started.waiter,
+            self.name.clone(),
+            self.daemon,
+        ));
+        Ok(started.ctl)
+    }
+
+    fn started(&self) -> Result<&Arc<Child>> {
+        self.child
+            .as_ref()
+            .ok_or(Error::InvalidState("process not started"))
+    }
+
+    /// Waits for the child to end.
+    pub fn join(&mut self) -> Result<()> {
+        self.started()?
+            .wait(None)
+            .map_err(Error::io("waiting for a child"))?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for the child to end; `true` if it did. A zero
+    /// timeout only polls.
+    #[doc(alias = "join")]
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let code = self
+            .started()?
+            .wait(Some(deadline))
+            .map_err(Error::io("waiting for a child"))?;
+        Ok(code.is_some())
+    }
+
+    /// Whether the child has been started and has not ended.
+    pub fn is_alive(&self) -> bool {
+        self.child
+            .as_ref()
+            .is_some_and(|c| matches!(c.try_code(), Ok(None)))
+    }
+
+    /// The child's pid, once started.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.pid)
+    }
+
+    /// `None` while running (or not started); then `0` for a return, `n` for
+    /// `exit(n)`, `1` for a panic, `-N` for signal N.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.try_code().ok().flatten())
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) -> Result<()> {
+        self.started()?
+            .signal(libc::SIGTERM)
+            .map_err(Error::io("cannot signal a child"))
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&self) -> Result<()> {
+        self.started()?
+            .signal(libc::SIGKILL)
+            .map_err(Error::io("cannot signal a child"))
+    }
+
+    /// Sends SIGINT.
+    pub fn interrupt(&self) -> Result<()> {
+        self.started()?
+            .signal(libc::SIGINT)
+            .map_err(Error::io("cannot signal a child"))
+    }
+
+    /// A descriptor that becomes readable when the child ends, for
+    /// [`wait`](crate::wait) and for your own `poll`.
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.started()?.sentinel())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            c.detach();
+        }
+    }
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match (&self.child, self.exitcode()) {
+            (None, _) => "initial".to_string(),
+            (Some(_), None) => "started".to_string(),
+            (Some(_), Some(c)) => format!("stopped exitcode={c}"),
+        };
+        write!(
+            f,
+            "<Process name={:?} pid={:?} {state}",
+            self.name,
+            self.pid()
+        )?;
+        if self.daemon {
+            f.write_str(" daemon")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// The children that are still running; finished ones are reaped.
+///
+/// ```
+/// assert!(mproc::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    child::active()
+        .iter()
+        .map(|c| ProcessInfo {
+            name: c.name.clone(),
+            pid: c.pid,
+            identity: Vec::new(),
+            daemon: c.daemon,
+        })
+        .collect()
+}

@@ -1,0 +1,174 @@
+//! The child's side: from a fresh process to a finished task.
+//!
+//! Every binary linking mproc carries [`bootstrap`], an ELF constructor that
+//! runs before `main`. It does nothing unless [`ENV_CHILD`] is set; then the
+//! process is an mproc child (or the fork server): it removes the variable
+//! (so its own children start clean), reads its first frame from the
+//! inherited descriptor the variable names, runs it and leaves with
+//! `_exit`, never entering `main`.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use crate::codec::{self, Frame};
+use crate::error::Error;
+use crate::process::{self, ProcessInfo, BOOTSTRAP_EXIT_CODE};
+use crate::sys::{fdpass, proc};
+use crate::task::{self, Outcome, MAX_FRAME};
+
+/// The environment variable that marks a process as an mproc child:
+/// `task:<fd>` or `forkserver:<fd>`.
+pub(crate) const ENV_CHILD: &str = "MPROC_CHILD";
+
+#[ctor::ctor(unsafe)]
+fn bootstrap() {
+    let Some(value) = std::env::var_os(ENV_CHILD) else {
+        return;
+    };
+    std::env::remove_var(ENV_CHILD);
+    let value = value.to_string_lossy().into_owned();
+    let parsed = value
+        .split_once(':')
+        .and_then(|(kind, fd)| Some((kind, fd.parse::<i32>().ok()?)))
+        .filter(|(_, fd)| *fd > 2 && proc::fd_is_open(*fd));
+    let Some((kind, fd)) = parsed else {
+        fail(&format!("bad {ENV_CHILD} value {value:?}"));
+    };
+    // SAFETY: the parent left this descriptor open for us across exec and
+    // nothing else in this fresh process knows of it.
+    let ctl = unsafe { proc::adopt_fd(fd) };
+    match kind {
+        "task" => run_task_child(ctl),
+        "forkserver" => super::forkserver::serve(ctl),
+        _ => fail(&format!("bad {ENV_CHILD} value {value:?}")),
+    }
+}
+
+/// Prints one line on stderr and leaves with the bootstrap exit code.
+fn fail(reason: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "mproc: child cannot start: {reason}");
+    proc::exit_now(BOOTSTRAP_EXIT_CODE)
+}
+
+/// Reads the first frame from `ctl`, checks it, runs the task, exits.
+pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
+    let (body, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_FRAME) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => fail("end of file before the first frame"),
+        Err(e) => refuse(
+            &ctl,
+            Outcome::Refused(format!("cannot read the first frame: {e}")),
+        ),
+    };
+    let (header, args) = match task::parse_first_frame(&body) {
+        Ok(parsed) => parsed,
+        Err(outcome) => refuse(&ctl, outcome),
+    };
+    process::set_current(header.me.clone(), Some(header.parent.clone()));
+    let want = header.want_result;
+    run_and_exit(ctl, want, || task::run_wire(&header, args, fds))
+}
+
+fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
+    let line = match &outcome {
+        Outcome::Mismatch { found } => {
+            format!(
+                "binary mismatch: the parent runs another build than this one ({})",
+                task::hex(found)
+            )
+        }
+        Outcome::Refused(reason) => reason.clone(),
+        _ => "unexpected outcome".into(),
+    };
+    send_outcome(ctl, &outcome, &[]);
+    fail(&line)
+}
+
+fn send_outcome(ctl: &OwnedFd, outcome: &Outcome, fds: &[OwnedFd]) {
+    if let Ok(frame) = codec::encode(outcome) {
+        let _ = fdpass::send_frame(ctl.as_fd(), &frame.bytes, &fdpass::borrow_all(fds));
+    }
+}
+
+static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+fn record_panics() {
+    let default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let message = match info.payload().downcast_ref::<&str>() {
+            Some(s) => (*s).to_string(),
+            None => info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "Box<dyn Any>".into()),
+        };
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some((message, location));
+        }
+        default(info);
+    }));
+}
+
+/// Runs a child's task, reports how it ended on `ctl` and exits: status 0
+/// on return, 1 on a panic (its message and location already on stderr).
+pub(crate) fn run_and_exit(
+    ctl: OwnedFd,
+    want_result: bool,
+    body: impl FnOnce() -> Result<Frame, Error>,
+) -> ! {
+    record_panics();
+    let (outcome, fds, code) = match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(frame)) => (
+            want_result.then_some(Outcome::Returned(frame.bytes)),
+            frame.fds,
+            0,
+        ),
+        Ok(Err(Error::Decode(e))) => {
+            let reason = format!("cannot decode the task's arguments: {e}");
+            let _ = writeln!(std::io::stderr(), "mproc: child cannot start: {reason}");
+            (
+                Some(Outcome::Refused(reason)),
+                Vec::new(),
+                BOOTSTRAP_EXIT_CODE,
+            )
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "mproc: cannot send the task's result: {e}"
+            );
+            (Some(Outcome::Encode(e.to_string())), Vec::new(), 1)
+        }
+        Err(_) => {
+            let (message, location) = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|mut l| l.take())
+                .unwrap_or_else(|| ("unknown panic".into(), String::new()));
+            (Some(Outcome::Panicked { message, location }), Vec::new(), 1)
+        }
+    };
+    if let Some(outcome) = outcome {
+        send_outcome(&ctl, &outcome, &fds);
+    }
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    proc::exit_now(code)
+}
+
+/// Puts a freshly forked child in order: the parent's children, launcher
+/// and fork server are not its own; it dies with its parent.
+pub(crate) fn after_fork_in_child(
+    registry: crate::child::RegistryGuard,
+    parent: i32,
+    me: ProcessInfo,
+) {
+    crate::child::forget_all_after_fork(registry);
+    let _ = proc::die_with_parent(parent);
+    let parent_info = process::current_process();
+    process::set_current(me, Some(parent_info));
+}

@@ -1,0 +1,169 @@
+//! Start methods and contexts, as `multiprocessing.get_context`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pipe::{Connection, Pipe};
+use crate::process::{JoinHandle, Process};
+
+/// How a child process is started.
+///
+/// | method | how | cost | runs |
+/// |---|---|---|---|
+/// | [`Fork`](StartMethod::Fork) | `fork()` of the caller | lowest | any `FnOnce` closure; the caller's memory is inherited |
+/// | [`Spawn`](StartMethod::Spawn) | exec of `/proc/self/exe` | highest | a `fn(A) -> R` in a clean process |
+/// | [`ForkServer`](StartMethod::ForkServer) | `fork()` of a clean server started once by spawn | low | a `fn(A) -> R` in a clean process |
+///
+/// The default is `ForkServer`: clean like `Spawn`, nearly as fast as
+/// `Fork`. `Fork` is only safe while the caller has a single thread: a lock
+/// held by another thread at the moment of the fork stays locked in the
+/// child forever (see [`set_fork_warning`](crate::set_fork_warning)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// Fork the calling process.
+    Fork,
+    /// Execute a fresh copy of the program.
+    Spawn,
+    /// Ask a fork server (started once by spawn) to fork a clean child.
+    ForkServer,
+}
+
+impl StartMethod {
+    /// Python's name for the method (`"fork"`, `"spawn"`, `"forkserver"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StartMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        all_start_methods()
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidArgument(format!("cannot find context for '{s}'")))
+    }
+}
+
+static DEFAULT: Mutex<Option<StartMethod>> = Mutex::new(None);
+
+/// The start methods this platform supports, as Python lists them.
+///
+/// ```
+/// assert_eq!(mproc::all_start_methods().len(), 3);
+/// ```
+pub fn all_start_methods() -> Vec<StartMethod> {
+    vec![
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ]
+}
+
+/// The default start method; fixes it (to `ForkServer` unless
+/// [`set_start_method`] chose another) on first use.
+///
+/// ```
+/// let m = mproc::get_start_method();
+/// assert!(mproc::all_start_methods().contains(&m));
+/// ```
+pub fn get_start_method() -> StartMethod {
+    *DEFAULT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert(StartMethod::ForkServer)
+}
+
+/// Sets the default start method. As in Python, this fails once the default
+/// is fixed (by an earlier call or by first use), unless `force` is true.
+///
+/// ```
+/// use mproc::StartMethod;
+/// mproc::set_start_method(StartMethod::Spawn, true)?;
+/// assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+/// assert!(mproc::set_start_method(StartMethod::Fork, false).is_err());
+/// # Ok::<(), mproc::Error>(())
+/// ```
+pub fn set_start_method(method: StartMethod, force: bool) -> Result<()> {
+    let mut d = DEFAULT.lock().unwrap_or_else(|e| e.into_inner());
+    if d.is_some() && !force {
+        return Err(Error::InvalidState("context has already been set"));
+    }
+    *d = Some(method);
+    Ok(())
+}
+
+/// A context bound to one start method (`None`: the default).
+///
+/// ```
+/// use mproc::StartMethod;
+/// let ctx = mproc::get_context(Some(StartMethod::Spawn));
+/// assert_eq!(ctx.start_method(), StartMethod::Spawn);
+/// ```
+pub fn get_context(method: Option<StartMethod>) -> Context {
+    Context {
+        method: method.unwrap_or_else(get_start_method),
+    }
+}
+
+/// The objects of mproc, bound to one start method, as Python's
+/// `multiprocessing.get_context(method)`.
+///
+/// ```
+/// use mproc::StartMethod;
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let ctx = mproc::get_context(Some(StartMethod::Fork));
+/// assert_eq!(ctx.spawn(square, 7)?.join()?, 49);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+impl Context {
+    /// The start method of this context.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A [`Process`] that will start with this context's method.
+    pub fn process<A, R>(&self, f: fn(A) -> R, args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Process::new(f, args).start_method(self.method)
+    }
+
+    /// Runs `f(args)` in a new child started with this context's method, as
+    /// [`spawn`](crate::spawn).
+    pub fn spawn<A, R>(&self, f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        crate::process::spawn_with(self.method, f, args)
+    }
+
+    /// A duplex [`Pipe`] (the same in every context).
+    pub fn pipe<T>(&self) -> Result<(Connection<T>, Connection<T>)> {
+        Pipe::new()
+    }
+}

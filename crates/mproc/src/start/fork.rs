@@ -1,0 +1,91 @@
+//! The `Fork` start method: the child is a copy of the caller.
+//!
+//! # Hazard
+//!
+//! Only the forking thread exists in the child. A lock another thread held
+//! at that moment (inside `malloc`, `stdout`, a `Mutex` of yours) stays
+//! locked in the child forever, and the child hangs when it takes it. So a
+//! fork while the process has other threads prints a warning once, as
+//! CPython 3.12 does; silence it with [`set_fork_warning`] or the
+//! `MPROC_NO_FORK_WARNING` environment variable when you know the other
+//! threads hold nothing the child needs.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{launcher, Started};
+use crate::child::{self, Waiter};
+use crate::error::{Error, Result};
+use crate::process::ProcessInfo;
+use crate::sys::{fdpass, proc};
+
+static WARN: AtomicBool = AtomicBool::new(true);
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the warning printed when forking a multi-threaded process on or off
+/// (it is on unless `MPROC_NO_FORK_WARNING` is set).
+///
+/// ```
+/// mproc::set_fork_warning(false);
+/// ```
+pub fn set_fork_warning(enabled: bool) {
+    WARN.store(enabled, Ordering::SeqCst);
+}
+
+fn warn_if_threaded() {
+    if !WARN.load(Ordering::Relaxed) || WARNED.load(Ordering::Relaxed) {
+        return;
+    }
+    if std::env::var_os("MPROC_NO_FORK_WARNING").is_some() {
+        return;
+    }
+    let ours = usize::from(launcher::exists()) + usize::from(child::reaper_running());
+    if proc::thread_count().saturating_sub(ours) > 1 && !WARNED.swap(true, Ordering::SeqCst) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "mproc: warning: process {} is multi-threaded; use of fork() may lead to deadlocks in the child \
+             (set MPROC_NO_FORK_WARNING=1 or call mproc::set_fork_warning(false) to silence)",
+            proc::getpid()
+        );
+    }
+}
+
+/// Forks a child that runs `body` with its end of the control socket.
+/// `body` must not return (it ends with `run_and_exit`).
+pub(crate) fn start(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
+    launcher::on_lasting_thread(move || fork_now(me, body))
+        .map_err(Error::io("cannot reach the launcher thread"))?
+}
+
+fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
+    warn_if_threaded();
+    let (parent_end, child_end) =
+        fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let parent = proc::getpid();
+    let registry = child::lock_for_fork();
+    // SAFETY: the child takes only locks this thread held at the fork (the
+    // registry, released in `after_fork_in_child`) or that the documented
+    // hazard above covers, and leaves through `run_and_exit` (`_exit`).
+    match unsafe { proc::fork() }.map_err(Error::io("fork failed"))? {
+        proc::Forked::Child => {
+            drop(parent_end);
+            super::after_fork_in_child(registry, parent, me);
+            body(child_end);
+            proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE)
+        }
+        proc::Forked::Parent(pid) => {
+            drop(registry);
+            drop(child_end);
+            let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
+            Ok(Started {
+                pid,
+                pidfd,
+                waiter: Waiter::Direct,
+                ctl: parent_end,
+            })
+        }
+    }
+}

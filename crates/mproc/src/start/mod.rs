@@ -1,0 +1,35 @@
+//! How a child comes to life: the three start methods, the [`Context`] that
+//! selects one, and the bootstrap that turns a fresh process into a child.
+
+mod bootstrap;
+mod context;
+mod fork;
+mod forkserver;
+mod launcher;
+mod spawn;
+
+pub use context::{
+    all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod,
+};
+pub use fork::set_fork_warning;
+
+pub(crate) use bootstrap::{after_fork_in_child, run_and_exit, ENV_CHILD};
+pub(crate) use fork::start as start_fork;
+pub(crate) use forkserver::start as start_forkserver;
+pub(crate) use spawn::start as start_spawn;
+
+use std::os::fd::OwnedFd;
+
+use crate::child::Waiter;
+
+/// A child that exists and waits for (or already runs) its task.
+pub(crate) struct Started {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) waiter: Waiter,
+    /// The parent's end of the control socket: the first frame goes out on
+    /// it (spawn, fork server), the child's outcome comes back on it.
+    pub(crate) ctl: OwnedFd,
+}
+
+pub use forkserver::kill_server as kill_fork_server;

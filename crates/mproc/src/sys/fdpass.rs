@@ -1,0 +1,253 @@
+//! Length-prefixed frames on a Unix stream socket, with file descriptors
+//! attached by `SCM_RIGHTS`.
+//!
+//! Wire form: an 8-byte little-endian length, then that many bytes. The
+//! descriptors ride on the first `sendmsg` of the frame (at most
+//! [`MAX_FDS`]), so a reader gets them with the length.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+use super::{remaining, timespec};
+
+/// The kernel's limit on descriptors in one message (`SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// A connected pair of Unix stream sockets, close-on-exec.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends one frame: `body` with `fds` attached. Never raises `SIGPIPE`.
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a frame can carry at most {MAX_FDS} descriptors, not {}",
+                fds.len()
+            ),
+        ));
+    }
+    let len = (body.len() as u64).to_le_bytes();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let flags = SendFlags::NOSIGNAL;
+    let iov = [IoSlice::new(&len), IoSlice::new(body)];
+    let mut sent = retry(|| sendmsg(sock, &iov, &mut control, flags))?;
+    let total = len.len() + body.len();
+    let mut empty = SendAncillaryBuffer::default();
+    while sent < total {
+        let iov = if sent < len.len() {
+            [IoSlice::new(&len[sent..]), IoSlice::new(body)]
+        } else {
+            [IoSlice::new(&body[sent - len.len()..]), IoSlice::new(&[])]
+        };
+        sent += retry(|| sendmsg(sock, &iov, &mut empty, flags))?;
+    }
+    Ok(())
+}
+
+/// Receives one frame of at most `max_len` bytes. `Ok(None)` on a clean end
+/// of file before the frame starts; `TimedOut` when `deadline` passes first.
+pub(crate) fn recv_frame(
+    sock: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    max_len: u64,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut len = [0u8; 8];
+    let mut fds = Vec::new();
+    let got = recv_some(sock, &mut len, &mut fds, deadline)?;
+    if got == 0 {
+        return Ok(None);
+    }
+    fill(sock, &mut len[got..], &mut fds, deadline)?;
+    let n = u64::from_le_bytes(len);
+    if n > max_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {n} bytes exceeds the limit of {max_len}"),
+        ));
+    }
+    let mut body = vec![0u8; n as usize];
+    fill(sock, &mut body, &mut fds, deadline)?;
+    Ok(Some((body, fds)))
+}
+
+fn fill(
+    sock: BorrowedFd<'_>,
+    mut buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = recv_some(sock, buf, fds, deadline)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "frame truncated by end of file",
+            ));
+        }
+        buf = &mut buf[n..];
+    }
+    Ok(())
+}
+
+fn recv_some(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    if deadline.is_some() && !wait_readable(sock, deadline)? {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "timed out waiting for a frame",
+        ));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = retry(|| recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))?;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    Ok(msg.bytes)
+}
+
+/// Waits until `fd` is readable (or hung up). `false` on timeout.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let ts = remaining(deadline).map(timespec);
+        let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut pfd, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until any of `fds` is readable; returns the indices that are.
+pub(crate) fn wait_any(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<Vec<usize>> {
+    loop {
+        let ts = remaining(deadline).map(timespec);
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        match poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => {
+                return Ok(pfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.revents().is_empty())
+                    .map(|(i, _)| i)
+                    .collect())
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// True when the peer of a stream socket has closed every copy of its end.
+#[allow(dead_code)]
+pub(crate) fn peer_hung_up(sock: BorrowedFd<'_>) -> bool {
+    let mut pfd = [PollFd::new(&sock, PollFlags::RDHUP)];
+    let zero = timespec(std::time::Duration::ZERO);
+    match poll(&mut pfd, Some(&zero)) {
+        Ok(_) => pfd[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR),
+        Err(_) => false,
+    }
+}
+
+/// Sends bytes on a socket without `SIGPIPE`.
+pub(crate) fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| rustix::net::send(sock, buf, SendFlags::NOSIGNAL))?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Reads whatever is available without blocking (0 on nothing or EOF).
+#[allow(dead_code)]
+pub(crate) fn drain_nonblocking(sock: BorrowedFd<'_>) -> usize {
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    while let Ok((_, n)) = rustix::net::recv(sock, &mut buf, RecvFlags::DONTWAIT) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    total
+}
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(Into::into),
+        }
+    }
+}
+
+/// Borrowed views of a list of owned descriptors.
+pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(|f| f.as_fd()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_with_fds() {
+        let (a, b) = stream_pair().unwrap();
+        let (x, _y) = stream_pair().unwrap();
+        send_frame(a.as_fd(), b"hello", &[x.as_fd()]).unwrap();
+        let (body, fds) = recv_frame(b.as_fd(), None, 1 << 20).unwrap().unwrap();
+        assert_eq!(body, b"hello");
+        assert_eq!(fds.len(), 1);
+        drop(a);
+        assert!(recv_frame(b.as_fd(), None, 1 << 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused() {
+        let (a, b) = stream_pair().unwrap();
+        send_frame(a.as_fd(), &[0u8; 100], &[]).unwrap();
+        let e = recv_frame(b.as_fd(), None, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}

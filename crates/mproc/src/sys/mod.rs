@@ -1,0 +1,38 @@
+//! The only place that speaks to the kernel.
+//!
+//! Every raw syscall and every `unsafe` block that touches the OS lives here,
+//! each with its `// SAFETY:` argument. The rest of the crate sees safe
+//! functions returning `io::Result`.
+
+pub(crate) mod fdpass;
+#[allow(dead_code)] // used by the shared-memory ring of Pipe (in progress)
+pub(crate) mod futex;
+pub(crate) mod image;
+pub(crate) mod proc;
+#[allow(dead_code)] // used by the shared-memory ring of Pipe (in progress)
+pub(crate) mod shm;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Turns a `-1`-on-error libc return value into an `io::Result`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Time left until `deadline` (`None`: wait forever), saturating at zero.
+pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Converts a duration to the kernel's timespec.
+pub(crate) fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}

@@ -1,0 +1,213 @@
+//! Process creation, reaping and signals.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::process::{
+    pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
+    WaitIdStatus,
+};
+
+use super::cvt;
+
+/// The outcome of `fork` as seen by the caller.
+pub(crate) enum Forked {
+    /// In the parent: the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`.
+///
+/// # Safety
+///
+/// In the child, only the calling thread exists; any lock another thread held
+/// stays locked. The caller must make sure the child either runs code that
+/// does not depend on such locks or leaves with [`exit_now`].
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own; what the
+    // child may do afterwards is the caller's contract (see above).
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// Leaves the process at once with `code`: no destructors, no `atexit`
+/// handlers, no flushing of the parent's inherited buffers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Asks the kernel to SIGKILL this process when the thread that created it
+/// ends, then checks the parent did not end already (`expected_parent`).
+pub(crate) fn die_with_parent(expected_parent: i32) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    if getppid() != expected_parent {
+        exit_now(crate::process::ORPHANED_EXIT_CODE);
+    }
+    Ok(())
+}
+
+/// This process's pid.
+pub(crate) fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// The parent's pid (0 when there is none).
+pub(crate) fn getppid() -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
+/// True on the process's main thread (whose end is the process's end).
+pub(crate) fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}
+
+/// The number of threads in this process, from `/proc/self/stat`.
+pub(crate) fn thread_count() -> usize {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 1;
+    };
+    // Field 20 counts from the first field after the parenthesised name.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A pidfd for `pid`, which must be alive and not yet reaped.
+pub(crate) fn open_pidfd(pid: i32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends `signal` through a pidfd (immune to pid reuse). A process that has
+/// already exited is not an error.
+pub(crate) fn signal_pidfd(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: `signal` is one of the standard signal numbers the crate uses
+    // (SIGTERM, SIGKILL, SIGINT); `from_raw_unchecked` only skips validation.
+    let sig = unsafe { Signal::from_raw_unchecked(signal) };
+    match pidfd_send_signal(pidfd, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps a child of this process through its pidfd. `Ok(None)` while it
+/// runs (when `block` is false). The result is a Python-style exit code:
+/// the exit status, or `-N` for signal N.
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
+    let mut opts = WaitIdOptions::EXITED;
+    if !block {
+        opts |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match waitid(WaitId::PidFd(pidfd), opts) {
+            Ok(Some(st)) => return Ok(code_of(&st)),
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn code_of(st: &WaitIdStatus) -> Option<i32> {
+    if let Some(sig) = st.terminating_signal() {
+        Some(-sig)
+    } else {
+        st.exit_status()
+    }
+}
+
+/// Clears `FD_CLOEXEC` so that `fd` survives an `exec`.
+fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: `fcntl` on an integer descriptor has no memory-safety
+    // preconditions; an invalid descriptor yields EBADF.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// Starts a fresh copy of this executable (`/proc/self/exe`) with `env` added
+/// and `keep` left open across the exec. The new process dies with the
+/// calling thread (`PR_SET_PDEATHSIG`). Returns its pid.
+pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::Result<i32> {
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let keep = keep.as_raw_fd();
+    let parent = getpid();
+    // SAFETY: the closure runs between fork and exec in the child and calls
+    // only async-signal-safe functions (prctl, getppid, fcntl, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            if getppid() != parent {
+                exit_now(crate::process::ORPHANED_EXIT_CODE);
+            }
+            clear_cloexec(keep)
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id() as i32)
+}
+
+/// Takes ownership of an inherited descriptor number.
+///
+/// # Safety
+///
+/// `fd` must be open and owned by nobody else in this process.
+pub(crate) unsafe fn adopt_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and unowned.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// True if `fd` names an open descriptor.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on any integer is harmless; EBADF means closed.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Number of open descriptors in this process (for leak checks).
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1))
+}
+
+/// Sends `signal` to a pid (used where no pidfd exists yet).
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: `kill` has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+/// The raw number of a borrowed descriptor.
+pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+/// Closes a descriptor number that an inherited object still names (in a
+/// forked child, which will never use that object again).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closing an integer descriptor has no memory-safety effect;
+    // the caller never uses the object that owned it again.
+    unsafe { libc::close(fd) };
+}
+
+/// Ignores SIGINT (`true`) or restores its default action.
+pub(crate) fn ignore_sigint(ignore: bool) {
+    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: installing SIG_IGN or SIG_DFL runs no code of ours in a handler.
+    unsafe { libc::signal(libc::SIGINT, action) };
+}

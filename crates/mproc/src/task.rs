@@ -1,0 +1,178 @@
+//! A function and its arguments on the wire.
+//!
+//! The first frame a spawned child reads is a [`Header`] followed by the
+//! encoded arguments. The header names the function and its monomorphised
+//! trampoline by their offsets from an anchor in this executable, and
+//! carries the executable's identity: a child running another build refuses
+//! (`Error::BinaryMismatch`) rather than jump to an offset that means
+//! something else in its code.
+
+use std::os::fd::OwnedFd;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Frame};
+use crate::error::{Error, Result};
+use crate::sys::image;
+
+/// Bumped whenever the header's layout changes.
+pub(crate) const WIRE_VERSION: u32 = 1;
+
+/// Frames larger than this are refused before allocation (garbage lengths).
+pub(crate) const MAX_FRAME: u64 = 1 << 40;
+
+/// What a child must know before it can run its task.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub(crate) version: u32,
+    pub(crate) identity: Vec<u8>,
+    pub(crate) func: i64,
+    pub(crate) trampoline: i64,
+    pub(crate) want_result: bool,
+    pub(crate) me: crate::process::ProcessInfo,
+    pub(crate) parent: crate::process::ProcessInfo,
+}
+
+/// How a child's task ended, sent to the parent on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The task returned; the encoded value (empty unless it was wanted).
+    Returned(Vec<u8>),
+    /// The task panicked.
+    Panicked { message: String, location: String },
+    /// The child refused its first frame.
+    Refused(String),
+    /// The child runs another executable.
+    Mismatch { found: Vec<u8> },
+    /// The task returned a value that could not be encoded.
+    Encode(String),
+}
+
+/// Decodes `A`, runs the function, encodes `R`.
+pub(crate) type Trampoline = fn(i64, &[u8], Vec<OwnedFd>, bool) -> Result<Frame>;
+
+fn trampoline<A: DeserializeOwned, R: Serialize>(
+    func: i64,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+    want_result: bool,
+) -> Result<Frame> {
+    let args: A = codec::decode(args, fds)?;
+    // SAFETY: the header's identity matched this executable, and `func` was
+    // taken from a `fn(A) -> R` by `Wire::new`, whose trampoline is this very
+    // instance for the same `A` and `R`.
+    let f: fn(A) -> R = unsafe { image::fn_from_offset(func) };
+    let r = f(args);
+    if want_result {
+        codec::encode(&r)
+    } else {
+        Ok(Frame::default())
+    }
+}
+
+/// A task ready for the wire: function offsets and encoded arguments.
+pub(crate) struct Wire {
+    pub(crate) func: i64,
+    pub(crate) trampoline: i64,
+    pub(crate) args: Frame,
+}
+
+impl Wire {
+    pub(crate) fn new<A: Serialize + DeserializeOwned, R: Serialize>(
+        f: fn(A) -> R,
+        args: &A,
+    ) -> Result<Self> {
+        let t: Trampoline = trampoline::<A, R>;
+        Ok(Wire {
+            func: image::offset_of(f as usize),
+            trampoline: image::offset_of(t as usize),
+            args: codec::encode(args)?,
+        })
+    }
+
+    /// The first frame's body: header length, header, arguments.
+    pub(crate) fn first_frame(
+        &self,
+        want_result: bool,
+        me: crate::process::ProcessInfo,
+    ) -> Result<Vec<u8>> {
+        let header = Header {
+            version: WIRE_VERSION,
+            identity: image::identity().to_vec(),
+            func: self.func,
+            trampoline: self.trampoline,
+            want_result,
+            me,
+            parent: crate::process::current_process(),
+        };
+        let mut body = vec![0u8; 4];
+        codec::encode_into(&header, &mut body)?;
+        let hlen = (body.len() - 4) as u32;
+        body[..4].copy_from_slice(&hlen.to_le_bytes());
+        body.extend_from_slice(&self.args.bytes);
+        Ok(body)
+    }
+}
+
+/// Splits a first frame into its header and argument bytes, checking the
+/// version and the executable's identity.
+pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, &[u8]), Outcome> {
+    let refuse = |m: String| Outcome::Refused(m);
+    let hlen = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
+        .ok_or_else(|| refuse("first frame too short".into()))?;
+    let header_bytes = body.get(4..4usize.saturating_add(hlen)).ok_or_else(|| {
+        refuse(format!(
+            "first frame declares a {hlen}-byte header it does not hold"
+        ))
+    })?;
+    let header: Header = codec::decode(header_bytes, Vec::new())
+        .map_err(|e| refuse(format!("bad task header: {e}")))?;
+    if header.version != WIRE_VERSION {
+        return Err(refuse(format!(
+            "wire version {} (expected {WIRE_VERSION})",
+            header.version
+        )));
+    }
+    if header.identity != image::identity() {
+        return Err(Outcome::Mismatch {
+            found: image::identity().to_vec(),
+        });
+    }
+    Ok((header, &body[4 + hlen..]))
+}
+
+/// Runs a checked task: the trampoline at its offset.
+pub(crate) fn run_wire(header: &Header, args: &[u8], fds: Vec<OwnedFd>) -> Result<Frame> {
+    // SAFETY: `parse_first_frame` checked that the sender runs this same
+    // executable; its `trampoline` offset was taken from a `Trampoline`.
+    let t: Trampoline = unsafe { image::fn_from_offset(header.trampoline) };
+    t(header.func, args, fds, header.want_result)
+}
+
+/// Hex form of an executable identity, for error messages.
+pub(crate) fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Outcome {
+    /// The parent's view of a refusal.
+    pub(crate) fn into_error(self, pid: i32) -> Error {
+        match self {
+            Outcome::Mismatch { found } => Error::BinaryMismatch {
+                expected: hex(image::identity()),
+                found: hex(&found),
+            },
+            Outcome::Refused(reason) => Error::Bootstrap { pid, reason },
+            Outcome::Panicked { message, location } => Error::Panicked {
+                pid,
+                message,
+                location,
+            },
+            Outcome::Encode(m) => Error::Encode(crate::error::CodecError(m.into())),
+            Outcome::Returned(_) => Error::Protocol("unexpected result".into()),
+        }
+    }
+}
