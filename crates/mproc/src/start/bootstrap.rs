@@ -19,7 +19,7 @@ use crate::sys::{fdpass, proc};
 use crate::task::{self, Outcome, MAX_FRAME};
 
 /// The environment variable that marks a process as an mproc child:
-/// `task:<fd>` or `forkserver:<fd>`.
+/// `task:<fd>:<parent pid>` or `forkserver:<fd>:<parent pid>`.
 pub(crate) const ENV_CHILD: &str = "MPROC_CHILD";
 
 #[ctor::ctor(unsafe)]
@@ -29,13 +29,12 @@ fn bootstrap() {
     };
     std::env::remove_var(ENV_CHILD);
     let value = value.to_string_lossy().into_owned();
-    let parsed = value
-        .split_once(':')
-        .and_then(|(kind, fd)| Some((kind, fd.parse::<i32>().ok()?)))
-        .filter(|(_, fd)| *fd > 2 && proc::fd_is_open(*fd));
-    let Some((kind, fd)) = parsed else {
+    let Some((kind, fd, parent)) = parse_env(&value) else {
         fail(&format!("bad {ENV_CHILD} value {value:?}"));
     };
+    if proc::die_with_parent(parent).is_err() {
+        fail("cannot set the parent-death signal");
+    }
     // SAFETY: the parent left this descriptor open for us across exec and
     // nothing else in this fresh process knows of it.
     let ctl = unsafe { proc::adopt_fd(fd) };
@@ -44,6 +43,15 @@ fn bootstrap() {
         "forkserver" => super::forkserver::serve(ctl),
         _ => fail(&format!("bad {ENV_CHILD} value {value:?}")),
     }
+}
+
+/// `kind:fd:parent_pid`, with `fd` an open descriptor above stdio.
+fn parse_env(value: &str) -> Option<(&str, i32, i32)> {
+    let mut parts = value.split(':');
+    let kind = parts.next()?;
+    let fd = parts.next()?.parse::<i32>().ok()?;
+    let parent = parts.next()?.parse::<i32>().ok()?;
+    (parts.next().is_none() && fd > 2 && proc::fd_is_open(fd)).then_some((kind, fd, parent))
 }
 
 /// Prints one line on stderr and leaves with the bootstrap exit code.

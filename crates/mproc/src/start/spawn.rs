@@ -26,7 +26,7 @@ pub(crate) fn start() -> Result<Started> {
 /// Executes this program as an mproc child of `kind`, handing it `fd`.
 pub(crate) fn exec_self(kind: &'static str, fd: std::os::fd::OwnedFd) -> Result<i32> {
     launcher::on_lasting_thread(move || {
-        let value = OsString::from(format!("{kind}:{}", fd.as_raw_fd()));
+        let value = OsString::from(format!("{kind}:{}:{}", fd.as_raw_fd(), proc::getpid()));
         proc::spawn_self(&[(ENV_CHILD, value)], fd.as_fd())
     })
     .map_err(Error::io("cannot reach the launcher thread"))?

@@ -1,10 +1,9 @@
 //! Process creation, reaping and signals.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use rustix::process::{
     pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
@@ -127,42 +126,62 @@ fn code_of(st: &WaitIdStatus) -> Option<i32> {
     }
 }
 
-/// Clears `FD_CLOEXEC` so that `fd` survives an `exec`.
-fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: `fcntl` on an integer descriptor has no memory-safety
-    // preconditions; an invalid descriptor yields EBADF.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
-    Ok(())
-}
 
 /// Starts a fresh copy of this executable (`/proc/self/exe`) with `env` added
-/// and `keep` left open across the exec. The new process dies with the
-/// calling thread (`PR_SET_PDEATHSIG`). Returns its pid.
+/// and `keep` left open across the exec (at the same number). Uses
+/// `posix_spawn`, which the C library implements with `vfork` semantics: no
+/// copy of the parent's page tables. Returns the new process's pid.
+///
+/// The child cannot set its death signal before the exec here; the bootstrap
+/// constructor does it first thing (and checks the parent is still there).
 pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::Result<i32> {
-    let mut cmd = Command::new("/proc/self/exe");
-    if let Some(arg0) = std::env::args_os().next() {
-        cmd.arg0(arg0);
+    let cstr = |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let arg0 = std::env::args_os().next().unwrap_or_else(|| "mproc-child".into());
+    let argv_owned = [cstr(arg0.into_vec())?];
+    let mut env_owned = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if !env.iter().any(|(name, _)| k.as_bytes() == name.as_bytes()) {
+            env_owned.push(cstr([k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
     }
     for (k, v) in env {
-        cmd.env(k, v);
+        env_owned.push(cstr([k.as_bytes(), b"=", v.as_bytes()].concat())?);
     }
-    let keep = keep.as_raw_fd();
-    let parent = getpid();
-    // SAFETY: the closure runs between fork and exec in the child and calls
-    // only async-signal-safe functions (prctl, getppid, fcntl, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            if getppid() != parent {
-                exit_now(crate::process::ORPHANED_EXIT_CODE);
-            }
-            clear_cloexec(keep)
-        });
+    let argv = null_terminated(&argv_owned);
+    let envp = null_terminated(&env_owned);
+    let path = c"/proc/self/exe";
+    let fd = keep.as_raw_fd();
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer handed to the C library points to a live,
+    // NUL-terminated string or a null-terminated array of them, all of
+    // which outlive the call; `actions` is initialised before use and
+    // destroyed after. `dup2(fd, fd)` in the file actions clears
+    // FD_CLOEXEC on `fd` in the child only (POSIX.1-2024, glibc 2.29+).
+    let ret = unsafe {
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let r = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, fd);
+        if r == 0 {
+            r = libc::posix_spawn(&mut pid, path.as_ptr(), actions.as_ptr(), std::ptr::null(), argv.as_ptr(), envp.as_ptr());
+        }
+        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+        r
+    };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
     }
-    let child = cmd.spawn()?;
-    Ok(child.id() as i32)
+    Ok(pid)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr().cast_mut())
+        .chain(std::iter::once(std::ptr::null_mut()))
+        .collect()
 }
 
 /// Takes ownership of an inherited descriptor number.
