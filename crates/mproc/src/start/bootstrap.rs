@@ -117,6 +117,12 @@ fn record_panics() {
         if let Ok(mut last) = LAST_PANIC.lock() {
             *last = Some((message, location));
         }
+        // As CPython prints "Process <name>:" above a child's traceback.
+        let _ = writeln!(
+            std::io::stderr(),
+            "Process {}:",
+            process::current_process().name()
+        );
         default(info);
     }));
 }

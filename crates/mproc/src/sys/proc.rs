@@ -1,9 +1,9 @@
 //! Process creation, reaping and signals.
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::process::{
     pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
@@ -126,7 +126,6 @@ fn code_of(st: &WaitIdStatus) -> Option<i32> {
     }
 }
 
-
 /// Starts a fresh copy of this executable (`/proc/self/exe`) with `env` added
 /// and `keep` left open across the exec (at the same number). Uses
 /// `posix_spawn`, which the C library implements with `vfork` semantics: no
@@ -135,8 +134,11 @@ fn code_of(st: &WaitIdStatus) -> Option<i32> {
 /// The child cannot set its death signal before the exec here; the bootstrap
 /// constructor does it first thing (and checks the parent is still there).
 pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::Result<i32> {
-    let cstr = |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let arg0 = std::env::args_os().next().unwrap_or_else(|| "mproc-child".into());
+    let cstr =
+        |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let arg0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| "mproc-child".into());
     let argv_owned = [cstr(arg0.into_vec())?];
     let mut env_owned = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -165,7 +167,14 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
         }
         let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, fd);
         if r == 0 {
-            r = libc::posix_spawn(&mut pid, path.as_ptr(), actions.as_ptr(), std::ptr::null(), argv.as_ptr(), envp.as_ptr());
+            r = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                actions.as_ptr(),
+                std::ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
         }
         libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
         r
