@@ -94,6 +94,10 @@ pub enum Error {
         /// The message, which has been consumed from the connection.
         message: Vec<u8>,
     },
+    /// A lock was acquired from a holder that died holding it (see
+    /// [`LockError`](crate::LockError) to keep the lock instead).
+    #[error("the previous holder of the lock died holding it")]
+    OwnerDied,
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

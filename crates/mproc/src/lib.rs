@@ -58,7 +58,9 @@ mod codec;
 mod error;
 mod pipe;
 mod process;
+mod shared;
 mod start;
+mod sync;
 mod sys;
 mod task;
 mod wait;
@@ -73,6 +75,7 @@ pub use start::{
     all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
     StartMethod,
 };
+pub use sync::{Lock, LockError, LockGuard, LockResult, RLock, Recover};
 pub use wait::{wait, Waitable};
 
 /// Support for mproc's own tests; not part of the API.

@@ -9,7 +9,7 @@ pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod proc;
-#[allow(dead_code)] // used by the shared-memory ring of Pipe (in progress)
+pub(crate) mod robust;
 pub(crate) mod shm;
 
 use std::io;

@@ -1,0 +1,3 @@
+//! Shared memory: the typed blocks every shared object is made of.
+
+pub(crate) mod block;

@@ -1,0 +1,73 @@
+//! The core both `Lock` and `RLock` are made of: a robust, process-shared
+//! mutex in its own shared block.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::poison::{LockError, LockResult};
+use crate::error::Error;
+use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::sys::robust::{Locked, RobustMutex};
+
+// SAFETY: a `pthread_mutex_t` is plain bytes (any pattern is a value glibc
+// can be handed, zeros are a default mutex) used only through glibc.
+unsafe impl ShmSafe for RobustMutex {}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct SharedMutex {
+    block: ShmBlock<RobustMutex>,
+}
+
+fn failed<G>(context: &'static str) -> impl FnOnce(std::io::Error) -> LockError<G> {
+    move |e| match e.raw_os_error() {
+        Some(libc::EDEADLK) => LockError::Failed(Error::InvalidState(
+            "deadlock: the calling thread already holds this lock",
+        )),
+        _ => LockError::Failed(Error::io(context)(e)),
+    }
+}
+
+impl SharedMutex {
+    pub(crate) fn new(recursive: bool) -> crate::Result<Self> {
+        let block = ShmBlock::<RobustMutex>::create("mproc-lock", 0)?;
+        block
+            .header()
+            .init(recursive)
+            .map_err(Error::io("cannot initialise a lock"))?;
+        Ok(SharedMutex { block })
+    }
+
+    fn raw(&self) -> &RobustMutex {
+        self.block.header()
+    }
+
+    /// Takes the mutex: `Ok(true)` acquired, `Ok(false)` timed out (or busy,
+    /// for a zero timeout). `timeout: None` waits forever.
+    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> LockResult<bool> {
+        let r = match timeout {
+            Some(t) if t.is_zero() => self.raw().try_lock(),
+            Some(t) => self.raw().lock(Some(Instant::now() + t)),
+            None => self.raw().lock(None),
+        };
+        match r.map_err(failed("cannot acquire a lock"))? {
+            None => Ok(false),
+            Some(Locked::Clean) => Ok(true),
+            Some(Locked::OwnerDied) => Err(LockError::OwnerDied(true)),
+        }
+    }
+
+    pub(crate) fn release(&self) -> crate::Result<()> {
+        self.raw().unlock().map_err(|e| match e.raw_os_error() {
+            Some(libc::EPERM) => {
+                Error::InvalidState("release of a lock the calling thread does not hold")
+            }
+            _ => Error::io("cannot release a lock")(e),
+        })
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+}
