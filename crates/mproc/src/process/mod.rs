@@ -279,3 +279,22 @@ pub fn active_children() -> Vec<ProcessInfo> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple(x: i64) -> i64 {
+        3 * x
+    }
+
+    /// The bootstrap works inside the library's own unit-test binary too.
+    #[test]
+    fn children_run_in_unit_tests_under_every_method() {
+        crate::set_fork_warning(false);
+        for m in crate::all_start_methods() {
+            let h = crate::get_context(Some(m)).spawn(triple, 14).unwrap();
+            assert_eq!(h.join().unwrap(), 42, "{m}");
+        }
+    }
+}
