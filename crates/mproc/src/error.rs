@@ -98,6 +98,16 @@ pub enum Error {
     /// [`LockError`](crate::LockError) to keep the lock instead).
     #[error("the previous holder of the lock died holding it")]
     OwnerDied,
+    /// An index past the end of an
+    /// [`Array`](crate::Array) or a [`RawArray`](crate::RawArray).
+    #[error("index {index} out of range for length {len}")]
+    OutOfRange {
+        /// The first index asked for that is past the end (for a range
+        /// that starts inside and runs out: `len`).
+        index: usize,
+        /// The length of the object.
+        len: usize,
+    },
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),
