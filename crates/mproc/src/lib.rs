@@ -71,7 +71,9 @@ pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
 };
-pub use shared::{Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard,
+};
 pub use start::{
     all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
     StartMethod,
