@@ -324,13 +324,13 @@ impl<'a, T> ArrayGuard<'a, T> {
 impl<T> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        self.inner.slice
+        self.inner.slice()
     }
 }
 
 impl<T> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        self.inner.slice
+        self.inner.slice_mut()
     }
 }
 

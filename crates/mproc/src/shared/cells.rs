@@ -48,6 +48,26 @@ impl<T> Clone for Cells<T> {
 }
 
 impl<T> Cells<T> {
+    fn ptr(&self) -> *mut T {
+        self.inner.ptr.as_ptr().cast()
+    }
+
+    /// The cells as a slice.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that guards the cells (so no other process
+    /// writes them), has checked them ([`check_valid`](Self::check_valid))
+    /// and marked them borrowed ([`borrow`](Self::borrow) returned `true`),
+    /// and the slice lives no longer than the lock and the borrow.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self) -> &mut [T] {
+        // SAFETY: bounds and alignment were checked in `new`, validity by
+        // the caller; the lock keeps other processes out and the borrow
+        // flag other references of this process (caller).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len()) }
+    }
+
     /// The number of cells.
     pub(crate) fn len(&self) -> usize {
         self.inner.len
@@ -118,10 +138,6 @@ impl<T: Plain> Cells<T> {
         })
     }
 
-    fn ptr(&self) -> *mut T {
-        self.inner.ptr.as_ptr().cast()
-    }
-
     /// The value at `i` (checked by the caller: `i < len`).
     pub(crate) fn read(&self, i: usize) -> T {
         assert!(i < self.len());
@@ -158,8 +174,8 @@ impl<T: Plain> Cells<T> {
     ///
     /// # Safety
     ///
-    /// The caller holds the lock that guards the cells, and no guard of this
-    /// process borrows them.
+    /// The caller holds the lock that guards the cells, and no reference
+    /// into them is alive.
     ///
     /// # Panics
     ///
@@ -168,21 +184,5 @@ impl<T: Plain> Cells<T> {
         // SAFETY: bounds and alignment were checked in `new`; nothing writes
         // the cells meanwhile (caller).
         unsafe { plain::check(self.ptr(), self.len()) }
-    }
-
-    /// The cells as a slice.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the lock that guards the cells (so no other process
-    /// writes them), has checked them ([`check_valid`](Self::check_valid))
-    /// and marked them borrowed ([`borrow`](Self::borrow) returned `true`),
-    /// and the slice lives no longer than the lock and the borrow.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice_mut(&self) -> &mut [T] {
-        // SAFETY: bounds and alignment were checked in `new`, validity by
-        // the caller; the lock keeps other processes out and the borrow
-        // flag other references of this process (caller).
-        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len()) }
     }
 }

@@ -129,26 +129,19 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(LockError::Failed(e)),
         };
-        if self.cells.is_borrowed() {
+        if !self.cells.borrow() {
             drop(g);
             return Err(LockError::Failed(Error::InvalidState(REENTERED)));
         }
-        // SAFETY: the lock is held and no guard of this process borrows
-        // the cells (just checked). A panic here drops `g`, releasing it.
+        let guard = SliceGuard {
+            cells: &self.cells,
+            _lock: g,
+        };
+        // SAFETY: the lock is held and the cells borrowed by `guard`, so no
+        // one else writes them. A panic here drops `guard`, which ends the
+        // borrow and releases the lock.
         unsafe { self.cells.check_valid() };
-        let borrowed = self.cells.borrow();
-        debug_assert!(borrowed);
-        // SAFETY: the lock is held (by `g`, which the guard keeps), the
-        // cells are checked and now borrowed (until the guard drops).
-        let slice = unsafe { self.cells.slice_mut() };
-        outcome(
-            died,
-            Some(SliceGuard {
-                slice,
-                cells: &self.cells,
-                _lock: g,
-            }),
-        )
+        outcome(died, Some(guard))
     }
 
     /// Takes the lock: the guard and whether the previous owner died. A
@@ -174,11 +167,26 @@ fn outcome<R>(died: bool, r: R) -> LockResult<R> {
     }
 }
 
-/// Holds the lock and the cells as `&mut [T]` until dropped.
+/// Holds the lock and a borrow of the cells, whose values it has checked
+/// (so they are `&mut [T]` until it drops).
 pub(crate) struct SliceGuard<'a, T> {
-    pub(crate) slice: &'a mut [T],
     cells: &'a Cells<T>,
     _lock: LockGuard<'a>,
+}
+
+impl<T> SliceGuard<'_, T> {
+    pub(crate) fn slice(&self) -> &[T] {
+        // SAFETY: the guard holds the lock and the borrow, and its
+        // constructor checked the values; the shared borrow of `self`
+        // excludes `slice_mut` meanwhile.
+        unsafe { self.cells.slice_mut() }
+    }
+
+    pub(crate) fn slice_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `slice`; the exclusive borrow of `self` makes this
+        // the only reference.
+        unsafe { self.cells.slice_mut() }
+    }
 }
 
 impl<T> Drop for SliceGuard<'_, T> {

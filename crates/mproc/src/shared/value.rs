@@ -245,13 +245,13 @@ impl<'a, T> ValueGuard<'a, T> {
 impl<T> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.inner.slice[0]
+        &self.inner.slice()[0]
     }
 }
 
 impl<T> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.inner.slice[0]
+        &mut self.inner.slice_mut()[0]
     }
 }
 
