@@ -393,6 +393,36 @@ fn a_child_killed_holding_the_lock_of_an_array_is_reported() {
 }
 
 #[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Value<i32>>();
+    send_sync::<Value<u8, Lock>>();
+    send_sync::<Array<f64>>();
+    send_sync::<RawValue<u64>>();
+    send_sync::<RawArray<bool>>();
+    send_sync::<mproc::SharedMemory>();
+}
+
+#[test]
+fn raw_values_may_race_between_threads() {
+    // Racing get/set are defined (relaxed atomics), just not synchronised:
+    // a word-sized value is never torn.
+    let v = RawValue::new(0u64).unwrap();
+    std::thread::scope(|s| {
+        for k in 1..=3u64 {
+            let v = &v;
+            s.spawn(move || {
+                for _ in 0..10_000 {
+                    v.set(k * 0x0101_0101_0101_0101);
+                    let x = v.get();
+                    assert_eq!(x % 0x0101_0101_0101_0101, 0, "torn: {x:#x}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn handles_debug_print() {
     assert_eq!(format!("{:?}", RawValue::new(3u8).unwrap()), "RawValue(3)");
     assert_eq!(

@@ -15,8 +15,9 @@ use crate::sys::shm::SharedRegion;
 /// one made by [`Cells::slice_mut`], whose caller holds the lock that guards
 /// the cells and has set the borrow flag ([`Cells::borrow`]) first; the
 /// owners of cells that are never locked (the raw types) never call it.
-/// Other processes may write the bytes at any time: every other access is a
-/// volatile copy.
+/// Other processes (and, for the raw types, other threads) may write the
+/// bytes at any time: every other access is a relaxed atomic copy
+/// (`plain::read`/`plain::write`).
 pub(crate) struct Cells<T> {
     inner: Arc<Inner>,
     _type: PhantomData<T>,
@@ -142,8 +143,8 @@ impl<T: Plain> Cells<T> {
     pub(crate) fn read(&self, i: usize) -> T {
         assert!(i < self.len());
         // SAFETY: in bounds and aligned (checked in `new`); by the type's
-        // invariant no reference of this process aliases it; other
-        // processes' writes are why the load is volatile.
+        // invariant no reference of this process aliases it; racing
+        // writers are why the load is atomic.
         unsafe { plain::read(self.ptr().add(i)) }
     }
 

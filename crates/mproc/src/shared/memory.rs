@@ -39,6 +39,7 @@ use std::sync::Arc;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::plain;
 use super::raw::check_range;
 use crate::codec::WireFd;
 use crate::error::{Error, Result};
@@ -78,9 +79,11 @@ const NAME_MAX: usize = 255;
 /// over them would promise Rust an immutability nobody enforces (Python's
 /// `memoryview` has no such promise to break). The safe accessors therefore
 /// copy: [`read`](Self::read), [`write`](Self::write) and
-/// [`to_vec`](Self::to_vec) are volatile copies, bounds-checked, with no
-/// synchronisation — pair them with a [`Lock`](crate::Lock), a message or
-/// a join. [`as_ptr`](Self::as_ptr) gives the raw address for atomics or
+/// [`to_vec`](Self::to_vec) copy byte by byte with relaxed atomic loads
+/// and stores (defined behaviour even when they race, within a process or
+/// across processes, but no synchronisation: pair them with a
+/// [`Lock`](crate::Lock), a message or a join; for bulk copies of
+/// megabytes, the `unsafe` slices under a lock are faster). [`as_ptr`](Self::as_ptr) gives the raw address for atomics or
 /// FFI, and the `unsafe` [`as_slice`](Self::as_slice) /
 /// [`as_mut_slice`](Self::as_mut_slice) give slices to a caller who can
 /// promise the exclusion they need.
@@ -284,8 +287,8 @@ impl SharedMemory {
         Ok(())
     }
 
-    /// Copies `buf.len()` bytes from `offset` into `buf` (volatile, not
-    /// synchronised). [`Error::OutOfRange`] past the end.
+    /// Copies `buf.len()` bytes from `offset` into `buf` (relaxed atomic
+    /// bytes, not synchronised). [`Error::OutOfRange`] past the end.
     ///
     /// ```
     /// let shm = mproc::SharedMemory::anonymous(4)?;
@@ -298,13 +301,14 @@ impl SharedMemory {
     /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.size())?;
-        // SAFETY: the range is in the mapping (checked); other processes'
-        // concurrent writes are what the volatile copy is for.
-        unsafe { copy_out(self.as_ptr().add(offset), buf) };
+        // SAFETY: the range is in the mapping (checked); no reference into
+        // it is alive except those an `unsafe` caller vouched for; racing
+        // writers are why the copy is atomic.
+        unsafe { plain::read_bytes(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
-    /// Copies `data` to `offset` (volatile, not synchronised).
+    /// Copies `data` to `offset` (relaxed atomic bytes, not synchronised).
     /// [`Error::OutOfRange`] past the end; nothing is written then.
     ///
     /// ```
@@ -318,11 +322,11 @@ impl SharedMemory {
         check_range(offset, data.len(), self.size())?;
         // SAFETY: as in `read`; no reference into the mapping exists
         // except those an `unsafe` caller vouched for.
-        unsafe { copy_in(data, self.as_ptr().add(offset)) };
+        unsafe { plain::write_bytes(data, self.as_ptr().add(offset)) };
         Ok(())
     }
 
-    /// A copy of all the bytes (volatile, not synchronised).
+    /// A copy of all the bytes (relaxed atomic bytes, not synchronised).
     ///
     /// ```
     /// let shm = mproc::SharedMemory::anonymous(2)?;
@@ -332,7 +336,7 @@ impl SharedMemory {
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.size()];
         // SAFETY: as in `read`, for the whole mapping.
-        unsafe { copy_out(self.as_ptr(), &mut v) };
+        unsafe { plain::read_bytes(self.as_ptr(), &mut v) };
         v
     }
 
@@ -541,57 +545,4 @@ fn remove_if_abandoned(file: &str) -> bool {
     matches!(posix::try_lock_exclusive(&fd), Ok(true))
         && matches!(posix::names_file(file, &fd), Ok(true))
         && posix::unlink(file).is_ok()
-}
-
-/// Copies `dst.len()` bytes from shared memory at `src`: volatile loads, a
-/// word at a time where aligned.
-///
-/// # Safety
-///
-/// `src` must be valid for reads of `dst.len()` bytes; no reference to
-/// them may live in this process (other processes may write them).
-unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
-    const W: usize = std::mem::size_of::<u64>();
-    let mut i = 0;
-    // SAFETY (all blocks): `src + i` stays within the `dst.len()` bytes the
-    // caller vouched for; words are read only where `src + i` is aligned.
-    while i < dst.len() && (src as usize + i) % W != 0 {
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
-    while i + W <= dst.len() {
-        let w = unsafe { src.add(i).cast::<u64>().read_volatile() };
-        dst[i..i + W].copy_from_slice(&w.to_ne_bytes());
-        i += W;
-    }
-    while i < dst.len() {
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
-}
-
-/// Copies `src` into shared memory at `dst`: volatile stores, a word at a
-/// time where aligned.
-///
-/// # Safety
-///
-/// `dst` must be valid for writes of `src.len()` bytes; no reference to
-/// them may live in this process.
-unsafe fn copy_in(src: &[u8], dst: *mut u8) {
-    const W: usize = std::mem::size_of::<u64>();
-    let mut i = 0;
-    // SAFETY (all blocks): as in `copy_out`.
-    while i < src.len() && (dst as usize + i) % W != 0 {
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
-    while i + W <= src.len() {
-        let w = u64::from_ne_bytes(src[i..i + W].try_into().expect("a word"));
-        unsafe { dst.add(i).cast::<u64>().write_volatile(w) };
-        i += W;
-    }
-    while i < src.len() {
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
 }

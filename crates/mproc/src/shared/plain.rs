@@ -1,7 +1,11 @@
 //! Which types may live in a [`Value`](crate::Value) or an
 //! [`Array`](crate::Array), and how their bytes are read and written.
 
-use bytemuck::{CheckedBitPattern, NoUninit};
+use std::mem::{align_of, size_of};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+
+use bytemuck::{CheckedBitPattern, NoUninit, Zeroable};
 
 /// Plain data that can live in shared memory: a [`Value`](crate::Value),
 /// an [`Array`](crate::Array) or their raw forms.
@@ -14,6 +18,11 @@ use bytemuck::{CheckedBitPattern, NoUninit};
 /// `CheckedBitPattern`, for structs with `bool` fields or field-less enums).
 /// References, `Box`, `String` and `Vec` are not plain data: their
 /// pointers would mean nothing in another process.
+///
+/// ```compile_fail
+/// // A String's pointer would mean nothing in another process.
+/// let v = mproc::Value::new(String::from("no"));
+/// ```
 ///
 /// Constructors that zero-fill ([`Array::new`](crate::Array::new)) also
 /// require [`bytemuck::Zeroable`].
@@ -63,23 +72,29 @@ fn invalid<T>() -> ! {
     )
 }
 
-/// Reads a `T` with a volatile load.
+/// Reads a `T` that other threads or processes may be writing: relaxed
+/// atomic loads (one, for a `T` the size and alignment of a machine word or
+/// smaller; byte by byte otherwise, which may tear).
+///
+/// Atomic, not volatile: a racing volatile access between threads of one
+/// process is still a data race, while racing atomics are defined; across
+/// processes both compile to the same plain loads. All racing access to a
+/// given `T` uses the same width (it depends only on `T`), as mixed-size
+/// atomics would require.
 ///
 /// # Safety
 ///
 /// `p` must be valid for reads of `size_of::<T>()` bytes and aligned for
-/// `T`. Other processes may write the bytes concurrently (a volatile load
-/// of memory outside this program's control is the defined way to read it);
-/// no thread of *this* process may write them through a reference at the
-/// same time.
+/// `T`, and no reference to those bytes may be alive in this process.
 ///
 /// # Panics
 ///
 /// If the bytes are not a valid `T` (see [`Plain`]).
 pub(crate) unsafe fn read<T: Plain>(p: *const T) -> T {
-    // SAFETY: `T::Bits` has `T`'s size and alignment and accepts every bit
-    // pattern; `p` is valid and aligned (caller).
-    let bits = unsafe { p.cast::<T::Bits>().read_volatile() };
+    let mut bits = T::Bits::zeroed();
+    let dst = (&mut bits as *mut T::Bits).cast::<u8>();
+    // SAFETY: `p` is valid and aligned (caller); `bits` has `T`'s size.
+    unsafe { load(p.cast(), dst, size_of::<T>(), align_of::<T>()) };
     if !T::is_valid_bit_pattern(&bits) {
         invalid::<T>();
     }
@@ -88,15 +103,107 @@ pub(crate) unsafe fn read<T: Plain>(p: *const T) -> T {
     unsafe { std::mem::transmute_copy::<T::Bits, T>(&bits) }
 }
 
-/// Writes a `T` with a volatile store.
+/// Writes a `T` that other threads or processes may be reading or writing:
+/// relaxed atomic stores, as in [`read`].
 ///
 /// # Safety
 ///
-/// `p` must be valid for writes of `size_of::<T>()` bytes and aligned for
-/// `T`, with no reference to those bytes alive in this process.
+/// As [`read`], for writes.
 pub(crate) unsafe fn write<T: Plain>(p: *mut T, value: T) {
+    let src = (&value as *const T).cast::<u8>();
+    // SAFETY: as required of the caller; `value` has `T`'s size.
+    unsafe { store(src, p.cast(), size_of::<T>(), align_of::<T>()) }
+}
+
+/// Copies `dst.len()` bytes from shared memory at `src`, with relaxed
+/// atomic byte loads.
+///
+/// # Safety
+///
+/// `src` must be valid for reads of `dst.len()` bytes, with no reference to
+/// them alive in this process.
+pub(crate) unsafe fn read_bytes(src: *const u8, dst: &mut [u8]) {
+    // SAFETY: as required of the caller; bytes need no alignment.
+    unsafe { load(src, dst.as_mut_ptr(), dst.len(), 1) }
+}
+
+/// Copies `src` into shared memory at `dst`, with relaxed atomic byte
+/// stores.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `src.len()` bytes, with no reference
+/// to them alive in this process.
+pub(crate) unsafe fn write_bytes(src: &[u8], dst: *mut u8) {
     // SAFETY: as required of the caller.
-    unsafe { p.write_volatile(value) }
+    unsafe { store(src.as_ptr(), dst, src.len(), 1) }
+}
+
+/// The atomic `$atomic` at `$p`; for use inside an `unsafe` block whose
+/// argument covers `from_ptr`'s contract (valid, aligned, only accessed
+/// atomically while racing).
+macro_rules! word {
+    ($atomic:ty, $int:ty, $p:expr) => {
+        <$atomic>::from_ptr(($p as *const $int).cast_mut())
+    };
+}
+
+/// Loads `len` bytes at `src` (aligned to `align`) into private memory at
+/// `dst`, in one atomic word when `len` is a word size `align` allows.
+///
+/// # Safety
+///
+/// `src` valid for `len` racing-but-atomic reads and aligned to `align`;
+/// `dst` valid for `len` writes and not shared.
+unsafe fn load(src: *const u8, dst: *mut u8, len: usize, align: usize) {
+    // SAFETY (all arms): the caller's promises; the word arms run only
+    // when `src` is aligned for the word; `dst` is written unaligned.
+    unsafe {
+        match len {
+            8 if align >= 8 => dst
+                .cast::<u64>()
+                .write_unaligned(word!(AtomicU64, u64, src).load(Relaxed)),
+            4 if align >= 4 => dst
+                .cast::<u32>()
+                .write_unaligned(word!(AtomicU32, u32, src).load(Relaxed)),
+            2 if align >= 2 => dst
+                .cast::<u16>()
+                .write_unaligned(word!(AtomicU16, u16, src).load(Relaxed)),
+            _ => {
+                for i in 0..len {
+                    *dst.add(i) = word!(AtomicU8, u8, src.add(i)).load(Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Stores `len` bytes of private memory at `src` to `dst` (aligned to
+/// `align`), as [`load`] reads them.
+///
+/// # Safety
+///
+/// Mirror of [`load`].
+unsafe fn store(src: *const u8, dst: *mut u8, len: usize, align: usize) {
+    // SAFETY (all arms): as in `load`.
+    unsafe {
+        match len {
+            8 if align >= 8 => {
+                word!(AtomicU64, u64, dst).store(src.cast::<u64>().read_unaligned(), Relaxed)
+            }
+            4 if align >= 4 => {
+                word!(AtomicU32, u32, dst).store(src.cast::<u32>().read_unaligned(), Relaxed)
+            }
+            2 if align >= 2 => {
+                word!(AtomicU16, u16, dst).store(src.cast::<u16>().read_unaligned(), Relaxed)
+            }
+            _ => {
+                for i in 0..len {
+                    word!(AtomicU8, u8, dst.add(i)).store(*src.add(i), Relaxed);
+                }
+            }
+        }
+    }
 }
 
 /// Checks that `len` values at `p` are valid `T`s. Free for `Pod` types
@@ -121,5 +228,51 @@ pub(crate) unsafe fn check<T: Plain>(p: *const T, len: usize) {
         if !T::is_valid_bit_pattern(bits) {
             invalid::<T>();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_width_round_trips() {
+        fn round<T: Plain + PartialEq + std::fmt::Debug>(x: T) {
+            let mut slot = std::mem::MaybeUninit::<T>::zeroed();
+            // SAFETY: `slot` is a private, aligned `T`-sized buffer.
+            unsafe {
+                write(slot.as_mut_ptr(), x);
+                assert_eq!(read(slot.as_ptr()), x);
+            }
+        }
+        round(0xabu8);
+        round(0xabcdu16);
+        round(0xdead_beefu32);
+        round(0x0123_4567_89ab_cdefu64);
+        round(u128::MAX - 7);
+        round([1u8, 2, 3]);
+        round([1u16, 2]);
+        round(true);
+        round('🦀');
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid bit pattern for bool")]
+    fn an_invalid_pattern_panics_with_a_clear_message() {
+        let byte = 2u8;
+        // SAFETY: one aligned, private byte.
+        unsafe { read::<bool>((&byte as *const u8).cast()) };
+    }
+
+    #[test]
+    fn byte_copies_cover_any_range() {
+        let mut shared = [0u8; 19];
+        let data: Vec<u8> = (1..=19).collect();
+        // SAFETY: private buffers of the right lengths.
+        unsafe { write_bytes(&data, shared.as_mut_ptr()) };
+        let mut back = [0u8; 19];
+        // SAFETY: as above.
+        unsafe { read_bytes(shared.as_ptr(), &mut back) };
+        assert_eq!(back.to_vec(), data);
     }
 }

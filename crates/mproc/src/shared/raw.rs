@@ -39,9 +39,10 @@ pub(crate) fn layout_error(msg: String) -> Error {
 /// An array of plain values in shared memory, without a lock: Python's
 /// `multiprocessing.sharedctypes.RawArray`.
 ///
-/// Reads and writes are volatile copies of whole elements and nothing more:
-/// no lock, no atomicity for elements wider than the machine's word, no
-/// ordering between processes. Use it for data another mechanism guards (a
+/// Reads and writes copy whole elements with relaxed atomic loads and
+/// stores and nothing more: no lock, no atomicity for elements other than
+/// 1, 2, 4 or 8 aligned bytes (wider ones may tear), no ordering between
+/// processes. Racing calls are defined behaviour, just not synchronised. Use it for data another mechanism guards (a
 /// [`Lock`](crate::Lock) you hold, a [`Pipe`](crate::Pipe) message that
 /// says "ready", a join), or where a torn read is acceptable; use
 /// [`Array`](crate::Array) otherwise.
@@ -238,9 +239,9 @@ impl<'de, T: Plain> Deserialize<'de> for RawArray<T> {
 /// One plain value in shared memory, without a lock: Python's
 /// `multiprocessing.sharedctypes.RawValue`.
 ///
-/// [`get`](Self::get) and [`set`](Self::set) are volatile copies and
-/// nothing more: not synchronised, not atomic beyond what the hardware
-/// gives a single aligned word, not ordered against other memory. Use it
+/// [`get`](Self::get) and [`set`](Self::set) are relaxed atomic copies and
+/// nothing more: not synchronised, atomic only for values of 1, 2, 4 or 8
+/// aligned bytes (wider ones may tear), not ordered against other memory. Use it
 /// for data something else guards, or as a flag that one side writes and
 /// the other polls; use [`Value`](crate::Value) for a value several
 /// processes update.
@@ -283,7 +284,7 @@ impl<T: Plain> RawValue<T> {
         })
     }
 
-    /// The value now (a volatile copy).
+    /// The value now (a relaxed atomic copy).
     ///
     /// ```
     /// let v = mproc::RawValue::new('x')?;
@@ -299,7 +300,7 @@ impl<T: Plain> RawValue<T> {
         self.array.cells.read(0)
     }
 
-    /// Replaces the value (a volatile copy).
+    /// Replaces the value (a relaxed atomic copy).
     ///
     /// ```
     /// let v = mproc::RawValue::new(false)?;

@@ -229,6 +229,11 @@ impl<'de, T: Plain, L: SharedLock> Deserialize<'de> for Value<T, L> {
 /// The value of a [`Value`] as `&mut T`, with its lock held until the
 /// guard drops. Not `Send`: the lock is released by the thread that took
 /// it.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<mproc::ValueGuard<'static, i32>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     inner: SliceGuard<'a, T>,
