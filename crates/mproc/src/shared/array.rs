@@ -308,6 +308,15 @@ impl<'de, T: Plain, L: SharedLock> Deserialize<'de> for Array<T, L> {
 
 /// The values of an [`Array`] as `&mut [T]`, with its lock held until the
 /// guard drops. Not `Send`.
+///
+/// ```
+/// let a = mproc::Array::from_slice(&[1i32, 2, 3])?;
+/// let mut g = a.lock()?;
+/// g.reverse();
+/// g[0] *= 10;
+/// assert_eq!(&*g, &[30, 2, 1]);
+/// # Ok::<(), mproc::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     inner: SliceGuard<'a, T>,

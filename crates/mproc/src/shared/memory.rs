@@ -131,16 +131,17 @@ impl SharedMemory {
     /// holds `/` or NUL, or is too long.
     ///
     /// ```
+    /// # let name = format!("doc-create-{}", std::process::id());
     /// use mproc::{Error, SharedMemory};
     ///
-    /// let shm = SharedMemory::create("doc-create", 4096)?;
+    /// let shm = SharedMemory::create(&name, 4096)?;
     /// assert_eq!(shm.size(), 4096);
     /// assert!(matches!(
-    ///     SharedMemory::create("doc-create", 1),
+    ///     SharedMemory::create(&name, 1),
     ///     Err(Error::AlreadyExists { .. })
     /// ));
     /// drop(shm); // the owner unlinks the name
-    /// assert!(matches!(SharedMemory::open("doc-create"), Err(Error::NotFound { .. })));
+    /// assert!(matches!(SharedMemory::open(&name), Err(Error::NotFound { .. })));
     /// # Ok::<(), mproc::Error>(())
     /// ```
     #[doc(alias = "shm_open")]
@@ -164,14 +165,16 @@ impl SharedMemory {
     /// segment's. [`Error::NotFound`] if there is none.
     ///
     /// ```
+    /// # let name = format!("doc-open-{}", std::process::id());
+    /// # let missing = format!("doc-open-missing-{}", std::process::id());
     /// use mproc::SharedMemory;
     ///
-    /// let owner = SharedMemory::create("doc-open", 100)?;
-    /// let other = SharedMemory::open("doc-open")?;
+    /// let owner = SharedMemory::create(&name, 100)?;
+    /// let other = SharedMemory::open(&name)?;
     /// assert_eq!(other.size(), 100);
     /// other.write(0, &[7])?;
     /// assert_eq!(owner.to_vec()[0], 7);
-    /// assert!(SharedMemory::open("doc-open-missing").is_err());
+    /// assert!(SharedMemory::open(&missing).is_err());
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Self> {
@@ -232,8 +235,9 @@ impl SharedMemory {
     /// `None` for anonymous memory.
     ///
     /// ```
-    /// let shm = mproc::SharedMemory::create("doc-name", 1)?;
-    /// assert_eq!(shm.name(), Some("doc-name"));
+    /// # let name = format!("doc-name-{}", std::process::id());
+    /// let shm = mproc::SharedMemory::create(&name, 1)?;
+    /// assert_eq!(shm.name(), Some(name.as_str()));
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn name(&self) -> Option<&str> {
@@ -244,10 +248,11 @@ impl SharedMemory {
     /// that dropping its last clone unlinks the name.
     ///
     /// ```
+    /// # let name = format!("doc-owner-{}", std::process::id());
     /// use mproc::SharedMemory;
-    /// let owner = SharedMemory::create("doc-owner", 1)?;
+    /// let owner = SharedMemory::create(&name, 1)?;
     /// assert!(owner.is_owner());
-    /// assert!(!SharedMemory::open("doc-owner")?.is_owner());
+    /// assert!(!SharedMemory::open(&name)?.is_owner());
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn is_owner(&self) -> bool {
@@ -260,10 +265,11 @@ impl SharedMemory {
     /// no name ([`Error::InvalidState`]).
     ///
     /// ```
+    /// # let name = format!("doc-unlink-{}", std::process::id());
     /// use mproc::SharedMemory;
-    /// let shm = SharedMemory::create("doc-unlink", 1)?;
+    /// let shm = SharedMemory::create(&name, 1)?;
     /// shm.unlink()?;
-    /// assert!(SharedMemory::open("doc-unlink").is_err());
+    /// assert!(SharedMemory::open(&name).is_err());
     /// shm.write(0, &[1])?; // still mapped
     /// assert!(shm.unlink().is_err());
     /// # Ok::<(), mproc::Error>(())

@@ -230,6 +230,14 @@ impl<'de, T: Plain, L: SharedLock> Deserialize<'de> for Value<T, L> {
 /// guard drops. Not `Send`: the lock is released by the thread that took
 /// it.
 ///
+/// ```
+/// let v = mproc::Value::new(1u32)?;
+/// let mut g = v.lock()?;
+/// *g = g.pow(2) + 1;
+/// assert_eq!(*g, 2);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
 /// ```compile_fail
 /// fn assert_send<T: Send>() {}
 /// assert_send::<mproc::ValueGuard<'static, i32>>();
