@@ -5,11 +5,18 @@
 //! Part 1: one process per CPU, each counting to 50,000,000. The processes
 //! finish in any order; the same work done in one process afterwards shows
 //! the speed-up that real parallelism buys.
+//!
+//! Part 2: the bank account. A balance of 100 in a shared `Value`; one
+//! process withdraws 1 and another deposits 1, 10,000 times each; ten
+//! times over. First each step reads and then writes the balance (each of
+//! the two calls locked, but not the pair): the final balance is wrong and
+//! different each time. Then each step holds the value's lock across the
+//! read and the write: 100 every time.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use mproc::Process;
+use mproc::{Connection, Pipe, Process, RawValue, Value};
 
 const COUNT: u64 = 50_000_000;
 
@@ -62,7 +69,104 @@ fn report(cpus: usize, parallel: Duration, sequential: Duration) {
     );
 }
 
+/// What a bank process is given: the balance, the step (-1 or +1), how
+/// many times, whether to lock, and the start signal (it says "ready" on
+/// its pipe, then waits for `go` to turn 1, so that both processes run
+/// their loops at the same time rather than one after the other).
+type Account = (Value<i32>, i32, u32, bool, RawValue<u32>, Connection<()>);
+
+fn bank((balance, step, times, locked, go, ready): Account) {
+    ready.send(&()).expect("the parent waits for this");
+    let mut spins = 0u32;
+    while go.get() == 0 {
+        spins = spins.wrapping_add(1);
+        if spins % 64 == 0 {
+            std::thread::yield_now(); // never starve a machine with one CPU
+        }
+        std::hint::spin_loop();
+    }
+    for _ in 0..times {
+        if locked {
+            *balance.lock().expect("no holder dies here") += step;
+        } else {
+            // Python's `balance.value = balance.value - 1`: two locked
+            // calls, but another process can run between them.
+            let seen = balance.get().expect("no holder dies here");
+            balance.set(seen + step).expect("no holder dies here");
+        }
+    }
+}
+
+/// One round: withdraw and deposit `times` each, together; the balance.
+fn perform_transactions(times: u32, locked: bool) -> mproc::Result<i32> {
+    let balance = Value::new(100)?;
+    let go = RawValue::new(0u32)?;
+    let mut procs = Vec::new();
+    let mut readies = Vec::new();
+    for step in [-1, 1] {
+        let (here, there) = Pipe::new()?;
+        let args = (balance.clone(), step, times, locked, go.clone(), there);
+        let mut p = Process::new(bank, args);
+        p.start()?;
+        procs.push(p);
+        readies.push(here);
+    }
+    for r in &readies {
+        r.recv()?;
+    }
+    go.set(1);
+    for p in &mut procs {
+        p.join()?;
+    }
+    Ok(balance.get()?)
+}
+
+/// Ten rounds; the final balances and the time taken.
+fn ten_rounds(times: u32, locked: bool) -> mproc::Result<(Vec<i32>, Duration)> {
+    let start = Instant::now();
+    let mut finals = Vec::new();
+    for _ in 0..10 {
+        let b = perform_transactions(times, locked)?;
+        println!("Final balance = {b}");
+        finals.push(b);
+    }
+    Ok((finals, start.elapsed()))
+}
+
+fn part2_bank() -> mproc::Result<()> {
+    let mut times = 10_000;
+    let wrong = |finals: &[i32]| finals.iter().filter(|&&b| b != 100).count();
+    println!("\n== Part 2: withdraw and deposit {times} times each, without a lock ==");
+    let (mut finals, mut unlocked) = ten_rounds(times, false)?;
+    // A contended lock puts the loser to sleep in the kernel, and 10,000
+    // steps take about a millisecond: often one process finishes before
+    // the other wakes, and no update is lost.
+    while wrong(&finals) < 5 && times < 10_000_000 {
+        times *= 10;
+        println!(
+            "(only {} of 10 balances wrong: the processes barely overlap; raising the count to {times})",
+            wrong(&finals)
+        );
+        (finals, unlocked) = ten_rounds(times, false)?;
+    }
+    println!("== with the value's lock held across each read and write, {times} times each ==");
+    let (locked_finals, locked) = ten_rounds(times, true)?;
+    println!(
+        "without a lock: {} of 10 balances wrong, in {:.3} s; with the lock: {} of 10 wrong, in {:.3} s",
+        wrong(&finals),
+        unlocked.as_secs_f64(),
+        wrong(&locked_finals),
+        locked.as_secs_f64(),
+    );
+    println!(
+        "get() and set() are each atomic, but a read-modify-write is not: updates are lost \
+         unless the lock is held from the read to the write"
+    );
+    Ok(())
+}
+
 fn main() -> mproc::Result<()> {
     part1_counting()?;
+    part2_bank()?;
     Ok(())
 }

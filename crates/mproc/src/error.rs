@@ -98,6 +98,32 @@ pub enum Error {
     /// [`LockError`](crate::LockError) to keep the lock instead).
     #[error("the previous holder of the lock died holding it")]
     OwnerDied,
+    /// A named shared-memory segment already exists
+    /// ([`SharedMemory::create`](crate::SharedMemory::create)).
+    #[error("shared memory '{name}' already exists")]
+    AlreadyExists {
+        /// The name asked for.
+        name: String,
+    },
+    /// No shared-memory segment has this name
+    /// ([`SharedMemory::open`](crate::SharedMemory::open),
+    /// [`unlink`](crate::SharedMemory::unlink)).
+    #[error("shared memory '{name}' not found")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// An index past the end of an
+    /// [`Array`](crate::Array), a [`RawArray`](crate::RawArray) or a
+    /// [`SharedMemory`](crate::SharedMemory) segment.
+    #[error("index {index} out of range for length {len}")]
+    OutOfRange {
+        /// The first index asked for that is past the end (for a range
+        /// that starts inside and runs out: `len`).
+        index: usize,
+        /// The length of the object.
+        len: usize,
+    },
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -42,6 +42,29 @@
 //! See [`StartMethod`]: `ForkServer` (default), `Spawn`, `Fork`; pick one
 //! per process, per [`Context`] or globally with [`set_start_method`].
 //!
+//! # Shared state
+//!
+//! [`Value`] and [`Array`] hold plain data ([`Plain`]: integers, floats,
+//! `bool`, `#[repr(C)]` structs) in shared memory with their own lock, as
+//! Python's; [`RawValue`] and [`RawArray`] have no lock; [`SharedMemory`]
+//! is a block of bytes, named or anonymous. All travel to a child inside
+//! its arguments:
+//!
+//! ```
+//! use mproc::{Process, Value};
+//!
+//! fn deposit(balance: Value<i32>) {
+//!     *balance.lock().unwrap() += 10;
+//! }
+//!
+//! let balance = Value::new(100)?;
+//! let mut p = Process::new(deposit, balance.clone());
+//! p.start()?;
+//! p.join()?;
+//! assert_eq!(balance.get()?, 110);
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
@@ -71,12 +94,19 @@ pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
 };
+pub use shared::{
+    Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard,
+};
 pub use start::{
     all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
     StartMethod,
 };
 pub use sync::{Lock, LockError, LockGuard, LockResult, RLock, Recover};
 pub use wait::{wait, Waitable};
+
+/// The crate whose traits say which types are [`Plain`] (derive
+/// `bytemuck::Pod` and `bytemuck::Zeroable` on your `#[repr(C)]` structs).
+pub use bytemuck;
 
 /// Support for mproc's own tests; not part of the API.
 #[doc(hidden)]

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::cells::Cells;
+use super::plain::Plain;
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::sys::shm::SharedRegion;
@@ -84,6 +86,16 @@ impl<T: ShmSafe> ShmBlock<T> {
         unsafe { &*self.region.ptr().cast::<T>() }
     }
 }
+
+impl<T> ShmBlock<T> {
+    /// `len` cells of `U` in the data area, after checking they fit.
+    pub(crate) fn cells<U: Plain>(&self, len: usize) -> std::result::Result<Cells<U>, String> {
+        Cells::new(self.region.clone(), data_offset::<T>(), len)
+    }
+}
+
+// SAFETY: a zero-sized header has no bytes to mutate.
+unsafe impl ShmSafe for () {}
 
 impl<T> Serialize for ShmBlock<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -7,9 +7,12 @@ use std::sync::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use bytemuck::Zeroable;
+
 use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::process::{JoinHandle, Process};
+use crate::shared::{Array, Plain, RawArray, RawValue, SharedMemory, Value};
 
 /// How a child process is started.
 ///
@@ -165,5 +168,94 @@ impl Context {
     /// A duplex [`Pipe`] (the same in every context).
     pub fn pipe<T>(&self) -> Result<(Connection<T>, Connection<T>)> {
         Pipe::new()
+    }
+
+    /// A [`Value`] with its own lock (the same in every context), as
+    /// Python's `ctx.Value`.
+    ///
+    /// ```
+    /// let ctx = mproc::get_context(None);
+    /// let v = ctx.value(100i32)?;
+    /// *v.lock()? -= 1;
+    /// assert_eq!(v.get()?, 99);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Value")]
+    pub fn value<T: Plain>(&self, value: T) -> Result<Value<T>> {
+        Value::new(value)
+    }
+
+    /// An [`Array`] of `len` zeros with its own lock, as Python's
+    /// `ctx.Array(typecode, size)`.
+    ///
+    /// ```
+    /// let a = mproc::get_context(None).array::<f64>(3)?;
+    /// assert_eq!(a.to_vec()?, [0.0; 3]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Array")]
+    pub fn array<T: Plain + Zeroable>(&self, len: usize) -> Result<Array<T>> {
+        Array::new(len)
+    }
+
+    /// An [`Array`] holding a copy of `values`, as Python's
+    /// `ctx.Array(typecode, sequence)`.
+    ///
+    /// ```
+    /// let a = mproc::get_context(None).array_from_slice(&[1u8, 2])?;
+    /// assert_eq!(a.get(1)?, 2);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn array_from_slice<T: Plain>(&self, values: &[T]) -> Result<Array<T>> {
+        Array::from_slice(values)
+    }
+
+    /// A [`RawValue`] (no lock), as Python's `ctx.RawValue`.
+    ///
+    /// ```
+    /// let v = mproc::get_context(None).raw_value(1u32)?;
+    /// assert_eq!(v.get(), 1);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "RawValue")]
+    pub fn raw_value<T: Plain>(&self, value: T) -> Result<RawValue<T>> {
+        RawValue::new(value)
+    }
+
+    /// A [`RawArray`] of `len` zeros (no lock), as Python's
+    /// `ctx.RawArray(typecode, size)`.
+    ///
+    /// ```
+    /// let a = mproc::get_context(None).raw_array::<i16>(2)?;
+    /// assert_eq!(a.to_vec(), [0, 0]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "RawArray")]
+    pub fn raw_array<T: Plain + Zeroable>(&self, len: usize) -> Result<RawArray<T>> {
+        RawArray::new(len)
+    }
+
+    /// A [`RawArray`] holding a copy of `values`, as Python's
+    /// `ctx.RawArray(typecode, sequence)`.
+    ///
+    /// ```
+    /// let a = mproc::get_context(None).raw_array_from_slice(&[true])?;
+    /// assert!(a.get(0)?);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn raw_array_from_slice<T: Plain>(&self, values: &[T]) -> Result<RawArray<T>> {
+        RawArray::from_slice(values)
+    }
+
+    /// `size` bytes of anonymous [`SharedMemory`] (named segments:
+    /// [`SharedMemory::create`] and [`SharedMemory::open`]).
+    ///
+    /// ```
+    /// let shm = mproc::get_context(None).shared_memory(64)?;
+    /// assert_eq!(shm.size(), 64);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn shared_memory(&self, size: usize) -> Result<SharedMemory> {
+        SharedMemory::anonymous(size)
     }
 }

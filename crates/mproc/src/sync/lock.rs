@@ -103,6 +103,16 @@ fn guard(mutex: &SharedMutex, r: LockResult<bool>) -> LockResult<Option<LockGuar
 macro_rules! lock_api {
     ($name:ident, $recursive:expr) => {
         impl $name {
+            /// Wraps a mutex made elsewhere (a `Value`'s lock with its data).
+            pub(crate) fn from_mutex(mutex: SharedMutex) -> Self {
+                $name { mutex }
+            }
+
+            /// The underlying mutex.
+            pub(crate) fn mutex(&self) -> &SharedMutex {
+                &self.mutex
+            }
+
             /// A new, unlocked lock.
             pub fn new() -> Result<Self> {
                 Ok($name {

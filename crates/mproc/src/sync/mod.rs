@@ -5,4 +5,5 @@ mod mutex;
 mod poison;
 
 pub use lock::{Lock, LockGuard, RLock};
+pub(crate) use mutex::SharedMutex;
 pub use poison::{LockError, LockResult, Recover};

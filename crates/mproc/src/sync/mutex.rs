@@ -31,12 +31,23 @@ fn failed<G>(context: &'static str) -> impl FnOnce(std::io::Error) -> LockError<
 
 impl SharedMutex {
     pub(crate) fn new(recursive: bool) -> crate::Result<Self> {
-        let block = ShmBlock::<RobustMutex>::create("mproc-lock", 0)?;
+        Self::with_data(recursive, 0)
+    }
+
+    /// A mutex whose block has `data_len` bytes of data after it (where a
+    /// `Value` keeps the data its own lock guards).
+    pub(crate) fn with_data(recursive: bool, data_len: usize) -> crate::Result<Self> {
+        let block = ShmBlock::<RobustMutex>::create("mproc-lock", data_len)?;
         block
             .header()
             .init(recursive)
             .map_err(Error::io("cannot initialise a lock"))?;
         Ok(SharedMutex { block })
+    }
+
+    /// The shared block the mutex heads.
+    pub(crate) fn block(&self) -> &ShmBlock<RobustMutex> {
+        &self.block
     }
 
     fn raw(&self) -> &RobustMutex {

@@ -8,6 +8,7 @@ pub(crate) mod fdpass;
 #[allow(dead_code)] // used by the shared-memory ring of Pipe (in progress)
 pub(crate) mod futex;
 pub(crate) mod image;
+pub(crate) mod posix_shm;
 pub(crate) mod proc;
 pub(crate) mod robust;
 pub(crate) mod shm;
