@@ -98,6 +98,11 @@ pub enum Error {
     /// [`LockError`](crate::LockError) to keep the lock instead).
     #[error("the previous holder of the lock died holding it")]
     OwnerDied,
+    /// A [`Barrier`](crate::Barrier) is broken: a party timed out, the
+    /// barrier was aborted or reset while parties waited, or its action
+    /// panicked. Python's `BrokenBarrierError`.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

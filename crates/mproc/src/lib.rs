@@ -75,7 +75,11 @@ pub use start::{
     all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
     StartMethod,
 };
-pub use sync::{Lock, LockError, LockGuard, LockResult, RLock, Recover};
+pub use sync::{
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionLock, Event, Lock, LockError,
+    LockGuard, LockResult, RLock, Recover, Semaphore, SemaphoreGuard, MAX_CONDITION_WAITERS,
+    MAX_PARTIES, SEM_VALUE_MAX,
+};
 pub use wait::{wait, Waitable};
 
 /// Support for mproc's own tests; not part of the API.

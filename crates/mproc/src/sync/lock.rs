@@ -160,6 +160,10 @@ macro_rules! lock_api {
             pub fn is_locked(&self) -> bool {
                 self.mutex.is_locked()
             }
+
+            pub(crate) fn shared_mutex(&self) -> &SharedMutex {
+                &self.mutex
+            }
         }
 
         impl std::fmt::Debug for $name {
