@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{deadline_after, WAKE_ALL};
+use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
 use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::{futex, image};
@@ -119,7 +119,7 @@ impl BarrierState {
     /// Tells the waiters that `state` changed.
     fn publish(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
-        futex::wake_if_sleeping(&self.seq, &self.sleepers, WAKE_ALL);
+        wake_sleepers(&self.seq, &self.sleepers, WAKE_ALL);
     }
 
     /// Moves from `from` (its cycle ended, released or broken) to the next

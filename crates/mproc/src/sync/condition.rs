@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use super::lock::{Lock, LockGuard, RLock};
 use super::mutex::SharedMutex;
 use super::poison::{with_outcome, LockError, LockResult};
-use super::{deadline_after, WAKE_ALL};
+use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
 use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
@@ -135,7 +135,7 @@ impl CondState {
             let slot = self.slot(head);
             if slot.word.load(Ordering::Relaxed) == tag(head, WAITING) {
                 slot.word.store(tag(head, NOTIFIED), Ordering::SeqCst);
-                futex::wake_if_sleeping(&slot.word, &slot.sleepers, WAKE_ALL);
+                wake_sleepers(&slot.word, &slot.sleepers, WAKE_ALL);
                 n -= 1;
             }
             head = head.wrapping_add(1);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{deadline_after, WAKE_ALL};
+use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
 use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
@@ -133,7 +133,7 @@ impl Event {
                 Err(now) => w = now,
             }
         }
-        futex::wake_if_sleeping(&s.word, &s.sleepers, WAKE_ALL);
+        wake_sleepers(&s.word, &s.sleepers, WAKE_ALL);
     }
 
     /// Clears the flag: later waiters wait until the next

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::deadline_after;
+use super::{deadline_after, wake_sleepers};
 use crate::error::{Error, Result};
 use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
@@ -108,13 +108,13 @@ impl Core {
             }
             match s
                 .value
-                .compare_exchange_weak(v, v + 1, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(v, v + 1, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(now) => v = now,
             }
         }
-        futex::wake_if_sleeping(&s.value, &s.sleepers, 1);
+        wake_sleepers(&s.value, &s.sleepers, 1);
         Ok(())
     }
 
