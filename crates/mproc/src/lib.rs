@@ -42,6 +42,33 @@
 //! See [`StartMethod`]: `ForkServer` (default), `Spawn`, `Fork`; pick one
 //! per process, per [`Context`] or globally with [`set_start_method`].
 //!
+//! # Synchronisation
+//!
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`] live in shared memory and are woken through
+//! futexes: an uncontended call makes no system call, and a wait spins
+//! briefly before it sleeps. Clone a handle to keep it, pass it to a child
+//! in its arguments, or make one from a [`Context`] (`ctx.event()`...). A
+//! lock whose holder dies is handed to the next acquirer with
+//! [`LockError::OwnerDied`] instead of staying locked forever.
+//!
+//! ```
+//! use mproc::{Barrier, Event, Process};
+//!
+//! fn party((barrier, done): (Barrier, Event)) {
+//!     barrier.wait().unwrap(); // both processes meet here
+//!     done.set();
+//! }
+//!
+//! let (barrier, done) = (Barrier::new(2)?, Event::new()?);
+//! let mut p = Process::new(party, (barrier.clone(), done.clone()));
+//! p.start()?;
+//! barrier.wait()?;
+//! done.wait()?;
+//! p.join()?;
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
