@@ -673,6 +673,32 @@ fn condition_wait_reports_owner_death() {
     });
 }
 
+/// In a child's main thread (where mproc forks directly): holds a lock,
+/// forks, and asks whether the grandchild believes it holds the lock.
+fn fork_while_holding(cond: Condition) -> bool {
+    mproc::set_fork_warning(false);
+    let _g = cond.lock().unwrap();
+    cond.notify(1).unwrap(); // this thread's id is cached now
+    let theirs = cond.clone();
+    mproc::fork(move || theirs.notify(1).is_err())
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// A forked child's only thread is not the thread that forked it: it must
+/// not think it holds the parent's lock (the cached thread id is
+/// forgotten at fork).
+#[test]
+fn forked_child_does_not_hold_the_parents_lock() {
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let refused = mproc::spawn(fork_while_holding, cond)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(refused, "the grandchild took its parent's lock for its own");
+}
+
 // ---------------------------------------------------------------- Barrier
 
 /// CPython's `_TestBarrier.multipass`, counting with semaphores: in each

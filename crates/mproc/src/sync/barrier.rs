@@ -653,3 +653,48 @@ impl TryFrom<Wire> for Barrier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Garbage in the shared block: an error or a timeout, never a panic;
+    /// `reset` repairs it.
+    #[test]
+    fn garbage_state_is_survived() {
+        let barrier = Barrier::new(3).unwrap();
+        let s = barrier.state();
+        for word in [
+            u64::MAX,
+            COUNT,
+            BROKEN | 2,
+            RESETTING,
+            0xdead_beef_0000_0005,
+        ] {
+            s.state.store(word, Ordering::Relaxed);
+            s.ended_broken.store(u64::MAX, Ordering::Relaxed);
+            let r = barrier.wait_timeout(Duration::from_millis(1));
+            assert!(r.is_err(), "{word:#x}: {r:?}");
+            let _ = (barrier.n_waiting(), barrier.is_broken());
+            barrier.reset();
+            assert!(!barrier.is_broken());
+            assert_eq!(barrier.n_waiting(), 0);
+        }
+    }
+
+    #[test]
+    fn a_barrier_with_foreign_action_breaks_instead_of_calling_it() {
+        let mut barrier = Barrier::new(1).unwrap();
+        barrier.action = Some(Action::Foreign);
+        assert!(matches!(barrier.wait(), Err(Error::InvalidState(_))));
+        assert!(barrier.is_broken());
+    }
+
+    #[test]
+    fn parties_out_of_range_are_refused_on_receipt() {
+        let barrier = Barrier::new(2).unwrap();
+        let mut wire = Wire::from(barrier);
+        wire.parties = 0;
+        assert!(Barrier::try_from(wire).is_err());
+    }
+}
