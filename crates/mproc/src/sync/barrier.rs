@@ -47,6 +47,12 @@ use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::{futex, image};
 
 /// The largest number of parties a [`Barrier`] can have.
+///
+/// # Examples
+///
+/// ```
+/// assert!(mproc::Barrier::new(mproc::MAX_PARTIES + 1).is_err());
+/// ```
 pub const MAX_PARTIES: u32 = (1 << 30) - 1;
 
 const COUNT: u64 = MAX_PARTIES as u64;

@@ -57,7 +57,14 @@ use crate::shared::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
 use crate::sys::remaining;
 
-/// How many threads may wait on one condition at once.
+/// How many threads may wait on one condition at once; one more is an
+/// error.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mproc::MAX_CONDITION_WAITERS, 1024);
+/// ```
 pub const MAX_CONDITION_WAITERS: usize = 1024;
 
 const SLOTS: u32 = MAX_CONDITION_WAITERS as u32;

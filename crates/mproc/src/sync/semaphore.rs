@@ -32,6 +32,12 @@ use crate::sys::futex;
 
 /// The largest value a semaphore can hold, as POSIX's `SEM_VALUE_MAX` on
 /// Linux.
+///
+/// # Examples
+///
+/// ```
+/// assert!(mproc::Semaphore::new(mproc::SEM_VALUE_MAX + 1).is_err());
+/// ```
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 
 #[repr(C)]
