@@ -489,6 +489,61 @@ fn condition_notify_one_then_all() {
     });
 }
 
+/// A consumer of the bounded stress test: takes items under the condition
+/// until `total` have been taken.
+fn consume((cond, items, taken, total): (Condition, Semaphore, Semaphore, u32)) {
+    let _g = cond.lock().unwrap();
+    loop {
+        let ready = cond
+            .wait_for_timeout(|| items.value() > 0 || taken.value() >= total, GENEROUS)
+            .unwrap();
+        assert!(ready, "a consumer starved: a notification was lost");
+        if taken.value() >= total {
+            return;
+        }
+        assert!(items.try_acquire());
+        taken.release().unwrap();
+        if taken.value() >= total {
+            cond.notify_all().unwrap();
+            return;
+        }
+    }
+}
+
+fn produce((cond, items, n): (Condition, Semaphore, u32)) {
+    for _ in 0..n {
+        let _g = cond.lock().unwrap();
+        items.release().unwrap();
+        cond.notify(1).unwrap();
+    }
+}
+
+/// Producers and consumers in four processes and two threads, each item
+/// announced by one `notify(1)`: a lost notification starves a consumer.
+#[test]
+fn condition_producers_and_consumers() {
+    let cond = Condition::new().unwrap();
+    let (items, taken) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
+    let (per_producer, producers) = (500, 3);
+    let total = per_producer * producers;
+    let mut consumers: Vec<_> = (0..2)
+        .map(|_| Process::new(consume, (cond.clone(), items.clone(), taken.clone(), total)))
+        .collect();
+    consumers.iter_mut().for_each(start);
+    let mut makers: Vec<_> = (0..2)
+        .map(|_| Process::new(produce, (cond.clone(), items.clone(), per_producer)))
+        .collect();
+    makers.iter_mut().for_each(start);
+    thread::scope(|s| {
+        let args = (cond.clone(), items.clone(), taken.clone(), total);
+        s.spawn(move || consume(args));
+        produce((cond.clone(), items.clone(), per_producer));
+    });
+    makers.iter_mut().for_each(join_ok);
+    consumers.iter_mut().for_each(join_ok);
+    assert_eq!((taken.value(), items.value()), (total, 0));
+}
+
 fn waitfor_child((cond, state, success): (Condition, Semaphore, Event)) {
     let _g = cond.lock().unwrap();
     state.release().unwrap(); // state = 1

@@ -210,3 +210,29 @@ impl fmt::Debug for Event {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `set` at once undone by `clear` still releases a thread that was
+    /// waiting when it happened, even one that never saw the flag (here
+    /// the two are made one store, so that the waiter cannot see the flag).
+    #[test]
+    fn a_set_undone_before_the_waiter_looks_still_releases_it() {
+        let event = Event::new().unwrap();
+        let s = event.state();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| event.wait_timeout(Duration::from_secs(5)).unwrap());
+            while s.sleepers.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            let w = s.word.load(Ordering::SeqCst);
+            s.word
+                .store(w.wrapping_add(ONE_SET) & !FLAG, Ordering::SeqCst);
+            wake_sleepers(&s.word, &s.sleepers, WAKE_ALL);
+            assert!(waiter.join().unwrap());
+        });
+        assert!(!event.is_set());
+    }
+}
