@@ -124,6 +124,11 @@ pub enum Error {
         /// The length of the object.
         len: usize,
     },
+    /// A [`Barrier`](crate::Barrier) is broken: a party timed out, the
+    /// barrier was aborted or reset while parties waited, or its action
+    /// panicked. Python's `BrokenBarrierError`.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -65,6 +65,33 @@
 //! # Ok::<(), mproc::Error>(())
 //! ```
 //!
+//! # Synchronisation
+//!
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`] live in shared memory and are woken through
+//! futexes: an uncontended call makes no system call, and a wait spins
+//! briefly before it sleeps. Clone a handle to keep it, pass it to a child
+//! in its arguments, or make one from a [`Context`] (`ctx.event()`...). A
+//! lock whose holder dies is handed to the next acquirer with
+//! [`LockError::OwnerDied`] instead of staying locked forever.
+//!
+//! ```
+//! use mproc::{Barrier, Event, Process};
+//!
+//! fn party((barrier, done): (Barrier, Event)) {
+//!     barrier.wait().unwrap(); // both processes meet here
+//!     done.set();
+//! }
+//!
+//! let (barrier, done) = (Barrier::new(2)?, Event::new()?);
+//! let mut p = Process::new(party, (barrier.clone(), done.clone()));
+//! p.start()?;
+//! barrier.wait()?;
+//! done.wait()?;
+//! p.join()?;
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
@@ -101,7 +128,11 @@ pub use start::{
     all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
     StartMethod,
 };
-pub use sync::{Lock, LockError, LockGuard, LockResult, RLock, Recover};
+pub use sync::{
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionLock, Event, Lock, LockError,
+    LockGuard, LockResult, RLock, Recover, Semaphore, SemaphoreGuard, MAX_CONDITION_WAITERS,
+    MAX_PARTIES, SEM_VALUE_MAX,
+};
 pub use wait::{wait, Waitable};
 
 /// The crate whose traits say which types are [`Plain`] (derive

@@ -282,8 +282,6 @@ pub fn active_children() -> Vec<ProcessInfo> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn triple(x: i64) -> i64 {
         3 * x
     }

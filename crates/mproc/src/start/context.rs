@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::process::{JoinHandle, Process};
 use crate::shared::{Array, Plain, RawArray, RawValue, SharedMemory, Value};
+use crate::sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionLock, Event, Lock, RLock, Semaphore,
+};
 
 /// How a child process is started.
 ///
@@ -257,5 +260,127 @@ impl Context {
     /// ```
     pub fn shared_memory(&self, size: usize) -> Result<SharedMemory> {
         SharedMemory::anonymous(size)
+    }
+}
+
+/// The synchronisation objects, as Python's `ctx.Lock()`, `ctx.Event()`...
+/// They are the same in every context: shared memory works alike whatever
+/// the start method.
+impl Context {
+    /// A new [`Lock`], Python's `ctx.Lock()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = mproc::get_context(None);
+    /// let lock = ctx.lock()?;
+    /// assert!(lock.try_acquire()?);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Lock")]
+    pub fn lock(&self) -> Result<Lock> {
+        Lock::new()
+    }
+
+    /// A new [`RLock`], Python's `ctx.RLock()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rlock = mproc::get_context(None).rlock()?;
+    /// let _outer = rlock.lock()?;
+    /// let _inner = rlock.lock()?;
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "RLock")]
+    pub fn rlock(&self) -> Result<RLock> {
+        RLock::new()
+    }
+
+    /// A new [`Semaphore`] holding `value` permits, Python's
+    /// `ctx.Semaphore(value)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = mproc::get_context(None).semaphore(2)?;
+    /// assert_eq!(sem.value(), 2);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Semaphore")]
+    pub fn semaphore(&self, value: u32) -> Result<Semaphore> {
+        Semaphore::new(value)
+    }
+
+    /// A new [`BoundedSemaphore`], Python's `ctx.BoundedSemaphore(value)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = mproc::get_context(None).bounded_semaphore(1)?;
+    /// assert!(sem.release().is_err());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "BoundedSemaphore")]
+    pub fn bounded_semaphore(&self, value: u32) -> Result<BoundedSemaphore> {
+        BoundedSemaphore::new(value)
+    }
+
+    /// A new [`Event`], Python's `ctx.Event()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let event = mproc::get_context(None).event()?;
+    /// assert!(!event.is_set());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Event")]
+    pub fn event(&self) -> Result<Event> {
+        Event::new()
+    }
+
+    /// A new [`Condition`] over a new [`RLock`], Python's `ctx.Condition()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cond = mproc::get_context(None).condition()?;
+    /// let _guard = cond.lock()?;
+    /// cond.notify_all()?;
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Condition")]
+    pub fn condition(&self) -> Result<Condition> {
+        Condition::new()
+    }
+
+    /// A new [`Condition`] over `lock`, Python's `ctx.Condition(lock)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = mproc::get_context(None);
+    /// let cond = ctx.condition_with_lock(ctx.lock()?)?;
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn condition_with_lock(&self, lock: impl Into<ConditionLock>) -> Result<Condition> {
+        Condition::with_lock(lock)
+    }
+
+    /// A new [`Barrier`] for `parties` parties, Python's
+    /// `ctx.Barrier(parties)`; see [`Barrier::builder`] for an action and a
+    /// default timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let barrier = mproc::get_context(None).barrier(1)?;
+    /// assert_eq!(barrier.wait()?, 0);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Barrier")]
+    pub fn barrier(&self, parties: u32) -> Result<Barrier> {
+        Barrier::new(parties)
     }
 }

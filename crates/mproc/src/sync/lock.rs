@@ -11,6 +11,8 @@ use crate::error::Result;
 
 /// A lock shared between processes, as Python's `multiprocessing.Lock`.
 ///
+/// # Examples
+///
 /// An uncontended acquire and release make no system call. Unlike CPython's,
 /// the lock has an owner (the thread that acquired it): only the owner may
 /// release it, and if the owner dies holding it (killed, crashed), the next
@@ -36,7 +38,8 @@ use crate::error::Result;
 /// ```
 ///
 /// Acquiring a lock the calling thread already holds is an error (a
-/// deadlock), not a hang; use [`RLock`] for re-entrant locking.
+/// deadlock), not a hang (and `try_acquire` says `false`); use [`RLock`]
+/// for re-entrant locking.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Lock {
@@ -46,6 +49,8 @@ pub struct Lock {
 /// A re-entrant lock shared between processes, as Python's
 /// `multiprocessing.RLock`: the owning thread may acquire it again, and must
 /// release it as many times. Owner death is reported as for [`Lock`].
+///
+/// # Examples
 ///
 /// ```
 /// let lock = mproc::RLock::new()?;
@@ -64,6 +69,16 @@ pub struct RLock {
 
 /// Holds a [`Lock`] or [`RLock`] until dropped. Not `Send`: a lock is
 /// released by the thread that took it.
+///
+/// # Examples
+///
+/// ```
+/// let lock = mproc::Lock::new()?;
+/// let guard = lock.lock()?;
+/// drop(guard); // releases
+/// assert!(!lock.is_locked());
+/// # Ok::<(), mproc::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     mutex: &'a SharedMutex,
@@ -114,6 +129,14 @@ macro_rules! lock_api {
             }
 
             /// A new, unlocked lock.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// assert!(!lock.is_locked());
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn new() -> Result<Self> {
                 Ok($name {
                     mutex: SharedMutex::new($recursive)?,
@@ -122,6 +145,16 @@ macro_rules! lock_api {
 
             /// Blocks until the lock is acquired. Release it with
             /// [`release`](Self::release) (or prefer [`lock`](Self::lock)).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// lock.acquire()?;
+            /// assert!(lock.is_locked());
+            /// lock.release()?;
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn acquire(&self) -> LockResult<()> {
                 self.mutex
                     .acquire(None)
@@ -130,12 +163,33 @@ macro_rules! lock_api {
             }
 
             /// Acquires the lock if it is free; `false` otherwise.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// assert!(lock.try_acquire()?);
+            /// let other = std::thread::scope(|s| s.spawn(|| lock.try_acquire().unwrap()).join().unwrap());
+            /// assert!(!other); // held by this thread
+            /// lock.release()?;
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn try_acquire(&self) -> LockResult<bool> {
                 self.mutex.acquire(Some(Duration::ZERO))
             }
 
             /// Waits at most `timeout` for the lock; `false` if it is still
             /// held (a zero timeout only tries).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use std::time::Duration;
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// assert!(lock.acquire_timeout(Duration::from_millis(10))?);
+            /// lock.release()?;
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             #[doc(alias = "acquire")]
             pub fn acquire_timeout(&self, timeout: Duration) -> LockResult<bool> {
                 self.mutex.acquire(Some(timeout))
@@ -143,12 +197,34 @@ macro_rules! lock_api {
 
             /// Releases the lock. Releasing a lock the calling thread does
             /// not hold (or an unlocked one) is an error.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// assert!(lock.release().is_err()); // not held
+            /// lock.acquire()?;
+            /// lock.release()?;
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn release(&self) -> Result<()> {
                 self.mutex.release()
             }
 
             /// Blocks until the lock is acquired; it is released when the
             /// guard is dropped (Python's `with lock:`).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// {
+            ///     let _guard = lock.lock()?;
+            ///     assert!(lock.is_locked());
+            /// }
+            /// assert!(!lock.is_locked());
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn lock(&self) -> LockResult<LockGuard<'_>> {
                 match guard(&self.mutex, self.mutex.acquire(None)) {
                     Ok(g) => Ok(g.expect("a blocking acquire returns with the lock")),
@@ -157,18 +233,51 @@ macro_rules! lock_api {
             }
 
             /// A guard if the lock is free now.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// let guard = lock.try_lock()?;
+            /// assert!(guard.is_some());
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn try_lock(&self) -> LockResult<Option<LockGuard<'_>>> {
                 guard(&self.mutex, self.mutex.acquire(Some(Duration::ZERO)))
             }
 
             /// A guard if the lock can be had within `timeout`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use std::time::Duration;
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// let guard = lock.lock_timeout(Duration::from_millis(10))?;
+            /// assert!(guard.is_some());
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn lock_timeout(&self, timeout: Duration) -> LockResult<Option<LockGuard<'_>>> {
                 guard(&self.mutex, self.mutex.acquire(Some(timeout)))
             }
 
             /// Whether some thread holds the lock (a snapshot).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let lock = mproc::", stringify!($name), "::new()?;")]
+            /// assert!(!lock.is_locked());
+            /// let _guard = lock.lock()?;
+            /// assert!(lock.is_locked());
+            /// # Ok::<(), mproc::Error>(())
+            /// ```
             pub fn is_locked(&self) -> bool {
                 self.mutex.is_locked()
+            }
+
+            pub(crate) fn shared_mutex(&self) -> &SharedMutex {
+                &self.mutex
             }
         }
 

@@ -58,7 +58,12 @@ impl SharedMutex {
     /// for a zero timeout). `timeout: None` waits forever.
     pub(crate) fn acquire(&self, timeout: Option<Duration>) -> LockResult<bool> {
         let r = match timeout {
-            Some(t) if t.is_zero() => self.raw().try_lock(),
+            // A try by the holder of a non-re-entrant lock: busy, as for
+            // anyone else (glibc says EDEADLK).
+            Some(t) if t.is_zero() => match self.raw().try_lock() {
+                Err(e) if e.raw_os_error() == Some(libc::EDEADLK) => Ok(None),
+                r => r,
+            },
             Some(t) => self.raw().lock(Some(Instant::now() + t)),
             None => self.raw().lock(None),
         };
@@ -80,5 +85,47 @@ impl SharedMutex {
 
     pub(crate) fn is_locked(&self) -> bool {
         self.raw().is_locked()
+    }
+}
+
+/// What a condition variable needs of its lock.
+impl SharedMutex {
+    /// Whether the calling thread holds the mutex (no system call).
+    pub(crate) fn held_by_caller(&self) -> bool {
+        self.raw().held_by_caller()
+    }
+
+    /// Releases every level the calling thread holds (one for a `Lock`,
+    /// the recursion depth for an `RLock`) and returns how many.
+    ///
+    /// glibc keeps the depth of a recursive mutex; rather than read its
+    /// private fields, unlock until unlocking fails with `EPERM` (the caller
+    /// no longer owns it). Call only while [`held_by_caller`](Self::held_by_caller).
+    pub(crate) fn release_all(&self) -> crate::Result<u32> {
+        let mut levels = 0u32;
+        loop {
+            match self.raw().unlock() {
+                Ok(()) => levels += 1,
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(levels),
+                Err(e) => return Err(Error::io("cannot release a lock")(e)),
+            }
+        }
+    }
+
+    /// Takes the mutex again `levels` times (at least once), as
+    /// [`release_all`](Self::release_all) found it. An owner death met on
+    /// the first, blocking, acquisition is reported after all levels are
+    /// restored.
+    pub(crate) fn reacquire(&self, levels: u32) -> LockResult<()> {
+        let died = match self.acquire(None) {
+            Ok(_) => false,
+            Err(LockError::OwnerDied(_)) => true,
+            Err(LockError::Failed(e)) => return Err(LockError::Failed(e)),
+        };
+        for _ in 1..levels {
+            // Re-entrant acquisitions of a mutex the caller holds.
+            self.acquire(None).map_err(|e| e.map_owner(drop))?;
+        }
+        super::poison::with_outcome(died, ())
     }
 }

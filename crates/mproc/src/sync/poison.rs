@@ -10,19 +10,66 @@ use crate::error::Error;
 /// guard (or value) is inside, and the data the lock protects may be
 /// half-updated. `?` turns it into [`Error::OwnerDied`] (dropping the guard
 /// releases the lock).
+///
+/// # Examples
+///
+/// ```
+/// use mproc::{Lock, LockResult, LockGuard};
+/// let lock = Lock::new()?;
+/// let r: LockResult<LockGuard<'_>> = lock.lock();
+/// assert!(r.is_ok()); // nobody died
+/// # Ok::<(), mproc::Error>(())
+/// ```
 pub type LockResult<G> = std::result::Result<G, LockError<G>>;
 
 /// Why a lock call did not simply succeed.
+///
+/// # Examples
+///
+/// A child dies holding the lock; the parent gets it, and is told:
+///
+/// ```
+/// use mproc::{Event, Lock, LockError, Process};
+///
+/// fn hold((lock, held, never): (Lock, Event, Event)) {
+///     let _guard = lock.lock().unwrap();
+///     held.set();
+///     never.wait().unwrap(); // until killed
+/// }
+///
+/// let (lock, held, never) = (Lock::new()?, Event::new()?, Event::new()?);
+/// let mut p = Process::new(hold, (lock.clone(), held.clone(), never));
+/// p.start()?;
+/// held.wait()?;
+/// p.kill()?;
+/// p.join()?;
+/// match lock.lock() {
+///     Err(LockError::OwnerDied(guard)) => drop(guard), // check the data, then go on
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(lock.lock().is_ok()); // a clean lock again
+/// # Ok::<(), mproc::Error>(())
+/// ```
 pub enum LockError<G> {
     /// Acquired, from a holder that died holding the lock.
     OwnerDied(G),
-    /// Not acquired: the OS call failed.
+    /// Not acquired: the call failed (an OS error, or a misuse such as
+    /// waiting on a [`Condition`](crate::Condition) without its lock).
     Failed(Error),
 }
 
 impl<G> LockError<G> {
     /// The guard (or value) of an [`OwnerDied`](LockError::OwnerDied)
     /// acquisition: the lock is yours, check the data it protects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc::LockError;
+    /// let e: LockError<u8> = LockError::OwnerDied(7);
+    /// assert_eq!(e.recover()?, 7);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
     pub fn recover(self) -> crate::Result<G> {
         match self {
             LockError::OwnerDied(g) => Ok(g),
@@ -31,15 +78,41 @@ impl<G> LockError<G> {
     }
 
     /// Whether the previous holder died.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc::{Error, LockError};
+    /// assert!(LockError::OwnerDied(()).is_owner_died());
+    /// assert!(!LockError::<()>::Failed(Error::Timeout).is_owner_died());
+    /// ```
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
     }
 }
 
 /// Recovers from an owner death, as `PoisonError::into_inner` does.
+///
+/// # Examples
+///
+/// ```
+/// use mproc::Recover;
+/// let lock = mproc::Lock::new()?;
+/// let _guard = lock.lock().recover()?; // the guard, whoever died before
+/// # Ok::<(), mproc::Error>(())
+/// ```
 pub trait Recover<G> {
-    /// The guard even if the previous owner died; only OS failures remain
-    /// errors.
+    /// The guard even if the previous owner died; only other failures
+    /// remain errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc::{LockResult, Recover};
+    /// let r: LockResult<u8> = Err(mproc::LockError::OwnerDied(1));
+    /// assert_eq!(r.recover()?, 1);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
     fn recover(self) -> crate::Result<G>;
 }
 

@@ -144,3 +144,53 @@ impl RobustMutex {
         word.load(std::sync::atomic::Ordering::Acquire) & TID_MASK != 0
     }
 }
+
+impl RobustMutex {
+    /// Whether the calling thread holds the mutex.
+    ///
+    /// A robust mutex's lock word holds its owner's kernel thread id (the
+    /// kernel's robust-futex ABI), compared here with the caller's.
+    pub(crate) fn held_by_caller(&self) -> bool {
+        const TID_MASK: u32 = 0x3fff_ffff;
+        // SAFETY: as in `is_locked`.
+        let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(self.0.get().cast::<u32>()) };
+        word.load(std::sync::atomic::Ordering::Relaxed) & TID_MASK == current_tid()
+    }
+}
+
+thread_local! {
+    /// The calling thread's kernel id, 0 until first asked for.
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's kernel thread id, without a system call after the
+/// first one. A forked child (whose only thread has a new id) forgets the
+/// cached value in a `pthread_atfork` handler; should that handler fail to
+/// register, nothing is cached.
+pub(crate) fn current_tid() -> u32 {
+    TID.with(|c| match c.get() {
+        0 => {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            if forget_tid_on_fork() {
+                c.set(tid);
+            }
+            tid
+        }
+        tid => tid,
+    })
+}
+
+/// Registers the fork handler once; whether it is in place.
+fn forget_tid_on_fork() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    extern "C" fn in_child() {
+        // `try_with`: the thread may be tearing its locals down.
+        let _ = TID.try_with(|c| c.set(0));
+    }
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: `in_child` is an `extern "C" fn()` that only writes a
+        // thread-local `Cell`; it runs in the single thread of a freshly
+        // forked child.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) == 0 }
+    })
+}
