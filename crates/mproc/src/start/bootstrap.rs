@@ -10,7 +10,8 @@
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
 
 use crate::codec::{self, Frame};
 use crate::error::Error;
@@ -94,23 +95,47 @@ fn send_outcome(ctl: &OwnedFd, outcome: &Outcome, fds: &[OwnedFd]) {
 
 static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
 
+/// Set in a child once its task runs: only then does the hook record.
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Installs (once per process image) the hook that records a child's
+/// panic message and location. A forking parent installs it before the
+/// fork (see [`prepare_fork`]): the forked child must not call
+/// `take_hook`/`set_hook`, whose global lock another thread of the parent
+/// may have held at the fork (a panicking thread holds it), which would
+/// leave the child blocked forever.
 fn record_panics() {
-    let default = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let message = match info.payload().downcast_ref::<&str>() {
-            Some(s) => (*s).to_string(),
-            None => info
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "Box<dyn Any>".into()),
-        };
-        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
-        if let Ok(mut last) = LAST_PANIC.lock() {
-            *last = Some((message, location));
-        }
-        default(info);
-    }));
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_CHILD.load(Ordering::Relaxed) {
+                record(info);
+            }
+            default(info);
+        }));
+    });
+}
+
+fn record(info: &panic::PanicHookInfo<'_>) {
+    let message = match info.payload().downcast_ref::<&str>() {
+        Some(s) => (*s).to_string(),
+        None => info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "Box<dyn Any>".into()),
+    };
+    let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = Some((message, location));
+    }
+}
+
+/// In a parent, before `fork`: what the child will need and must not set
+/// up itself.
+pub(crate) fn prepare_fork() {
+    record_panics();
 }
 
 /// Runs a child's task, reports how it ended on `ctl` and exits: status 0
@@ -120,6 +145,7 @@ pub(crate) fn run_and_exit(
     want_result: bool,
     body: impl FnOnce() -> Result<Frame, Error>,
 ) -> ! {
+    IN_CHILD.store(true, Ordering::Relaxed);
     record_panics();
     let (outcome, fds, code) = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(frame)) => (

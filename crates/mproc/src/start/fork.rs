@@ -60,6 +60,7 @@ pub(crate) fn start(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> R
 
 fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
     warn_if_threaded();
+    super::prepare_fork();
     let (parent_end, child_end) =
         fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
     let _ = std::io::stdout().flush();
