@@ -195,6 +195,9 @@ pub(crate) fn after_fork_in_child(
 ) {
     crate::child::forget_all_after_fork(registry);
     let _ = proc::die_with_parent(parent);
-    let parent_info = process::current_process();
+    // Still the parent's record, but `current_process` reads the pid from
+    // the kernel, which now answers with the child's.
+    let mut parent_info = process::current_process();
+    parent_info.pid = parent;
     process::set_current(me, Some(parent_info));
 }
