@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::process::ProcessInfo;
 use crate::sys::{fdpass, proc};
 
 /// The exit code reported when the fork server died before telling a
@@ -34,8 +35,9 @@ pub(crate) enum Waiter {
 /// A started child process.
 pub(crate) struct Child {
     pub(crate) pid: i32,
-    pub(crate) name: String,
-    pub(crate) daemon: bool,
+    /// Who the child is (name, identity, daemon flag), for
+    /// `active_children` and the exit handler.
+    pub(crate) info: ProcessInfo,
     pidfd: OwnedFd,
     waiter: Waiter,
     code: OnceLock<i32>,
@@ -45,17 +47,10 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    pub(crate) fn new(
-        pid: i32,
-        pidfd: OwnedFd,
-        waiter: Waiter,
-        name: String,
-        daemon: bool,
-    ) -> Arc<Self> {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd, waiter: Waiter, info: ProcessInfo) -> Arc<Self> {
         let child = Arc::new(Child {
             pid,
-            name,
-            daemon,
+            info: ProcessInfo { pid, ..info },
             pidfd,
             waiter,
             code: OnceLock::new(),
@@ -198,7 +193,7 @@ extern "C" fn at_exit() {
         let children: Vec<_> = registry().clone();
         let me = proc::getpid();
         for c in children.iter().filter(|c| c.owner == me) {
-            if c.daemon {
+            if c.info.daemon {
                 let _ = c.signal(libc::SIGTERM);
             }
         }

@@ -150,14 +150,8 @@ impl Process {
             daemon: self.daemon,
         };
         let payload = self.payload.take().expect("checked above");
-        let started = payload.launch(self.method, me, want_result)?;
-        self.child = Some(Child::new(
-            started.pid,
-            started.pidfd,
-            started.waiter,
-            self.name.clone(),
-            self.daemon,
-        ));
+        let started = payload.launch(self.method, me.clone(), want_result)?;
+        self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         Ok(started.ctl)
     }
 
@@ -269,13 +263,5 @@ impl std::fmt::Debug for Process {
 /// assert!(mproc::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<ProcessInfo> {
-    child::active()
-        .iter()
-        .map(|c| ProcessInfo {
-            name: c.name.clone(),
-            pid: c.pid,
-            identity: Vec::new(),
-            daemon: c.daemon,
-        })
-        .collect()
+    child::active().iter().map(|c| c.info.clone()).collect()
 }
