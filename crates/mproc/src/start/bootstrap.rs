@@ -57,7 +57,10 @@ fn fail(reason: &str) -> ! {
 pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
     let (body, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_FRAME) {
         Ok(Some(frame)) => frame,
-        Ok(None) => fail("end of file before the first frame"),
+        Ok(None) => refuse(
+            &ctl,
+            Outcome::Refused("end of file before the first frame".into()),
+        ),
         Err(e) => refuse(
             &ctl,
             Outcome::Refused(format!("cannot read the first frame: {e}")),
