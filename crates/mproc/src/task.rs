@@ -97,9 +97,18 @@ impl Wire {
         want_result: bool,
         me: crate::process::ProcessInfo,
     ) -> Result<Vec<u8>> {
+        self.first_frame_claiming(image::identity().to_vec(), want_result, me)
+    }
+
+    fn first_frame_claiming(
+        &self,
+        identity: Vec<u8>,
+        want_result: bool,
+        me: crate::process::ProcessInfo,
+    ) -> Result<Vec<u8>> {
         let header = Header {
             version: WIRE_VERSION,
-            identity: image::identity().to_vec(),
+            identity,
             func: self.func,
             trampoline: self.trampoline,
             want_result,
@@ -113,6 +122,23 @@ impl Wire {
         body.extend_from_slice(&self.args.bytes);
         Ok(body)
     }
+}
+
+/// A valid first frame, transport length prefix included, for a task that
+/// does nothing, claiming to come from the executable `identity` (tests of
+/// the child's refusal of another build).
+#[doc(hidden)]
+pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
+    fn nothing(_: ()) {}
+    let wire = Wire::new(nothing, &()).expect("() always encodes");
+    let me = crate::process::current_process();
+    let body = wire
+        .first_frame_claiming(identity, false, me)
+        .expect("a header always encodes");
+    // The transport's framing (`sys::fdpass`): an 8-byte length, the body.
+    let mut frame = (body.len() as u64).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
 }
 
 /// Splits a first frame into its header and argument bytes, checking the
