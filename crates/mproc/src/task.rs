@@ -43,8 +43,8 @@ pub(crate) enum Outcome {
     Panicked { message: String, location: String },
     /// The child refused its first frame.
     Refused(String),
-    /// The child runs another executable.
-    Mismatch { found: Vec<u8> },
+    /// The child runs another executable than the one the header names.
+    Mismatch { expected: Vec<u8>, found: Vec<u8> },
     /// The task returned a value that could not be encoded.
     Encode(String),
 }
@@ -164,6 +164,7 @@ pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, &[u
     }
     if header.identity != image::identity() {
         return Err(Outcome::Mismatch {
+            expected: header.identity,
             found: image::identity().to_vec(),
         });
     }
@@ -187,8 +188,8 @@ impl Outcome {
     /// The parent's view of a refusal.
     pub(crate) fn into_error(self, pid: i32) -> Error {
         match self {
-            Outcome::Mismatch { found } => Error::BinaryMismatch {
-                expected: hex(image::identity()),
+            Outcome::Mismatch { expected, found } => Error::BinaryMismatch {
+                expected: hex(&expected),
                 found: hex(&found),
             },
             Outcome::Refused(reason) => Error::Bootstrap { pid, reason },

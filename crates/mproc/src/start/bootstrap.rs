@@ -77,12 +77,11 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
 
 fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
     let line = match &outcome {
-        Outcome::Mismatch { found } => {
-            format!(
-                "binary mismatch: the parent runs another build than this one ({})",
-                task::hex(found)
-            )
-        }
+        Outcome::Mismatch { expected, found } => format!(
+            "binary mismatch: the parent runs build {}, this child runs build {}",
+            task::hex(expected),
+            task::hex(found)
+        ),
         Outcome::Refused(reason) => reason.clone(),
         _ => "unexpected outcome".into(),
     };
