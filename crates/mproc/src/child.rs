@@ -8,8 +8,9 @@
 //!
 //! Every started child is in the registry until it is reaped. Finished
 //! children are reaped when another child starts, by `active_children()`,
-//! by a reaper thread once their handle is dropped, and at exit, where
-//! daemon children are terminated and the others joined, as in Python.
+//! by a reaper thread once their handle is dropped, and at exit (of the
+//! main process, or of a child's task), where daemon children are
+//! terminated and the others joined, as in Python.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -189,6 +190,13 @@ pub(crate) fn reaper_running() -> bool {
 }
 
 extern "C" fn at_exit() {
+    finish_children();
+}
+
+/// What a normal exit does, as in Python: daemon children are terminated,
+/// then every child is joined. Runs from `atexit` in a main process and
+/// before `_exit` in a child whose task ended.
+pub(crate) fn finish_children() {
     let _ = std::panic::catch_unwind(|| {
         let children: Vec<_> = registry().clone();
         let me = proc::getpid();

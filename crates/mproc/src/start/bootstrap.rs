@@ -183,6 +183,10 @@ pub(crate) fn run_and_exit(
     if let Some(outcome) = outcome {
         send_outcome(&ctl, &outcome, &fds);
     }
+    // A child's end is a normal exit for its own children: they are not
+    // killed with it (as they would be, by their death signal) but joined,
+    // and its daemons terminated.
+    crate::child::finish_children();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     proc::exit_now(code)
