@@ -116,11 +116,11 @@ impl Child {
         proc::signal_pidfd(self.pidfd.as_fd(), sig)
     }
 
-    /// Called when the last user handle is dropped: the registry (and the
-    /// reaper, for our own children) take over.
+    /// Called when the last user handle is dropped: the registry and the
+    /// reaper take over.
     pub(crate) fn detach(self: &Arc<Self>) {
         self.detached.store(true, Ordering::SeqCst);
-        if self.code.get().is_none() && matches!(self.waiter, Waiter::Direct) {
+        if self.code.get().is_none() {
             reaper::wake();
         }
     }
@@ -211,9 +211,10 @@ pub(crate) fn finish_children() {
     });
 }
 
-/// The thread that reaps our own children whose handles were dropped while
-/// they ran, so that none stays a zombie. Started on demand, ends when it
-/// has nothing left to watch.
+/// The thread that reaps children whose handles were dropped while they
+/// ran: our own, so that none stays a zombie, and the fork server's, so
+/// that their status pipes and pidfds are closed when they end (not at the
+/// next start). Started on demand, ends when it has nothing left to watch.
 mod reaper {
     use super::*;
 
@@ -238,7 +239,7 @@ mod reaper {
     fn watched() -> Vec<Arc<Child>> {
         registry()
             .iter()
-            .filter(|c| c.detached.load(Ordering::SeqCst) && matches!(c.waiter, Waiter::Direct))
+            .filter(|c| c.detached.load(Ordering::SeqCst))
             .filter(|c| c.code.get().is_none())
             .cloned()
             .collect()
