@@ -155,7 +155,10 @@ struct Kid {
 
 /// The server's loop (runs in the bootstrap constructor, never returns).
 pub(crate) fn serve(control: OwnedFd) -> ! {
-    proc::ignore_sigint(true);
+    // A Ctrl-C at the terminal is for the user's process, not for the
+    // server. Blocked, not ignored: a child inherits an ignored SIGINT, and
+    // one sent to it before it restored the default would be lost.
+    proc::block_sigint(true);
     let me = proc::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
@@ -205,7 +208,7 @@ fn fork_child(
             kids.clear();
             drop(status);
             proc::close_raw(proc::raw(control));
-            proc::ignore_sigint(false);
+            proc::block_sigint(false);
             let _ = proc::die_with_parent(me);
             bootstrap::run_task_child(ctl)
         }
