@@ -6,7 +6,7 @@ mod payload;
 
 pub(crate) use handle::spawn_with;
 pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
-pub(crate) use info::set_current;
+pub(crate) use info::{become_forked_child, lock_for_fork, set_current, MeGuard};
 pub use info::{cpu_count, current_process, parent_process, ProcessInfo};
 
 use std::os::fd::BorrowedFd;

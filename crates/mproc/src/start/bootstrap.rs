@@ -105,7 +105,9 @@ static IN_CHILD: AtomicBool = AtomicBool::new(false);
 /// fork (see [`prepare_fork`]): the forked child must not call
 /// `take_hook`/`set_hook`, whose global lock another thread of the parent
 /// may have held at the fork (a panicking thread holds it), which would
-/// leave the child blocked forever.
+/// leave the child blocked forever. A hook the parent sets after its first
+/// fork replaces this one: its forked children then report a panic's
+/// message (from the payload) without its location.
 fn record_panics() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
@@ -120,17 +122,21 @@ fn record_panics() {
 }
 
 fn record(info: &panic::PanicHookInfo<'_>) {
-    let message = match info.payload().downcast_ref::<&str>() {
-        Some(s) => (*s).to_string(),
-        None => info
-            .payload()
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "Box<dyn Any>".into()),
-    };
+    let message = payload_message(info.payload());
     let location = info.location().map(|l| l.to_string()).unwrap_or_default();
     if let Ok(mut last) = LAST_PANIC.lock() {
         *last = Some((message, location));
+    }
+}
+
+/// A panic's message, as the default hook prints it.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => (*s).to_string(),
+        None => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "Box<dyn Any>".into()),
     }
 }
 
@@ -171,12 +177,14 @@ pub(crate) fn run_and_exit(
             );
             (Some(Outcome::Encode(e.to_string())), Vec::new(), 1)
         }
-        Err(_) => {
+        Err(payload) => {
+            // No record if a hook set after the first fork replaced ours:
+            // the message is still in the payload, the location is lost.
             let (message, location) = LAST_PANIC
                 .lock()
                 .ok()
                 .and_then(|mut l| l.take())
-                .unwrap_or_else(|| ("unknown panic".into(), String::new()));
+                .unwrap_or_else(|| (payload_message(&*payload), String::new()));
             (Some(Outcome::Panicked { message, location }), Vec::new(), 1)
         }
     };
@@ -193,17 +201,17 @@ pub(crate) fn run_and_exit(
 }
 
 /// Puts a freshly forked child in order: the parent's children, launcher
-/// and fork server are not its own; it dies with its parent.
-pub(crate) fn after_fork_in_child(
-    registry: crate::child::RegistryGuard,
-    parent: i32,
-    me: ProcessInfo,
-) {
+/// and fork server are not its own; it dies with its parent; the locks
+/// held across the fork are released.
+pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me: ProcessInfo) {
+    let super::fork::ForkLocks {
+        stdout,
+        stderr,
+        registry,
+        me: record,
+    } = locks;
     crate::child::forget_all_after_fork(registry);
+    process::become_forked_child(record, me, parent);
+    drop((stdout, stderr));
     let _ = proc::die_with_parent(parent);
-    // Still the parent's record, but `current_process` reads the pid from
-    // the kernel, which now answers with the child's.
-    let mut parent_info = process::current_process();
-    parent_info.pid = parent;
-    process::set_current(me, Some(parent_info));
 }

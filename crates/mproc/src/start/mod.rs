@@ -3,7 +3,7 @@
 
 mod bootstrap;
 mod context;
-mod fork;
+pub(crate) mod fork;
 mod forkserver;
 mod launcher;
 mod spawn;
