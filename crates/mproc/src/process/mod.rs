@@ -71,7 +71,8 @@ pub struct Process {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
-    method: StartMethod,
+    /// `None`: the default in force when the process starts.
+    method: Option<StartMethod>,
     payload: Option<Box<dyn Payload>>,
     child: Option<Arc<Child>>,
 }
@@ -92,7 +93,7 @@ impl Process {
             name,
             identity,
             daemon: current_process().daemon,
-            method: get_start_method(),
+            method: None,
             payload: Some(payload),
             child: None,
         }
@@ -111,9 +112,10 @@ impl Process {
         self
     }
 
-    /// Chooses the start method (default: [`get_start_method`]).
+    /// Chooses the start method (default: [`get_start_method`] at the time
+    /// of [`start`](Process::start), as in Python).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -150,7 +152,8 @@ impl Process {
             daemon: self.daemon,
         };
         let payload = self.payload.take().expect("checked above");
-        let started = payload.launch(self.method, me.clone(), want_result)?;
+        let method = self.method.unwrap_or_else(get_start_method);
+        let started = payload.launch(method, me.clone(), want_result)?;
         self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         Ok(started.ctl)
     }
