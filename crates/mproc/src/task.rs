@@ -125,15 +125,16 @@ impl Wire {
 }
 
 /// A valid first frame, transport length prefix included, for a task that
-/// does nothing, claiming to come from the executable `identity` (tests of
-/// the child's refusal of another build).
+/// does nothing and reports its `()`, claiming to come from the executable
+/// `identity` (tests of the child's refusal of another build, joined
+/// through `start_with_raw_first_frame`'s `JoinHandle<()>`).
 #[doc(hidden)]
 pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
     fn nothing(_: ()) {}
     let wire = Wire::new(nothing, &()).expect("() always encodes");
     let me = crate::process::current_process();
     let body = wire
-        .first_frame_claiming(identity, false, me)
+        .first_frame_claiming(identity, true, me)
         .expect("a header always encodes");
     // The transport's framing (`sys::fdpass`): an 8-byte length, the body.
     let mut frame = (body.len() as u64).to_le_bytes().to_vec();
