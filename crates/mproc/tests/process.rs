@@ -844,58 +844,89 @@ fn framed(body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn refused_with_bootstrap(m: StartMethod, what: &str, bytes: Vec<u8>) -> String {
-    let h = mproc::__private::start_with_raw_first_frame(m, bytes).unwrap();
-    let pid = h.pid();
-    match h.join() {
-        Err(Error::Bootstrap { pid: p, reason }) => {
-            assert_eq!(p, pid);
-            reason
-        }
-        other => panic!("{m}, {what}: expected Bootstrap, got {other:?}"),
-    }
+/// Starts a child whose first frame is `bytes` (then end of file) and
+/// returns what its join gave and its exit code.
+fn refusal(m: StartMethod, bytes: Vec<u8>) -> (mproc::Result<()>, i32, Option<i32>) {
+    let mut h = mproc::__private::start_with_raw_first_frame(m, bytes).unwrap();
+    let r = h.join_timeout(GENEROUS);
+    assert!(!matches!(r, Err(Error::Timeout)), "{m}: the child hung");
+    (r, h.pid(), h.exitcode())
 }
 
 fn bad_first_frames(m: StartMethod) {
     let _g = common::shared();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage", b"this is not a frame at all".to_vec()),
-        ("truncated", {
-            let mut v = 100u64.to_le_bytes().to_vec();
-            v.extend_from_slice(b"abc");
-            v
-        }),
-        ("truncated length", vec![7, 0, 0]),
-        ("empty", Vec::new()),
-        ("garbage body", framed(b"\xff\xff\xff\x7fgarbage")),
-        ("short body", framed(b"\x01\x00")),
-        ("huge length", {
-            // Below the limit on a frame's size, far above the memory.
-            let mut v = ((1u64 << 40) - 1).to_le_bytes().to_vec();
-            v.extend_from_slice(b"abc");
-            v
-        }),
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage",
+            b"this is not a frame at all".to_vec(),
+            "exceeds the limit",
+        ),
+        (
+            "truncated",
+            {
+                let mut v = 100u64.to_le_bytes().to_vec();
+                v.extend_from_slice(b"abc");
+                v
+            },
+            "truncated",
+        ),
+        ("truncated length", vec![7, 0, 0], "truncated"),
+        ("empty", Vec::new(), "end of file"),
+        (
+            "garbage header length",
+            framed(b"\xff\xff\xff\x7fgarbage"),
+            "header",
+        ),
+        ("garbage header", framed(b"\x03\0\0\0xyz"), "header"),
+        ("short body", framed(b"\x01\x00"), "too short"),
+        (
+            "huge length",
+            {
+                // Below the limit on a frame's size, far above the memory.
+                let mut v = ((1u64 << 40) - 1).to_le_bytes().to_vec();
+                v.extend_from_slice(b"abc");
+                v
+            },
+            "truncated",
+        ),
     ];
-    for (what, bytes) in cases {
-        let reason = refused_with_bootstrap(m, what, bytes);
-        assert!(!reason.is_empty(), "{m} {what}");
+    for (what, bytes, why) in cases {
+        match refusal(m, bytes) {
+            (Err(Error::Bootstrap { pid, reason }), child, code) => {
+                assert_eq!(pid, child);
+                assert!(reason.contains(why), "{m}, {what}: {reason}");
+                assert_eq!(code, Some(mproc::BOOTSTRAP_EXIT_CODE), "{m}, {what}");
+            }
+            other => panic!("{m}, {what}: expected Bootstrap, got {other:?}"),
+        }
     }
-    // The exit code of a refusal.
-    let mut h = mproc::__private::start_with_raw_first_frame(m, b"junk".to_vec()).unwrap();
-    while h.join_timeout(GENEROUS).is_err() && !h.is_finished() {}
-    assert_eq!(h.exitcode(), Some(mproc::BOOTSTRAP_EXIT_CODE));
 }
 
 fn wrong_build_identity(m: StartMethod) {
     let _g = common::shared();
     let bytes = mproc::__private::first_frame_claiming(b"another build".to_vec());
-    let h = mproc::__private::start_with_raw_first_frame(m, bytes).unwrap();
-    match h.join() {
-        Err(Error::BinaryMismatch { expected, found }) => {
+    match refusal(m, bytes) {
+        (Err(Error::BinaryMismatch { expected, found }), _, code) => {
             assert_eq!(expected, "616e6f74686572206275696c64"); // "another build"
             assert_ne!(found, expected);
+            assert_eq!(code, Some(mproc::BOOTSTRAP_EXIT_CODE));
         }
         other => panic!("{m}: expected BinaryMismatch, got {other:?}"),
+    }
+    // The same frame with this build's identity runs.
+    let ok = mproc::__private::first_frame_claiming(current_build(m));
+    assert!(matches!(refusal(m, ok), (Ok(()), _, Some(0))));
+}
+
+/// This executable's identity, as a child reports it in a mismatch.
+fn current_build(m: StartMethod) -> Vec<u8> {
+    let bytes = mproc::__private::first_frame_claiming(Vec::new());
+    match refusal(m, bytes).0 {
+        Err(Error::BinaryMismatch { found, .. }) => (0..found.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&found[i..i + 2], 16).unwrap())
+            .collect(),
+        other => panic!("expected BinaryMismatch, got {other:?}"),
     }
 }
 
