@@ -142,3 +142,26 @@ fn fork_while_another_thread_creates_processes() {
         |r| assert_eq!(r.unwrap(), 1),
     );
 }
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn fork_while_another_thread_uses_the_fork_server() {
+    let _g = setup();
+    let _serving = Busy::new(|| {
+        // Each round starts a new server (the slow path, under its lock).
+        let _ = mproc::__private::kill_fork_server();
+        let ctx = mproc::get_context(Some(mproc::StartMethod::ForkServer));
+        let _ = ctx.spawn(square, 2).map(|h| h.join());
+    });
+    // Each forked child starts a fork-server child of its own.
+    fork_many(
+        || {
+            let ctx = mproc::get_context(Some(mproc::StartMethod::ForkServer));
+            ctx.spawn(square, 3).unwrap().join().unwrap()
+        },
+        |r| assert_eq!(r.unwrap(), 9),
+    );
+}
