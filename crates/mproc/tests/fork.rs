@@ -135,10 +135,14 @@ fn fork_while_another_thread_creates_processes() {
     let _creating = Busy::new(|| {
         let _ = mproc::current_process();
         let _ = mproc::active_children();
+        let _ = mproc::get_start_method();
         drop(mproc::Process::new(|x: u8| x, 1));
     });
     fork_many(
-        || mproc::current_process().identity().len(),
+        || {
+            assert_ne!(mproc::get_start_method(), mproc::StartMethod::Fork);
+            mproc::current_process().identity().len()
+        },
         |r| assert_eq!(r.unwrap(), 1),
     );
 }

@@ -144,6 +144,9 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// up itself.
 pub(crate) fn prepare_fork() {
     record_panics();
+    // Computed once behind a `OnceLock`, which the child would wait on
+    // forever if another thread were computing it at the fork.
+    crate::sys::image::identity();
 }
 
 /// Runs a child's task, reports how it ended on `ctl` and exits: status 0
@@ -209,9 +212,11 @@ pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me
         stderr,
         registry,
         me: record,
+        default_method,
+        launcher,
     } = locks;
     crate::child::forget_all_after_fork(registry);
     process::become_forked_child(record, me, parent);
-    drop((stdout, stderr));
+    drop((stdout, stderr, default_method, launcher));
     let _ = proc::die_with_parent(parent);
 }

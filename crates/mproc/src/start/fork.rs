@@ -94,8 +94,9 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
 
 /// The locks a forked child takes that another thread of the parent may
 /// hold at the moment of the fork: stdout and stderr (the child flushes
-/// them and prints its panic there), the registry of children and the
-/// record of who this process is. The forking thread takes them all, so
+/// them and prints its panic there), the registry of children, the record
+/// of who this process is, the default start method and the launcher
+/// record (the child's own children need them). The forking thread takes them all, so
 /// that in the child they belong to its only thread, which releases them;
 /// a lock held by another thread would stay locked there forever. (glibc
 /// does the same for its own stdio and malloc locks.)
@@ -108,6 +109,8 @@ pub(crate) struct ForkLocks {
     pub(crate) stderr: StderrLock<'static>,
     pub(crate) registry: child::RegistryGuard,
     pub(crate) me: crate::process::MeGuard,
+    pub(crate) default_method: std::sync::MutexGuard<'static, Option<super::StartMethod>>,
+    pub(crate) launcher: launcher::LauncherGuard,
 }
 
 impl ForkLocks {
@@ -117,6 +120,8 @@ impl ForkLocks {
             stderr: std::io::stderr().lock(),
             registry: child::lock_for_fork(),
             me: crate::process::lock_for_fork(),
+            default_method: super::context::lock_for_fork(),
+            launcher: launcher::lock_for_fork(),
         }
     }
 }
