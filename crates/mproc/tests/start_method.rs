@@ -55,13 +55,15 @@ fn start_method_semantics() {
     MARK.store(1, Ordering::SeqCst);
 
     // A context with its own method leaves the default open...
+    let mut names = Vec::new();
     for m in mproc::all_start_methods() {
         let ctx = mproc::get_context(Some(m));
         assert_eq!(ctx.start_method(), m);
         let o = ctx.spawn(origin, me()).unwrap().join().unwrap();
         assert_eq!(method_of(&o), m, "{o:?}");
+        names.push(o.name);
     }
-    // ...and the first child of this binary was Process-1, then 2 and 3.
+    assert_eq!(names, ["Process-1", "Process-2", "Process-3"]);
     // A child's children are numbered below it.
     let family = mproc::get_context(Some(StartMethod::Spawn))
         .spawn(nested, me())
