@@ -8,8 +8,9 @@
 //!
 //! Every started child is in the registry until it is reaped. Finished
 //! children are reaped when another child starts, by `active_children()`,
-//! by a reaper thread once their handle is dropped, and at exit, where
-//! daemon children are terminated and the others joined, as in Python.
+//! by a reaper thread once their handle is dropped, and at exit (of the
+//! main process, or of a child's task), where daemon children are
+//! terminated and the others joined, as in Python.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::process::ProcessInfo;
 use crate::sys::{fdpass, proc};
 
 /// The exit code reported when the fork server died before telling a
@@ -34,8 +36,9 @@ pub(crate) enum Waiter {
 /// A started child process.
 pub(crate) struct Child {
     pub(crate) pid: i32,
-    pub(crate) name: String,
-    pub(crate) daemon: bool,
+    /// Who the child is (name, identity, daemon flag), for
+    /// `active_children` and the exit handler.
+    pub(crate) info: ProcessInfo,
     pidfd: OwnedFd,
     waiter: Waiter,
     code: OnceLock<i32>,
@@ -45,17 +48,10 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    pub(crate) fn new(
-        pid: i32,
-        pidfd: OwnedFd,
-        waiter: Waiter,
-        name: String,
-        daemon: bool,
-    ) -> Arc<Self> {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd, waiter: Waiter, info: ProcessInfo) -> Arc<Self> {
         let child = Arc::new(Child {
             pid,
-            name,
-            daemon,
+            info: ProcessInfo { pid, ..info },
             pidfd,
             waiter,
             code: OnceLock::new(),
@@ -120,11 +116,11 @@ impl Child {
         proc::signal_pidfd(self.pidfd.as_fd(), sig)
     }
 
-    /// Called when the last user handle is dropped: the registry (and the
-    /// reaper, for our own children) take over.
+    /// Called when the last user handle is dropped: the registry and the
+    /// reaper take over.
     pub(crate) fn detach(self: &Arc<Self>) {
         self.detached.store(true, Ordering::SeqCst);
-        if self.code.get().is_none() && matches!(self.waiter, Waiter::Direct) {
+        if self.code.get().is_none() {
             reaper::wake();
         }
     }
@@ -194,11 +190,18 @@ pub(crate) fn reaper_running() -> bool {
 }
 
 extern "C" fn at_exit() {
+    finish_children();
+}
+
+/// What a normal exit does, as in Python: daemon children are terminated,
+/// then every child is joined. Runs from `atexit` in a main process and
+/// before `_exit` in a child whose task ended.
+pub(crate) fn finish_children() {
     let _ = std::panic::catch_unwind(|| {
         let children: Vec<_> = registry().clone();
         let me = proc::getpid();
         for c in children.iter().filter(|c| c.owner == me) {
-            if c.daemon {
+            if c.info.daemon {
                 let _ = c.signal(libc::SIGTERM);
             }
         }
@@ -208,9 +211,10 @@ extern "C" fn at_exit() {
     });
 }
 
-/// The thread that reaps our own children whose handles were dropped while
-/// they ran, so that none stays a zombie. Started on demand, ends when it
-/// has nothing left to watch.
+/// The thread that reaps children whose handles were dropped while they
+/// ran: our own, so that none stays a zombie, and the fork server's, so
+/// that their status pipes and pidfds are closed when they end (not at the
+/// next start). Started on demand, ends when it has nothing left to watch.
 mod reaper {
     use super::*;
 
@@ -235,7 +239,7 @@ mod reaper {
     fn watched() -> Vec<Arc<Child>> {
         registry()
             .iter()
-            .filter(|c| c.detached.load(Ordering::SeqCst) && matches!(c.waiter, Waiter::Direct))
+            .filter(|c| c.detached.load(Ordering::SeqCst))
             .filter(|c| c.code.get().is_none())
             .cloned()
             .collect()

@@ -145,4 +145,5 @@ pub mod __private {
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
     pub use crate::start::kill_fork_server;
     pub use crate::sys::proc::open_fd_count;
+    pub use crate::task::__first_frame_claiming as first_frame_claiming;
 }

@@ -43,8 +43,8 @@ pub(crate) enum Outcome {
     Panicked { message: String, location: String },
     /// The child refused its first frame.
     Refused(String),
-    /// The child runs another executable.
-    Mismatch { found: Vec<u8> },
+    /// The child runs another executable than the one the header names.
+    Mismatch { expected: Vec<u8>, found: Vec<u8> },
     /// The task returned a value that could not be encoded.
     Encode(String),
 }
@@ -97,9 +97,18 @@ impl Wire {
         want_result: bool,
         me: crate::process::ProcessInfo,
     ) -> Result<Vec<u8>> {
+        self.first_frame_claiming(image::identity().to_vec(), want_result, me)
+    }
+
+    fn first_frame_claiming(
+        &self,
+        identity: Vec<u8>,
+        want_result: bool,
+        me: crate::process::ProcessInfo,
+    ) -> Result<Vec<u8>> {
         let header = Header {
             version: WIRE_VERSION,
-            identity: image::identity().to_vec(),
+            identity,
             func: self.func,
             trampoline: self.trampoline,
             want_result,
@@ -113,6 +122,24 @@ impl Wire {
         body.extend_from_slice(&self.args.bytes);
         Ok(body)
     }
+}
+
+/// A valid first frame, transport length prefix included, for a task that
+/// does nothing and reports its `()`, claiming to come from the executable
+/// `identity` (tests of the child's refusal of another build, joined
+/// through `start_with_raw_first_frame`'s `JoinHandle<()>`).
+#[doc(hidden)]
+pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
+    fn nothing(_: ()) {}
+    let wire = Wire::new(nothing, &()).expect("() always encodes");
+    let me = crate::process::current_process();
+    let body = wire
+        .first_frame_claiming(identity, true, me)
+        .expect("a header always encodes");
+    // The transport's framing (`sys::fdpass`): an 8-byte length, the body.
+    let mut frame = (body.len() as u64).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
 }
 
 /// Splits a first frame into its header and argument bytes, checking the
@@ -138,6 +165,7 @@ pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, &[u
     }
     if header.identity != image::identity() {
         return Err(Outcome::Mismatch {
+            expected: header.identity,
             found: image::identity().to_vec(),
         });
     }
@@ -161,8 +189,8 @@ impl Outcome {
     /// The parent's view of a refusal.
     pub(crate) fn into_error(self, pid: i32) -> Error {
         match self {
-            Outcome::Mismatch { found } => Error::BinaryMismatch {
-                expected: hex(image::identity()),
+            Outcome::Mismatch { expected, found } => Error::BinaryMismatch {
+                expected: hex(&expected),
                 found: hex(&found),
             },
             Outcome::Refused(reason) => Error::Bootstrap { pid, reason },

@@ -90,7 +90,18 @@ pub struct JoinHandle<R> {
     process: Process,
     ctl: OwnedFd,
     taken: bool,
+    /// What the control socket brought, kept until the child has ended
+    /// (a timed join may see the value before the end).
+    report: Option<Report>,
     _result: PhantomData<fn() -> R>,
+}
+
+/// The child's report on its control socket.
+enum Report {
+    /// An encoded `Outcome` and the descriptors that came with it.
+    Frame(Vec<u8>, Vec<OwnedFd>),
+    /// End of file (or a broken frame): the child ended without a word.
+    Nothing,
 }
 
 impl<R: DeserializeOwned> JoinHandle<R> {
@@ -101,6 +112,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             process,
             ctl,
             taken: false,
+            report: None,
             _result: PhantomData,
         })
     }
@@ -163,7 +175,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             return Err(Error::InvalidState("the result was already taken"));
         }
         let pid = self.pid();
-        loop {
+        while self.report.is_none() {
             let fds = [self.ctl.as_fd(), self.child().sentinel()];
             let ready =
                 fdpass::wait_any(&fds, deadline).map_err(Error::io("waiting for a child"))?;
@@ -171,17 +183,15 @@ impl<R: DeserializeOwned> JoinHandle<R> {
                 return Err(Error::Timeout);
             }
             if ready.contains(&0) {
-                // The child writes its outcome just before it exits: read it
-                // whole, then reap.
-                let frame = fdpass::recv_frame(self.ctl.as_fd(), None, MAX_FRAME);
-                self.child()
-                    .wait(None)
-                    .map_err(Error::io("waiting for a child"))?;
-                self.taken = true;
-                return match frame {
-                    Ok(Some((bytes, fds))) => self.decode(pid, &bytes, fds),
-                    Ok(None) | Err(_) => Err(self.died(pid)),
-                };
+                // The child writes its outcome when its task ends: read it
+                // whole.
+                self.report = Some(
+                    match fdpass::recv_frame(self.ctl.as_fd(), None, MAX_FRAME) {
+                        Ok(Some((bytes, fds))) => Report::Frame(bytes, fds),
+                        Ok(None) | Err(_) => Report::Nothing,
+                    },
+                );
+                break;
             }
             let code = self
                 .child()
@@ -190,9 +200,22 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             if code.is_some()
                 && !fdpass::wait_readable(self.ctl.as_fd(), Some(Instant::now())).unwrap_or(false)
             {
-                self.taken = true;
-                return Err(self.died(pid));
+                self.report = Some(Report::Nothing);
             }
+        }
+        // The child may outlive its report (it joins its own children):
+        // wait for its end within the same deadline, keeping the report.
+        let ended = self
+            .child()
+            .wait(deadline)
+            .map_err(Error::io("waiting for a child"))?;
+        if ended.is_none() {
+            return Err(Error::Timeout);
+        }
+        self.taken = true;
+        match self.report.take() {
+            Some(Report::Frame(bytes, fds)) => self.decode(pid, &bytes, fds),
+            _ => Err(self.died(pid)),
         }
     }
 

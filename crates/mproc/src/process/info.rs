@@ -46,7 +46,7 @@ impl ProcessInfo {
     }
 }
 
-struct Me {
+pub(crate) struct Me {
     info: Option<ProcessInfo>,
     parent: Option<ProcessInfo>,
 }
@@ -57,8 +57,25 @@ static ME: Mutex<Me> = Mutex::new(Me {
 });
 static CHILDREN_MADE: AtomicU32 = AtomicU32::new(0);
 
-fn me() -> std::sync::MutexGuard<'static, Me> {
+fn me() -> MeGuard {
     ME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The record of who this process is, locked (across a `fork`).
+pub(crate) type MeGuard = std::sync::MutexGuard<'static, Me>;
+
+/// Locks the record before a fork, so that no other thread holds it then.
+pub(crate) fn lock_for_fork() -> MeGuard {
+    me()
+}
+
+fn main_process() -> ProcessInfo {
+    ProcessInfo {
+        name: "MainProcess".into(),
+        pid: 0,
+        identity: Vec::new(),
+        daemon: false,
+    }
 }
 
 /// The calling process.
@@ -69,12 +86,7 @@ fn me() -> std::sync::MutexGuard<'static, Me> {
 /// assert_eq!(me.pid(), std::process::id() as i32);
 /// ```
 pub fn current_process() -> ProcessInfo {
-    let mut info = me().info.clone().unwrap_or_else(|| ProcessInfo {
-        name: "MainProcess".into(),
-        pid: 0,
-        identity: Vec::new(),
-        daemon: false,
-    });
+    let mut info = me().info.clone().unwrap_or_else(main_process);
     info.pid = proc::getpid();
     info
 }
@@ -90,10 +102,21 @@ pub fn parent_process() -> Option<ProcessInfo> {
 
 /// Records who this process is (in a child, before its task runs).
 pub(crate) fn set_current(info: ProcessInfo, parent: Option<ProcessInfo>) {
-    let mut m = me();
+    set_current_locked(&mut me(), info, parent);
+}
+
+fn set_current_locked(m: &mut Me, info: ProcessInfo, parent: Option<ProcessInfo>) {
     m.info = Some(info);
     m.parent = parent;
     CHILDREN_MADE.store(0, Ordering::SeqCst);
+}
+
+/// In a freshly forked child, with the record locked across the fork: the
+/// parent (pid `parent`) becomes the parent, `info` the current process.
+pub(crate) fn become_forked_child(mut m: MeGuard, info: ProcessInfo, parent: i32) {
+    let mut parent_info = m.info.clone().unwrap_or_else(main_process);
+    parent_info.pid = parent;
+    set_current_locked(&mut m, info, Some(parent_info));
 }
 
 /// The identity and default name of the next child of this process.

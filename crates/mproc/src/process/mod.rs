@@ -6,7 +6,7 @@ mod payload;
 
 pub(crate) use handle::spawn_with;
 pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
-pub(crate) use info::set_current;
+pub(crate) use info::{become_forked_child, lock_for_fork, set_current, MeGuard};
 pub use info::{cpu_count, current_process, parent_process, ProcessInfo};
 
 use std::os::fd::BorrowedFd;
@@ -71,7 +71,8 @@ pub struct Process {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
-    method: StartMethod,
+    /// `None`: the default in force when the process starts.
+    method: Option<StartMethod>,
     payload: Option<Box<dyn Payload>>,
     child: Option<Arc<Child>>,
 }
@@ -92,7 +93,7 @@ impl Process {
             name,
             identity,
             daemon: current_process().daemon,
-            method: get_start_method(),
+            method: None,
             payload: Some(payload),
             child: None,
         }
@@ -111,9 +112,10 @@ impl Process {
         self
     }
 
-    /// Chooses the start method (default: [`get_start_method`]).
+    /// Chooses the start method (default: [`get_start_method`] at the time
+    /// of [`start`](Process::start), as in Python).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -150,14 +152,9 @@ impl Process {
             daemon: self.daemon,
         };
         let payload = self.payload.take().expect("checked above");
-        let started = payload.launch(self.method, me, want_result)?;
-        self.child = Some(Child::new(
-            started.pid,
-            started.pidfd,
-            started.waiter,
-            self.name.clone(),
-            self.daemon,
-        ));
+        let method = self.method.unwrap_or_else(get_start_method);
+        let started = payload.launch(method, me.clone(), want_result)?;
+        self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         Ok(started.ctl)
     }
 
@@ -269,15 +266,7 @@ impl std::fmt::Debug for Process {
 /// assert!(mproc::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<ProcessInfo> {
-    child::active()
-        .iter()
-        .map(|c| ProcessInfo {
-            name: c.name.clone(),
-            pid: c.pid,
-            identity: Vec::new(),
-            daemon: c.daemon,
-        })
-        .collect()
+    child::active().iter().map(|c| c.info.clone()).collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
 
 use crate::codec::{self, Frame};
 use crate::error::Error;
@@ -64,7 +65,10 @@ fn fail(reason: &str) -> ! {
 pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
     let (body, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_FRAME) {
         Ok(Some(frame)) => frame,
-        Ok(None) => fail("end of file before the first frame"),
+        Ok(None) => refuse(
+            &ctl,
+            Outcome::Refused("end of file before the first frame".into()),
+        ),
         Err(e) => refuse(
             &ctl,
             Outcome::Refused(format!("cannot read the first frame: {e}")),
@@ -81,12 +85,11 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
 
 fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
     let line = match &outcome {
-        Outcome::Mismatch { found } => {
-            format!(
-                "binary mismatch: the parent runs another build than this one ({})",
-                task::hex(found)
-            )
-        }
+        Outcome::Mismatch { expected, found } => format!(
+            "binary mismatch: the parent runs build {}, this child runs build {}",
+            task::hex(expected),
+            task::hex(found)
+        ),
         Outcome::Refused(reason) => reason.clone(),
         _ => "unexpected outcome".into(),
     };
@@ -102,29 +105,62 @@ fn send_outcome(ctl: &OwnedFd, outcome: &Outcome, fds: &[OwnedFd]) {
 
 static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
 
+/// Set in a child once its task runs: only then does the hook record.
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Installs (once per process image) the hook that records a child's
+/// panic message and location. A forking parent installs it before the
+/// fork (see [`prepare_fork`]): the forked child must not call
+/// `take_hook`/`set_hook`, whose global lock another thread of the parent
+/// may have held at the fork (a panicking thread holds it), which would
+/// leave the child blocked forever. A hook the parent sets after its first
+/// fork replaces this one: its forked children then report a panic's
+/// message (from the payload) without its location.
 fn record_panics() {
-    let default = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let message = match info.payload().downcast_ref::<&str>() {
-            Some(s) => (*s).to_string(),
-            None => info
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "Box<dyn Any>".into()),
-        };
-        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
-        if let Ok(mut last) = LAST_PANIC.lock() {
-            *last = Some((message, location));
-        }
-        // As CPython prints "Process <name>:" above a child's traceback.
-        let _ = writeln!(
-            std::io::stderr(),
-            "Process {}:",
-            process::current_process().name()
-        );
-        default(info);
-    }));
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_CHILD.load(Ordering::Relaxed) {
+                record(info);
+                // As CPython prints "Process <name>:" above a child's traceback.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "Process {}:",
+                    process::current_process().name()
+                );
+            }
+            default(info);
+        }));
+    });
+}
+
+fn record(info: &panic::PanicHookInfo<'_>) {
+    let message = payload_message(info.payload());
+    let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = Some((message, location));
+    }
+}
+
+/// A panic's message, as the default hook prints it.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => (*s).to_string(),
+        None => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "Box<dyn Any>".into()),
+    }
+}
+
+/// In a parent, before `fork`: what the child will need and must not set
+/// up itself.
+pub(crate) fn prepare_fork() {
+    record_panics();
+    // Computed once behind a `OnceLock`, which the child would wait on
+    // forever if another thread were computing it at the fork.
+    crate::sys::image::identity();
 }
 
 /// Runs a child's task, reports how it ended on `ctl` and exits: status 0
@@ -134,6 +170,7 @@ pub(crate) fn run_and_exit(
     want_result: bool,
     body: impl FnOnce() -> Result<Frame, Error>,
 ) -> ! {
+    IN_CHILD.store(true, Ordering::Relaxed);
     record_panics();
     let (outcome, fds, code) = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(frame)) => (
@@ -157,32 +194,43 @@ pub(crate) fn run_and_exit(
             );
             (Some(Outcome::Encode(e.to_string())), Vec::new(), 1)
         }
-        Err(_) => {
+        Err(payload) => {
+            // No record if a hook set after the first fork replaced ours:
+            // the message is still in the payload, the location is lost.
             let (message, location) = LAST_PANIC
                 .lock()
                 .ok()
                 .and_then(|mut l| l.take())
-                .unwrap_or_else(|| ("unknown panic".into(), String::new()));
+                .unwrap_or_else(|| (payload_message(&*payload), String::new()));
             (Some(Outcome::Panicked { message, location }), Vec::new(), 1)
         }
     };
     if let Some(outcome) = outcome {
         send_outcome(&ctl, &outcome, &fds);
     }
+    // A child's end is a normal exit for its own children: they are not
+    // killed with it (as they would be, by their death signal) but joined,
+    // and its daemons terminated.
+    crate::child::finish_children();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     proc::exit_now(code)
 }
 
 /// Puts a freshly forked child in order: the parent's children, launcher
-/// and fork server are not its own; it dies with its parent.
-pub(crate) fn after_fork_in_child(
-    registry: crate::child::RegistryGuard,
-    parent: i32,
-    me: ProcessInfo,
-) {
+/// and fork server are not its own; it dies with its parent; the locks
+/// held across the fork are released.
+pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me: ProcessInfo) {
+    let super::fork::ForkLocks {
+        stdout,
+        stderr,
+        registry,
+        me: record,
+        default_method,
+        launcher,
+    } = locks;
     crate::child::forget_all_after_fork(registry);
+    process::become_forked_child(record, me, parent);
+    drop((stdout, stderr, default_method, launcher));
     let _ = proc::die_with_parent(parent);
-    let parent_info = process::current_process();
-    process::set_current(me, Some(parent_info));
 }

@@ -68,6 +68,11 @@ impl FromStr for StartMethod {
 
 static DEFAULT: Mutex<Option<StartMethod>> = Mutex::new(None);
 
+/// Locks the default start method across a fork (see `fork::ForkLocks`).
+pub(crate) fn lock_for_fork() -> std::sync::MutexGuard<'static, Option<StartMethod>> {
+    DEFAULT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The start methods this platform supports, as Python lists them.
 ///
 /// ```

@@ -10,7 +10,7 @@
 //! `MPROC_NO_FORK_WARNING` environment variable when you know the other
 //! threads hold nothing the child needs.
 
-use std::io::Write;
+use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -60,24 +60,26 @@ pub(crate) fn start(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> R
 
 fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
     warn_if_threaded();
+    super::prepare_fork();
     let (parent_end, child_end) =
         fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let parent = proc::getpid();
-    let registry = child::lock_for_fork();
-    // SAFETY: the child takes only locks this thread held at the fork (the
-    // registry, released in `after_fork_in_child`) or that the documented
-    // hazard above covers, and leaves through `run_and_exit` (`_exit`).
+    let locks = ForkLocks::take();
+    // SAFETY: the child takes only locks this thread held at the fork
+    // (`ForkLocks`, released in `after_fork_in_child`) or that the
+    // documented hazard above covers, and leaves through `run_and_exit`
+    // (`_exit`).
     match unsafe { proc::fork() }.map_err(Error::io("fork failed"))? {
         proc::Forked::Child => {
             drop(parent_end);
-            super::after_fork_in_child(registry, parent, me);
+            super::after_fork_in_child(locks, parent, me);
             body(child_end);
             proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE)
         }
         proc::Forked::Parent(pid) => {
-            drop(registry);
+            drop(locks);
             drop(child_end);
             let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
             Ok(Started {
@@ -86,6 +88,40 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
                 waiter: Waiter::Direct,
                 ctl: parent_end,
             })
+        }
+    }
+}
+
+/// The locks a forked child takes that another thread of the parent may
+/// hold at the moment of the fork: stdout and stderr (the child flushes
+/// them and prints its panic there), the registry of children, the record
+/// of who this process is, the default start method and the launcher
+/// record (the child's own children need them). The forking thread takes them all, so
+/// that in the child they belong to its only thread, which releases them;
+/// a lock held by another thread would stay locked there forever. (glibc
+/// does the same for its own stdio and malloc locks.)
+///
+/// A thread that holds `stdout().lock()` while it waits for a fork done on
+/// the launcher thread would wait forever: do not hold a `StdoutLock` or
+/// `StderrLock` across a start of a `Fork` child.
+pub(crate) struct ForkLocks {
+    pub(crate) stdout: StdoutLock<'static>,
+    pub(crate) stderr: StderrLock<'static>,
+    pub(crate) registry: child::RegistryGuard,
+    pub(crate) me: crate::process::MeGuard,
+    pub(crate) default_method: std::sync::MutexGuard<'static, Option<super::StartMethod>>,
+    pub(crate) launcher: launcher::LauncherGuard,
+}
+
+impl ForkLocks {
+    fn take() -> Self {
+        ForkLocks {
+            stdout: std::io::stdout().lock(),
+            stderr: std::io::stderr().lock(),
+            registry: child::lock_for_fork(),
+            me: crate::process::lock_for_fork(),
+            default_method: super::context::lock_for_fork(),
+            launcher: launcher::lock_for_fork(),
         }
     }
 }

@@ -20,7 +20,8 @@
 //! should be) and starts a new server, transparently.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::pipe::{pipe_with, PipeFlags};
@@ -34,13 +35,54 @@ use crate::sys::{fdpass, proc};
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Server {
-    owner: i32,
     pid: i32,
     pidfd: OwnedFd,
     control: OwnedFd,
 }
 
-static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+/// The fork server of one process, under its own lock.
+struct Slot {
+    owner: i32,
+    server: Mutex<Option<Server>>,
+}
+
+/// The slot of the process that made it. A forked child must not lock its
+/// parent's: another thread of the parent may have held that lock at the
+/// fork (it is held while a server starts), and nobody would release it in
+/// the child. So a process that finds another pid's slot here puts in a
+/// fresh one of its own; the parent's is left as it is (its server and
+/// descriptors are the parent's, not ours to close).
+static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's fork server, locked.
+fn server() -> MutexGuard<'static, Option<Server>> {
+    slot().server.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn slot() -> &'static Slot {
+    let me = proc::getpid();
+    loop {
+        let current = SLOT.load(Ordering::Acquire);
+        // SAFETY: a non-null SLOT comes from `Box::into_raw` below and is
+        // never freed, so it is valid for 'static.
+        if let Some(slot) = unsafe { current.as_ref() } {
+            if slot.owner == me {
+                return slot;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(Slot {
+            owner: me,
+            server: Mutex::new(None),
+        }));
+        match SLOT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: published just now, never freed (see above).
+            Ok(_) => return unsafe { &*fresh },
+            // SAFETY: another thread published its slot first; `fresh` was
+            // never shared, so this is its only owner.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
+    }
+}
 
 /// Asks the fork server (starting it if needed) for a child that waits for
 /// its first frame on the returned `ctl`.
@@ -64,13 +106,8 @@ fn request() -> Result<Started> {
     let (status_r, status_w) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("cannot create a pipe")(e.into()))?;
     {
-        let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-        let me = proc::getpid();
-        if guard.as_ref().is_none_or(|s| s.owner != me) {
-            if let Some(old) = guard.take() {
-                // Inherited from the parent through fork: not ours to use.
-                std::mem::forget(old);
-            }
+        let mut guard = server();
+        if guard.is_none() {
             *guard = Some(launch()?);
         }
         let server = guard.as_ref().expect("server set above");
@@ -118,7 +155,6 @@ fn launch() -> Result<Server> {
     let pid = spawn::exec_self("forkserver", server_end)?;
     let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
     Ok(Server {
-        owner: proc::getpid(),
         pid,
         pidfd,
         control,
@@ -127,22 +163,17 @@ fn launch() -> Result<Server> {
 
 /// Drops the current server (after a failed request), reaping it if it died.
 fn retire_server() {
-    let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = guard.take() {
-        if s.owner == proc::getpid() {
-            let _ = proc::signal_pidfd(s.pidfd.as_fd(), libc::SIGKILL);
-            let _ = proc::reap_pidfd(s.pidfd.as_fd(), true);
-        } else {
-            std::mem::forget(s);
-        }
+    if let Some(s) = server().take() {
+        let _ = proc::signal_pidfd(s.pidfd.as_fd(), libc::SIGKILL);
+        let _ = proc::reap_pidfd(s.pidfd.as_fd(), true);
     }
 }
 
 /// Kills the fork server (tests of the transparent restart).
 #[doc(hidden)]
 pub fn kill_server() -> Option<i32> {
-    let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    let s = guard.as_ref().filter(|s| s.owner == proc::getpid())?;
+    let guard = server();
+    let s = guard.as_ref()?;
     proc::signal_pidfd(s.pidfd.as_fd(), libc::SIGKILL).ok()?;
     Some(s.pid)
 }
@@ -155,7 +186,10 @@ struct Kid {
 
 /// The server's loop (runs in the bootstrap constructor, never returns).
 pub(crate) fn serve(control: OwnedFd) -> ! {
-    proc::ignore_sigint(true);
+    // A Ctrl-C at the terminal is for the user's process, not for the
+    // server. Blocked, not ignored: a child inherits an ignored SIGINT, and
+    // one sent to it before it restored the default would be lost.
+    proc::block_sigint(true);
     let me = proc::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
@@ -205,7 +239,7 @@ fn fork_child(
             kids.clear();
             drop(status);
             proc::close_raw(proc::raw(control));
-            proc::ignore_sigint(false);
+            proc::block_sigint(false);
             let _ = proc::die_with_parent(me);
             bootstrap::run_task_child(ctl)
         }

@@ -18,6 +18,14 @@ type Job = Box<dyn FnOnce() + Send>;
 /// child inherits the record, not the thread).
 static LAUNCHER: Mutex<Option<(i32, Sender<Job>)>> = Mutex::new(None);
 
+/// The launcher record, locked across a fork (see `fork::ForkLocks`).
+pub(crate) type LauncherGuard = std::sync::MutexGuard<'static, Option<(i32, Sender<Job>)>>;
+
+/// Locks the launcher record before a fork.
+pub(crate) fn lock_for_fork() -> LauncherGuard {
+    LAUNCHER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` on a thread whose end is the process's end, and returns its
 /// result.
 pub(crate) fn on_lasting_thread<T: Send + 'static>(

@@ -89,8 +89,16 @@ pub(crate) fn recv_frame(
             format!("frame of {n} bytes exceeds the limit of {max_len}"),
         ));
     }
-    let mut body = vec![0u8; n as usize];
-    fill(sock, &mut body, &mut fds, deadline)?;
+    // Grow the buffer as the bytes arrive, never to more than twice what
+    // came: a garbage length below `max_len` must not allocate (and abort
+    // on) terabytes before the truncation is seen.
+    let n = usize::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let mut body = Vec::new();
+    while body.len() < n {
+        let start = body.len();
+        body.resize(n.min(start.max(1 << 16) * 2), 0);
+        fill(sock, &mut body[start..], &mut fds, deadline)?;
+    }
     Ok(Some((body, fds)))
 }
 
@@ -241,6 +249,28 @@ mod tests {
         assert_eq!(fds.len(), 1);
         drop(a);
         assert!(recv_frame(b.as_fd(), None, 1 << 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_huge_length_then_end_of_file_is_a_truncation() {
+        let (a, b) = stream_pair().unwrap();
+        let mut bytes = ((1u64 << 40) - 1).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"abc");
+        send_all(a.as_fd(), &bytes).unwrap();
+        drop(a);
+        let e = recv_frame(b.as_fd(), None, 1 << 40).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_large_frame_arrives_whole() {
+        let (a, b) = stream_pair().unwrap();
+        let body: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i % 251) as u8).collect();
+        let sent = body.clone();
+        let t = std::thread::spawn(move || send_frame(a.as_fd(), &sent, &[]).unwrap());
+        let (got, _) = recv_frame(b.as_fd(), None, 1 << 40).unwrap().unwrap();
+        t.join().unwrap();
+        assert_eq!(got, body);
     }
 
     #[test]

@@ -233,9 +233,21 @@ pub(crate) fn close_raw(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Ignores SIGINT (`true`) or restores its default action.
-pub(crate) fn ignore_sigint(ignore: bool) {
-    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
-    // SAFETY: installing SIG_IGN or SIG_DFL runs no code of ours in a handler.
-    unsafe { libc::signal(libc::SIGINT, action) };
+/// Blocks SIGINT for the calling thread (`true`) or unblocks it. A blocked
+/// SIGINT stays pending instead of being lost: a child forked while it is
+/// blocked gets any SIGINT sent to it in the meantime once it unblocks.
+pub(crate) fn block_sigint(block: bool) {
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before
+    // use; a null old-set pointer is allowed.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }
