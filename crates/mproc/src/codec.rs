@@ -82,19 +82,28 @@ impl AsFd for WireFd {
 
 impl Serialize for WireFd {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let dup = self.0.try_clone().map_err(S::Error::custom)?;
-        let index = OUTGOING.with(|t| {
-            let mut t = t.borrow_mut();
-            let table = t.as_mut()?;
-            table.push(dup);
-            Some(table.len() - 1)
-        });
-        match index {
-            Some(i) => s.serialize_u32(i as u32),
-            None => Err(S::Error::custom(
-                "an OS handle can only be serialised by mproc (inside process arguments or messages)",
-            )),
-        }
+        serialize_fd(self.0.as_fd(), s)
+    }
+}
+
+/// Serialises a descriptor through the side table (a duplicate travels; the
+/// caller keeps its own).
+pub(crate) fn serialize_fd<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let dup = fd.try_clone_to_owned().map_err(S::Error::custom)?;
+    let index = OUTGOING.with(|t| {
+        let mut t = t.borrow_mut();
+        let table = t.as_mut()?;
+        table.push(dup);
+        Some(table.len() - 1)
+    });
+    match index {
+        Some(i) => s.serialize_u32(i as u32),
+        None => Err(S::Error::custom(
+            "an OS handle can only be serialised by mproc (inside process arguments or messages)",
+        )),
     }
 }
 
