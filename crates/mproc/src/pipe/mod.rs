@@ -18,6 +18,8 @@ mod end;
 mod layout;
 mod ring;
 mod side;
+#[cfg(test)]
+mod tests;
 
 use std::marker::PhantomData;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -57,7 +59,7 @@ impl<T> Pipe<T> {
     /// A duplex pipe: both ends send and receive.
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> Result<(Connection<T>, Connection<T>)> {
-        pair(2, [(true, true), (true, true)])
+        pair(2, RING_CAP, [(true, true), (true, true)])
     }
 
     /// A one-way pipe, as Python's `Pipe(duplex=False)`: the first end only
@@ -71,16 +73,19 @@ impl<T> Pipe<T> {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn one_way() -> Result<(Connection<T>, Connection<T>)> {
-        pair(1, [(true, false), (false, true)])
+        pair(1, RING_CAP, [(true, false), (false, true)])
     }
 }
 
-/// Two connected ends over `rings` rings; `dirs[e]` is end `e`'s
-/// `(readable, writable)`.
-fn pair<T>(rings: usize, dirs: [(bool, bool); 2]) -> Result<(Connection<T>, Connection<T>)> {
+/// Two connected ends over `rings` rings of `cap` bytes; `dirs[e]` is end
+/// `e`'s `(readable, writable)`.
+fn pair<T>(
+    rings: usize,
+    cap: u32,
+    dirs: [(bool, bool); 2],
+) -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) = fdpass::stream_pair().map_err(Error::io("cannot create a pipe"))?;
-    let shared =
-        Arc::new(Shared::create(rings, RING_CAP).map_err(Error::io("cannot create a pipe"))?);
+    let shared = Arc::new(Shared::create(rings, cap).map_err(Error::io("cannot create a pipe"))?);
     let end = |sock, id: usize| {
         let (r, w) = dirs[id];
         End::new(sock, shared.clone(), id, r, w)
@@ -284,7 +289,10 @@ fn serialize_fd<S: Serializer>(fd: &BorrowedFd<'_>, s: S) -> std::result::Result
 
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let end = self.end.as_ref().ok_or_else(|| S::Error::custom("connection is closed"))?;
+        let end = self
+            .end
+            .as_ref()
+            .ok_or_else(|| S::Error::custom("connection is closed"))?;
         WireOut {
             sock: end.sock(),
             region: end.region_fd(),
@@ -300,8 +308,14 @@ impl<'de, T> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = WireIn::deserialize(d)?;
         let shared = Shared::open(w.region.0).map_err(D::Error::custom)?;
-        let end = End::new(w.sock.0, Arc::new(shared), w.id.into(), w.readable, w.writable)
-            .map_err(D::Error::custom)?;
+        let end = End::new(
+            w.sock.0,
+            Arc::new(shared),
+            w.id.into(),
+            w.readable,
+            w.writable,
+        )
+        .map_err(D::Error::custom)?;
         Ok(Connection::from_end(end, w.readable, w.writable))
     }
 }

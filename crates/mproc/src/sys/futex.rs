@@ -52,6 +52,7 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
 /// Wakes sleepers on `word` if `sleepers` says there are any.
 ///
 /// Call after the change the sleepers wait for has been stored.
+#[allow(dead_code)] // for the synchronisation objects (Lock, Event...)
 pub(crate) fn wake_if_sleeping(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
     std::sync::atomic::fence(Ordering::SeqCst);
     if sleepers.load(Ordering::SeqCst) != 0 {
