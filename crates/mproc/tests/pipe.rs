@@ -134,11 +134,11 @@ fn structs_tuples_and_lists_round_trip() {
 
 // ---------------------------------------------------------------- boundaries
 
-/// Lengths around the interesting sizes: empty, tiny, a ring chunk, a whole
-/// ring (1 MiB), several rings.
+/// Lengths around the interesting sizes: empty, tiny, a chunk (64 KiB), a
+/// ring (512 KiB), more than a ring.
 fn lengths() -> Vec<usize> {
     let mut v: Vec<usize> = vec![0, 0, 1, 0, 7, 8, 9, 15, 16, 17, 255, 4096];
-    for base in [256 << 10, 1 << 20, 3 << 20] {
+    for base in [64 << 10, 512 << 10, 1 << 20, 3 << 20] {
         v.extend([base - 17, base - 16, base - 1, base, base + 1]);
     }
     v.extend([0, 0, 0, 1, 2, 3]);

@@ -167,11 +167,11 @@ impl End {
         Ok(())
     }
 
-    /// Writes a header and a body, publishing it in chunks of at most a
-    /// quarter of the ring, so the reader copies one while the next is
-    /// written. The header goes out with the first chunk.
+    /// Writes a header and a body, publishing it in chunks, so that the
+    /// reader copies one while the next is written. The header goes out
+    /// with the first chunk.
     fn write_record(&self, ring: &Ring<'_>, header: &[u8], mut body: &[u8]) -> Result<()> {
-        let chunk = (ring.cap() / 4) as usize;
+        let chunk = ring.chunk();
         let mut tail = ring.tail();
         let first = HEADER + body.len().min(chunk) as u32;
         let mut free = self.space(ring, tail, first)?;
@@ -236,7 +236,7 @@ impl End {
         len: usize,
         sink: &mut Sink<'_>,
     ) -> Result<()> {
-        let chunk = (ring.cap() / 4) as usize;
+        let chunk = ring.chunk();
         let mut done = 0;
         loop {
             let n = (len - done).min(used as usize).min(chunk);
