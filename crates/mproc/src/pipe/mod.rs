@@ -2,7 +2,7 @@
 //!
 //! Each direction of a pipe is a ring in shared memory; a Unix socket pair
 //! beside the rings carries OS handles (by `SCM_RIGHTS`), wake-ups for
-//! [`wait`](crate::wait), and the peer's hang-up. A message costs no system
+//! [`wait`](crate::wait()), and the peer's hang-up. A message costs no system
 //! call while the peer is awake; a waiting end spins briefly, then sleeps
 //! on a futex. See `README.md` in this folder for the design.
 //!

@@ -181,6 +181,12 @@ impl<'a> Ring<'a> {
         self.word(READER_SLEEPERS).load(SeqCst) != 0
     }
 
+    /// Whether a writer announced itself asleep (for tests).
+    #[cfg(test)]
+    pub(super) fn is_writer_asleep(&self) -> bool {
+        self.word(WRITER_SLEEPERS).load(SeqCst) != 0
+    }
+
     /// Asks writers for a wake byte on the socket (or stops asking).
     pub(super) fn set_armed(&self, armed: bool) {
         self.word(ARMED).store(armed as u32, SeqCst);

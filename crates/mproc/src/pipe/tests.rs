@@ -151,3 +151,19 @@ fn a_clean_close_is_seen_at_once() {
         assert!(t.elapsed() < quick, "{:?}", t.elapsed());
     });
 }
+
+#[test]
+fn a_writer_blocked_on_a_full_ring_sees_the_reader_close() {
+    let (a, b) = small::<u8>();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| a.send_bytes(&vec![5; 1 << 20]));
+        let ring = a.end.as_ref().unwrap().shared().ring(1);
+        while !ring.is_writer_asleep() {
+            std::thread::yield_now();
+        }
+        let t = std::time::Instant::now();
+        drop(b);
+        assert!(matches!(writer.join().unwrap(), Err(Error::Disconnected)));
+        assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
+    });
+}
