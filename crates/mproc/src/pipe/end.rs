@@ -44,6 +44,21 @@ struct Rx {
     inbox: Inbox,
     /// `closes[peer]` when last looked at.
     closes_seen: u32,
+    /// The peer's socket hung up (for good): look before waiting.
+    peer_gone: bool,
+}
+
+impl Rx {
+    /// Whether a wait should look at the peer first.
+    fn look_first(&mut self, end: &End) -> bool {
+        end.peer_closed_since(&mut self.closes_seen) || self.peer_gone
+    }
+
+    /// Remembers a hang-up seen by a wait.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        self.peer_gone |= matches!(r, Err(Error::Disconnected));
+        r
+    }
 }
 
 /// One end of a pipe.
@@ -78,6 +93,7 @@ impl End {
         let rx = Rx {
             inbox: Inbox::default(),
             closes_seen,
+            peer_gone: false,
         };
         Ok(End {
             sock: Some(sock),
@@ -208,8 +224,8 @@ impl End {
     pub(super) fn recv(&self, deadline: Option<Instant>, dst: Dst<'_>) -> Result<Message> {
         let mut rx = lock(self.rx.as_ref())?;
         let ring = self.read_ring();
-        let look = self.peer_closed_since(&mut rx.closes_seen);
-        let used = self.data(&ring, HEADER, deadline, look)?;
+        let look = rx.look_first(self);
+        let used = rx.note(self.data(&ring, HEADER, deadline, look))?;
         let mut head = ring.head();
         let mut header = [0u8; HEADER as usize];
         ring.read(head, &mut header);
@@ -272,9 +288,13 @@ impl End {
     /// Whether a message (or the peer's hang-up) arrives by `deadline`.
     pub(super) fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
         let mut rx = lock(self.rx.as_ref())?;
-        let look = self.peer_closed_since(&mut rx.closes_seen);
+        let look = rx.look_first(self);
         match self.read_ring().wait_data(1, deadline, self.peer(look))? {
-            Waited::Ready(_) | Waited::PeerGone => Ok(true),
+            Waited::Ready(_) => Ok(true),
+            Waited::PeerGone => {
+                rx.peer_gone = true;
+                Ok(true)
+            }
             Waited::Timeout => Ok(false),
         }
     }

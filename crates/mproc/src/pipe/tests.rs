@@ -133,6 +133,8 @@ fn a_clean_close_is_seen_at_once() {
     let t = std::time::Instant::now();
     assert!(matches!(b.recv(), Err(Error::Disconnected)));
     assert!(matches!(b.send(&1), Err(Error::Disconnected)));
+    assert!(matches!(b.recv(), Err(Error::Disconnected)), "and again");
+    assert!(b.poll(Duration::from_secs(1)).unwrap());
     assert!(t.elapsed() < quick, "{:?}", t.elapsed());
 
     let (a, b) = small::<u8>();
