@@ -7,29 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::layout::Shared;
-use super::ring::{Peer, Record, Ring, Waited, HEADER};
+use super::record::{Record, HEADER};
+use super::ring::{Peer, Ring, Waited};
 use super::side::{self, Inbox};
+use super::sink::{Dst, Message, Sink};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
 use crate::task::MAX_FRAME;
-
-/// Where a received message goes.
-pub(super) enum Dst<'b> {
-    /// Into a new vector.
-    Vec,
-    /// Into this buffer if it fits (else into a new vector).
-    Buf(&'b mut [u8]),
-}
-
-/// A received message.
-pub(super) struct Message {
-    /// The bytes, unless they went into the caller's buffer.
-    pub(super) bytes: Option<Vec<u8>>,
-    /// The message's length.
-    pub(super) len: usize,
-    /// The descriptors that came with it.
-    pub(super) fds: Vec<OwnedFd>,
-}
 
 /// What a sender remembers between calls.
 struct Tx {
@@ -338,51 +322,4 @@ impl Drop for End {
 fn lock<T>(m: Option<&Mutex<T>>) -> Result<MutexGuard<'_, T>> {
     let m = m.ok_or(Error::InvalidState("wrong direction for this connection"))?;
     Ok(m.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// The destination of a message's body.
-enum Sink<'b> {
-    Buf(&'b mut [u8]),
-    Vec(Vec<u8>),
-    /// Too big to allocate: the body is consumed and dropped.
-    Discard,
-}
-
-impl<'b> Sink<'b> {
-    fn new(dst: Dst<'b>, len: usize) -> Self {
-        match dst {
-            Dst::Buf(buf) if buf.len() >= len => Sink::Buf(&mut buf[..len]),
-            _ => {
-                let mut v = Vec::new();
-                match v.try_reserve_exact(len) {
-                    Ok(()) => Sink::Vec(v),
-                    Err(_) => Sink::Discard,
-                }
-            }
-        }
-    }
-
-    /// Copies `n` bytes at ring index `at`, which are bytes `done..done + n`
-    /// of the message.
-    fn fill(&mut self, ring: &Ring<'_>, at: u32, done: usize, n: usize) {
-        match self {
-            Sink::Buf(buf) => ring.read(at, &mut buf[done..done + n]),
-            Sink::Vec(v) => ring.append(at, n, v),
-            Sink::Discard => {}
-        }
-    }
-
-    fn finish(self, len: usize, fds: Vec<OwnedFd>) -> Result<Message> {
-        let bytes = match self {
-            Sink::Buf(_) => None,
-            Sink::Vec(v) => Some(v),
-            Sink::Discard => {
-                return Err(Error::io("cannot receive a message")(std::io::Error::new(
-                    std::io::ErrorKind::OutOfMemory,
-                    format!("no memory for a message of {len} bytes (dropped)"),
-                )))
-            }
-        };
-        Ok(Message { bytes, len, fds })
-    }
 }

@@ -10,14 +10,18 @@
 //! |-------------|-------------------------------------------------------------|
 //! | `mod.rs`    | the public `Pipe` and `Connection<T>`                       |
 //! | `end.rs`    | one end, untyped: messages of bytes through the rings       |
-//! | `ring.rs`   | one direction: the ring's shared words, records and waits   |
+//! | `ring.rs`   | one direction: the ring's shared words, copies and waits    |
+//! | `record.rs` | a message's header in the ring                              |
 //! | `layout.rs` | the shared region: where the rings are, its header          |
 //! | `side.rs`   | the socket beside the rings                                 |
+//! | `sink.rs`   | where a received message goes                               |
 
 mod end;
 mod layout;
+mod record;
 mod ring;
 mod side;
+mod sink;
 #[cfg(test)]
 mod tests;
 
@@ -34,8 +38,9 @@ use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
 use crate::wait::Waitable;
-use end::{Dst, End, Message};
+use end::End;
 use layout::{Shared, RING_CAP};
+use sink::{Dst, Message};
 
 /// Creates connected pairs of [`Connection`]s, as Python's `Pipe()`.
 ///

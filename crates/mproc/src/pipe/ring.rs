@@ -31,20 +31,17 @@
 //!
 //! # Records
 //!
-//! A message is a 16-byte header (`len: u64`, `nfds: u32`, `check: u32`,
-//! little-endian) followed by `len` bytes, at any offset, wrapping at the
-//! end of the data area. The first publication of a message contains its
-//! whole header. A message longer than a chunk is published in chunks while
-//! the reader copies them out.
+//! The bytes are records (`record.rs`) at any offset, wrapping at the end of
+//! the data area. The first publication of a message contains its whole
+//! header. A message longer than a chunk (an eighth of the ring) is
+//! published in chunks while the reader copies them out.
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sys::fdpass::MAX_FDS;
 use crate::sys::futex;
 use crate::sys::shm::SharedRegion;
-use crate::task::MAX_FRAME;
 
 const TAIL: usize = 0;
 const DATA_SEQ: usize = 4;
@@ -54,9 +51,6 @@ const READER_SLEEPERS: usize = 256;
 const WRITER_SLEEPERS: usize = 260;
 const ARMED: usize = 264;
 
-/// Bytes of a record header.
-pub(super) const HEADER: u32 = 16;
-const CHECK: u32 = u32::from_le_bytes(*b"MPrg");
 /// The longest sleep between looks at the peer's socket: a futex cannot
 /// tell that the peer died.
 const SLICE: Duration = Duration::from_millis(20);
@@ -296,61 +290,12 @@ fn wait(
     }
 }
 
-/// A record header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Record {
-    /// Bytes of the message.
-    pub(super) len: u64,
-    /// Descriptors sent ahead on the socket for this message.
-    pub(super) nfds: u32,
-}
-
-impl Record {
-    fn check(self) -> u32 {
-        CHECK ^ self.len as u32 ^ (self.len >> 32) as u32 ^ self.nfds.rotate_left(16)
-    }
-
-    pub(super) fn encode(self) -> [u8; HEADER as usize] {
-        let mut b = [0u8; HEADER as usize];
-        b[..8].copy_from_slice(&self.len.to_le_bytes());
-        b[8..12].copy_from_slice(&self.nfds.to_le_bytes());
-        b[12..].copy_from_slice(&self.check().to_le_bytes());
-        b
-    }
-
-    /// Decodes and checks a header read from the ring.
-    pub(super) fn decode(b: &[u8; HEADER as usize]) -> Result<Record> {
-        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let r = Record {
-            len: u64::from(word(0)) | u64::from(word(4)) << 32,
-            nfds: word(8),
-        };
-        if word(12) != r.check() || r.len > MAX_FRAME || r.nfds as usize > MAX_FDS {
-            return Err(Error::Protocol(format!("corrupt message header {b:02x?}")));
-        }
-        Ok(r)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn region() -> SharedRegion {
         SharedRegion::create("ring-test", 4096 + 4096).unwrap()
-    }
-
-    #[test]
-    fn records_round_trip_and_garbage_is_refused() {
-        let r = Record {
-            len: 1 << 33 | 5,
-            nfds: 3,
-        };
-        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
-        let mut b = r.encode();
-        b[0] ^= 1;
-        assert!(matches!(Record::decode(&b), Err(Error::Protocol(_))));
-        assert!(Record::decode(&[0; 16]).is_err());
     }
 
     #[test]

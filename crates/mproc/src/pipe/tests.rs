@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use super::ring::{Record, HEADER};
+use super::record::{Record, HEADER};
 use super::*;
 
 /// A duplex pipe with 4 KiB rings.
