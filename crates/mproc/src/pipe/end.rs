@@ -222,7 +222,7 @@ impl End {
         let len = usize::try_from(record.len)
             .map_err(|_| Error::Protocol(format!("a message of {} bytes", record.len)))?;
         let mut sink = Sink::new(dst, len);
-        self.read_body(&ring, head, used - HEADER, len, &mut sink)?;
+        rx.note(self.read_body(&ring, head, used - HEADER, len, &mut sink))?;
         sink.finish(len, fds)
     }
 

@@ -108,6 +108,37 @@ fn pair<T>(
 /// with it. A connection can be given to a child in its arguments, or sent
 /// inside a message, and keeps its direction there.
 ///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc::{Connection, Error, Pipe};
+///
+/// let (a, b) = Pipe::<Connection<String>>::new()?;
+/// assert!(!b.poll(Duration::ZERO)?);
+///
+/// // A connection inside a message: the receiver gets a working end.
+/// let (mine, theirs) = Pipe::<String>::new()?;
+/// a.send(&theirs)?;
+/// drop(theirs);
+/// let theirs = b.recv()?;
+/// theirs.send(&"hi".to_string())?;
+/// assert_eq!(mine.recv()?, "hi");
+///
+/// // Raw bytes, and a buffer too short for them.
+/// a.send_bytes(b"hello")?;
+/// let mut buf = [0u8; 2];
+/// match b.recv_bytes_into(&mut buf) {
+///     Err(Error::BufferTooShort { message }) => assert_eq!(message, b"hello"),
+///     other => panic!("{other:?}"),
+/// }
+///
+/// // End of file once every copy of the other end is closed.
+/// drop(theirs);
+/// assert!(matches!(mine.recv(), Err(Error::Disconnected)));
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
 /// # Caveats
 ///
 /// A connection is for one user at a time, as in Python. Threads of one
@@ -119,6 +150,11 @@ fn pair<T>(
 /// A message sent to a peer that was killed (rather than closed) may be
 /// accepted into the ring; a later send, once the ring is full, reports
 /// [`Error::Disconnected`].
+///
+/// A child started by [`StartMethod::Fork`](crate::StartMethod::Fork)
+/// inherits a copy of every end open in the parent, so an end kept by the
+/// parent is not fully closed (and its peer sees no end of file) until such
+/// a child exits, as with Python's fork.
 pub struct Connection<T> {
     end: Option<End>,
     readable: bool,
