@@ -29,6 +29,11 @@
 //! `SeqCst`, so either the publisher sees the sleeper or the sleeper sees the
 //! new index (Dekker). `armed` pairs with `tail` the same way.
 //!
+//! A closing end bumps both seq words whatever the counters say (a poke): a
+//! waiter that sees its seq word change without the data or space it waits
+//! for looks at the socket, whose hang-up is the truth about the peer. It
+//! also looks every [`SLICE`], since a killed process pokes nobody.
+//!
 //! # Records
 //!
 //! The bytes are records (`record.rs`) at any offset, wrapping at the end of
@@ -129,7 +134,11 @@ impl<'a> Ring<'a> {
     /// The one or two pieces of the data area holding `n` bytes from index
     /// `at` (`n <= cap`): `(offset, length)` pairs.
     fn pieces(&self, at: u32, n: usize) -> [(usize, usize); 2] {
-        debug_assert!(n <= self.cap as usize);
+        assert!(
+            n <= self.cap as usize,
+            "{n} bytes from a ring of {}",
+            self.cap
+        );
         let pos = (at & (self.cap - 1)) as usize;
         let first = n.min(self.cap as usize - pos);
         [(self.data + pos, first), (self.data, n - first)]
