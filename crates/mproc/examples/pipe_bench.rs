@@ -142,6 +142,19 @@ fn socket_throughput(size: usize, count: usize) -> f64 {
     (size * count) as f64 / secs / 1e9
 }
 
+/// One `memcpy` of `size` bytes between two buffers of this process, for
+/// scale: a message through a pipe is copied twice.
+fn memcpy_throughput(size: usize, count: usize) -> f64 {
+    let src = vec![7u8; size];
+    let mut dst = vec![0u8; size];
+    let t = Instant::now();
+    for _ in 0..count {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    (size * count) as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
 fn main() {
     mproc::set_fork_warning(false);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -166,4 +179,9 @@ fn main() {
             socket_throughput(size, count),
         );
     }
+    println!(
+        "{:<34} {:>7.2} GB/s",
+        "(memcpy of 64 MiB, for scale)",
+        memcpy_throughput(64 << 20, 32)
+    );
 }
