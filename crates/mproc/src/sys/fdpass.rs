@@ -13,7 +13,8 @@ use std::time::Instant;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{
     recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
-    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
+    SocketType,
 };
 
 use super::{remaining, timespec};
@@ -38,13 +39,7 @@ pub(crate) fn send_frame(
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     if fds.len() > MAX_FDS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a frame can carry at most {MAX_FDS} descriptors, not {}",
-                fds.len()
-            ),
-        ));
+        return Err(too_many_fds(fds.len()));
     }
     let len = (body.len() as u64).to_le_bytes();
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
@@ -186,7 +181,6 @@ pub(crate) fn wait_any(
 }
 
 /// True when the peer of a stream socket has closed every copy of its end.
-#[allow(dead_code)]
 pub(crate) fn peer_hung_up(sock: BorrowedFd<'_>) -> bool {
     let mut pfd = [PollFd::new(&sock, PollFlags::RDHUP)];
     let zero = timespec(std::time::Duration::ZERO);
@@ -207,18 +201,77 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads whatever is available without blocking (0 on nothing or EOF).
-#[allow(dead_code)]
-pub(crate) fn drain_nonblocking(sock: BorrowedFd<'_>) -> usize {
-    let mut buf = [0u8; 64];
-    let mut total = 0;
-    while let Ok((_, n)) = rustix::net::recv(sock, &mut buf, RecvFlags::DONTWAIT) {
-        if n == 0 {
-            break;
-        }
-        total += n;
+/// Sends the single byte `tag` with `fds` attached (at most [`MAX_FDS`]).
+/// Never raises `SIGPIPE`. With `nonblocking`, `Ok(false)` when the socket
+/// buffer is full.
+pub(crate) fn send_tag(
+    sock: BorrowedFd<'_>,
+    tag: u8,
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<bool> {
+    if fds.len() > MAX_FDS {
+        return Err(too_many_fds(fds.len()));
     }
-    total
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let iov = [IoSlice::new(std::slice::from_ref(&tag))];
+    match retry(|| sendmsg(sock, &iov, &mut control, flags)) {
+        Ok(_) => Ok(true),
+        Err(e) if nonblocking && e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Receives bytes and the descriptors attached to them. A stream read stops
+/// right after bytes that carry descriptors, so the descriptors (if any)
+/// belong to the last byte received. `Ok(None)`: nothing to read
+/// (`nonblocking`); `Ok(Some((0, _)))`: end of file; `InvalidData`:
+/// descriptors were dropped by the kernel (`MSG_CTRUNC`).
+pub(crate) fn recv_tagged(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let msg = match retry(|| recvmsg(sock, &mut iov, &mut control, flags)) {
+        Ok(msg) => msg,
+        Err(e) if nonblocking && e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptors were truncated",
+        ));
+    }
+    Ok(Some((msg.bytes, fds)))
+}
+
+fn too_many_fds(n: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("a frame can carry at most {MAX_FDS} descriptors, not {n}"),
+    )
 }
 
 fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {

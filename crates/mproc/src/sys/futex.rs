@@ -49,16 +49,6 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
     let _ = futex::wake(word, Flags::empty(), n);
 }
 
-/// Wakes sleepers on `word` if `sleepers` says there are any.
-///
-/// Call after the change the sleepers wait for has been stored.
-pub(crate) fn wake_if_sleeping(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    if sleepers.load(Ordering::SeqCst) != 0 {
-        wake(word, n);
-    }
-}
-
 const MIN_SPIN: Duration = Duration::from_micros(2);
 const MAX_SPIN: Duration = Duration::from_micros(60);
 /// Spinning longer than this yields the CPU between looks.

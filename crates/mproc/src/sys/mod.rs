@@ -5,7 +5,6 @@
 //! functions returning `io::Result`.
 
 pub(crate) mod fdpass;
-#[allow(dead_code)] // used by the shared-memory ring of Pipe (in progress)
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod posix_shm;

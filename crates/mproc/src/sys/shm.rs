@@ -2,12 +2,23 @@
 //!
 //! Anonymous shared memory dies with the last process that holds its
 //! descriptor or mapping, so a crash leaks nothing.
+//!
+//! A region is sealed against resizing when created: a peer that could
+//! shrink the file would make our accesses past its new end fault
+//! (`SIGBUS`). Its contents are another matter: any process holding the
+//! descriptor may write any byte at any time. So the region hands out no
+//! `&[u8]`, only atomics and copies, and callers treat what they read as
+//! untrusted.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 
-use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{
+    fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, MemfdFlags, SealFlags,
+};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 /// A shared mapping of a whole memfd.
@@ -25,11 +36,22 @@ unsafe impl Send for SharedRegion {}
 unsafe impl Sync for SharedRegion {}
 
 impl SharedRegion {
-    /// Creates a zero-filled region of `len` bytes.
+    /// Creates a zero-filled region of `len` bytes, sealed against resizing.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
-        let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
+        let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         ftruncate(&fd, len as u64)?;
+        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Self::map(fd, len)
+    }
+
+    /// Whether the file can no longer change size (see [`create`]); a region
+    /// received from another process should be, before it is trusted not to
+    /// fault.
+    ///
+    /// [`create`]: SharedRegion::create
+    pub(crate) fn is_size_sealed(&self) -> bool {
+        fcntl_get_seals(&self.fd)
+            .is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL))
     }
 
     /// Maps a region received from another process; its size is the file's.
@@ -69,6 +91,77 @@ impl SharedRegion {
     /// The mapping's length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Panics unless `offset..offset + n` lies in the mapping: the callers'
+    /// layouts are fixed and checked against the length when mapped, so this
+    /// catches bugs, never input.
+    fn check(&self, offset: usize, n: usize) {
+        assert!(
+            offset <= self.len && n <= self.len - offset,
+            "shared region access {offset}+{n} out of bounds ({})",
+            self.len
+        );
+    }
+
+    /// The 32-bit word at `offset` (in bounds and 4-byte aligned, or this
+    /// panics).
+    pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4);
+        assert_eq!(offset % 4, 0, "misaligned shared word at {offset}");
+        // SAFETY: (1) in bounds and aligned (checked above; the mapping is
+        // page-aligned); (2) the mapping lives as long as `&self`; (3) every
+        // process touches shared words only with atomic operations, and any
+        // bit pattern is a valid `u32`.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// Copies `dst.len()` bytes from `offset` (in bounds, or this panics).
+    /// Another process may be writing them: the caller validates the copy.
+    pub(crate) fn read(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len());
+        // SAFETY: the source range is in the mapping (checked), the
+        // destination is a distinct local buffer, and no Rust reference to
+        // the shared bytes exists: they are only ever copied through raw
+        // pointers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
+    /// Copies `src` to `offset` (in bounds, or this panics).
+    pub(crate) fn write(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len());
+        // SAFETY: the destination range is in the mapping (checked) and is
+        // only accessed through raw pointers; `src` is a local buffer, so
+        // the ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
+        }
+    }
+
+    /// Appends `n` bytes from `offset` to `out` (growing it if needed),
+    /// without zero-filling the new space first.
+    pub(crate) fn append_to(&self, offset: usize, n: usize, out: &mut Vec<u8>) {
+        self.check(offset, n);
+        out.reserve(n);
+        let spare: &mut [MaybeUninit<u8>] = &mut out.spare_capacity_mut()[..n];
+        // SAFETY: (1) the source range is in the mapping (checked) and is
+        // only accessed through raw pointers; (2) `spare` is `n` bytes of
+        // `out`'s own allocation; (3) after the copy those `n` bytes are
+        // initialised, so the new length covers initialised bytes only.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                spare.as_mut_ptr().cast::<u8>(),
+                n,
+            );
+            out.set_len(out.len() + n);
+        }
     }
 }
 

@@ -1,0 +1,325 @@
+//! One end of a pipe, untyped: messages of bytes (plus descriptors) in and
+//! out through the rings of a shared region, with the socket beside them.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::layout::Shared;
+use super::record::{Record, HEADER};
+use super::ring::{Peer, Ring, Waited};
+use super::side::{self, Inbox};
+use super::sink::{Dst, Message, Sink};
+use crate::error::{Error, Result};
+use crate::sys::fdpass;
+use crate::task::MAX_FRAME;
+
+/// What a sender remembers between calls.
+struct Tx {
+    /// `closes[peer]` when last looked at.
+    closes_seen: u32,
+    /// The peer's socket hung up (for good).
+    peer_gone: bool,
+}
+
+/// What a receiver remembers between calls.
+struct Rx {
+    inbox: Inbox,
+    /// `closes[peer]` when last looked at.
+    closes_seen: u32,
+    /// The peer's socket hung up (for good): look before waiting.
+    peer_gone: bool,
+}
+
+impl Rx {
+    /// Whether a wait should look at the peer first.
+    fn look_first(&mut self, end: &End) -> bool {
+        end.peer_closed_since(&mut self.closes_seen) || self.peer_gone
+    }
+
+    /// Remembers a hang-up seen by a wait.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        self.peer_gone |= matches!(r, Err(Error::Disconnected));
+        r
+    }
+}
+
+/// One end of a pipe.
+pub(super) struct End {
+    /// `None` only inside `drop`.
+    sock: Option<OwnedFd>,
+    shared: Arc<Shared>,
+    /// 0 or 1: reads ring `id`, writes ring `1 - id`.
+    id: usize,
+    rx: Option<Mutex<Rx>>,
+    tx: Option<Mutex<Tx>>,
+}
+
+impl End {
+    /// An end on `sock`; its rings must exist in `shared`.
+    pub(super) fn new(
+        sock: OwnedFd,
+        shared: Arc<Shared>,
+        id: usize,
+        readable: bool,
+        writable: bool,
+    ) -> Result<End, String> {
+        let has = |r: usize| r < shared.rings();
+        if id > 1 || (readable && !has(id)) || (writable && !has(1 - id)) {
+            return Err(format!("pipe end {id} has no such ring"));
+        }
+        let closes_seen = shared.closes(1 - id).load(SeqCst);
+        let tx = Tx {
+            closes_seen,
+            peer_gone: false,
+        };
+        let rx = Rx {
+            inbox: Inbox::default(),
+            closes_seen,
+            peer_gone: false,
+        };
+        Ok(End {
+            sock: Some(sock),
+            id,
+            rx: readable.then(|| Mutex::new(rx)),
+            tx: writable.then(|| Mutex::new(tx)),
+            shared,
+        })
+    }
+
+    pub(super) fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_ref().expect("open until dropped").as_fd()
+    }
+
+    /// The memfd holding the rings.
+    pub(super) fn region_fd(&self) -> BorrowedFd<'_> {
+        self.shared.region().as_fd()
+    }
+
+    /// 0 or 1.
+    pub(super) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The region (for tests that play a broken peer).
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn read_ring(&self) -> Ring<'_> {
+        self.shared.ring(self.id)
+    }
+
+    fn write_ring(&self) -> Ring<'_> {
+        self.shared.ring(1 - self.id)
+    }
+
+    fn peer_gone(&self) -> bool {
+        fdpass::peer_hung_up(self.sock())
+    }
+
+    /// Whether a copy of the peer closed since `seen` (which is updated).
+    fn peer_closed_since(&self, seen: &mut u32) -> bool {
+        let now = self.shared.closes(1 - self.id).load(SeqCst);
+        std::mem::replace(seen, now) != now
+    }
+
+    /// How a wait learns that the peer is gone.
+    fn peer(&self, look_first: bool) -> Peer<impl Fn() -> bool + '_> {
+        Peer {
+            gone: || self.peer_gone(),
+            look_first,
+        }
+    }
+
+    /// Sends one message: `bytes`, with `fds` beside it.
+    pub(super) fn send(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let mut tx = lock(self.tx.as_ref())?;
+        if bytes.len() as u64 > MAX_FRAME {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {} bytes is over the limit of {MAX_FRAME}",
+                bytes.len()
+            )));
+        }
+        self.check_peer(&mut tx)?;
+        if !fds.is_empty() {
+            side::send_fds(self.sock(), fds)?;
+        }
+        let record = Record {
+            len: bytes.len() as u64,
+            nfds: fds.len() as u32,
+        };
+        let r = self.write_record(&self.write_ring(), &record.encode(), bytes);
+        tx.peer_gone = matches!(r, Err(Error::Disconnected));
+        r
+    }
+
+    /// `Disconnected` if a copy of the peer closed and it was the last.
+    fn check_peer(&self, tx: &mut Tx) -> Result<()> {
+        if self.peer_closed_since(&mut tx.closes_seen) {
+            tx.peer_gone = self.peer_gone();
+        }
+        if tx.peer_gone {
+            return Err(Error::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Writes a header and a body, publishing it in chunks, so that the
+    /// reader copies one while the next is written. The header goes out
+    /// with the first chunk.
+    fn write_record(&self, ring: &Ring<'_>, header: &[u8], mut body: &[u8]) -> Result<()> {
+        let chunk = ring.chunk();
+        let mut tail = ring.tail();
+        let first = HEADER + body.len().min(chunk) as u32;
+        let mut free = self.space(ring, tail, first)?;
+        ring.write(tail, header);
+        tail = tail.wrapping_add(HEADER);
+        free -= HEADER;
+        loop {
+            let n = body.len().min(chunk).min(free as usize);
+            ring.write(tail, &body[..n]);
+            tail = tail.wrapping_add(n as u32);
+            body = &body[n..];
+            ring.publish_tail(tail);
+            if ring.take_armed() {
+                side::send_wake(self.sock());
+            }
+            if body.is_empty() {
+                return Ok(());
+            }
+            free = self.space(ring, tail, body.len().min(chunk) as u32)?;
+        }
+    }
+
+    /// Waits until `need` bytes are free after `tail`; the bytes free.
+    fn space(&self, ring: &Ring<'_>, tail: u32, need: u32) -> Result<u32> {
+        match ring.wait_space(tail, need, self.peer(false))? {
+            Waited::Ready(free) => Ok(free),
+            Waited::Timeout | Waited::PeerGone => Err(Error::Disconnected),
+        }
+    }
+
+    /// Receives one message. `deadline` bounds the wait for its start; once
+    /// it has started, the rest is awaited however long it takes (unless the
+    /// peer goes away).
+    pub(super) fn recv(&self, deadline: Option<Instant>, dst: Dst<'_>) -> Result<Message> {
+        let mut rx = lock(self.rx.as_ref())?;
+        let ring = self.read_ring();
+        let look = rx.look_first(self);
+        let used = rx.note(self.data(&ring, HEADER, deadline, look))?;
+        let mut head = ring.head();
+        let mut header = [0u8; HEADER as usize];
+        ring.read(head, &mut header);
+        let record = Record::decode(&header)?;
+        head = head.wrapping_add(HEADER);
+        let fds = match record.nfds {
+            0 => Vec::new(),
+            n => rx.inbox.take(self.sock(), n)?,
+        };
+        let len = usize::try_from(record.len)
+            .map_err(|_| Error::Protocol(format!("a message of {} bytes", record.len)))?;
+        let mut sink = Sink::new(dst, len);
+        rx.note(self.read_body(&ring, head, used - HEADER, len, &mut sink))?;
+        sink.finish(len, fds)
+    }
+
+    /// Copies `len` bytes from `head` into `sink`, `used` of them already
+    /// published, freeing space as it goes.
+    fn read_body(
+        &self,
+        ring: &Ring<'_>,
+        mut head: u32,
+        mut used: u32,
+        len: usize,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        let chunk = ring.chunk();
+        let mut done = 0;
+        loop {
+            let n = (len - done).min(used as usize).min(chunk);
+            sink.fill(ring, head, done, n);
+            head = head.wrapping_add(n as u32);
+            used -= n as u32;
+            done += n;
+            ring.publish_head(head);
+            if done == len {
+                return Ok(());
+            }
+            if used == 0 {
+                used = self.data(ring, 1, None, false)?;
+            }
+        }
+    }
+
+    /// Waits until `need` bytes are published; the bytes published.
+    fn data(
+        &self,
+        ring: &Ring<'_>,
+        need: u32,
+        deadline: Option<Instant>,
+        look: bool,
+    ) -> Result<u32> {
+        match ring.wait_data(need, deadline, self.peer(look))? {
+            Waited::Ready(used) => Ok(used),
+            Waited::Timeout => Err(Error::Timeout),
+            Waited::PeerGone => Err(Error::Disconnected),
+        }
+    }
+
+    /// Whether a message (or the peer's hang-up) arrives by `deadline`.
+    pub(super) fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
+        let mut rx = lock(self.rx.as_ref())?;
+        let look = rx.look_first(self);
+        match self.read_ring().wait_data(1, deadline, self.peer(look))? {
+            Waited::Ready(_) => Ok(true),
+            Waited::PeerGone => {
+                rx.peer_gone = true;
+                Ok(true)
+            }
+            Waited::Timeout => Ok(false),
+        }
+    }
+
+    /// Prepares a wait on the socket; `true` if a message is there already.
+    pub(super) fn arm(&self) -> bool {
+        let Some(Ok(mut rx)) = self.rx.as_ref().map(Mutex::try_lock) else {
+            return false;
+        };
+        if rx.inbox.drain(self.sock()).is_err() {
+            return true; // let `recv` report it
+        }
+        let ring = self.read_ring();
+        ring.set_armed(true);
+        !matches!(ring.used(), Ok(0))
+    }
+
+    /// Undoes [`arm`](End::arm).
+    pub(super) fn disarm(&self) {
+        if self.rx.is_some() {
+            self.read_ring().set_armed(false);
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        // The socket first: if this is the last copy of this end, the peer
+        // sees the hang-up by the time it is poked.
+        drop(self.sock.take());
+        let closes = self.shared.closes(self.id);
+        closes.fetch_add(1, SeqCst);
+        for r in [self.id, 1 - self.id] {
+            if r < self.shared.rings() {
+                self.shared.ring(r).poke();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: Option<&Mutex<T>>) -> Result<MutexGuard<'_, T>> {
+    let m = m.ok_or(Error::InvalidState("wrong direction for this connection"))?;
+    Ok(m.lock().unwrap_or_else(|e| e.into_inner()))
+}

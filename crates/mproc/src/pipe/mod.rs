@@ -1,0 +1,372 @@
+//! `Pipe` and `Connection`: messages between two processes.
+//!
+//! Each direction of a pipe is a ring in shared memory; a Unix socket pair
+//! beside the rings carries OS handles (by `SCM_RIGHTS`), wake-ups for
+//! [`wait`](crate::wait()), and the peer's hang-up. A message costs no system
+//! call while the peer is awake; a waiting end spins briefly, then sleeps
+//! on a futex. See `README.md` in this folder for the design.
+//!
+//! | file        | what                                                        |
+//! |-------------|-------------------------------------------------------------|
+//! | `mod.rs`    | the public `Pipe` and `Connection<T>`                       |
+//! | `end.rs`    | one end, untyped: messages of bytes through the rings       |
+//! | `ring.rs`   | one direction: the ring's shared words, copies and waits    |
+//! | `record.rs` | a message's header in the ring                              |
+//! | `layout.rs` | the shared region: where the rings are, its header          |
+//! | `side.rs`   | the socket beside the rings                                 |
+//! | `sink.rs`   | where a received message goes                               |
+
+mod end;
+mod layout;
+mod record;
+mod ring;
+mod side;
+mod sink;
+#[cfg(test)]
+mod tests;
+
+use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{self, WireFd};
+use crate::error::{Error, Result};
+use crate::sys::fdpass;
+use crate::wait::Waitable;
+use end::End;
+use layout::{Shared, RING_CAP};
+use sink::{Dst, Message};
+
+/// Creates connected pairs of [`Connection`]s, as Python's `Pipe()`.
+///
+/// ```
+/// use mproc::{Pipe, Process, Connection};
+///
+/// fn child(conn: Connection<String>) {
+///     conn.send(&"hello from the child".to_string()).unwrap();
+/// }
+///
+/// let (parent_end, child_end) = Pipe::<String>::new()?;
+/// let mut p = Process::new(child, child_end);
+/// p.start()?;
+/// assert_eq!(parent_end.recv()?, "hello from the child");
+/// p.join()?;
+/// # Ok::<(), mproc::Error>(())
+/// ```
+pub struct Pipe<T>(PhantomData<fn(T) -> T>);
+
+impl<T> Pipe<T> {
+    /// A duplex pipe: both ends send and receive.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<(Connection<T>, Connection<T>)> {
+        pair(2, RING_CAP, [(true, true), (true, true)])
+    }
+
+    /// A one-way pipe, as Python's `Pipe(duplex=False)`: the first end only
+    /// receives, the second only sends.
+    ///
+    /// ```
+    /// let (rx, tx) = mproc::Pipe::<u8>::one_way()?;
+    /// tx.send(&1)?;
+    /// assert_eq!(rx.recv()?, 1);
+    /// assert!(rx.send(&2).is_err());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn one_way() -> Result<(Connection<T>, Connection<T>)> {
+        pair(1, RING_CAP, [(true, false), (false, true)])
+    }
+}
+
+/// Two connected ends over `rings` rings of `cap` bytes; `dirs[e]` is end
+/// `e`'s `(readable, writable)`.
+fn pair<T>(
+    rings: usize,
+    cap: u32,
+    dirs: [(bool, bool); 2],
+) -> Result<(Connection<T>, Connection<T>)> {
+    let (a, b) = fdpass::stream_pair().map_err(Error::io("cannot create a pipe"))?;
+    let shared = Arc::new(Shared::create(rings, cap).map_err(Error::io("cannot create a pipe"))?);
+    let end = |sock, id: usize| {
+        let (r, w) = dirs[id];
+        End::new(sock, shared.clone(), id, r, w)
+            .map(|end| Connection::from_end(end, r, w))
+            .map_err(Error::Protocol)
+    };
+    Ok((end(a, 0)?, end(b, 1)?))
+}
+
+/// One end of a [`Pipe`], carrying messages of type `T` (and raw bytes).
+///
+/// Messages keep their boundaries and their order, whatever their size: a
+/// message larger than the ring is streamed through it while the receiver
+/// copies it out. OS handles inside a message (other connections...) travel
+/// with it. A connection can be given to a child in its arguments, or sent
+/// inside a message, and keeps its direction there.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc::{Connection, Error, Pipe};
+///
+/// let (a, b) = Pipe::<Connection<String>>::new()?;
+/// assert!(!b.poll(Duration::ZERO)?);
+///
+/// // A connection inside a message: the receiver gets a working end.
+/// let (mine, theirs) = Pipe::<String>::new()?;
+/// a.send(&theirs)?;
+/// drop(theirs);
+/// let theirs = b.recv()?;
+/// theirs.send(&"hi".to_string())?;
+/// assert_eq!(mine.recv()?, "hi");
+///
+/// // Raw bytes, and a buffer too short for them.
+/// a.send_bytes(b"hello")?;
+/// let mut buf = [0u8; 2];
+/// match b.recv_bytes_into(&mut buf) {
+///     Err(Error::BufferTooShort { message }) => assert_eq!(message, b"hello"),
+///     other => panic!("{other:?}"),
+/// }
+///
+/// // End of file once every copy of the other end is closed.
+/// drop(theirs);
+/// assert!(matches!(mine.recv(), Err(Error::Disconnected)));
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// # Caveats
+///
+/// A connection is for one user at a time, as in Python. Threads of one
+/// process may share it (their sends, and their receives, take turns), but
+/// two *processes* that send (or receive) on copies of the same end at once
+/// garble the stream: the receiver then gets [`Error::Protocol`] or wrong
+/// messages, never undefined behaviour.
+///
+/// A message sent to a peer that was killed (rather than closed) may be
+/// accepted into the ring; a later send, once the ring is full, reports
+/// [`Error::Disconnected`].
+///
+/// A child started by [`StartMethod::Fork`](crate::StartMethod::Fork)
+/// inherits a copy of every end open in the parent, so an end kept by the
+/// parent is not fully closed (and its peer sees no end of file) until such
+/// a child exits, as with Python's fork.
+pub struct Connection<T> {
+    end: Option<End>,
+    readable: bool,
+    writable: bool,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Connection<T> {
+    fn from_end(end: End, readable: bool, writable: bool) -> Self {
+        Connection {
+            end: Some(end),
+            readable,
+            writable,
+            _type: PhantomData,
+        }
+    }
+
+    fn end(&self) -> Result<&End> {
+        self.end
+            .as_ref()
+            .ok_or(Error::InvalidState("connection is closed"))
+    }
+
+    fn reader(&self) -> Result<&End> {
+        if !self.readable {
+            return Err(Error::InvalidState("connection is write-only"));
+        }
+        self.end()
+    }
+
+    fn writer(&self) -> Result<&End> {
+        if !self.writable {
+            return Err(Error::InvalidState("connection is read-only"));
+        }
+        self.end()
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether [`close`](Connection::close) was called.
+    pub fn closed(&self) -> bool {
+        self.end.is_none()
+    }
+
+    /// Closes this end (dropping it does the same). The peer receives end
+    /// of file once every copy of this end (in every process) is closed.
+    pub fn close(&mut self) {
+        self.end = None;
+    }
+
+    /// Sends raw bytes as one message.
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        self.writer()?.send(buf, &[])
+    }
+
+    /// Receives one message as raw bytes. [`Error::Disconnected`] once the
+    /// peer is closed and every message has been received.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let m = self.reader()?.recv(None, Dst::Vec)?;
+        Ok(m.bytes.unwrap_or_default())
+    }
+
+    /// Receives one message into `buf`, returning its length. A message
+    /// longer than `buf` is consumed and returned in
+    /// [`Error::BufferTooShort`].
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        match self.reader()?.recv(None, Dst::Buf(buf))? {
+            Message {
+                bytes: Some(message),
+                ..
+            } => Err(Error::BufferTooShort { message }),
+            Message { len, .. } => Ok(len),
+        }
+    }
+
+    /// Whether a message (or end of file) can be received within `timeout`
+    /// (zero: just look).
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        self.reader()?.poll(Some(Instant::now() + timeout))
+    }
+
+    fn recv_message(&self, deadline: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let m = self.reader()?.recv(deadline, Dst::Vec)?;
+        Ok((m.bytes.unwrap_or_default(), m.fds))
+    }
+}
+
+impl<T: Serialize> Connection<T> {
+    /// Sends a value. OS handles inside it (connections, later queues and
+    /// locks) travel with it.
+    pub fn send(&self, value: &T) -> Result<()> {
+        let w = self.writer()?;
+        let frame = codec::encode(value)?;
+        w.send(&frame.bytes, &frame.borrowed_fds())
+    }
+}
+
+impl<T: DeserializeOwned> Connection<T> {
+    /// Receives a value, blocking until one arrives. [`Error::Disconnected`]
+    /// once the peer is closed and drained; [`Error::Decode`] for bytes that
+    /// are not a `T` (the connection stays usable).
+    pub fn recv(&self) -> Result<T> {
+        let (bytes, fds) = self.recv_message(None)?;
+        codec::decode(&bytes, fds)
+    }
+
+    /// As [`recv`](Connection::recv), waiting at most `timeout`
+    /// ([`Error::Timeout`]) for a message to start.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
+        let (bytes, fds) = self.recv_message(Some(Instant::now() + timeout))?;
+        codec::decode(&bytes, fds)
+    }
+
+    /// Receives a value if one is ready ([`Error::Empty`] otherwise).
+    pub fn try_recv(&self) -> Result<T> {
+        match self.recv_timeout(Duration::ZERO) {
+            Err(Error::Timeout) => Err(Error::Empty),
+            r => r,
+        }
+    }
+}
+
+impl<T> Waitable for Connection<T> {
+    fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.reader()?.sock())
+    }
+
+    fn arm(&self) -> bool {
+        self.reader().is_ok_and(End::arm)
+    }
+
+    fn disarm(&self) {
+        if let Ok(end) = self.reader() {
+            end.disarm();
+        }
+    }
+}
+
+/// A connection on the wire: its socket and region travel in the side
+/// table, its end and direction as plain fields.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    #[serde(serialize_with = "serialize_fd")]
+    sock: BorrowedFd<'a>,
+    #[serde(serialize_with = "serialize_fd")]
+    region: BorrowedFd<'a>,
+    id: u8,
+    readable: bool,
+    writable: bool,
+}
+
+/// What [`WireOut`] becomes on arrival.
+#[derive(Deserialize)]
+struct WireIn {
+    sock: WireFd,
+    region: WireFd,
+    id: u8,
+    readable: bool,
+    writable: bool,
+}
+
+fn serialize_fd<S: Serializer>(fd: &BorrowedFd<'_>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    codec::serialize_fd(*fd, s)
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let end = self
+            .end
+            .as_ref()
+            .ok_or_else(|| S::Error::custom("connection is closed"))?;
+        WireOut {
+            sock: end.sock(),
+            region: end.region_fd(),
+            id: end.id() as u8,
+            readable: self.readable,
+            writable: self.writable,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = WireIn::deserialize(d)?;
+        let shared = Shared::open(w.region.0).map_err(D::Error::custom)?;
+        let end = End::new(
+            w.sock.0,
+            Arc::new(shared),
+            w.id.into(),
+            w.readable,
+            w.writable,
+        )
+        .map_err(D::Error::custom)?;
+        Ok(Connection::from_end(end, w.readable, w.writable))
+    }
+}
+
+impl<T> std::fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("closed", &self.closed())
+            .finish()
+    }
+}

@@ -1,0 +1,171 @@
+//! The pipe against a broken or hostile peer, and the ring's chunking on a
+//! tiny ring; cross-process behaviour is in `tests/pipe.rs`.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use super::record::{Record, HEADER};
+use super::*;
+
+/// A duplex pipe with 4 KiB rings.
+fn small<T>() -> (Connection<T>, Connection<T>) {
+    pair(2, 4096, [(true, true), (true, true)]).unwrap()
+}
+
+/// Plays a writer into `to`'s read ring: `bytes` at the current tail.
+fn scribble<T>(to: &Connection<T>, bytes: &[u8], publish: u32) {
+    let end = to.end.as_ref().unwrap();
+    let ring = end.shared().ring(end.id());
+    let tail = ring.tail();
+    ring.write(tail, bytes);
+    ring.publish_tail(tail.wrapping_add(publish));
+}
+
+fn record(len: u64, nfds: u32) -> [u8; HEADER as usize] {
+    Record { len, nfds }.encode()
+}
+
+#[test]
+fn connections_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Connection<String>>();
+}
+
+#[test]
+fn a_corrupt_header_is_a_protocol_error() {
+    let (a, _b) = small::<u8>();
+    scribble(&a, &[0xab; 16], 16);
+    assert!(matches!(a.recv(), Err(Error::Protocol(_))));
+}
+
+#[test]
+fn indices_too_far_apart_are_a_protocol_error() {
+    let (a, _b) = small::<u8>();
+    scribble(&a, &[], 4097);
+    assert!(matches!(a.recv(), Err(Error::Protocol(_))));
+    assert!(matches!(a.poll(Duration::ZERO), Err(Error::Protocol(_))));
+    assert!(matches!(a.try_recv(), Err(Error::Protocol(_))));
+}
+
+#[test]
+fn announced_descriptors_that_never_come_are_a_protocol_error() {
+    let (a, b) = small::<u8>();
+    scribble(&a, &record(0, 1), 16);
+    drop(b);
+    assert!(matches!(a.recv_bytes(), Err(Error::Protocol(_))));
+}
+
+#[test]
+fn the_wrong_number_of_descriptors_is_a_protocol_error() {
+    let (a, b) = small::<u8>();
+    let (x, _y) = fdpass::stream_pair().unwrap();
+    side::send_fds(b.end.as_ref().unwrap().sock(), &[x.as_fd()]).unwrap();
+    scribble(&a, &record(0, 2), 16);
+    assert!(matches!(a.recv_bytes(), Err(Error::Protocol(_))));
+}
+
+#[test]
+fn a_message_cut_short_by_the_peer_leaving_is_disconnected() {
+    let (a, b) = small::<u8>();
+    let mut bytes = record(100, 0).to_vec();
+    bytes.extend([1; 10]);
+    scribble(&a, &bytes, bytes.len() as u32);
+    drop(b);
+    assert!(matches!(a.recv_bytes(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_region_with_a_bad_header_does_not_decode() {
+    let (a, _b) = small::<u8>();
+    let frame = codec::encode(&a).unwrap();
+    a.end
+        .as_ref()
+        .unwrap()
+        .shared()
+        .region()
+        .atomic_u32(0)
+        .store(7, std::sync::atomic::Ordering::SeqCst);
+    let r = codec::decode::<Connection<u8>>(&frame.bytes, frame.fds);
+    assert!(matches!(r, Err(Error::Decode(_))), "{r:?}");
+}
+
+#[test]
+fn messages_larger_than_the_ring_stream_through_it() {
+    let (a, b) = small::<u8>();
+    let lens = [0, 1, 4079, 4080, 4081, 4096, 10_000, 100_003, 0, 5];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, &n) in lens.iter().enumerate() {
+                a.send_bytes(&vec![i as u8; n]).unwrap();
+            }
+        });
+        for (i, &n) in lens.iter().enumerate() {
+            assert_eq!(b.recv_bytes().unwrap(), vec![i as u8; n]);
+        }
+    });
+}
+
+#[test]
+fn descriptors_keep_their_order_among_wake_bytes() {
+    let (a, b) = small::<Option<Connection<u8>>>();
+    for round in 0..3u8 {
+        let (x, y) = Pipe::<u8>::new().unwrap();
+        assert!(!b.arm());
+        a.send(&None).unwrap(); // a wake byte for the armed `b`
+        a.send(&Some(y)).unwrap(); // 'F' after it
+        b.disarm();
+        assert!(b.arm(), "drains the wake byte, queues the descriptors");
+        b.disarm();
+        assert!(b.recv().unwrap().is_none());
+        let y = b.recv().unwrap().unwrap();
+        y.send(&round).unwrap();
+        assert_eq!(x.recv().unwrap(), round);
+    }
+}
+
+/// Without the `closes` hint and the poke, these would take a whole sleep
+/// slice (20 ms) each.
+#[test]
+fn a_clean_close_is_seen_at_once() {
+    let quick = Duration::from_millis(15);
+    let (a, b) = small::<u8>();
+    drop(a);
+    let t = std::time::Instant::now();
+    assert!(matches!(b.recv(), Err(Error::Disconnected)));
+    assert!(matches!(b.send(&1), Err(Error::Disconnected)));
+    assert!(matches!(b.recv(), Err(Error::Disconnected)), "and again");
+    assert!(b.poll(Duration::from_secs(1)).unwrap());
+    assert!(t.elapsed() < quick, "{:?}", t.elapsed());
+
+    let (a, b) = small::<u8>();
+    std::thread::scope(|s| {
+        let sleeper = s.spawn(|| {
+            let t = std::time::Instant::now();
+            (b.recv(), t.elapsed())
+        });
+        while !b.end.as_ref().unwrap().shared().ring(1).is_reader_asleep() {
+            std::thread::yield_now();
+        }
+        let t = std::time::Instant::now();
+        drop(a);
+        let (r, _) = sleeper.join().unwrap();
+        assert!(matches!(r, Err(Error::Disconnected)));
+        assert!(t.elapsed() < quick, "{:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn a_writer_blocked_on_a_full_ring_sees_the_reader_close() {
+    let (a, b) = small::<u8>();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| a.send_bytes(&vec![5; 1 << 20]));
+        let ring = a.end.as_ref().unwrap().shared().ring(1);
+        while !ring.is_writer_asleep() {
+            std::thread::yield_now();
+        }
+        let t = std::time::Instant::now();
+        drop(b);
+        assert!(matches!(writer.join().unwrap(), Err(Error::Disconnected)));
+        assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
+    });
+}
