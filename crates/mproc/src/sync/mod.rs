@@ -43,7 +43,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// or store: with that, this `SeqCst` load, and the sleeper's `SeqCst`
 /// increment of `sleepers` and load of the word in [`futex::wait_until`],
 /// either the sleeper sees the change or this load sees the sleeper. So no
-/// fence is needed ([`futex::wake_if_sleeping`]'s costs about 10 ns on x86).
+/// fence is needed (one costs about 10 ns on x86).
 fn wake_sleepers(word: &AtomicU32, sleepers: &AtomicU32, n: u32) {
     if sleepers.load(Ordering::SeqCst) != 0 {
         futex::wake(word, n);
