@@ -28,10 +28,21 @@ pub fn all() -> Vec<Workload> {
         .collect()
 }
 
-/// The workloads whose name contains one of `filters` (all when empty).
+/// The workloads that one of `filters` names (all when empty): a filter
+/// that is a workload's whole name selects just that one, any other
+/// selects every workload whose name contains it.
 pub fn select(filters: &[String]) -> Vec<Workload> {
-    all()
-        .into_iter()
-        .filter(|w| filters.is_empty() || filters.iter().any(|f| w.name.contains(f.as_str())))
+    let all = all();
+    let matches = |f: &str, name: &str| match all.iter().any(|w| w.name == f) {
+        true => name == f,
+        false => name.contains(f),
+    };
+    let keep: Vec<bool> = all
+        .iter()
+        .map(|w| filters.is_empty() || filters.iter().any(|f| matches(f, w.name)))
+        .collect();
+    all.into_iter()
+        .zip(keep)
+        .filter_map(|(w, k)| k.then_some(w))
         .collect()
 }
