@@ -66,6 +66,12 @@ fn main() {
 fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
     let start = Instant::now();
     let date = report::utc_now();
+    let load = report::load_average();
+    if load.split(' ').next().and_then(|l| l.parse::<f64>().ok()) > Some(0.7) {
+        eprintln!(
+            "mproc-bench: the machine is busy (load average {load}): figures will be disturbed"
+        );
+    }
     let mut results = Vec::new();
     for w in selected {
         let outcomes = harness::measure(w, mode, |msg| {
@@ -79,6 +85,7 @@ fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
         cpus: mproc::cpu_count(),
         python: cpython::version().map(String::from),
         seconds: start.elapsed().as_secs_f64(),
+        load: [load, report::load_average()],
         workloads: results,
     }
 }

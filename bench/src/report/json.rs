@@ -43,6 +43,7 @@ pub fn to_json(report: &Report) -> String {
         "python": report.python,
         "reps": report.mode.reps(),
         "seconds": report.seconds,
+        "load_average": { "start": report.load[0], "end": report.load[1] },
         "orientation": ORIENTATION,
         "workloads": report.workloads.iter().map(workload).collect::<Vec<_>>(),
     });

@@ -63,6 +63,9 @@ pub struct Report {
     pub cpus: usize,
     pub python: Option<String>,
     pub seconds: f64,
+    /// `/proc/loadavg`'s three figures at the start and at the end: other
+    /// work on the machine disturbs every figure.
+    pub load: [String; 2],
     pub workloads: Vec<WorkloadResult>,
 }
 
@@ -86,6 +89,13 @@ pub fn number(v: f64) -> String {
 pub fn ratio(v: f64) -> String {
     let digits = 3 - v.abs().log10().floor() as i32 - 1;
     format!("{v:.*}x", digits.clamp(0, 6) as usize)
+}
+
+/// The 1, 5 and 15-minute load averages, e.g. `0.12 0.30 0.25`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The current time, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -40,13 +40,16 @@ fn notes(report: &Report) -> Vec<String> {
 
 fn summary_line(report: &Report) -> String {
     format!(
-        "mode {}, {} CPUs, {}, {}, medians of {} repetitions, run took {:.0} s",
+        "mode {}, {} CPUs, {}, {}, medians of {} repetitions, run took {:.0} s, \
+         load average {} at start, {} at end",
         report.mode.name(),
         report.cpus,
         report.python.as_deref().unwrap_or("no python3"),
         report.date,
         report.mode.reps(),
-        report.seconds
+        report.seconds,
+        report.load[0],
+        report.load[1]
     )
 }
 
