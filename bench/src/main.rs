@@ -20,18 +20,14 @@ use report::{Report, WorkloadResult};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // This binary re-executed as a child: the spawn limit, ipc-channel.
-    match args.first().map(String::as_str) {
-        Some(limit::lifecycle::EXIT_AT_ONCE) => return,
-        Some("--child") => {
-            let name = args.get(1).map_or("", String::as_str);
-            if peer::run_child(name, &args[2.min(args.len())..]).is_none() {
-                eprintln!("mproc-bench: unknown child {name:?}");
-                std::process::exit(2);
-            }
-            return;
+    // This binary re-executed as an ipc-channel child.
+    if args.first().map(String::as_str) == Some("--child") {
+        let name = args.get(1).map_or("", String::as_str);
+        if peer::run_child(name, &args[2.min(args.len())..]).is_none() {
+            eprintln!("mproc-bench: unknown child {name:?}");
+            std::process::exit(2);
         }
-        _ => {}
+        return;
     }
     // In a procspawn child this runs the child's function and exits.
     procspawn::init();
@@ -82,6 +78,7 @@ fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
     Report {
         mode,
         date,
+        commit: report::commit(),
         cpus: mproc::cpu_count(),
         python: cpython::version().map(String::from),
         seconds: start.elapsed().as_secs_f64(),

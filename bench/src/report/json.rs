@@ -39,6 +39,7 @@ pub fn to_json(report: &Report) -> String {
     let v = json!({
         "mode": report.mode.name(),
         "date": report.date,
+        "commit": report.commit,
         "cpus": report.cpus,
         "python": report.python,
         "reps": report.mode.reps(),

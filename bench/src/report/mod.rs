@@ -60,6 +60,8 @@ pub struct Report {
     pub mode: Mode,
     /// UTC, ISO 8601.
     pub date: String,
+    /// The checked-out commit of the project, when known.
+    pub commit: Option<String>,
     pub cpus: usize,
     pub python: Option<String>,
     pub seconds: f64,
@@ -89,6 +91,17 @@ pub fn number(v: f64) -> String {
 pub fn ratio(v: f64) -> String {
     let digits = 3 - v.abs().log10().floor() as i32 - 1;
     format!("{v:.*}x", digits.clamp(0, 6) as usize)
+}
+
+/// `git describe --always --dirty` of the project, when git is there.
+pub fn commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 /// The 1, 5 and 15-minute load averages, e.g. `0.12 0.30 0.25`.

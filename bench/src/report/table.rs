@@ -40,9 +40,10 @@ fn notes(report: &Report) -> Vec<String> {
 
 fn summary_line(report: &Report) -> String {
     format!(
-        "mode {}, {} CPUs, {}, {}, medians of {} repetitions, run took {:.0} s, \
+        "mode {}, commit {}, {} CPUs, {}, {}, medians of {} repetitions, run took {:.0} s, \
          load average {} at start, {} at end",
         report.mode.name(),
+        report.commit.as_deref().unwrap_or("unknown"),
         report.cpus,
         report.python.as_deref().unwrap_or("no python3"),
         report.date,

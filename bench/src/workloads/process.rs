@@ -120,7 +120,7 @@ fn start_join_spawn(mode: Mode) -> Vec<Runner> {
         ),
         Runner::new(
             Kind::Limit,
-            "Command::new(current_exe()).status(): posix_spawn of this binary, which exits at once",
+            "Command::new(current_exe()).status(): posix_spawn of this binary, which _exits in a constructor",
             move || reexec_self(n),
         ),
     ]
