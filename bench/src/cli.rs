@@ -11,6 +11,8 @@ usage: cargo run --release -p mproc-bench -- [OPTIONS]
   --tiny           a few iterations only: checks that everything runs
   --filter NAME    only workloads whose name contains NAME (repeatable,
                    or comma-separated)
+  --reps N         measured repetitions per runner (default: 11 full,
+                   5 quick, 2 tiny)
   --out DIR        where to write latest.{json,md,svg} (default bench/results)
   --list           list the workloads and exit
   -h, --help       this text";
@@ -20,6 +22,8 @@ pub struct Options {
     pub filters: Vec<String>,
     pub out: PathBuf,
     pub list: bool,
+    /// Repetitions, when not the mode's.
+    pub reps: Option<usize>,
 }
 
 /// Parses the arguments after the program name; `Err` holds what to print.
@@ -29,6 +33,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         filters: Vec::new(),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"),
         list: false,
+        reps: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -41,6 +46,13 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 .filters
                 .extend(value(a)?.split(',').map(|s| s.trim().to_string())),
             "--out" => o.out = PathBuf::from(value(a)?),
+            "--reps" => {
+                let n = value(a)?;
+                match n.parse() {
+                    Ok(n) if n > 0 => o.reps = Some(n),
+                    _ => return Err(format!("--reps needs a positive number, not {n:?}")),
+                }
+            }
             "--list" => o.list = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),

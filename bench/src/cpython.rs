@@ -44,7 +44,7 @@ fn script(name: &str) -> PathBuf {
 pub fn runner(what: impl Into<String>, script_name: &'static str, args: Vec<String>) -> Runner {
     Runner::new(Kind::Cpython, what, move || {
         let Some(_) = version() else {
-            return Err(format!("skipped: {} not found", interpreter()).into());
+            return Err(format!("no python: {} not found", interpreter()).into());
         };
         Ok(Box::new(Script::start(script_name, &args)?) as Box<dyn Session>)
     })

@@ -29,7 +29,8 @@ impl Mode {
         }
     }
 
-    /// Measured repetitions per runner (a warm-up repetition comes first).
+    /// Measured repetitions per runner by default (a warm-up repetition
+    /// comes first).
     pub fn reps(self) -> usize {
         self.pick(2, 5, 11)
     }
@@ -199,7 +200,12 @@ impl Live {
 
 /// Measures every runner of `workload`: set up all, one warm-up repetition
 /// each, then `reps` rounds taking one repetition of each in turn.
-pub fn measure(workload: &Workload, mode: Mode, mut log: impl FnMut(&str)) -> Vec<Outcome> {
+pub fn measure(
+    workload: &Workload,
+    mode: Mode,
+    reps: usize,
+    mut log: impl FnMut(&str),
+) -> Vec<Outcome> {
     let mut runners = (workload.runners)(mode);
     runners.sort_by_key(|r| r.kind);
     let mut live: Vec<Live> = runners
@@ -222,13 +228,8 @@ pub fn measure(workload: &Workload, mode: Mode, mut log: impl FnMut(&str)) -> Ve
     for l in &mut live {
         l.step(false);
     }
-    for round in 0..mode.reps() {
-        log(&format!(
-            "{} round {}/{}",
-            workload.name,
-            round + 1,
-            mode.reps()
-        ));
+    for round in 0..reps {
+        log(&format!("{} round {}/{}", workload.name, round + 1, reps));
         for l in &mut live {
             l.step(true);
         }

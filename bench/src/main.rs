@@ -47,7 +47,7 @@ fn main() {
         }
         std::process::exit(if opts.list { 0 } else { 2 });
     }
-    let report = run(&selected, opts.mode);
+    let report = run(&selected, opts.mode, opts.reps.unwrap_or(opts.mode.reps()));
     print!("{}", report::to_text(&report));
     if let Err(e) = write_all(&report, &opts.out) {
         eprintln!(
@@ -59,7 +59,7 @@ fn main() {
     eprintln!("results written to {}", opts.out.display());
 }
 
-fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
+fn run(selected: &[workloads::Workload], mode: Mode, reps: usize) -> Report {
     let start = Instant::now();
     let date = report::utc_now();
     let load = report::load_average();
@@ -70,7 +70,7 @@ fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
     }
     let mut results = Vec::new();
     for w in selected {
-        let outcomes = harness::measure(w, mode, |msg| {
+        let outcomes = harness::measure(w, mode, reps, |msg| {
             eprintln!("[{:5.1}s] {msg}", start.elapsed().as_secs_f64())
         });
         results.push(WorkloadResult::new(w, outcomes));
@@ -80,6 +80,7 @@ fn run(selected: &[workloads::Workload], mode: Mode) -> Report {
         date,
         commit: report::commit(),
         cpus: mproc::cpu_count(),
+        reps,
         python: cpython::version().map(String::from),
         seconds: start.elapsed().as_secs_f64(),
         load: [load, report::load_average()],

@@ -42,7 +42,7 @@ pub fn to_json(report: &Report) -> String {
         "commit": report.commit,
         "cpus": report.cpus,
         "python": report.python,
-        "reps": report.mode.reps(),
+        "reps": report.reps,
         "seconds": report.seconds,
         "load_average": { "start": report.load[0], "end": report.load[1] },
         "orientation": ORIENTATION,

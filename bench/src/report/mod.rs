@@ -63,6 +63,8 @@ pub struct Report {
     /// The checked-out commit of the project, when known.
     pub commit: Option<String>,
     pub cpus: usize,
+    /// Measured repetitions per runner.
+    pub reps: usize,
     pub python: Option<String>,
     pub seconds: f64,
     /// `/proc/loadavg`'s three figures at the start and at the end: other

@@ -47,7 +47,7 @@ fn summary_line(report: &Report) -> String {
         report.cpus,
         report.python.as_deref().unwrap_or("no python3"),
         report.date,
-        report.mode.reps(),
+        report.reps,
         report.seconds,
         report.load[0],
         report.load[1]
