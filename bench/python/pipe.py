@@ -1,20 +1,28 @@
 """CPython runners for the pipe workloads (see ../README.md); the child is
-started with the default method (fork on Linux before 3.14).
+started with the default method (fork on Linux before 3.14). The last two
+arguments are the CPUs of the parent and the child (-1: not pinned).
 
-  pipe.py roundtrip N          Pipe(): conn.send(i) / conn.recv() of a small int,
+  pipe.py roundtrip N P C      Pipe(): conn.send(i) / conn.recv() of a small int,
                                echoed by a child, N times: us per round trip
-  pipe.py bulk SIZE COUNT      Pipe(): COUNT x send_bytes(SIZE bytes) to a child that
+  pipe.py bulk SIZE COUNT P C  Pipe(): COUNT x send_bytes(SIZE bytes) to a child that
                                recv_bytes() each; an empty message asks for an ack, b"q"
                                ends the child: GB/s
 """
 import multiprocessing as mp
+import os
 import sys
 import time
 
 from harness import serve
 
 
-def echo(conn):
+def pin(cpu):
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
+
+
+def echo(conn, cpu):
+    pin(cpu)
     while True:
         x = conn.recv()
         if x is None:
@@ -22,7 +30,8 @@ def echo(conn):
         conn.send(x)
 
 
-def sink(conn):
+def sink(conn, cpu):
+    pin(cpu)
     while True:
         b = conn.recv_bytes()
         if not b:
@@ -31,13 +40,14 @@ def sink(conn):
             return
 
 
-def with_child(target, stop):
+def with_child(target, stop, cpus):
     """A duplex Pipe to a child running target; stop() ends it (a forked
     child holds a copy of our end too, so end of file would never come)."""
     here, there = mp.Pipe()
-    p = mp.Process(target=target, args=(there,))
+    p = mp.Process(target=target, args=(there, cpus[1]))
     p.start()
     there.close()
+    pin(cpus[0])
 
     def close():
         stop(here)
@@ -47,8 +57,8 @@ def with_child(target, stop):
     return here, close
 
 
-def roundtrip(n):
-    conn, close = with_child(echo, lambda c: c.send(None))
+def roundtrip(n, cpus):
+    conn, close = with_child(echo, lambda c: c.send(None), cpus)
 
     def rep():
         t0 = time.perf_counter()
@@ -60,8 +70,8 @@ def roundtrip(n):
     serve(rep, close)
 
 
-def bulk(size, count):
-    conn, close = with_child(sink, lambda c: c.send_bytes(b"q"))
+def bulk(size, count, cpus):
+    conn, close = with_child(sink, lambda c: c.send_bytes(b"q"), cpus)
     payload = b"\x07" * size
 
     def rep():
@@ -76,10 +86,11 @@ def bulk(size, count):
 
 
 def main():
+    cpus = [int(c) for c in sys.argv[-2:]]
     if sys.argv[1] == "roundtrip":
-        roundtrip(int(sys.argv[2]))
+        roundtrip(int(sys.argv[2]), cpus)
     else:
-        bulk(int(sys.argv[2]), int(sys.argv[3]))
+        bulk(int(sys.argv[2]), int(sys.argv[3]), cpus)
 
 
 if __name__ == "__main__":

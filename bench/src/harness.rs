@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::affinity;
 use crate::stats::Summary;
 use crate::workloads::Workload;
 
@@ -164,11 +165,11 @@ struct Live {
 }
 
 impl Live {
-    fn step(&mut self, keep: bool) {
+    fn step(&mut self, keep: bool, pin: Option<usize>) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        match s.rep() {
+        match pinned(pin, || s.rep()) {
             Ok(v) if v.is_finite() => {
                 if keep {
                     self.runs.push(v)
@@ -198,6 +199,19 @@ impl Live {
     }
 }
 
+/// Runs `f` with this thread pinned to `cpu` (if any), then restores its
+/// CPUs.
+fn pinned<T>(cpu: Option<usize>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let Some(cpu) = cpu else {
+        return f();
+    };
+    let before = affinity::get()?;
+    affinity::pin(Some(cpu))?;
+    let r = f();
+    affinity::set(&before)?;
+    r
+}
+
 /// Measures every runner of `workload`: set up all, one warm-up repetition
 /// each, then `reps` rounds taking one repetition of each in turn.
 pub fn measure(
@@ -225,13 +239,17 @@ pub fn measure(
             }
         })
         .collect();
+    let pin = match workload.pinned {
+        true => affinity::child_cpu().map(|_| affinity::PARENT_CPU),
+        false => None,
+    };
     for l in &mut live {
-        l.step(false);
+        l.step(false, pin);
     }
     for round in 0..reps {
         log(&format!("{} round {}/{}", workload.name, round + 1, reps));
         for l in &mut live {
-            l.step(true);
+            l.step(true, pin);
         }
     }
     // Tear down in reverse order of set-up.

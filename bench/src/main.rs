@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p mproc-bench -- [--quick] [--filter NAME]`
 
+mod affinity;
 mod cli;
 mod cpython;
 mod harness;

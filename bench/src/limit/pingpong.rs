@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::{close_all_but, cvt, fork, reap};
+use crate::affinity;
 use crate::harness::{micros_per_op, Result, Session};
 
 const STOP: u32 = u32::MAX;
@@ -44,7 +45,7 @@ pub struct FutexPingPong {
 
 impl FutexPingPong {
     /// `n` round trips per repetition. Microseconds per round trip.
-    pub fn session(n: usize) -> Result<Box<dyn Session>> {
+    pub fn session(n: usize, cpu: Option<usize>) -> Result<Box<dyn Session>> {
         let size = std::mem::size_of::<Shared>();
         // SAFETY: a fresh anonymous shared mapping; no existing memory is
         // affected. Zeroed pages are a valid `Shared` (all counters 0).
@@ -67,7 +68,10 @@ impl FutexPingPong {
         let s = unsafe { &*shared };
         let child = match fork(|| {
             close_all_but(-1);
-            echo(s)
+            match affinity::pin(cpu) {
+                Ok(()) => echo(s),
+                Err(_) => 1,
+            }
         }) {
             Ok(pid) => pid,
             Err(e) => {

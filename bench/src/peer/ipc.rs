@@ -7,6 +7,7 @@ use ipc_channel::ipc::{
     self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcReceiver, IpcSender,
 };
 
+use crate::affinity;
 use crate::harness::{gigabytes_per_sec, micros_per_op, Result, Session};
 
 type EchoBoot = (IpcSender<u64>, IpcReceiver<u64>);
@@ -19,15 +20,17 @@ where
     T: serde::Serialize + for<'de> serde::Deserialize<'de>,
 {
     let (server, server_name) = IpcOneShotServer::<T>::new()?;
+    let cpu = affinity::child_cpu().map_or("-".into(), |c| c.to_string());
     let child = Command::new(std::env::current_exe()?)
-        .args(["--child", name, &server_name])
+        .args(["--child", name, &server_name, &cpu])
         .spawn()?;
     let (_, boot) = server.accept()?;
     Ok((child, boot))
 }
 
 /// The echo child: returns each number it receives, until disconnected.
-pub fn child_echo(server: &str) {
+pub fn child_echo(server: &str, cpu: Option<usize>) {
+    affinity::pin(cpu).expect("pin");
     let boot = IpcSender::<EchoBoot>::connect(server.to_string()).expect("connect");
     let (in_tx, in_rx) = ipc::channel::<u64>().expect("channel");
     let (out_tx, out_rx) = ipc::channel::<u64>().expect("channel");
@@ -40,7 +43,8 @@ pub fn child_echo(server: &str) {
 }
 
 /// The sink child: receives messages; acks each empty one.
-pub fn child_sink(server: &str) {
+pub fn child_sink(server: &str, cpu: Option<usize>) {
+    affinity::pin(cpu).expect("pin");
     let boot = IpcSender::<SinkBoot>::connect(server.to_string()).expect("connect");
     let (data_tx, data_rx) = ipc::bytes_channel().expect("channel");
     let (ack_tx, ack_rx) = ipc::bytes_channel().expect("channel");

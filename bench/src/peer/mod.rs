@@ -3,12 +3,12 @@
 
 pub mod ipc;
 
-/// Runs the child side named by `--child NAME ARGS...`; `None` for an
-/// unknown name.
+/// Runs the child side named by `--child NAME SERVER CPU` (CPU `-`: not
+/// pinned); `None` for an unknown name or missing arguments.
 pub fn run_child(name: &str, args: &[String]) -> Option<()> {
     match name {
-        "ipc-echo" => ipc::child_echo(args.first()?),
-        "ipc-sink" => ipc::child_sink(args.first()?),
+        "ipc-echo" => ipc::child_echo(args.first()?, args.get(1)?.parse().ok()),
+        "ipc-sink" => ipc::child_sink(args.first()?, args.get(1)?.parse().ok()),
         _ => return None,
     }
     Some(())

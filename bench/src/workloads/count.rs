@@ -15,6 +15,7 @@ pub fn workloads() -> Vec<Workload> {
         unit: "x",
         better: Better::Higher,
         about: "speed-up of one process per CPU counting to N over counting N once per CPU in one process",
+        pinned: false,
         runners,
     }]
 }

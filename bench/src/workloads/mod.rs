@@ -17,6 +17,9 @@ pub struct Workload {
     pub better: Better,
     /// One line: what is measured.
     pub about: &'static str,
+    /// Whether the parent runs on [`PARENT_CPU`](crate::affinity::PARENT_CPU)
+    /// during repetitions (its children pin themselves to the other CPU).
+    pub pinned: bool,
     pub runners: fn(Mode) -> Vec<Runner>,
 }
 

@@ -4,6 +4,7 @@
 use mproc::{Connection, Pipe, Process};
 
 use super::Workload;
+use crate::affinity;
 use crate::cpython;
 use crate::harness::{gigabytes_per_sec, micros_per_op, Kind, Mode, Result, Runner, Session};
 use crate::limit::{bulk, pingpong::FutexPingPong};
@@ -19,6 +20,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "us/rtt",
             better: Better::Lower,
             about: "a u64 sent to a child that echoes it, received back",
+            pinned: true,
             runners: roundtrip,
         },
         Workload {
@@ -26,6 +28,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "GB/s",
             better: Better::Higher,
             about: "1 MiB messages sent to a child that receives each (bytes API)",
+            pinned: true,
             runners: |mode| bulk_runners(MIB, mode.pick(8, 256, 1024)),
         },
         Workload {
@@ -33,9 +36,19 @@ pub fn workloads() -> Vec<Workload> {
             unit: "GB/s",
             better: Better::Higher,
             about: "64 MiB messages sent to a child that receives each (bytes API)",
+            pinned: true,
             runners: |mode| bulk_runners(64 * MIB, mode.pick(1, 4, 16)),
         },
     ]
+}
+
+/// The CPython script's last two arguments: parent and child CPU (-1:
+/// not pinned).
+fn cpus() -> Vec<String> {
+    match affinity::child_cpu() {
+        Some(c) => vec![affinity::PARENT_CPU.to_string(), c.to_string()],
+        None => vec!["-1".into(), "-1".into()],
+    }
 }
 
 fn roundtrip(mode: Mode) -> Vec<Runner> {
@@ -49,7 +62,7 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
         cpython::runner(
             "Pipe(): send(i) + recv(), echoed by a child (fork)",
             "pipe.py",
-            vec!["roundtrip".into(), n.to_string()],
+            [vec!["roundtrip".into(), n.to_string()], cpus()].concat(),
         ),
         Runner::new(
             Kind::Peer,
@@ -59,7 +72,7 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
         Runner::new(
             Kind::Limit,
             "futex ping-pong on a MAP_SHARED page, spin then FUTEX_WAIT",
-            move || FutexPingPong::session(n * 20),
+            move || FutexPingPong::session(n * 20, affinity::child_cpu()),
         ),
     ]
 }
@@ -76,7 +89,11 @@ fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {
         cpython::runner(
             format!("Pipe(): send_bytes({msg}) -> child recv_bytes() (fork)"),
             "pipe.py",
-            vec!["bulk".into(), size.to_string(), count.to_string()],
+            [
+                vec!["bulk".into(), size.to_string(), count.to_string()],
+                cpus(),
+            ]
+            .concat(),
         ),
         Runner::new(
             Kind::Peer,
@@ -91,8 +108,14 @@ fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {
     ]
 }
 
+/// The arguments of a child: its end of the pipe, and the CPU to run on.
+type ChildArgs<T> = (Connection<T>, Option<usize>);
+
 /// The mproc child of `pipe_roundtrip_small`: echoes until disconnected.
-fn echo(conn: Connection<u64>) {
+fn echo((conn, cpu): ChildArgs<u64>) {
+    if affinity::pin(cpu).is_err() {
+        return;
+    }
     while let Ok(x) = conn.recv() {
         if conn.send(&x).is_err() {
             break;
@@ -101,7 +124,10 @@ fn echo(conn: Connection<u64>) {
 }
 
 /// The mproc child of `pipe_bulk_*`: receives; acks each empty message.
-fn sink(conn: Connection<()>) {
+fn sink((conn, cpu): ChildArgs<()>) {
+    if affinity::pin(cpu).is_err() {
+        return;
+    }
     while let Ok(msg) = conn.recv_bytes() {
         if msg.is_empty() && conn.send_bytes(b"k").is_err() {
             break;
@@ -116,9 +142,9 @@ struct WithChild<T> {
 }
 
 impl<T: 'static> WithChild<T> {
-    fn start(f: fn(Connection<T>)) -> Result<WithChild<T>> {
+    fn start(f: fn(ChildArgs<T>)) -> Result<WithChild<T>> {
         let (conn, theirs) = Pipe::<T>::new()?;
-        let mut process = Process::new(f, theirs);
+        let mut process = Process::new(f, (theirs, affinity::child_cpu()));
         process.start()?;
         Ok(WithChild { conn, process })
     }

@@ -17,6 +17,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "us/proc",
             better: Better::Lower,
             about: "start + join of a child that does nothing, fork start method",
+            pinned: false,
             runners: start_join_fork,
         },
         Workload {
@@ -24,6 +25,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "us/proc",
             better: Better::Lower,
             about: "start + join of a child that does nothing, forkserver start method",
+            pinned: false,
             runners: start_join_forkserver,
         },
         Workload {
@@ -31,6 +33,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "us/proc",
             better: Better::Lower,
             about: "start + join of a child that does nothing, spawn start method",
+            pinned: false,
             runners: start_join_spawn,
         },
         Workload {
@@ -38,6 +41,7 @@ pub fn workloads() -> Vec<Workload> {
             unit: "us/proc",
             better: Better::Lower,
             about: "a new process computes 2*i from an argument and hands it back, default start methods",
+            pinned: false,
             runners: return_value,
         },
     ]
