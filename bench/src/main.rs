@@ -3,6 +3,8 @@
 //!
 //! `cargo run --release -p mproc-bench -- [--quick] [--filter NAME]`
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod affinity;
 mod cli;
 mod cpython;
