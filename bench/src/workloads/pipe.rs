@@ -1,0 +1,216 @@
+//! `Pipe` between a parent and one child: `pipe_roundtrip_small` (a small
+//! value there and back) and `pipe_bulk_{1,64}mib` (large messages one way).
+
+use mproc::{Connection, Pipe, Process};
+
+use super::Workload;
+use crate::affinity;
+use crate::cpython;
+use crate::harness::{gigabytes_per_sec, micros_per_op, Kind, Mode, Result, Runner, Session};
+use crate::limit::{bulk, pingpong::FutexPingPong};
+use crate::peer::ipc;
+use crate::stats::Better;
+
+const MIB: usize = 1 << 20;
+
+pub fn workloads() -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "pipe_roundtrip_small",
+            unit: "us/rtt",
+            better: Better::Lower,
+            about: "a u64 sent to a child that echoes it, received back",
+            pinned: true,
+            runners: roundtrip,
+        },
+        Workload {
+            name: "pipe_bulk_1mib",
+            unit: "GB/s",
+            better: Better::Higher,
+            about: "1 MiB messages sent to a child that receives each (bytes API)",
+            pinned: true,
+            runners: |mode| bulk_runners(MIB, mode.pick(8, 256, 1024)),
+        },
+        Workload {
+            name: "pipe_bulk_64mib",
+            unit: "GB/s",
+            better: Better::Higher,
+            about: "64 MiB messages sent to a child that receives each (bytes API)",
+            pinned: true,
+            runners: |mode| bulk_runners(64 * MIB, mode.pick(1, 4, 16)),
+        },
+    ]
+}
+
+/// The CPython script's last two arguments: parent and child CPU (-1:
+/// not pinned).
+fn cpus() -> Vec<String> {
+    match affinity::child_cpu() {
+        Some(c) => vec![affinity::PARENT_CPU.to_string(), c.to_string()],
+        None => vec!["-1".into(), "-1".into()],
+    }
+}
+
+fn roundtrip(mode: Mode) -> Vec<Runner> {
+    let n = mode.pick(200, 5_000, 20_000);
+    vec![
+        Runner::new(
+            Kind::Mproc,
+            "Pipe::<u64>: send(&i) + recv(), echoed by a child (forkserver)",
+            move || MprocEcho::session(n),
+        ),
+        cpython::runner(
+            "Pipe(): send(i) + recv(), echoed by a child (fork)",
+            "pipe.py",
+            [vec!["roundtrip".into(), n.to_string()], cpus()].concat(),
+        ),
+        Runner::new(
+            Kind::Peer,
+            "ipc-channel 0.23 IpcSender<u64> + IpcReceiver<u64>, echoed by a child",
+            move || ipc::Echo::session(n),
+        ),
+        Runner::new(
+            Kind::Limit,
+            "futex ping-pong on a MAP_SHARED page, spin then FUTEX_WAIT",
+            move || FutexPingPong::session(n * 20, affinity::child_cpu()),
+        ),
+    ]
+}
+
+fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {
+    let count = (total_mib * MIB / size).max(1);
+    let msg = format!("{} MiB", size / MIB);
+    vec![
+        Runner::new(
+            Kind::Mproc,
+            format!("Connection::send_bytes({msg}) -> child recv_bytes() (forkserver)"),
+            move || MprocSink::session(size, count),
+        ),
+        cpython::runner(
+            format!("Pipe(): send_bytes({msg}) -> child recv_bytes() (fork)"),
+            "pipe.py",
+            [
+                vec!["bulk".into(), size.to_string(), count.to_string()],
+                cpus(),
+            ]
+            .concat(),
+        ),
+        Runner::new(
+            Kind::Peer,
+            format!("ipc-channel 0.23 IpcBytesSender::send({msg}) -> child recv()"),
+            move || ipc::Sink::session(size, count),
+        ),
+        Runner::new(
+            Kind::Limit,
+            format!("memcpy of each {msg} message into a warm buffer, one process"),
+            move || bulk::memcpy(size, count),
+        ),
+    ]
+}
+
+/// The arguments of a child: its end of the pipe, and the CPU to run on.
+type ChildArgs<T> = (Connection<T>, Option<usize>);
+
+/// The mproc child of `pipe_roundtrip_small`: echoes until disconnected.
+fn echo((conn, cpu): ChildArgs<u64>) {
+    if affinity::pin(cpu).is_err() {
+        return;
+    }
+    while let Ok(x) = conn.recv() {
+        if conn.send(&x).is_err() {
+            break;
+        }
+    }
+}
+
+/// The mproc child of `pipe_bulk_*`: receives; acks each empty message.
+fn sink((conn, cpu): ChildArgs<()>) {
+    if affinity::pin(cpu).is_err() {
+        return;
+    }
+    while let Ok(msg) = conn.recv_bytes() {
+        if msg.is_empty() && conn.send_bytes(b"k").is_err() {
+            break;
+        }
+    }
+}
+
+/// A child started with `f(child's end)`, and the parent's end.
+struct WithChild<T> {
+    conn: Connection<T>,
+    process: Process,
+}
+
+impl<T: 'static> WithChild<T> {
+    fn start(f: fn(ChildArgs<T>)) -> Result<WithChild<T>> {
+        let (conn, theirs) = Pipe::<T>::new()?;
+        let mut process = Process::new(f, (theirs, affinity::child_cpu()));
+        process.start()?;
+        Ok(WithChild { conn, process })
+    }
+}
+
+impl<T> Drop for WithChild<T> {
+    fn drop(&mut self) {
+        self.conn.close();
+        let _ = self.process.join();
+    }
+}
+
+struct MprocEcho {
+    child: WithChild<u64>,
+    n: usize,
+    next: u64,
+}
+
+impl MprocEcho {
+    fn session(n: usize) -> Result<Box<dyn Session>> {
+        let child = WithChild::start(echo)?;
+        Ok(Box::new(MprocEcho { child, n, next: 0 }))
+    }
+}
+
+impl Session for MprocEcho {
+    fn rep(&mut self) -> Result<f64> {
+        let (conn, next) = (&self.child.conn, &mut self.next);
+        micros_per_op(self.n, || {
+            *next += 1;
+            conn.send(next)?;
+            match conn.recv()? == *next {
+                true => Ok(()),
+                false => Err("wrong echo".into()),
+            }
+        })
+    }
+}
+
+struct MprocSink {
+    child: WithChild<()>,
+    payload: Vec<u8>,
+    count: usize,
+}
+
+impl MprocSink {
+    fn session(size: usize, count: usize) -> Result<Box<dyn Session>> {
+        let child = WithChild::start(sink)?;
+        Ok(Box::new(MprocSink {
+            child,
+            payload: vec![7u8; size],
+            count,
+        }))
+    }
+}
+
+impl Session for MprocSink {
+    fn rep(&mut self) -> Result<f64> {
+        let (conn, payload, count) = (&self.child.conn, &self.payload, self.count);
+        gigabytes_per_sec(payload.len() * count, || {
+            for _ in 0..count {
+                conn.send_bytes(payload)?;
+            }
+            conn.send_bytes(&[])?;
+            conn.recv_bytes()?;
+            Ok(())
+        })
+    }
+}
