@@ -72,6 +72,12 @@ impl Waitable for crate::Process {
     fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
         self.sentinel()
     }
+
+    /// A child already reaped is ready, whatever its sentinel says (a fork
+    /// server child's status pipe is empty once its status was read).
+    fn arm(&self) -> bool {
+        self.exitcode().is_some()
+    }
 }
 
 impl<R> Waitable for crate::JoinHandle<R>
@@ -80,5 +86,9 @@ where
 {
     fn wait_fd(&self) -> Result<BorrowedFd<'_>> {
         Ok(self.sentinel())
+    }
+
+    fn arm(&self) -> bool {
+        self.exitcode().is_some()
     }
 }

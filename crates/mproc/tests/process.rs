@@ -956,3 +956,20 @@ fn a_forked_child_reads_no_first_frame() {
     let r = mproc::__private::start_with_raw_first_frame(StartMethod::Fork, b"x".to_vec());
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
 }
+
+/// `wait` on a child that was already joined returns at once, under every
+/// start method (a fork-server child's status pipe is empty by then).
+#[test]
+fn wait_on_a_joined_process_is_ready_at_once() {
+    let _g = common::shared();
+    mproc::set_fork_warning(false);
+    for m in mproc::all_start_methods() {
+        let mut p = mproc::get_context(Some(m)).process(wait_ready_noop, ());
+        p.start().unwrap();
+        p.join().unwrap();
+        let ready = mproc::wait(&[&p], Some(std::time::Duration::ZERO)).unwrap();
+        assert_eq!(ready, vec![0], "{m}");
+    }
+}
+
+fn wait_ready_noop(_: ()) {}
