@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod lifecycle;
+pub mod lock;
 pub mod pingpong;
 
 use std::io;
