@@ -108,6 +108,7 @@ mod codec;
 mod error;
 mod pipe;
 mod process;
+mod queue;
 mod shared;
 mod start;
 mod sync;
@@ -121,6 +122,7 @@ pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
 };
+pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard,
 };
