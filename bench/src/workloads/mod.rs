@@ -5,6 +5,7 @@
 mod count;
 mod pipe;
 mod process;
+mod queue;
 
 use crate::harness::{Mode, Runner};
 use crate::stats::Better;
@@ -25,10 +26,15 @@ pub struct Workload {
 
 /// Every workload, in the order they run and are reported.
 pub fn all() -> Vec<Workload> {
-    [process::workloads(), pipe::workloads(), count::workloads()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        process::workloads(),
+        pipe::workloads(),
+        queue::workloads(),
+        count::workloads(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The workloads that one of `filters` names (all when empty): a filter
