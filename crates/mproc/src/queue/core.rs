@@ -2,7 +2,10 @@
 //! a ring of records in shared memory, one robust lock for producers and
 //! one for consumers (see `README.md` and `header.rs`).
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -107,8 +110,9 @@ struct Wire {
 }
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
-/// process's checked copies.
-#[derive(Clone, Serialize, Deserialize)]
+/// process's checked copies, `seen_head` the last `head` word a producer
+/// of this handle read (a hint: room is only ever underestimated).
+#[derive(Serialize, Deserialize)]
 #[serde(into = "Wire", try_from = "Wire")]
 pub(super) struct Core {
     block: ShmBlock<Header>,
@@ -116,6 +120,20 @@ pub(super) struct Core {
     get_lock: SharedMutex,
     cap: u32,
     maxsize: u32,
+    seen_head: AtomicU64,
+}
+
+impl Clone for Core {
+    fn clone(&self) -> Self {
+        Core {
+            block: self.block.clone(),
+            put_lock: self.put_lock.clone(),
+            get_lock: self.get_lock.clone(),
+            cap: self.cap,
+            maxsize: self.maxsize,
+            seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
+        }
+    }
 }
 
 impl From<Core> for Wire {
@@ -143,6 +161,7 @@ impl TryFrom<Wire> for Core {
             get_lock: w.get_lock,
             cap,
             maxsize,
+            seen_head: AtomicU64::new(0),
         })
     }
 }
@@ -161,7 +180,14 @@ impl Core {
             get_lock: SharedMutex::new(false)?,
             cap,
             maxsize,
+            seen_head: AtomicU64::new(0),
         })
+    }
+
+    /// The largest record; longer items go in chunks of this size (a
+    /// quarter of the ring at most, so that chunks flow while others wait).
+    fn chunk(&self) -> usize {
+        CHUNK.min(self.cap as usize / 4)
     }
 
     fn h(&self) -> &Header {
@@ -237,14 +263,14 @@ impl Core {
         }
         let _held = acquire(&self.put_lock, wait)?;
         self.repair_put()?;
-        if record_len(bytes.len()) <= CHUNK {
+        if record_len(bytes.len()) <= self.chunk() {
             return self.put_record(Kind::Whole, bytes, true, 0, wait);
         }
         if matches!(wait, Wait::Try) {
             // Streamed only if every chunk fits now: a `try_put` never
             // waits for a consumer.
-            let chunks = bytes.len().div_ceil(CHUNK - 8);
-            self.wait_room(chunks * CHUNK + 8, true, Wait::Try)?;
+            let chunks = bytes.len().div_ceil(self.chunk() - 8);
+            self.wait_room(chunks * self.chunk() + 8, true, Wait::Try)?;
         }
         self.stream(bytes, wait)
     }
@@ -262,8 +288,8 @@ impl Core {
 
     fn stream(&self, bytes: &[u8], wait: Wait) -> Res<()> {
         self.h().put_open.store(1, SeqCst);
-        let n = bytes.chunks(CHUNK - 8).count();
-        for (i, chunk) in bytes.chunks(CHUNK - 8).enumerate() {
+        let n = bytes.chunks(self.chunk() - 8).count();
+        for (i, chunk) in bytes.chunks(self.chunk() - 8).enumerate() {
             let kind = match i {
                 0 => Kind::First,
                 _ if i + 1 == n => Kind::Last,
@@ -288,9 +314,21 @@ impl Core {
             if self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
-            let (.., used, count) = self.indices()?;
-            let full = new_item && self.maxsize != 0 && count >= self.maxsize;
-            Ok((!full && (self.cap - used) as usize >= bytes).then_some(()))
+            // First against the last `head` seen (an underestimate of the
+            // room: the consumer only frees), so that a put does not pull
+            // the consumer's cache line every time; then against the real one.
+            let fits = |used: u32, count: u32| {
+                let full = new_item && self.maxsize != 0 && count >= self.maxsize;
+                used <= self.cap && !full && (self.cap - used) as usize >= bytes
+            };
+            let (put, tail) = header::split(self.h().tail.load(SeqCst));
+            let (got, head) = header::split(self.seen_head.load(Relaxed));
+            if fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
+                return Ok(Some(()));
+            }
+            let (_, _, got, head, used, count) = self.indices()?;
+            self.seen_head.store(header::join(got, head), Relaxed);
+            Ok(fits(used, count).then_some(()))
         };
         let until = match wait {
             Wait::Try => return check()?.ok_or(Stop::Busy),
@@ -333,18 +371,20 @@ impl Core {
 
     // ------------------------------------------------------------ get
 
-    /// Takes the oldest item's bytes, within `wait`.
-    pub(super) fn get(&self, wait: Wait) -> Res<Vec<u8>> {
+    /// Takes the oldest item's bytes into `out` (cleared first), within
+    /// `wait`.
+    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
         let _held = acquire(&self.get_lock, wait)?;
-        self.get_locked(wait)
+        self.get_locked(out, wait)
     }
 
-    fn get_locked(&self, wait: Wait) -> Res<Vec<u8>> {
+    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
         // A consumer that died inside a chunked item left the rest of it.
         let mut skip = self.h().get_open.load(SeqCst) != 0;
-        let mut item: Option<Vec<u8>> = None;
+        out.clear();
+        let mut in_item = false;
         loop {
-            let used = self.wait_data(item.is_some(), wait)?;
+            let used = self.wait_data(in_item, wait)?;
             let Some(used) = used else {
                 self.look_at_producer()?;
                 continue;
@@ -356,13 +396,14 @@ impl Core {
             let (kind, len) = decode_header(h, used)?;
             if matches!(kind, Kind::Whole | Kind::First) {
                 skip = false;
-                item = None; // a partial item without its end: void
+                out.clear(); // a partial item without its end: void
+                in_item = false;
             }
             let counted = kind == Kind::Last || kind == Kind::Whole;
-            let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || item.is_some());
+            let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || in_item);
             if keep && kind != Kind::Abort {
-                let buf = item.get_or_insert_with(|| Vec::with_capacity(len as usize));
-                self.append(head.wrapping_add(8), len as usize, buf);
+                in_item = true;
+                self.append(head.wrapping_add(8), len as usize, out);
             }
             let next = head.wrapping_add(record_len(len as usize) as u32);
             let got = got.wrapping_add(counted as u32);
@@ -374,13 +415,14 @@ impl Core {
                     self.h().get_open.store(0, SeqCst);
                     skip = false;
                     if kind == Kind::Abort {
-                        item = None;
+                        in_item = false;
+                        out.clear();
                     }
                 }
                 _ => {}
             }
             if counted && keep {
-                return Ok(item.take().unwrap_or_default());
+                return Ok(());
             }
         }
     }
@@ -435,9 +477,9 @@ impl Core {
             return Ok(0);
         }
         let _held = acquire(&self.get_lock, Wait::Forever).map_err(into_error)?;
-        let mut drained = 0u32;
+        let (mut drained, mut sink) = (0u32, Vec::new());
         loop {
-            match self.get_locked(Wait::Try) {
+            match self.get_locked(&mut sink, Wait::Try) {
                 Ok(_) | Err(Stop::Failed(Error::Decode(_))) => drained += 1,
                 Err(Stop::Busy | Stop::ShutDown | Stop::Timeout) => break,
                 Err(Stop::Failed(e)) => return Err(e),
@@ -494,5 +536,78 @@ pub(super) fn into_error(s: Stop) -> Error {
         Stop::Busy | Stop::Timeout => Error::Timeout,
         Stop::ShutDown => Error::ShutDown,
         Stop::Failed(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core {
+        Core::new(0, MIN_CAP).unwrap()
+    }
+
+    #[test]
+    fn records_wrap_around_the_ring() {
+        let q = core();
+        let mut out = Vec::new();
+        for i in 0..2000u32 {
+            let item = vec![i as u8; (i % 700) as usize];
+            q.put(&item, Wait::Try).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+        }
+        assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
+    }
+
+    #[test]
+    fn items_larger_than_the_ring_need_a_consumer() {
+        let q = core();
+        let big = vec![5u8; 3 * MIN_CAP as usize];
+        assert!(matches!(q.put(&big, Wait::Try), Err(Stop::Busy)));
+        assert_eq!(q.len().unwrap(), 0);
+    }
+
+    #[test]
+    fn hostile_indices_are_a_protocol_error() {
+        let q = core();
+        q.h().tail.store(header::join(1, MIN_CAP + 8), SeqCst);
+        let mut out = Vec::new();
+        assert!(matches!(
+            q.get(&mut out, Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+        assert!(matches!(
+            q.put(b"x", Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+        q.h().tail.store(header::join(1, 3), SeqCst);
+        assert!(matches!(q.len(), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_garbled_record_header_is_a_protocol_error() {
+        let q = core();
+        q.put(b"hello", Wait::Try).unwrap();
+        let at = ShmBlock::<Header>::data_start();
+        q.block.region().write(at + 4, &[0xff; 4]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            q.get(&mut out, Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+    }
+
+    #[test]
+    fn an_abort_voids_a_partial_item() {
+        let q = core();
+        q.h().put_open.store(1, SeqCst);
+        q.put_record(Kind::First, b"partial", false, 8, Wait::Try)
+            .unwrap();
+        q.put(b"next", Wait::Try).unwrap(); // repairs first: ABORT, then the item
+        let mut out = Vec::new();
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"next");
+        assert_eq!(q.len().unwrap(), 0);
     }
 }

@@ -16,10 +16,12 @@ use crate::error::{Error, Result};
 thread_local! {
     /// Where a `put` encodes its value before copying it into the ring.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a `get` copies an item out of the ring before decoding it.
+    static INBOX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The largest scratch buffer kept between puts.
-const SCRATCH_KEEP: usize = 1 << 20;
+/// The largest buffer kept between puts (or gets) by each thread.
+const SCRATCH_KEEP: usize = 4 << 20;
 
 /// A FIFO queue shared between processes, as Python's
 /// `multiprocessing.Queue`.
@@ -276,7 +278,20 @@ impl<T: DeserializeOwned> Queue<T> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        let bytes = self.core.get(wait)?;
-        codec::decode(&bytes, Vec::new()).map_err(GetError::Failed)
+        INBOX.with(|s| {
+            let mut buf = s
+                .try_borrow_mut()
+                .map_or_else(|_| Vec::new(), |mut b| std::mem::take(&mut *b));
+            let r = self.core.get(&mut buf, wait);
+            let r = r
+                .map_err(GetError::from)
+                .and_then(|()| codec::decode(&buf, Vec::new()).map_err(GetError::Failed));
+            if buf.capacity() <= SCRATCH_KEEP {
+                if let Ok(mut b) = s.try_borrow_mut() {
+                    *b = buf;
+                }
+            }
+            r
+        })
     }
 }
