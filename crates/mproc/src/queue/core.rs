@@ -111,7 +111,9 @@ struct Wire {
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
 /// process's checked copies, `seen_head` the last `head` word a producer
-/// of this handle read (a hint: room is only ever underestimated).
+/// of this handle read and `seen_tail` the last byte tail a consumer read
+/// (hints: room and data are only ever underestimated, so the other side's
+/// cache line is read only when the hint runs out).
 #[derive(Serialize, Deserialize)]
 #[serde(into = "Wire", try_from = "Wire")]
 pub(super) struct Core {
@@ -121,6 +123,7 @@ pub(super) struct Core {
     cap: u32,
     maxsize: u32,
     seen_head: AtomicU64,
+    seen_tail: AtomicU32,
 }
 
 impl Clone for Core {
@@ -132,6 +135,7 @@ impl Clone for Core {
             cap: self.cap,
             maxsize: self.maxsize,
             seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
+            seen_tail: AtomicU32::new(self.seen_tail.load(Relaxed)),
         }
     }
 }
@@ -162,6 +166,7 @@ impl TryFrom<Wire> for Core {
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU32::new(0),
         })
     }
 }
@@ -181,6 +186,7 @@ impl Core {
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU32::new(0),
         })
     }
 
@@ -358,7 +364,14 @@ impl Core {
         }
         let new_item = matches!(kind, Kind::Whole | Kind::First);
         self.wait_room(len + reserve, new_item, wait)?;
-        let (put, tail, ..) = self.indices()?;
+        // The put lock's holder alone writes `tail`: only alignment can be
+        // wrong (room was checked against it just now).
+        let (put, tail) = header::split(self.h().tail.load(SeqCst));
+        if tail % 8 != 0 {
+            return Err(Stop::Failed(Error::Protocol(format!(
+                "misaligned queue tail {tail}"
+            ))));
+        }
         self.write(tail, &encode_header(kind, data.len() as u32));
         self.write(tail.wrapping_add(8), data);
         let put = put.wrapping_add(completes as u32);
@@ -389,7 +402,8 @@ impl Core {
                 self.look_at_producer()?;
                 continue;
             };
-            let (_, _, got, head, ..) = self.indices()?;
+            // The get lock's holder alone writes `head` (checked by `wait_data`).
+            let (got, head) = header::split(self.h().head.load(SeqCst));
             let mut h = [0u8; 8];
             let [(at, _), _] = self.pieces(head, 8);
             self.block.region().read(at, &mut h);
@@ -432,7 +446,13 @@ impl Core {
     /// `wait` and shutdown: its producer finishes or voids it.
     fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<u32>> {
         let check = || {
-            let used = self.indices()?.4;
+            let head = self.h().head.load(SeqCst) as u32;
+            let hint = self.seen_tail.load(Relaxed).wrapping_sub(head);
+            if hint > 0 && hint <= self.cap && head % 8 == 0 {
+                return Ok(Some(hint));
+            }
+            let (_, tail, _, _, used, _) = self.indices()?;
+            self.seen_tail.store(tail, Relaxed);
             if used == 0 && !in_item && self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
