@@ -61,6 +61,12 @@ const SCRATCH_KEEP: usize = 4 << 20;
 ///   item it was writing or reading may be lost with it, nothing else is.
 /// - A consumer waiting on an empty queue whose producers all died waits
 ///   for ever: use [`get_timeout`](Queue::get_timeout).
+/// - A `get` (even `try_get` or `get_timeout`) that has begun reading a
+///   chunked item finishes it, or sees it voided by its producer (timed
+///   out, shut down or dead): it does not leave half an item behind.
+/// - A `try_*` call that finds another producer (consumer) inside the
+///   queue's put (get) lock answers `Full` (`Empty`), as CPython's
+///   `block=False` does.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Queue<T> {
