@@ -491,3 +491,26 @@ fn a_consumer_killed_inside_get_does_not_wedge_the_queue() {
     q.put(vec![9]).unwrap();
     assert_eq!(q.get_timeout(GENEROUS).unwrap(), [9]);
 }
+
+// ------------------------------------------------------------ start methods
+
+fn echo_once((inq, outq): (Queue<String>, Queue<String>)) {
+    let s = inq.get().unwrap();
+    outq.put(s.to_uppercase()).unwrap();
+}
+
+#[test]
+fn handles_travel_under_every_start_method() {
+    let _serial = serial();
+    mproc::set_fork_warning(false);
+    for method in mproc::all_start_methods() {
+        let ctx = mproc::get_context(Some(method));
+        let (inq, outq) = (ctx.queue(0).unwrap(), ctx.queue(0).unwrap());
+        let mut p = ctx.process(echo_once, (inq.clone(), outq.clone()));
+        p.start().unwrap();
+        inq.put(format!("hello {method}")).unwrap();
+        let got = outq.get_timeout(GENEROUS).unwrap();
+        assert_eq!(got, format!("HELLO {}", method).to_uppercase());
+        join_ok(p);
+    }
+}
