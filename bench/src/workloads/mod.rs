@@ -5,6 +5,7 @@
 mod count;
 mod pipe;
 mod process;
+mod queue;
 mod sync;
 
 use crate::harness::{Mode, Runner};
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Workload> {
     [
         process::workloads(),
         pipe::workloads(),
+        queue::workloads(),
         sync::workloads(),
         count::workloads(),
     ]

@@ -12,11 +12,15 @@
 //! the two calls locked, but not the pair): the final balance is wrong and
 //! different each time. Then each step holds the value's lock across the
 //! read and the write: 100 every time.
+//!
+//! Part 3: a queue. A child squares the numbers a `Queue` brings it and
+//! puts the results on another, until a `None` sentinel; then the same
+//! round trip is timed.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use mproc::{Connection, Pipe, Process, RawValue, Value};
+use mproc::{Connection, Pipe, Process, Queue, RawValue, Value};
 
 const COUNT: u64 = 50_000_000;
 
@@ -165,8 +169,42 @@ fn part2_bank() -> mproc::Result<()> {
     Ok(())
 }
 
+/// Squares what `jobs` brings until the `None` sentinel.
+fn squarer((jobs, results): (Queue<Option<u64>>, Queue<u64>)) {
+    while let Ok(Some(x)) = jobs.get() {
+        results.put(x * x).expect("the parent reads the results");
+    }
+}
+
+fn part3_queue() -> mproc::Result<()> {
+    println!("== Part 3: a child squaring what a Queue brings it ==");
+    let (jobs, results) = (Queue::new()?, Queue::new()?);
+    let mut p = Process::new(squarer, (jobs.clone(), results.clone()));
+    p.start()?;
+    for x in 1..=5 {
+        jobs.put(Some(x))?;
+    }
+    let squares: Vec<u64> = (0..5).map(|_| results.get()).collect::<Result<_, _>>()?;
+    println!(
+        "squares of 1..=5, computed in process {}: {squares:?}",
+        p.pid().unwrap_or(0)
+    );
+    let n = 100_000u64;
+    let start = Instant::now();
+    for x in 0..n {
+        jobs.put(Some(x))?;
+        results.get()?;
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{n} round trips through two queues: {per:.2} us each");
+    jobs.put(None)?;
+    p.join()?;
+    Ok(())
+}
+
 fn main() -> mproc::Result<()> {
     part1_counting()?;
     part2_bank()?;
+    part3_queue()?;
     Ok(())
 }

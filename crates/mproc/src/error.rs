@@ -129,6 +129,14 @@ pub enum Error {
     /// panicked. Python's `BrokenBarrierError`.
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// A queue is full (`try_put` on a bounded [`Queue`](crate::Queue)).
+    #[error("the queue is full")]
+    Full,
+    /// A queue was shut down
+    /// ([`Queue::shutdown`](crate::Queue::shutdown)): no more puts, and no
+    /// more gets once it is empty. Python's `ShutDown`.
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -65,6 +65,34 @@
 //! # Ok::<(), mproc::Error>(())
 //! ```
 //!
+//! # Queues
+//!
+//! [`Queue`] (bounded or not), [`JoinableQueue`] and [`SimpleQueue`] carry
+//! serde values between any number of producer and consumer processes
+//! through a ring in shared memory. There is no feeder thread: a `put` that
+//! returned is in the queue, and one that fails hands the value back
+//! ([`PutError`]). A process killed inside `put` or `get` loses at most the
+//! item it was moving; the others carry on.
+//!
+//! ```
+//! use mproc::{Process, Queue};
+//!
+//! fn worker((jobs, results): (Queue<Option<u32>>, Queue<u32>)) {
+//!     while let Ok(Some(n)) = jobs.get() {
+//!         results.put(n * n).unwrap();
+//!     }
+//! }
+//!
+//! let (jobs, results) = (Queue::bounded(10)?, Queue::new()?);
+//! let mut p = Process::new(worker, (jobs.clone(), results.clone()));
+//! p.start()?;
+//! jobs.put(Some(7))?;
+//! jobs.put(None)?; // the sentinel
+//! assert_eq!(results.get()?, 49);
+//! p.join()?;
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Synchronisation
 //!
 //! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
@@ -108,6 +136,7 @@ mod codec;
 mod error;
 mod pipe;
 mod process;
+mod queue;
 mod shared;
 mod start;
 mod sync;
@@ -121,6 +150,7 @@ pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
 };
+pub use queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard,
 };

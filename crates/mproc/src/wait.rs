@@ -46,26 +46,22 @@ pub trait Waitable {
 /// # Ok::<(), mproc::Error>(())
 /// ```
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let ready: Vec<usize> = objects
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.arm())
-        .map(|(i, _)| i)
-        .collect();
-    let result = if ready.is_empty() {
-        let fds = objects
-            .iter()
-            .map(|o| o.wait_fd())
-            .collect::<Result<Vec<_>>>();
-        fds.and_then(|fds| fdpass::wait_any(&fds, deadline).map_err(Error::io("poll failed")))
-    } else {
-        Ok(ready)
+    let armed: Vec<bool> = objects.iter().map(|o| o.arm()).collect();
+    // Something is ready already: look at the others without blocking.
+    let deadline = match armed.contains(&true) {
+        true => Some(Instant::now()),
+        false => timeout.map(|t| Instant::now() + t),
     };
+    let polled = objects
+        .iter()
+        .map(|o| o.wait_fd())
+        .collect::<Result<Vec<_>>>()
+        .and_then(|fds| fdpass::wait_any(&fds, deadline).map_err(Error::io("poll failed")));
     for o in objects {
         o.disarm();
     }
-    result
+    let polled = polled?;
+    Ok((0..objects.len()).filter(|i| armed[*i] || polled.contains(i)).collect())
 }
 
 impl Waitable for crate::Process {

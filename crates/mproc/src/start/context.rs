@@ -12,6 +12,7 @@ use bytemuck::Zeroable;
 use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::process::{JoinHandle, Process};
+use crate::queue::{JoinableQueue, Queue, SimpleQueue};
 use crate::shared::{Array, Plain, RawArray, RawValue, SharedMemory, Value};
 use crate::sync::{
     Barrier, BoundedSemaphore, Condition, ConditionLock, Event, Lock, RLock, Semaphore,
@@ -387,5 +388,54 @@ impl Context {
     #[doc(alias = "Barrier")]
     pub fn barrier(&self, parties: u32) -> Result<Barrier> {
         Barrier::new(parties)
+    }
+
+    /// A new [`Queue`] of at most `maxsize` items (`0`: no limit), Python's
+    /// `ctx.Queue(maxsize)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::get_context(None).queue::<u32>(0)?;
+    /// q.put(7)?;
+    /// assert_eq!(q.get()?, 7);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Queue")]
+    pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T>> {
+        Queue::bounded(maxsize)
+    }
+
+    /// A new [`JoinableQueue`] of at most `maxsize` items (`0`: no limit),
+    /// Python's `ctx.JoinableQueue(maxsize)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::get_context(None).joinable_queue::<u32>(0)?;
+    /// q.put(7)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "JoinableQueue")]
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>> {
+        JoinableQueue::bounded(maxsize)
+    }
+
+    /// A new [`SimpleQueue`], Python's `ctx.SimpleQueue()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::get_context(None).simple_queue::<u32>()?;
+    /// q.put(7)?;
+    /// assert_eq!(q.get()?, 7);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "SimpleQueue")]
+    pub fn simple_queue<T>(&self) -> Result<SimpleQueue<T>> {
+        SimpleQueue::new()
     }
 }

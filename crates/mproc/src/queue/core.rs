@@ -1,0 +1,633 @@
+//! The untyped queue shared by `Queue`, `JoinableQueue` and `SimpleQueue`:
+//! a ring of records in shared memory, one robust lock for producers and
+//! one for consumers (see `README.md` and `header.rs`).
+
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::header::{self, decode_header, encode_header, record_len, Header, Kind};
+use crate::error::{Error, Result};
+use crate::shared::block::ShmBlock;
+use crate::sync::{LockError, SharedMutex};
+use crate::sys::futex;
+
+/// Bytes in the ring of the queues this process creates.
+pub(super) const RING_CAP: u32 = 4 << 20;
+/// Items whose record is longer than this go in chunks of this many bytes.
+const CHUNK: usize = 256 << 10;
+/// The longest sleep of a consumer inside a chunked item between looks at
+/// its producer (a futex cannot tell that the producer died).
+const SLICE: Duration = Duration::from_millis(20);
+const MIN_CAP: u32 = 4096;
+const MAX_CAP: u32 = 1 << 30;
+const WAKE_ALL: u32 = i32::MAX as u32;
+
+/// How long a call may wait.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Wait {
+    /// Not at all (`try_*`).
+    Try,
+    /// Until this instant (`*_timeout`).
+    Until(Instant),
+    /// For ever.
+    Forever,
+}
+
+impl Wait {
+    pub(super) fn timeout(d: Duration) -> Wait {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Wait::Forever, Wait::Until)
+    }
+
+    fn lock_timeout(self) -> Option<Duration> {
+        match self {
+            Wait::Try => Some(Duration::ZERO),
+            Wait::Until(d) => Some(d.saturating_duration_since(Instant::now())),
+            Wait::Forever => None,
+        }
+    }
+}
+
+/// Why a call did not succeed.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// Full (put) or empty (get), or the lock was busy, for a `Wait::Try`.
+    Busy,
+    Timeout,
+    ShutDown,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+type Res<T> = std::result::Result<T, Stop>;
+
+/// A lock held until dropped.
+struct Held<'a>(&'a SharedMutex);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.release();
+    }
+}
+
+/// Takes `m` within `wait`. An owner that died holding it is not an error:
+/// the caller repairs what the dead holder may have left half done.
+fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
+    match m.acquire(wait.lock_timeout()) {
+        Ok(true) | Err(LockError::OwnerDied(_)) => Ok(Held(m)),
+        Ok(false) if matches!(wait, Wait::Try) => Err(Stop::Busy),
+        Ok(false) => Err(Stop::Timeout),
+        Err(LockError::Failed(e)) => Err(Stop::Failed(e)),
+    }
+}
+
+/// Wakes the sleepers of `seq` if `sleepers` says there are any (after the
+/// `SeqCst` store they wait for; see `sys::futex`).
+fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
+    if sleepers.load(SeqCst) != 0 {
+        seq.fetch_add(1, SeqCst);
+        futex::wake(seq, WAKE_ALL);
+    }
+}
+
+/// The wire form of a queue: three shared blocks.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    block: ShmBlock<Header>,
+    put_lock: SharedMutex,
+    get_lock: SharedMutex,
+}
+
+/// A handle on a queue's shared state; `cap` and `maxsize` are this
+/// process's checked copies, `seen_head` the last `head` word a producer
+/// of this handle read and `seen_tail` the last byte tail a consumer read
+/// (hints: room and data are only ever underestimated, so the other side's
+/// cache line is read only when the hint runs out).
+#[derive(Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
+pub(super) struct Core {
+    block: ShmBlock<Header>,
+    put_lock: SharedMutex,
+    get_lock: SharedMutex,
+    cap: u32,
+    maxsize: u32,
+    seen_head: AtomicU64,
+    seen_tail: AtomicU32,
+}
+
+impl Clone for Core {
+    fn clone(&self) -> Self {
+        Core {
+            block: self.block.clone(),
+            put_lock: self.put_lock.clone(),
+            get_lock: self.get_lock.clone(),
+            cap: self.cap,
+            maxsize: self.maxsize,
+            seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
+            seen_tail: AtomicU32::new(self.seen_tail.load(Relaxed)),
+        }
+    }
+}
+
+impl From<Core> for Wire {
+    fn from(c: Core) -> Wire {
+        Wire {
+            block: c.block,
+            put_lock: c.put_lock,
+            get_lock: c.get_lock,
+        }
+    }
+}
+
+impl TryFrom<Wire> for Core {
+    type Error = String;
+    fn try_from(w: Wire) -> std::result::Result<Core, String> {
+        let h = w.block.header();
+        let (cap, maxsize) = (h.cap.load(SeqCst), h.maxsize.load(SeqCst));
+        let room = w.block.region().len() - ShmBlock::<Header>::data_start();
+        if !cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&cap) || cap as usize > room {
+            return Err(format!("bad queue ring size {cap} ({room} bytes mapped)"));
+        }
+        Ok(Core {
+            block: w.block,
+            put_lock: w.put_lock,
+            get_lock: w.get_lock,
+            cap,
+            maxsize,
+            seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU32::new(0),
+        })
+    }
+}
+
+impl Core {
+    /// A new queue of at most `maxsize` items (0: no limit) over a ring of
+    /// `cap` bytes (a power of two).
+    pub(super) fn new(maxsize: u32, cap: u32) -> Result<Core> {
+        debug_assert!(cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&cap));
+        let block = ShmBlock::<Header>::create("mproc-queue", cap as usize)?;
+        block.header().cap.store(cap, SeqCst);
+        block.header().maxsize.store(maxsize, SeqCst);
+        Ok(Core {
+            block,
+            put_lock: SharedMutex::new(false)?,
+            get_lock: SharedMutex::new(false)?,
+            cap,
+            maxsize,
+            seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU32::new(0),
+        })
+    }
+
+    /// The largest record; longer items go in chunks of this size (a
+    /// quarter of the ring at most, so that chunks flow while others wait).
+    fn chunk(&self) -> usize {
+        CHUNK.min(self.cap as usize / 4)
+    }
+
+    fn h(&self) -> &Header {
+        self.block.header()
+    }
+
+    pub(super) fn maxsize(&self) -> u32 {
+        self.maxsize
+    }
+
+    /// Checked (items_put, tail, items_got, head, used bytes, items queued).
+    fn indices(&self) -> Result<(u32, u32, u32, u32, u32, u32)> {
+        let (put, tail) = header::split(self.h().tail.load(SeqCst));
+        let (got, head) = header::split(self.h().head.load(SeqCst));
+        let (used, count) = (tail.wrapping_sub(head), put.wrapping_sub(got));
+        if used > self.cap || count > 1 << 31 || tail % 8 != 0 || head % 8 != 0 {
+            return Err(Error::Protocol(format!(
+                "queue indices out of order: tail {put}/{tail}, head {got}/{head}"
+            )));
+        }
+        Ok((put, tail, got, head, used, count))
+    }
+
+    /// Items in the queue now (a snapshot).
+    pub(super) fn len(&self) -> Result<usize> {
+        Ok(self.indices()?.5 as usize)
+    }
+
+    pub(super) fn is_shut_down(&self) -> bool {
+        self.h().shut.load(SeqCst) != 0
+    }
+
+    /// The one or two pieces (region offset, length) of `n` bytes at `at`.
+    fn pieces(&self, at: u32, n: usize) -> [(usize, usize); 2] {
+        let base = ShmBlock::<Header>::data_start();
+        let pos = (at & (self.cap - 1)) as usize;
+        let first = n.min(self.cap as usize - pos);
+        [(base + pos, first), (base, n - first)]
+    }
+
+    fn write(&self, at: u32, src: &[u8]) {
+        let [(a, n), (b, _)] = self.pieces(at, src.len());
+        self.block.region().write(a, &src[..n]);
+        self.block.region().write(b, &src[n..]);
+    }
+
+    fn append(&self, at: u32, n: usize, out: &mut Vec<u8>) {
+        for (offset, len) in self.pieces(at, n) {
+            self.block.region().append_to(offset, len, out);
+        }
+    }
+
+    /// Spins, then sleeps on `seq`, until `check` reports something or
+    /// `until` passes (`Ok(None)`).
+    fn wait_on<R>(
+        &self,
+        seq: &AtomicU32,
+        sleepers: &AtomicU32,
+        until: Option<Instant>,
+        check: impl Fn() -> Res<Option<R>>,
+    ) -> Res<Option<R>> {
+        let got = futex::wait_until(seq, sleepers, until, |_| check().transpose())
+            .map_err(Error::io("cannot wait on a queue"))?;
+        got.transpose()
+    }
+
+    // ------------------------------------------------------------ put
+
+    /// Appends one item (encoded bytes), within `wait`.
+    pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Res<()> {
+        if self.is_shut_down() {
+            return Err(Stop::ShutDown);
+        }
+        let _held = acquire(&self.put_lock, wait)?;
+        self.repair_put()?;
+        if record_len(bytes.len()) <= self.chunk() {
+            return self.put_record(Kind::Whole, bytes, true, 0, wait);
+        }
+        if matches!(wait, Wait::Try) {
+            // Streamed only if every chunk fits now: a `try_put` never
+            // waits for a consumer.
+            let chunks = bytes.len().div_ceil(self.chunk() - 8);
+            self.wait_room(chunks * self.chunk() + 8, true, Wait::Try)?;
+        }
+        self.stream(bytes, wait)
+    }
+
+    /// Voids the chunks of an item whose producer died streaming it (the
+    /// caller holds the put lock): room for the `ABORT` record is always
+    /// reserved while streaming.
+    fn repair_put(&self) -> Res<()> {
+        if self.h().put_open.load(SeqCst) != 0 {
+            self.put_record(Kind::Abort, &[], false, 0, Wait::Try)?;
+            self.h().put_open.store(0, SeqCst);
+        }
+        Ok(())
+    }
+
+    fn stream(&self, bytes: &[u8], wait: Wait) -> Res<()> {
+        self.h().put_open.store(1, SeqCst);
+        let n = bytes.chunks(self.chunk() - 8).count();
+        for (i, chunk) in bytes.chunks(self.chunk() - 8).enumerate() {
+            let kind = match i {
+                0 => Kind::First,
+                _ if i + 1 == n => Kind::Last,
+                _ => Kind::More,
+            };
+            if let Err(stop) = self.put_record(kind, chunk, kind == Kind::Last, 8, wait) {
+                if i > 0 {
+                    self.put_record(Kind::Abort, &[], false, 0, Wait::Try)?;
+                }
+                self.h().put_open.store(0, SeqCst);
+                return Err(stop);
+            }
+        }
+        self.h().put_open.store(0, SeqCst);
+        Ok(())
+    }
+
+    /// Waits for room for `bytes` (and, for the first record of an item,
+    /// for the item count to be under `maxsize`).
+    fn wait_room(&self, bytes: usize, new_item: bool, wait: Wait) -> Res<()> {
+        let check = || {
+            if self.is_shut_down() {
+                return Err(Stop::ShutDown);
+            }
+            // First against the last `head` seen (an underestimate of the
+            // room: the consumer only frees), so that a put does not pull
+            // the consumer's cache line every time; then against the real one.
+            let fits = |used: u32, count: u32| {
+                let full = new_item && self.maxsize != 0 && count >= self.maxsize;
+                used <= self.cap && !full && (self.cap - used) as usize >= bytes
+            };
+            let (put, tail) = header::split(self.h().tail.load(SeqCst));
+            let (got, head) = header::split(self.seen_head.load(Relaxed));
+            if fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
+                return Ok(Some(()));
+            }
+            let (_, _, got, head, used, count) = self.indices()?;
+            self.seen_head.store(header::join(got, head), Relaxed);
+            Ok(fits(used, count).then_some(()))
+        };
+        let until = match wait {
+            Wait::Try => return check()?.ok_or(Stop::Busy),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        let (seq, sleepers) = (&self.h().space_seq, &self.h().put_sleepers);
+        self.wait_on(seq, sleepers, until, check)?
+            .ok_or(Stop::Timeout)
+    }
+
+    /// Writes one record and commits it (with one more item if
+    /// `completes`), after waiting for its room plus `reserve` bytes.
+    fn put_record(
+        &self,
+        kind: Kind,
+        data: &[u8],
+        completes: bool,
+        reserve: usize,
+        wait: Wait,
+    ) -> Res<()> {
+        let len = record_len(data.len());
+        if len + reserve > self.cap as usize {
+            return Err(Stop::Failed(Error::InvalidState(
+                "queue record larger than its ring",
+            )));
+        }
+        let new_item = matches!(kind, Kind::Whole | Kind::First);
+        self.wait_room(len + reserve, new_item, wait)?;
+        // The put lock's holder alone writes `tail`: only alignment can be
+        // wrong (room was checked against it just now).
+        let (put, tail) = header::split(self.h().tail.load(SeqCst));
+        if tail % 8 != 0 {
+            return Err(Stop::Failed(Error::Protocol(format!(
+                "misaligned queue tail {tail}"
+            ))));
+        }
+        self.write(tail, &encode_header(kind, data.len() as u32));
+        self.write(tail.wrapping_add(8), data);
+        let put = put.wrapping_add(completes as u32);
+        self.h()
+            .tail
+            .store(header::join(put, tail.wrapping_add(len as u32)), SeqCst);
+        notify(&self.h().data_seq, &self.h().get_sleepers);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ get
+
+    /// Takes the oldest item's bytes into `out` (cleared first), within
+    /// `wait`.
+    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+        let _held = acquire(&self.get_lock, wait)?;
+        self.get_locked(out, wait)
+    }
+
+    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+        // A consumer that died inside a chunked item left the rest of it.
+        let mut skip = self.h().get_open.load(SeqCst) != 0;
+        out.clear();
+        let mut in_item = false;
+        loop {
+            let used = self.wait_data(in_item, wait)?;
+            let Some(used) = used else {
+                self.look_at_producer()?;
+                continue;
+            };
+            // The get lock's holder alone writes `head` (checked by `wait_data`).
+            let (got, head) = header::split(self.h().head.load(SeqCst));
+            let mut h = [0u8; 8];
+            let [(at, _), _] = self.pieces(head, 8);
+            self.block.region().read(at, &mut h);
+            let (kind, len) = decode_header(h, used)?;
+            if matches!(kind, Kind::Whole | Kind::First) {
+                skip = false;
+                out.clear(); // a partial item without its end: void
+                in_item = false;
+            }
+            let counted = kind == Kind::Last || kind == Kind::Whole;
+            let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || in_item);
+            if keep && kind != Kind::Abort {
+                in_item = true;
+                self.append(head.wrapping_add(8), len as usize, out);
+            }
+            let next = head.wrapping_add(record_len(len as usize) as u32);
+            let got = got.wrapping_add(counted as u32);
+            self.h().head.store(header::join(got, next), SeqCst);
+            notify(&self.h().space_seq, &self.h().put_sleepers);
+            match kind {
+                Kind::First => self.h().get_open.store(1, SeqCst),
+                Kind::Abort | Kind::Last => {
+                    self.h().get_open.store(0, SeqCst);
+                    skip = false;
+                    if kind == Kind::Abort {
+                        in_item = false;
+                        out.clear();
+                    }
+                }
+                _ => {}
+            }
+            if counted && keep {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until a record is published: `Some(used bytes)`, or `None`
+    /// after a slice when inside a chunked item (`in_item`), which ignores
+    /// `wait` and shutdown: its producer finishes or voids it.
+    fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<u32>> {
+        let check = || {
+            let head = self.h().head.load(SeqCst) as u32;
+            let hint = self.seen_tail.load(Relaxed).wrapping_sub(head);
+            if hint > 0 && hint <= self.cap && head % 8 == 0 {
+                return Ok(Some(hint));
+            }
+            let (_, tail, _, _, used, _) = self.indices()?;
+            self.seen_tail.store(tail, Relaxed);
+            if used == 0 && !in_item && self.is_shut_down() {
+                return Err(Stop::ShutDown);
+            }
+            Ok((used > 0).then_some(used))
+        };
+        let until = match (in_item, wait) {
+            (true, _) => Some(Instant::now() + SLICE),
+            (false, Wait::Try) => return check()?.ok_or(Stop::Busy).map(Some),
+            (false, Wait::Until(d)) => Some(d),
+            (false, Wait::Forever) => None,
+        };
+        let (seq, sleepers) = (&self.h().data_seq, &self.h().get_sleepers);
+        match self.wait_on(seq, sleepers, until, check)? {
+            Some(used) => Ok(Some(used)),
+            None if in_item => Ok(None),
+            None => Err(Stop::Timeout),
+        }
+    }
+
+    /// Inside a chunked item and nothing came for a slice: if the put lock
+    /// is free (its holder died, or a producer met the void), void the item
+    /// on the dead producer's behalf.
+    fn look_at_producer(&self) -> Res<()> {
+        match acquire(&self.put_lock, Wait::Try) {
+            Ok(_held) => self.repair_put(),
+            Err(Stop::Busy) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ------------------------------------------------------------ shutdown, join
+
+    /// Shuts the queue down for everyone; `immediate` also drains it and
+    /// marks the drained items done. Returns how many were drained.
+    pub(super) fn shutdown(&self, immediate: bool) -> Result<u32> {
+        self.h().shut.store(1, SeqCst);
+        for seq in [&self.h().data_seq, &self.h().space_seq] {
+            seq.fetch_add(1, SeqCst);
+            futex::wake(seq, WAKE_ALL);
+        }
+        if !immediate {
+            return Ok(0);
+        }
+        let _held = acquire(&self.get_lock, Wait::Forever).map_err(into_error)?;
+        let (mut drained, mut sink) = (0u32, Vec::new());
+        loop {
+            match self.get_locked(&mut sink, Wait::Try) {
+                Ok(_) | Err(Stop::Failed(Error::Decode(_))) => drained += 1,
+                Err(Stop::Busy | Stop::ShutDown | Stop::Timeout) => break,
+                Err(Stop::Failed(e)) => return Err(e),
+            }
+        }
+        self.h().done.fetch_add(drained, SeqCst);
+        futex::wake(&self.h().done, WAKE_ALL);
+        Ok(drained)
+    }
+
+    /// Items put and not yet marked done.
+    pub(super) fn unfinished(&self) -> Result<u32> {
+        let put = self.indices()?.0;
+        Ok(put.wrapping_sub(self.h().done.load(SeqCst)))
+    }
+
+    /// Marks one item done; an error if every put item already is.
+    pub(super) fn task_done(&self) -> Result<()> {
+        let done = &self.h().done;
+        let mut seen = done.load(SeqCst);
+        loop {
+            if self.indices()?.0 == seen {
+                return Err(Error::InvalidState("task_done() called too many times"));
+            }
+            match done.compare_exchange(seen, seen.wrapping_add(1), SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if self.h().join_sleepers.load(SeqCst) != 0 {
+            futex::wake(done, WAKE_ALL);
+        }
+        Ok(())
+    }
+
+    /// Waits until every put item is marked done: `false` on timeout.
+    pub(super) fn join(&self, deadline: Option<Instant>) -> Result<bool> {
+        let h = self.h();
+        let r = futex::wait_until(&h.done, &h.join_sleepers, deadline, |done| {
+            match self.indices() {
+                Ok(i) if i.0 == done => Some(Ok(())),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .map_err(Error::io("cannot wait on a queue"))?;
+        r.transpose().map(|r| r.is_some())
+    }
+}
+
+/// A `Stop` as the crate's error.
+pub(super) fn into_error(s: Stop) -> Error {
+    match s {
+        Stop::Busy | Stop::Timeout => Error::Timeout,
+        Stop::ShutDown => Error::ShutDown,
+        Stop::Failed(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core {
+        Core::new(0, MIN_CAP).unwrap()
+    }
+
+    #[test]
+    fn records_wrap_around_the_ring() {
+        let q = core();
+        let mut out = Vec::new();
+        for i in 0..2000u32 {
+            let item = vec![i as u8; (i % 700) as usize];
+            q.put(&item, Wait::Try).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+        }
+        assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
+    }
+
+    #[test]
+    fn items_larger_than_the_ring_need_a_consumer() {
+        let q = core();
+        let big = vec![5u8; 3 * MIN_CAP as usize];
+        assert!(matches!(q.put(&big, Wait::Try), Err(Stop::Busy)));
+        assert_eq!(q.len().unwrap(), 0);
+    }
+
+    #[test]
+    fn hostile_indices_are_a_protocol_error() {
+        let q = core();
+        q.h().tail.store(header::join(1, MIN_CAP + 8), SeqCst);
+        let mut out = Vec::new();
+        assert!(matches!(
+            q.get(&mut out, Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+        assert!(matches!(
+            q.put(b"x", Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+        q.h().tail.store(header::join(1, 3), SeqCst);
+        assert!(matches!(q.len(), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn a_garbled_record_header_is_a_protocol_error() {
+        let q = core();
+        q.put(b"hello", Wait::Try).unwrap();
+        let at = ShmBlock::<Header>::data_start();
+        q.block.region().write(at + 4, &[0xff; 4]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            q.get(&mut out, Wait::Try),
+            Err(Stop::Failed(Error::Protocol(_)))
+        ));
+    }
+
+    #[test]
+    fn an_abort_voids_a_partial_item() {
+        let q = core();
+        q.h().put_open.store(1, SeqCst);
+        q.put_record(Kind::First, b"partial", false, 8, Wait::Try)
+            .unwrap();
+        q.put(b"next", Wait::Try).unwrap(); // repairs first: ABORT, then the item
+        let mut out = Vec::new();
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"next");
+        assert_eq!(q.len().unwrap(), 0);
+    }
+}

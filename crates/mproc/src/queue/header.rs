@@ -1,0 +1,139 @@
+//! The shared header of a queue and the records of its ring.
+//!
+//! # Header (one memfd; the ring's data area follows it)
+//!
+//! | word            | written by                         | meaning                                                              |
+//! |-----------------|------------------------------------|----------------------------------------------------------------------|
+//! | `tail`          | put-lock holder                    | `items_put << 32 \| byte_tail`: one store commits a record and its count |
+//! | `data_seq`      | put-lock holder; `shutdown`        | futex word consumers sleep on; bumped to wake them                   |
+//! | `put_open`      | put-lock holder                    | 1 while a large item is being streamed in chunks, else 0             |
+//! | `head`          | get-lock holder                    | `items_got << 32 \| byte_head`: one store frees a record and counts it |
+//! | `space_seq`     | get-lock holder; `shutdown`        | futex word producers sleep on; bumped to wake them                   |
+//! | `get_open`      | get-lock holder                    | 1 while a large item is being read chunk by chunk, else 0            |
+//! | `get_sleepers`  | consumers                          | consumers announced asleep on `data_seq`                             |
+//! | `put_sleepers`  | producers                          | producers announced asleep on `space_seq`                            |
+//! | `cap`           | creator, once                      | bytes in the ring: a power of two, 4 KiB to 1 GiB                    |
+//! | `maxsize`       | creator, once                      | the most items in the queue; 0 for no limit                          |
+//! | `shut`          | `shutdown`                         | 0 open, 1 shut down (never goes back)                                |
+//! | `done`          | `task_done`, immediate `shutdown`  | items marked done (wrapping); unfinished = `items_put - done`        |
+//! | `join_sleepers` | `join`                             | joiners announced asleep on `done`                                   |
+//!
+//! `byte_tail - byte_head` (wrapping) is at most `cap` and both are
+//! multiples of 8; `items_put - items_got` is at most `2^31`. Anything else
+//! is a broken or hostile peer: `Error::Protocol`. An opener copies `cap`
+//! and `maxsize` once, after checking them against the mapping's size, and
+//! never reads them again.
+//!
+//! # Records
+//!
+//! A record is an 8-byte header (`len: u32`, `kind: u8`, a 24-bit check)
+//! and `len` bytes padded to a multiple of 8, at an 8-aligned index (so a
+//! header never wraps; the payload may). Kinds: `WHOLE` (an item), `FIRST`,
+//! `MORE`, `LAST` (an item streamed in chunks), `ABORT` (the chunks since
+//! the last `FIRST` are void).
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{Error, Result};
+use crate::shared::block::ShmSafe;
+
+#[repr(C)]
+pub(super) struct Header {
+    pub(super) tail: AtomicU64,
+    pub(super) data_seq: AtomicU32,
+    pub(super) put_open: AtomicU32,
+    _line0: [u8; 112],
+    pub(super) head: AtomicU64,
+    pub(super) space_seq: AtomicU32,
+    pub(super) get_open: AtomicU32,
+    _line1: [u8; 112],
+    pub(super) get_sleepers: AtomicU32,
+    pub(super) put_sleepers: AtomicU32,
+    pub(super) cap: AtomicU32,
+    pub(super) maxsize: AtomicU32,
+    pub(super) shut: AtomicU32,
+    pub(super) done: AtomicU32,
+    pub(super) join_sleepers: AtomicU32,
+}
+
+// SAFETY: atomics and padding bytes only: every bit pattern is a valid
+// `Header`, and all mutation goes through the atomics.
+unsafe impl ShmSafe for Header {}
+
+/// Splits a `tail`/`head` word into (item count, byte index).
+pub(super) fn split(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
+
+/// Joins an item count and a byte index into one word.
+pub(super) fn join(items: u32, bytes: u32) -> u64 {
+    (u64::from(items) << 32) | u64::from(bytes)
+}
+
+/// What a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Whole = 1,
+    First = 2,
+    More = 3,
+    Last = 4,
+    Abort = 5,
+}
+
+const CHECK: u32 = 0x00_71_75_65; // "que"
+
+/// The bytes a record with `len` payload bytes takes in the ring.
+pub(super) fn record_len(len: usize) -> usize {
+    8 + len.div_ceil(8) * 8
+}
+
+pub(super) fn encode_header(kind: Kind, len: u32) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(&len.to_le_bytes());
+    h[4..].copy_from_slice(&((kind as u32) | (CHECK << 8)).to_le_bytes());
+    h
+}
+
+/// Parses and checks a record header read from the ring, where `used`
+/// bytes are published from its start.
+pub(super) fn decode_header(h: [u8; 8], used: u32) -> Result<(Kind, u32)> {
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let word = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let kind = match (word >> 8 == CHECK).then_some(word & 0xff) {
+        Some(1) => Kind::Whole,
+        Some(2) => Kind::First,
+        Some(3) => Kind::More,
+        Some(4) => Kind::Last,
+        Some(5) => Kind::Abort,
+        _ => {
+            return Err(Error::Protocol(format!(
+                "bad queue record header {word:#x}"
+            )))
+        }
+    };
+    if record_len(len as usize) > used as usize {
+        return Err(Error::Protocol(format!(
+            "queue record of {len} bytes overruns the {used} bytes published"
+        )));
+    }
+    Ok((kind, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_are_checked() {
+        let h = encode_header(Kind::Last, 13);
+        assert_eq!(decode_header(h, 24).unwrap(), (Kind::Last, 13));
+        assert!(matches!(decode_header(h, 16), Err(Error::Protocol(_))));
+        assert!(matches!(
+            decode_header([0xff; 8], 1 << 30),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!(record_len(0), 8);
+        assert_eq!(record_len(9), 24);
+        assert_eq!(split(join(7, 9)), (7, 9));
+    }
+}

@@ -1,0 +1,303 @@
+//! `Queue<T>`: many producers, many consumers, any processes.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::core::{Core, Wait, RING_CAP};
+use super::error::{GetError, PutError};
+use crate::codec;
+use crate::error::{Error, Result};
+
+thread_local! {
+    /// Where a `put` encodes its value before copying it into the ring.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a `get` copies an item out of the ring before decoding it.
+    static INBOX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The largest buffer kept between puts (or gets) by each thread.
+const SCRATCH_KEEP: usize = 4 << 20;
+
+/// A FIFO queue shared between processes, as Python's
+/// `multiprocessing.Queue`.
+///
+/// Items are encoded (serde, bincode) and copied into a ring in shared
+/// memory *by the caller*: there is no feeder thread, so an item that does
+/// not encode is an error returned by `put` (the queue is unchanged), and a
+/// `put` that returned is in the queue, even if its process exits at once.
+///
+/// # Examples
+///
+/// ```
+/// use mproc::{Process, Queue};
+///
+/// fn produce(q: Queue<String>) {
+///     q.put("hello".to_string()).unwrap();
+/// }
+///
+/// let q = Queue::new()?;
+/// let mut p = Process::new(produce, q.clone());
+/// p.start()?;
+/// assert_eq!(q.get()?, "hello");
+/// p.join()?;
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// # Caveats
+///
+/// - [`Queue::new`] has no limit on the number of items, but its ring holds
+///   4 MiB: a `put` that finds the ring full waits for a consumer (CPython
+///   buffers without limit in the producer). Items larger than a quarter of
+///   a MiB are streamed in chunks and may be any size.
+/// - Items holding OS handles (another queue, a [`Connection`](crate::Connection),
+///   a lock...) are not supported yet: `put` returns
+///   [`PutError::Failed`] with [`Error::InvalidArgument`].
+/// - A process killed inside `put` or `get` does not wedge the queue: the
+///   item it was writing or reading may be lost with it, nothing else is.
+/// - A consumer waiting on an empty queue whose producers all died waits
+///   for ever: use [`get_timeout`](Queue::get_timeout).
+/// - A `get` (even `try_get` or `get_timeout`) that has begun reading a
+///   chunked item finishes it, or sees it voided by its producer (timed
+///   out, shut down or dead): it does not leave half an item behind.
+/// - A `try_*` call that finds another producer (consumer) inside the
+///   queue's put (get) lock answers `Full` (`Empty`), as CPython's
+///   `block=False` does.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Queue<T> {
+    core: Core,
+    #[serde(skip)]
+    closed: AtomicBool,
+    #[serde(skip)]
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            core: self.core.clone(),
+            closed: AtomicBool::new(self.closed.load(Relaxed)),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.len())
+            .field("maxsize", &self.maxsize())
+            .finish()
+    }
+}
+
+impl<T> Queue<T> {
+    /// A queue with no limit on the number of items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::Queue::<u8>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Self::bounded(0)
+    }
+
+    /// A queue of at most `maxsize` items; `0` means no limit, as in
+    /// Python.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::Queue::<u8>::bounded(2)?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(q.is_full());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        let maxsize = u32::try_from(maxsize)
+            .ok()
+            .filter(|&m| m <= 1 << 31)
+            .ok_or_else(|| Error::InvalidArgument(format!("queue maxsize {maxsize} too large")))?;
+        Ok(Self::from_core(Core::new(maxsize, RING_CAP)?))
+    }
+
+    pub(super) fn from_core(core: Core) -> Self {
+        Queue {
+            core,
+            closed: AtomicBool::new(false),
+            _type: PhantomData,
+        }
+    }
+
+    pub(super) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Items in the queue: a snapshot, stale as soon as it is read.
+    /// Python's `qsize()`. A corrupted ring reads as 0 (the next `put` or
+    /// `get` reports it).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.core.len().unwrap_or(0)
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (a snapshot); never for an
+    /// unbounded queue.
+    pub fn is_full(&self) -> bool {
+        self.maxsize().is_some_and(|m| self.len() >= m)
+    }
+
+    /// The limit given to [`bounded`](Queue::bounded), if any.
+    pub fn maxsize(&self) -> Option<usize> {
+        Some(self.core.maxsize() as usize).filter(|&m| m != 0)
+    }
+
+    /// Says that this handle will put and get no more: later calls on it
+    /// fail with `Closed`. Other handles (clones, children's) go on.
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+    }
+
+    /// Whether [`close`](Queue::close) was called on this handle.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Shuts the queue down for every handle in every process, as Python
+    /// 3.13's `Queue.shutdown`: later puts fail with `ShutDown`, gets return
+    /// what is left and then fail with `ShutDown`; blocked callers wake.
+    /// With `immediate`, the items left are dropped (and, for a
+    /// [`JoinableQueue`](crate::JoinableQueue), marked done).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc::{GetError, PutError, Queue};
+    /// let q = Queue::new()?;
+    /// q.put(1)?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.put(2), Err(PutError::ShutDown(2))));
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.core.shutdown(immediate).map(drop)
+    }
+
+    /// Whether the queue was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.core.is_shut_down()
+    }
+}
+
+impl<T: Serialize> Queue<T> {
+    /// Puts `value`, waiting while the queue is full.
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_within(value, Wait::Forever)
+    }
+
+    /// Puts `value` if there is room now. Python's `put(block=False)`.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_within(value, Wait::Try)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        self.put_within(value, Wait::timeout(timeout))
+    }
+
+    fn put_within(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {
+        if self.is_closed() {
+            return Err(PutError::Closed(value));
+        }
+        let r = SCRATCH.with(|s| {
+            let mut buf = s
+                .try_borrow_mut()
+                .map_or_else(|_| Vec::new(), |mut b| std::mem::take(&mut *b));
+            buf.clear();
+            let r = put_encoded(&self.core, &value, &mut buf, wait);
+            if buf.capacity() <= SCRATCH_KEEP {
+                if let Ok(mut b) = s.try_borrow_mut() {
+                    *b = buf;
+                }
+            }
+            r
+        });
+        r.map_err(|stop| PutError::from_stop(stop, value))
+    }
+}
+
+fn put_encoded<T: Serialize>(
+    core: &Core,
+    value: &T,
+    buf: &mut Vec<u8>,
+    wait: Wait,
+) -> std::result::Result<(), super::core::Stop> {
+    let fds = codec::encode_into(value, buf)?;
+    if !fds.is_empty() {
+        return Err(Error::InvalidArgument(
+            "queue items holding OS handles (queues, connections, locks...) are not supported yet"
+                .into(),
+        )
+        .into());
+    }
+    core.put(buf, wait)
+}
+
+impl<T: DeserializeOwned> Queue<T> {
+    /// Takes the oldest item, waiting while the queue is empty.
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.get_within(Wait::Forever)
+    }
+
+    /// Takes the oldest item if there is one now (`Empty` also when
+    /// another consumer holds the read lock, as CPython's
+    /// `get(block=False)`).
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> std::result::Result<T, GetError> {
+        self.get_within(Wait::Try)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+        self.get_within(Wait::timeout(timeout))
+    }
+
+    fn get_within(&self, wait: Wait) -> std::result::Result<T, GetError> {
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
+        INBOX.with(|s| {
+            let mut buf = s
+                .try_borrow_mut()
+                .map_or_else(|_| Vec::new(), |mut b| std::mem::take(&mut *b));
+            let r = self.core.get(&mut buf, wait);
+            let r = r
+                .map_err(GetError::from)
+                .and_then(|()| codec::decode(&buf, Vec::new()).map_err(GetError::Failed));
+            if buf.capacity() <= SCRATCH_KEEP {
+                if let Ok(mut b) = s.try_borrow_mut() {
+                    *b = buf;
+                }
+            }
+            r
+        })
+    }
+}
