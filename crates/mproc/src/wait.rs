@@ -61,7 +61,9 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         o.disarm();
     }
     let polled = polled?;
-    Ok((0..objects.len()).filter(|i| armed[*i] || polled.contains(i)).collect())
+    Ok((0..objects.len())
+        .filter(|i| armed[*i] || polled.contains(i))
+        .collect())
 }
 
 impl Waitable for crate::Process {
