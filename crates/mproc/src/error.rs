@@ -132,6 +132,28 @@ pub enum Error {
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The authentication handshake of a [`Listener`](crate::Listener) or
+    /// [`Client`](crate::Client) failed; the kind says which side saw what.
+    /// Python's `AuthenticationError`.
+    #[error("authentication failed: {0}")]
+    Authentication(AuthError),
+}
+
+/// Why an authentication handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// This side checked the peer's digest and it was wrong: the peer holds
+    /// another key.
+    #[error("digest received was wrong")]
+    DigestReceivedWrong,
+    /// The peer refused this side's digest: the peer holds another key.
+    #[error("digest sent was rejected")]
+    DigestSentRejected,
+    /// The peer did not speak the handshake (garbage, an oversized or
+    /// truncated message, an unknown digest).
+    #[error("bad handshake: {0}")]
+    Malformed(String),
 }
 
 impl Error {

@@ -105,6 +105,7 @@
 
 mod child;
 mod codec;
+mod connection;
 mod error;
 mod pipe;
 mod process;
@@ -115,7 +116,10 @@ mod sys;
 mod task;
 mod wait;
 
-pub use error::{CodecError, Error, Result};
+pub use connection::{
+    Address, Client, Listener, ListenerBuilder, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT,
+};
+pub use error::{AuthError, CodecError, Error, Result};
 pub use pipe::{Connection, Pipe};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
