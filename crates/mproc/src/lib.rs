@@ -107,6 +107,7 @@ mod child;
 mod codec;
 mod connection;
 mod error;
+pub mod manager;
 mod pipe;
 mod process;
 mod shared;
@@ -119,7 +120,8 @@ mod wait;
 pub use connection::{
     Address, Client, Listener, ListenerBuilder, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-pub use error::{AuthError, CodecError, Error, Result};
+pub use error::{AuthError, CodecError, Error, RemoteError, Result};
+pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,

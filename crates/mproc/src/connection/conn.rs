@@ -142,7 +142,7 @@ impl<T: DeserializeOwned> SocketConnection<T> {
 }
 
 /// Encodes a value that must not hold OS handles.
-fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let f = codec::encode(value)?;
     if !f.fds.is_empty() {
         return Err(Error::InvalidArgument(

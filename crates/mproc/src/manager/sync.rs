@@ -1,0 +1,113 @@
+//! `LockProxy` and `EventProxy`: a lock and an event held by the server.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{EventOp, LockOp, Op};
+use super::proxy::Handle;
+use crate::error::Result;
+
+fn micros(d: Duration) -> Option<u64> {
+    Some(d.as_micros().min(u64::MAX as u128) as u64)
+}
+
+/// A proxy to a lock in a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Lock()`, an `AcquirerProxy`).
+///
+/// The lock has no owner: any proxy may release it, and a lock acquired by
+/// a process that then exits stays locked until someone releases it (as
+/// CPython's). For a lock in shared memory that survives its holder's
+/// death, use [`Lock`](crate::Lock).
+///
+/// A proxy waiting in [`acquire`](LockProxy::acquire) holds its own
+/// connection: give each thread its own clone.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let m = mproc::Manager::start()?;
+/// let lock = m.lock()?;
+/// lock.acquire()?;
+/// assert!(!lock.clone().acquire_timeout(Duration::from_millis(10))?);
+/// lock.release()?;
+/// assert!(lock.release().is_err()); // not held
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockProxy {
+    pub(crate) handle: Handle,
+}
+
+impl LockProxy {
+    /// Waits until the lock is free and takes it.
+    pub fn acquire(&self) -> Result<()> {
+        self.handle.call::<bool>(Op::Lock(LockOp::Acquire(None)))?;
+        Ok(())
+    }
+
+    /// Takes the lock if it becomes free within `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.handle.call(Op::Lock(LockOp::Acquire(micros(timeout))))
+    }
+
+    /// Takes the lock if it is free now (`acquire(blocking=False)`).
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Frees the lock; [`RemoteError::NotLocked`](crate::RemoteError) if
+    /// it is not held.
+    pub fn release(&self) -> Result<()> {
+        self.handle.call(Op::Lock(LockOp::Release))
+    }
+
+    /// Whether someone holds the lock.
+    pub fn locked(&self) -> Result<bool> {
+        self.handle.call(Op::Lock(LockOp::Locked))
+    }
+}
+
+/// A proxy to an event in a [`Manager`](crate::Manager)'s server (Python's
+/// `manager.Event()`).
+///
+/// ```
+/// let m = mproc::Manager::start()?;
+/// let e = m.event()?;
+/// assert!(!e.is_set()?);
+/// e.set()?;
+/// assert!(e.wait_timeout(std::time::Duration::ZERO)?);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventProxy {
+    pub(crate) handle: Handle,
+}
+
+impl EventProxy {
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) -> Result<()> {
+        self.handle.call(Op::Event(EventOp::Set))
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.call(Op::Event(EventOp::Clear))
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> Result<bool> {
+        self.handle.call(Op::Event(EventOp::IsSet))
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) -> Result<()> {
+        self.handle.call::<bool>(Op::Event(EventOp::Wait(None)))?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout`; returns whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.handle.call(Op::Event(EventOp::Wait(micros(timeout))))
+    }
+}
