@@ -3,6 +3,7 @@
 //! and one more line in [`all`].
 
 mod count;
+mod manager;
 mod pipe;
 mod process;
 
@@ -25,10 +26,15 @@ pub struct Workload {
 
 /// Every workload, in the order they run and are reported.
 pub fn all() -> Vec<Workload> {
-    [process::workloads(), pipe::workloads(), count::workloads()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        process::workloads(),
+        pipe::workloads(),
+        manager::workloads(),
+        count::workloads(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The workloads that one of `filters` names (all when empty): a filter
