@@ -302,5 +302,5 @@ fn handles_cannot_travel_over_a_socket() {
     let _s = l.accept::<()>().unwrap();
     let c = t.join().unwrap().unwrap();
     let (a, _b) = mproc::Pipe::<u8>::new().unwrap();
-    assert!(matches!(c.send(&a), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.send(&a), Err(Error::Encode(_))));
 }

@@ -1,18 +1,19 @@
 //! `SocketConnection<T>`: an authenticated socket carrying framed messages.
 
+use std::io::{self, BufReader, Read};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::frame;
 use super::stream::Stream;
-use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{CodecError, Error, Result};
 use crate::sys::fdpass;
 
 /// One end of a connection made by a [`Listener`](crate::Listener) or a
@@ -53,19 +54,21 @@ use crate::sys::fdpass;
 /// ```
 #[derive(Debug)]
 pub struct SocketConnection<T = Vec<u8>> {
-    stream: Stream,
+    stream: Arc<Stream>,
     send_lock: Mutex<()>,
-    recv_lock: Mutex<()>,
+    /// Reads ahead: a small message costs one `read`, not two.
+    reader: Mutex<BufReader<Reader>>,
     timed: AtomicBool,
     _t: PhantomData<fn(T) -> T>,
 }
 
 impl<T> SocketConnection<T> {
     pub(crate) fn new(stream: Stream) -> Self {
+        let stream = Arc::new(stream);
         SocketConnection {
+            reader: Mutex::new(BufReader::with_capacity(READ_AHEAD, Reader(stream.clone()))),
             stream,
             send_lock: Mutex::new(()),
-            recv_lock: Mutex::new(()),
             timed: AtomicBool::new(false),
             _t: PhantomData,
         }
@@ -95,18 +98,22 @@ impl<T> SocketConnection<T> {
     }
 
     pub(crate) fn recv_bytes_until(&self, deadline: Option<Instant>, max: u64) -> Result<Vec<u8>> {
-        let _g = self.recv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if deadline.is_some() || self.timed.load(Ordering::Relaxed) {
             self.stream
                 .set_deadline(deadline)
                 .map_err(|e| frame::map_io(e, "cannot set a receive timeout"))?;
             self.timed.store(deadline.is_some(), Ordering::Relaxed);
         }
-        frame::recv(&self.stream, max)
+        frame::recv(&mut *reader, max)
     }
 
     /// Whether a message (or the peer's hang-up) is ready within `timeout`.
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if !reader.buffer().is_empty() {
+            return Ok(true);
+        }
         fdpass::wait_readable(self.stream.as_fd(), Some(Instant::now() + timeout))
             .map_err(Error::io("cannot poll a connection"))
     }
@@ -118,7 +125,13 @@ impl<T> SocketConnection<T> {
 
     /// The same socket, carrying messages of another type.
     pub fn cast<U>(self) -> SocketConnection<U> {
-        SocketConnection::new(self.stream)
+        SocketConnection {
+            stream: self.stream,
+            send_lock: self.send_lock,
+            reader: self.reader,
+            timed: self.timed,
+            _t: PhantomData,
+        }
     }
 }
 
@@ -132,24 +145,46 @@ impl<T: Serialize> SocketConnection<T> {
 impl<T: DeserializeOwned> SocketConnection<T> {
     /// Receives a value sent by [`send`](SocketConnection::send).
     pub fn recv(&self) -> Result<T> {
-        codec::decode(&self.recv_bytes()?, Vec::new())
+        decode_plain(&self.recv_bytes()?)
     }
 
     /// Receives a value, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
-        codec::decode(&self.recv_bytes_timeout(timeout)?, Vec::new())
+        decode_plain(&self.recv_bytes_timeout(timeout)?)
     }
+}
+
+/// How much a connection reads ahead.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// The socket as the read-ahead buffer's source.
+#[derive(Debug)]
+struct Reader(Arc<Stream>);
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+/// mproc's bincode options (those of the codec), with no side table: a
+/// value holding an OS handle fails to encode, and none can decode.
+fn plain() -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding()
 }
 
 /// Encodes a value that must not hold OS handles.
 pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let f = codec::encode(value)?;
-    if !f.fds.is_empty() {
-        return Err(Error::InvalidArgument(
-            "OS handles cannot travel over a socket connection".into(),
-        ));
-    }
-    Ok(f.bytes)
+    plain()
+        .serialize(value)
+        .map_err(|e| Error::Encode(CodecError(e)))
+}
+
+/// Decodes a value encoded by [`encode_plain`].
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    plain()
+        .deserialize(bytes)
+        .map_err(|e| Error::Decode(CodecError(e)))
 }
 
 impl<T> AsFd for SocketConnection<T> {

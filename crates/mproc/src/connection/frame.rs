@@ -59,8 +59,7 @@ pub(crate) fn send(stream: &Stream, payload: &[u8]) -> Result<()> {
 
 /// Receives one message of at most `max` bytes. A longer announced length
 /// is a protocol error and nothing of the payload is read.
-pub(crate) fn recv(stream: &Stream, max: u64) -> Result<Vec<u8>> {
-    let mut r = stream;
+pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
     let n = parse_header(&mut r)?.ok_or(Error::Disconnected)?;
     if n > max {
         return Err(Error::Protocol(format!(

@@ -22,6 +22,6 @@ pub(crate) mod stream;
 
 pub use address::Address;
 pub use client::Client;
-pub(crate) use conn::encode_plain;
 pub use conn::SocketConnection;
+pub(crate) use conn::{decode_plain, encode_plain};
 pub use listener::{Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT};

@@ -207,7 +207,7 @@ impl Manager {
         let id = self.control.call(Op::Create {
             kind,
             name: name.map(str::to_string),
-            init,
+            init: super::protocol::Bytes(init),
         })?;
         Ok(Handle::new(self.target.clone(), id))
     }

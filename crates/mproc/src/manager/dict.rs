@@ -5,10 +5,8 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Bytes, DictOp, Op};
+use super::protocol::{enc, Bytes, DictOp, Op};
 use super::proxy::Handle;
-use crate::codec;
-use crate::connection::encode_plain as enc;
 use crate::error::Result;
 
 /// Keeps `K` and `V` in the type without owning either (always `Send` and `Sync`).
@@ -50,7 +48,7 @@ impl<K, V> Clone for DictProxy<K, V> {
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    codec::decode(b, Vec::new())
+    crate::connection::decode_plain(b)
 }
 
 fn dec_opt<T: DeserializeOwned>(b: Option<Bytes>) -> Result<Option<T>> {

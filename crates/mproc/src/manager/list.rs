@@ -5,10 +5,8 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Bytes, ListOp, Op};
+use super::protocol::{enc, Bytes, ListOp, Op};
 use super::proxy::Handle;
-use crate::codec;
-use crate::connection::encode_plain as enc;
 use crate::error::Result;
 
 /// A proxy to a list in a [`Manager`](crate::Manager)'s server, as
@@ -50,7 +48,7 @@ impl<T> Clone for ListProxy<T> {
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    codec::decode(b, Vec::new())
+    crate::connection::decode_plain(b)
 }
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {

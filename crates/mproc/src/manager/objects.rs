@@ -38,7 +38,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Encodes a result for the reply.
 pub(crate) fn out<T: Serialize>(value: &T) -> Out {
-    bincode::serialize(value).map_err(|e| RemoteError::Failed(e.to_string()))
+    super::protocol::enc(value).map_err(|e| RemoteError::Failed(e.to_string()))
 }
 
 pub(crate) fn dict(m: &Mutex<HashMap<Bytes, Bytes>>, op: DictOp) -> Out {

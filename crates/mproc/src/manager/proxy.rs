@@ -8,7 +8,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::protocol::{Op, Reply, Request};
-use crate::codec;
 use crate::connection::{Address, Client, SocketConnection};
 use crate::error::{Error, Result};
 
@@ -46,10 +45,10 @@ impl Handle {
     /// goes while the call waits) is [`Error::ManagerGone`].
     pub(crate) fn call<R: DeserializeOwned>(&self, op: Op) -> Result<R> {
         let bytes = self.round_trip(&Request { id: self.id, op })?;
-        codec::decode(&bytes, Vec::new())
+        crate::connection::decode_plain(&bytes)
     }
 
-    fn round_trip(&self, req: &Request) -> Result<Vec<u8>> {
+    fn round_trip(&self, req: &Request) -> Result<super::protocol::Bytes> {
         let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id();
         if g.as_ref().is_none_or(|(pid, _)| *pid != me) {
@@ -67,7 +66,7 @@ impl Handle {
 fn send_and_wait(conn: &SocketConnection<()>, req: &Request) -> Result<Reply> {
     let bytes = crate::connection::encode_plain(req)?;
     conn.send_bytes(&bytes).map_err(gone)?;
-    codec::decode(&conn.recv_bytes().map_err(gone)?, Vec::new())
+    crate::connection::decode_plain(&conn.recv_bytes().map_err(gone)?)
 }
 
 /// Connects to the server behind `target`.

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::{Bytes, Op};
 use super::proxy::Handle;
-use crate::codec;
 use crate::error::{RemoteError, Result};
 
 /// A type a [`Manager`](crate::Manager)'s server can hold, and the calls it
@@ -70,7 +69,7 @@ fn failed(e: crate::Error) -> RemoteError {
 
 impl<T: Servable> Served for T {
     fn call_bytes(&mut self, request: &[u8]) -> std::result::Result<Bytes, RemoteError> {
-        let call = codec::decode(request, Vec::new()).map_err(failed)?;
+        let call = crate::connection::decode_plain(request).map_err(failed)?;
         let reply = self.call(call).map_err(RemoteError::Failed)?;
         super::objects::out(&reply)
     }
@@ -82,7 +81,7 @@ pub(crate) type Factory = fn(&[u8]) -> std::result::Result<Box<dyn Served>, Remo
 pub(crate) fn factory<T: Servable>(
     init: &[u8],
 ) -> std::result::Result<Box<dyn Served>, RemoteError> {
-    let init = codec::decode(init, Vec::new()).map_err(failed)?;
+    let init = crate::connection::decode_plain(init).map_err(failed)?;
     Ok(Box::new(T::create(init)))
 }
 
@@ -140,7 +139,7 @@ impl<T: Servable> Proxy<T> {
 
     /// Sends `call` to the object and returns its reply (one round trip).
     pub fn call(&self, call: T::Call) -> Result<T::Reply> {
-        let bytes = crate::connection::encode_plain(&call)?;
+        let bytes = super::protocol::enc(&call)?;
         self.handle.call(Op::Custom(bytes))
     }
 }

@@ -85,7 +85,7 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     while let Ok(bytes) = conn.recv_bytes() {
-        let reply: Reply = match crate::codec::decode::<Request>(&bytes, Vec::new()) {
+        let reply: Reply = match crate::connection::decode_plain::<Request>(&bytes) {
             Ok(req) => {
                 let stop = matches!(req.op, Op::Shutdown);
                 let r = dispatch(state, req);
@@ -105,7 +105,7 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
 }
 
 fn encode(reply: &Reply) -> Vec<u8> {
-    bincode::serialize(reply).expect("a reply always encodes")
+    crate::connection::encode_plain(reply).expect("a reply always encodes")
 }
 
 /// Ends the accept loop: sets the flag, then wakes `accept` with a
@@ -189,7 +189,7 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
 }
 
 fn decode_init<T: serde::de::DeserializeOwned>(init: &[u8]) -> Result<T, RemoteError> {
-    crate::codec::decode(init, Vec::new()).map_err(|e| RemoteError::Failed(e.to_string()))
+    crate::connection::decode_plain(init).map_err(|e| RemoteError::Failed(e.to_string()))
 }
 
 fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError> {
@@ -200,7 +200,7 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
         }
         Kind::List => Object::List(Mutex::new(decode_init(init)?)),
         Kind::Namespace => Object::Namespace(Mutex::new(HashMap::new())),
-        Kind::Value => Object::Value(Mutex::new(init.to_vec())),
+        Kind::Value => Object::Value(Mutex::new(Bytes(init.to_vec()))),
         Kind::Lock => Object::Lock(Flag::default()),
         Kind::Event => Object::Event(Flag::default()),
         Kind::Custom(typeid) => {

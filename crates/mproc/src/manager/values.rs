@@ -5,10 +5,8 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Bytes, NamespaceOp, Op, ValueOp};
+use super::protocol::{enc, Bytes, NamespaceOp, Op, ValueOp};
 use super::proxy::Handle;
-use crate::codec;
-use crate::connection::encode_plain as enc;
 use crate::error::Result;
 
 /// A proxy to a namespace in a [`Manager`](crate::Manager)'s server, as
@@ -39,7 +37,7 @@ impl NamespaceProxy {
     /// with the type it was set with.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let b: Option<Bytes> = self.call(NamespaceOp::Get(name.into()))?;
-        b.map(|b| codec::decode(&b, Vec::new())).transpose()
+        b.map(|b| crate::connection::decode_plain(&b)).transpose()
     }
 
     /// Sets the attribute `name` (`ns.name = value`); returns whether it
@@ -97,12 +95,12 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value (`v.value`).
     pub fn get(&self) -> Result<T> {
         let b: Bytes = self.handle.call(Op::Value(ValueOp::Get))?;
-        codec::decode(&b, Vec::new())
+        crate::connection::decode_plain(&b)
     }
 
     /// Replaces the value; returns the old one (`v.value = x`).
     pub fn set(&self, value: &T) -> Result<T> {
         let b: Bytes = self.handle.call(Op::Value(ValueOp::Set(enc(value)?)))?;
-        codec::decode(&b, Vec::new())
+        crate::connection::decode_plain(&b)
     }
 }
