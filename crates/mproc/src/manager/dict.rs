@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{enc, Bytes, DictOp, Op};
+use super::protocol::{enc, Bytes, DictOp, Op, Packed};
 use super::proxy::Handle;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Keeps `K` and `V` in the type without owning either (always `Send` and `Sync`).
 type Entries<K, V> = fn((K, V)) -> (K, V);
@@ -105,11 +105,12 @@ where
 
     /// Inserts every pair, in one round trip (`d.update(...)`).
     pub fn update(&self, items: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        let items = items
-            .into_iter()
-            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
-            .collect::<Result<Vec<_>>>()?;
-        self.call(DictOp::Update(items))
+        let mut p = Packed::default();
+        for (k, v) in items {
+            p.push(&k)?;
+            p.push(&v)?;
+        }
+        self.call(DictOp::Update(p))
     }
 
     /// The values of `keys`, in one round trip.
@@ -123,11 +124,14 @@ where
     #[doc(alias = "items")]
     #[doc(alias = "copy")]
     pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
-        let items: Vec<(Bytes, Bytes)> = self.call(DictOp::Items)?;
-        items
-            .into_iter()
-            .map(|(k, v)| Ok((dec(&k)?, dec(&v)?)))
-            .collect()
+        let items: Packed = self.call(DictOp::Items)?;
+        let mut it = items.iter();
+        let mut all = Vec::new();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let k = dec(k.map_err(Error::Protocol)?)?;
+            all.push((k, dec(v.map_err(Error::Protocol)?)?));
+        }
+        Ok(all)
     }
 
     /// Every key.

@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{enc, Bytes, ListOp, Op};
+use super::protocol::{enc, Bytes, ListOp, Op, Packed};
 use super::proxy::Handle;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A proxy to a list in a [`Manager`](crate::Manager)'s server, as
 /// Python's `ListProxy`. Indices follow Python: negative ones count from
@@ -71,8 +71,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Appends every value, in one round trip.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
-        let v = values.into_iter().map(|x| enc(&x)).collect::<Result<_>>()?;
-        self.call(ListOp::Extend(v))
+        let mut p = Packed::default();
+        for v in values {
+            p.push(&v)?;
+        }
+        self.call(ListOp::Extend(p))
     }
 
     /// The element at `index` (`l[index]`).
@@ -113,8 +116,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// A copy of every element, in one round trip (`l[:]`).
     #[doc(alias = "snapshot")]
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        let all: Vec<Bytes> = self.call(ListOp::Snapshot)?;
-        all.iter().map(|b| dec(b)).collect()
+        let all: Packed = self.call(ListOp::Snapshot)?;
+        all.iter()
+            .map(|b| dec(b.map_err(Error::Protocol)?))
+            .collect()
     }
 
     /// Removes every element.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::protocol::{Bytes, DictOp, EventOp, ListOp, LockOp, NamespaceOp, ValueOp};
+use super::protocol::{Bytes, DictOp, EventOp, ListOp, LockOp, NamespaceOp, Packed, ValueOp};
 use super::register::Served;
 use crate::error::RemoteError;
 
@@ -36,6 +36,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn failed(e: crate::Error) -> RemoteError {
+    RemoteError::Failed(e.to_string())
+}
+
 /// Encodes a result for the reply.
 pub(crate) fn out<T: Serialize>(value: &T) -> Out {
     super::protocol::enc(value).map_err(|e| RemoteError::Failed(e.to_string()))
@@ -49,9 +53,25 @@ pub(crate) fn dict(m: &Mutex<HashMap<Bytes, Bytes>>, op: DictOp) -> Out {
         DictOp::Remove(k) => out(&d.remove(&k)),
         DictOp::Contains(k) => out(&d.contains_key(&k)),
         DictOp::Len => out(&(d.len() as u64)),
-        DictOp::Update(items) => out(&d.extend(items)),
+        DictOp::Update(items) => {
+            let mut it = items.iter();
+            while let Some(k) = it.next() {
+                let v = it.next().unwrap_or(Err("a key without a value".into()));
+                d.insert(
+                    Bytes(k.map_err(RemoteError::Failed)?.to_vec()),
+                    Bytes(v.map_err(RemoteError::Failed)?.to_vec()),
+                );
+            }
+            out(&())
+        }
         DictOp::GetMany(keys) => out(&keys.iter().map(|k| d.get(k)).collect::<Vec<_>>()),
-        DictOp::Items => out(&d.iter().collect::<Vec<_>>()),
+        DictOp::Items => {
+            let mut p = Packed::default();
+            for (k, v) in d.iter() {
+                p.push_raw(k).and_then(|_| p.push_raw(v)).map_err(failed)?;
+            }
+            out(&p)
+        }
         DictOp::Keys => out(&d.keys().collect::<Vec<_>>()),
         DictOp::Clear => out(&d.clear()),
     }
@@ -79,7 +99,12 @@ pub(crate) fn list(m: &Mutex<Vec<Bytes>>, op: ListOp) -> Out {
     let mut l = lock(m);
     match op {
         ListOp::Push(v) => out(&l.push(v)),
-        ListOp::Extend(vs) => out(&l.extend(vs)),
+        ListOp::Extend(vs) => {
+            for v in vs.iter() {
+                l.push(Bytes(v.map_err(RemoteError::Failed)?.to_vec()));
+            }
+            out(&())
+        }
         ListOp::Get(i) => out(&l[index(i, l.len(), false)?]),
         ListOp::Set(i, v) => {
             let j = index(i, l.len(), false)?;
@@ -94,7 +119,13 @@ pub(crate) fn list(m: &Mutex<Vec<Bytes>>, op: ListOp) -> Out {
             out(&l.remove(j))
         }
         ListOp::Len => out(&(l.len() as u64)),
-        ListOp::Snapshot => out(&*l),
+        ListOp::Snapshot => {
+            let mut p = Packed::default();
+            for v in l.iter() {
+                p.push_raw(v).map_err(failed)?;
+            }
+            out(&p)
+        }
         ListOp::Clear => out(&l.clear()),
     }
 }
