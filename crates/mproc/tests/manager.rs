@@ -332,3 +332,16 @@ fn a_unix_socket_file_is_removed_with_its_server() {
     m.shutdown().unwrap();
     assert!(!path.exists());
 }
+
+#[test]
+fn a_silent_peer_does_not_hold_up_the_server() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    // Connects, never answers the challenge.
+    let silent = mproc::Client::connect::<()>(m.address(), None).unwrap();
+    let t0 = std::time::Instant::now();
+    let v = m.value(5u8).unwrap();
+    assert_eq!(v.get().unwrap(), 5);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    drop(silent);
+}

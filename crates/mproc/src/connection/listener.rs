@@ -155,6 +155,13 @@ impl Listener {
     }
 
     fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<SocketConnection<T>> {
+        self.accept_pending(deadline)?.authenticate()
+    }
+
+    /// Takes the next peer without authenticating it: the caller runs
+    /// [`Pending::authenticate`] (on another thread, so that a slow peer
+    /// does not hold up the others).
+    pub(crate) fn accept_pending(&self, deadline: Option<Instant>) -> Result<Pending> {
         let sock = self
             .sock
             .as_ref()
@@ -174,22 +181,11 @@ impl Listener {
             }),
         }
         .map_err(Error::io("cannot accept"))?;
-        if let Some(key) = &self.authkey {
-            self.handshake(&stream, key)?;
-        }
-        Ok(SocketConnection::new(stream))
-    }
-
-    fn handshake(&self, stream: &Stream, key: &[u8]) -> Result<()> {
-        let deadline = Some(Instant::now() + self.handshake_timeout);
-        stream
-            .set_deadline(deadline)
-            .map_err(|e| frame::map_io(e, "cannot accept"))?;
-        auth::deliver_challenge(stream, key)?;
-        auth::answer_challenge(stream, key)?;
-        stream
-            .set_deadline(None)
-            .map_err(Error::io("cannot clear a timeout"))
+        Ok(Pending {
+            stream,
+            authkey: self.authkey.clone(),
+            timeout: self.handshake_timeout,
+        })
     }
 
     /// Stops listening and removes a Unix socket file. Idempotent.
@@ -205,6 +201,36 @@ impl Listener {
     pub fn is_closed(&self) -> bool {
         self.sock.is_none()
     }
+}
+
+/// An accepted peer that has not authenticated yet.
+pub(crate) struct Pending {
+    stream: Stream,
+    authkey: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Pending {
+    /// Runs the listener's half of the handshake (when it has a key),
+    /// bounded by its handshake timeout.
+    pub(crate) fn authenticate<T>(self) -> Result<SocketConnection<T>> {
+        if let Some(key) = &self.authkey {
+            let deadline = Some(Instant::now() + self.timeout);
+            handshake(&self.stream, key, deadline)?;
+        }
+        Ok(SocketConnection::new(self.stream))
+    }
+}
+
+fn handshake(stream: &Stream, key: &[u8], deadline: Option<Instant>) -> Result<()> {
+    stream
+        .set_deadline(deadline)
+        .map_err(|e| frame::map_io(e, "cannot accept"))?;
+    auth::deliver_challenge(stream, key)?;
+    auth::answer_challenge(stream, key)?;
+    stream
+        .set_deadline(None)
+        .map_err(Error::io("cannot clear a timeout"))
 }
 
 impl Drop for Listener {

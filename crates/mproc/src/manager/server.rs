@@ -72,13 +72,19 @@ pub(crate) fn main(setup: Setup) {
 
 fn serve(listener: &Listener, state: &Arc<State>) {
     while !state.stopping.load(Ordering::SeqCst) {
-        match listener.accept::<()>() {
-            Ok(conn) => {
+        match listener.accept_pending(None) {
+            Ok(peer) => {
                 let state = state.clone();
-                std::thread::spawn(move || handle(conn, &state));
+                // The handshake runs on the peer's thread: a peer that
+                // stalls holds up nobody else.
+                std::thread::spawn(move || {
+                    if let Ok(conn) = peer.authenticate() {
+                        handle(conn, &state);
+                    }
+                });
             }
             Err(Error::InvalidState(_)) => return,
-            Err(_) => {} // a peer that failed to authenticate
+            Err(_) => {}
         }
     }
 }
