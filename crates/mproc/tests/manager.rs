@@ -345,3 +345,52 @@ fn a_silent_peer_does_not_hold_up_the_server() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     drop(silent);
 }
+
+fn produce((q, n): (mproc::manager::QueueProxy<u32>, u32)) {
+    for i in 0..n {
+        q.put(&i).unwrap();
+    }
+    q.join().unwrap(); // until the parent marked every item done
+}
+
+#[test]
+fn a_bounded_queue_between_a_child_and_its_parent() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u32>(3).unwrap();
+    let mut p = Process::new(produce, (q.clone(), 50));
+    p.start().unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.push(q.get_timeout(common::GENEROUS).unwrap());
+        assert!(q.qsize().unwrap() <= 3);
+        q.task_done().unwrap();
+    }
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(
+        q.task_done(),
+        Err(Error::Remote(RemoteError::Failed(_)))
+    ));
+}
+
+fn hold(s: mproc::manager::SemaphoreProxy) {
+    s.acquire().unwrap();
+}
+
+#[test]
+fn semaphores_count_across_processes() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let s = m.semaphore(2).unwrap();
+    run(hold, s.clone());
+    run(hold, s.clone());
+    assert_eq!(s.value().unwrap(), 0);
+    assert!(!s.acquire_timeout(Duration::from_millis(5)).unwrap());
+    s.release().unwrap();
+    s.release().unwrap();
+    s.release().unwrap(); // not bounded
+    assert_eq!(s.value().unwrap(), 3);
+}

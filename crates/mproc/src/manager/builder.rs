@@ -10,9 +10,10 @@ use super::dict::DictProxy;
 use super::list::ListProxy;
 use super::protocol::{Kind, Op};
 use super::proxy::{Handle, Target};
+use super::queue::QueueProxy;
 use super::register::{Entry, Proxy, Servable};
 use super::server::{self, Setup};
-use super::sync::{EventProxy, LockProxy};
+use super::sync::{EventProxy, LockProxy, SemaphoreProxy};
 use super::values::{NamespaceProxy, ValueProxy};
 use crate::connection::{encode_plain, Address};
 use crate::error::{Error, Result};
@@ -272,6 +273,38 @@ impl Manager {
     pub fn event(&self) -> Result<EventProxy> {
         let handle = self.make(Kind::Event, None, Vec::new())?;
         Ok(EventProxy { handle })
+    }
+
+    /// A new queue holding at most `maxsize` items (0: no bound), as
+    /// `manager.Queue(maxsize)`; it also counts unfinished items, as
+    /// `manager.JoinableQueue()`.
+    #[doc(alias = "Queue")]
+    #[doc(alias = "JoinableQueue")]
+    pub fn queue<T: Serialize + DeserializeOwned>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let h = self.make(Kind::Queue(maxsize as u64), None, Vec::new())?;
+        Ok(QueueProxy::new(h))
+    }
+
+    /// The queue called `name`, made with `maxsize` if it does not exist.
+    pub fn queue_named<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        maxsize: usize,
+    ) -> Result<QueueProxy<T>> {
+        let h = self.make(Kind::Queue(maxsize as u64), Some(name), Vec::new())?;
+        Ok(QueueProxy::new(h))
+    }
+
+    /// A new semaphore with count `value`.
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        let handle = self.make(Kind::Semaphore(value, false), None, Vec::new())?;
+        Ok(SemaphoreProxy { handle })
+    }
+
+    /// A new semaphore with count `value` that may not be released past it.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        let handle = self.make(Kind::Semaphore(value, true), None, Vec::new())?;
+        Ok(SemaphoreProxy { handle })
     }
 
     /// A new object of the type registered as `typeid`

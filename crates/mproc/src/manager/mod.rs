@@ -9,7 +9,8 @@
 //! | `objects.rs`  | the objects the server holds and their operations        |
 //! | `protocol.rs` | requests and replies on the wire                         |
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
-//! | `dict.rs`, `list.rs`, `values.rs`, `sync.rs` | the typed proxies       |
+//! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
+//! | `waiting.rs`  | server objects that make callers wait (queue, semaphore) |
 //! | `register.rs` | user types (`Servable`) and their `Proxy<T>`             |
 
 mod builder;
@@ -18,14 +19,17 @@ mod list;
 mod objects;
 mod protocol;
 mod proxy;
+mod queue;
 mod register;
 mod server;
 mod sync;
 mod values;
+mod waiting;
 
 pub use builder::{Manager, ManagerBuilder};
 pub use dict::DictProxy;
 pub use list::ListProxy;
+pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
-pub use sync::{EventProxy, LockProxy};
+pub use sync::{EventProxy, LockProxy, SemaphoreProxy};
 pub use values::{NamespaceProxy, ValueProxy};

@@ -21,6 +21,8 @@ pub(crate) enum Object {
     /// A manager lock: a flag with no owner (any proxy may release it).
     Lock(Flag),
     Event(Flag),
+    Queue(super::waiting::Queue),
+    Semaphore(super::waiting::Semaphore),
     /// A registered type: its name and the object.
     Custom(String, Mutex<Box<dyn Served>>),
 }

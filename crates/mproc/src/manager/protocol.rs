@@ -84,6 +84,8 @@ pub(crate) enum Op {
     Value(ValueOp),
     Lock(LockOp),
     Event(EventOp),
+    Queue(QueueOp),
+    Semaphore(SemaphoreOp),
     /// A call on a registered type: its encoded request.
     Custom(Bytes),
 }
@@ -96,6 +98,10 @@ pub(crate) enum Kind {
     Value,
     Lock,
     Event,
+    /// A queue holding at most this many items (0: no bound).
+    Queue(u64),
+    /// A semaphore with this initial value; bounded or not.
+    Semaphore(u64, bool),
     Custom(String),
 }
 
@@ -157,6 +163,26 @@ pub(crate) enum EventOp {
     IsSet,
     /// Waits up to this many microseconds (`None`: forever).
     Wait(Option<u64>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    /// Waits up to this many microseconds for room; returns whether the
+    /// item went in.
+    Put(Bytes, Option<u64>),
+    /// Waits up to this many microseconds; returns the item, if any.
+    Get(Option<u64>),
+    Len,
+    TaskDone,
+    /// Waits until every item put was marked done; returns whether so.
+    Join(Option<u64>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SemaphoreOp {
+    Acquire(Option<u64>),
+    Release,
+    Value,
 }
 
 /// Many elements in one buffer, each after its length (`u32`, little

@@ -12,6 +12,7 @@ use super::objects::{self, Flag, Object};
 use super::protocol::{Bytes, Kind, Op, Reply, Request};
 use super::proxy::Target;
 use super::register::{Entry, Factory};
+use super::waiting::{Queue, Semaphore};
 use crate::connection::{Listener, SocketConnection};
 use crate::error::{Error, RemoteError};
 use crate::Connection;
@@ -157,6 +158,14 @@ fn dispatch(state: &State, req: Request) -> Reply {
             Object::Event(f) => f.event_op(op),
             _ => wrong(req.id),
         },
+        Op::Queue(op) => match &*object(req.id)? {
+            Object::Queue(q) => q.op(op),
+            _ => wrong(req.id),
+        },
+        Op::Semaphore(op) => match &*object(req.id)? {
+            Object::Semaphore(s) => s.op(op),
+            _ => wrong(req.id),
+        },
         Op::Custom(call) => match &*object(req.id)? {
             Object::Custom(_, m) => m
                 .lock()
@@ -209,6 +218,8 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
         Kind::Value => Object::Value(Mutex::new(Bytes(init.to_vec()))),
         Kind::Lock => Object::Lock(Flag::default()),
         Kind::Event => Object::Event(Flag::default()),
+        Kind::Queue(max) => Object::Queue(Queue::new(*max as usize)),
+        Kind::Semaphore(value, bounded) => Object::Semaphore(Semaphore::new(*value, *bounded)),
         Kind::Custom(typeid) => {
             let f = state
                 .registry
@@ -228,5 +239,7 @@ fn same_kind(o: &Object, kind: &Kind) -> bool {
             | (Object::Value(_), Kind::Value)
             | (Object::Lock(_), Kind::Lock)
             | (Object::Event(_), Kind::Event)
+            | (Object::Queue(_), Kind::Queue(_))
+            | (Object::Semaphore(_), Kind::Semaphore(..))
     ) || matches!((o, kind), (Object::Custom(a, _), Kind::Custom(b)) if a == b)
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{EventOp, LockOp, Op};
+use super::protocol::{EventOp, LockOp, Op, SemaphoreOp};
 use super::proxy::Handle;
 use crate::error::Result;
 
@@ -109,5 +109,55 @@ impl EventProxy {
     /// Waits up to `timeout`; returns whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         self.handle.call(Op::Event(EventOp::Wait(micros(timeout))))
+    }
+}
+
+/// A proxy to a semaphore in a [`Manager`](crate::Manager)'s server
+/// (Python's `manager.Semaphore(n)` and `manager.BoundedSemaphore(n)`).
+///
+/// ```
+/// let m = mproc::Manager::start()?;
+/// let s = m.bounded_semaphore(1)?;
+/// assert!(s.try_acquire()?);
+/// assert!(!s.try_acquire()?);
+/// s.release()?;
+/// assert!(s.release().is_err()); // over its bound
+/// assert_eq!(s.value()?, 1);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SemaphoreProxy {
+    pub(crate) handle: Handle,
+}
+
+impl SemaphoreProxy {
+    /// Waits until the count is positive and decrements it.
+    pub fn acquire(&self) -> Result<()> {
+        self.handle
+            .call::<bool>(Op::Semaphore(SemaphoreOp::Acquire(None)))
+            .map(drop)
+    }
+
+    /// As [`acquire`](SemaphoreProxy::acquire), for at most `timeout`;
+    /// returns whether it decremented.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.handle
+            .call(Op::Semaphore(SemaphoreOp::Acquire(micros(timeout))))
+    }
+
+    /// Decrements if the count is positive now.
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Increments the count; for a bounded semaphore, past its initial
+    /// value is [`RemoteError::Failed`](crate::RemoteError).
+    pub fn release(&self) -> Result<()> {
+        self.handle.call(Op::Semaphore(SemaphoreOp::Release))
+    }
+
+    /// The count now.
+    pub fn value(&self) -> Result<u64> {
+        self.handle.call(Op::Semaphore(SemaphoreOp::Value))
     }
 }
