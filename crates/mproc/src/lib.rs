@@ -92,6 +92,23 @@
 //! # Ok::<(), mproc::Error>(())
 //! ```
 //!
+//! # Managers, listeners and clients
+//!
+//! A [`Manager`] holds dicts, lists, namespaces, values, queues, locks,
+//! events, semaphores and your own [`manager::Servable`] types in a server
+//! process and hands out proxies (one round trip per call; batch calls
+//! for bulk). [`Listener`] and [`Client`] connect processes over Unix, Linux
+//! abstract or TCP addresses with CPython's framing and authentication
+//! handshake, so they talk to Python's `multiprocessing.connection`:
+//!
+//! ```
+//! let m = mproc::Manager::start()?;
+//! let d = m.dict::<String, u64>()?;
+//! d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+//! assert_eq!(d.get_many(&["a".into(), "c".into()])?, vec![Some(1), None]);
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`

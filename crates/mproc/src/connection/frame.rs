@@ -130,4 +130,30 @@ mod tests {
         let e = parse_header(&mut &(-2i32).to_be_bytes()[..]).unwrap_err();
         assert!(matches!(e, Error::Protocol(_)), "{e}");
     }
+
+    /// A poor man's fuzz run: random and mutated frames never panic, never
+    /// read past the buffer, and never yield more than the limit.
+    #[test]
+    fn random_frames_are_refused_or_bounded() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 3 == 0 && len >= 4 {
+                let n = (next() % (len as u64)) as i32;
+                buf[..4].copy_from_slice(&n.to_be_bytes());
+            }
+            match recv(&buf[..], 256) {
+                Ok(msg) => assert!(msg.len() <= 256 && msg.len() + 4 <= buf.len()),
+                Err(Error::Protocol(_) | Error::Disconnected) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+    }
 }
