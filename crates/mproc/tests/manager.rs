@@ -394,3 +394,41 @@ fn semaphores_count_across_processes() {
     s.release().unwrap(); // not bounded
     assert_eq!(s.value().unwrap(), 3);
 }
+
+fn meet(b: mproc::manager::BarrierProxy) -> u64 {
+    b.wait_timeout(common::GENEROUS).unwrap()
+}
+
+#[test]
+fn a_barrier_releases_every_party_with_distinct_indices() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let b = m.barrier(3).unwrap();
+    let kids: Vec<_> = (0..2)
+        .map(|_| mproc::spawn(meet, b.clone()).unwrap())
+        .collect();
+    let mut idx = vec![b.wait_timeout(common::GENEROUS).unwrap()];
+    idx.extend(kids.into_iter().map(|k| k.join().unwrap()));
+    idx.sort();
+    assert_eq!(idx, vec![0, 1, 2]);
+    assert_eq!(b.n_waiting().unwrap(), 0);
+    assert_eq!(b.parties().unwrap(), 3);
+}
+
+#[test]
+fn an_array_keeps_its_length() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let a = m.array([1.5f64, 2.5]).unwrap();
+    assert_eq!(a.set(0, &0.5).unwrap(), 1.5);
+    assert_eq!(a.to_vec().unwrap(), vec![0.5, 2.5]);
+    assert!(matches!(
+        a.get(2),
+        Err(Error::Remote(RemoteError::IndexOutOfRange {
+            index: 2,
+            len: 2
+        }))
+    ));
+    let l = m.list_from(["x".to_string()]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec!["x"]);
+}

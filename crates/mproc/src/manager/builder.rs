@@ -7,13 +7,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::dict::DictProxy;
-use super::list::ListProxy;
+use super::list::{ArrayProxy, ListProxy};
+use super::protocol::Packed;
 use super::protocol::{Kind, Op};
 use super::proxy::{Handle, Target};
 use super::queue::QueueProxy;
 use super::register::{Entry, Proxy, Servable};
 use super::server::{self, Setup};
-use super::sync::{EventProxy, LockProxy, SemaphoreProxy};
+use super::sync::{BarrierProxy, EventProxy, LockProxy, SemaphoreProxy};
 use super::values::{NamespaceProxy, ValueProxy};
 use crate::connection::{encode_plain, Address};
 use crate::error::{Error, Result};
@@ -240,14 +241,38 @@ impl Manager {
 
     /// A new empty list.
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>> {
-        let h = self.make(Kind::List, None, Self::empty::<u8>()?)?;
+        let h = self.make(Kind::List, None, encode_plain(&Packed::default())?)?;
         Ok(ListProxy::new(h))
     }
 
     /// The list called `name`, made empty if it does not exist yet.
     pub fn list_named<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<ListProxy<T>> {
-        let h = self.make(Kind::List, Some(name), Self::empty::<u8>()?)?;
+        let h = self.make(Kind::List, Some(name), encode_plain(&Packed::default())?)?;
         Ok(ListProxy::new(h))
+    }
+
+    /// A new list holding `items`, in one round trip.
+    pub fn list_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>> {
+        let l = self.list()?;
+        l.extend(items)?;
+        Ok(l)
+    }
+
+    /// A new fixed-length array holding `items` (`manager.Array`).
+    #[doc(alias = "Array")]
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ArrayProxy<T>> {
+        let mut p = Packed::default();
+        for x in items {
+            p.push(&x)?;
+        }
+        let h = self.make(Kind::List, None, encode_plain(&p)?)?;
+        Ok(ArrayProxy::new(h))
     }
 
     /// A new namespace.
@@ -305,6 +330,17 @@ impl Manager {
     pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
         let handle = self.make(Kind::Semaphore(value, true), None, Vec::new())?;
         Ok(SemaphoreProxy { handle })
+    }
+
+    /// A new barrier for `parties` callers.
+    pub fn barrier(&self, parties: u64) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(Error::InvalidArgument(
+                "a barrier needs at least one party".into(),
+            ));
+        }
+        let handle = self.make(Kind::Barrier(parties), None, Vec::new())?;
+        Ok(BarrierProxy { handle })
     }
 
     /// A new object of the type registered as `typeid`

@@ -127,3 +127,58 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         self.call(ListOp::Clear)
     }
 }
+
+/// A proxy to a fixed-length array in a [`Manager`](crate::Manager)'s
+/// server (Python's `manager.Array(typecode, seq)`): elements can be read
+/// and replaced, never added or removed.
+///
+/// ```
+/// let m = mproc::Manager::start()?;
+/// let a = m.array(vec![0u8; 4])?;
+/// a.set(1, &7)?;
+/// assert_eq!(a.get(-3)?, 7);
+/// assert_eq!(a.len()?, 4);
+/// assert_eq!(a.to_vec()?, vec![0, 7, 0, 0]);
+/// assert!(a.set(4, &1).is_err());
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct ArrayProxy<T>(ListProxy<T>);
+
+impl<T> Clone for ArrayProxy<T> {
+    fn clone(&self) -> Self {
+        ArrayProxy(self.0.clone())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    pub(crate) fn new(handle: Handle) -> Self {
+        ArrayProxy(ListProxy::new(handle))
+    }
+
+    /// The element at `index` (negative: from the end).
+    pub fn get(&self, index: i64) -> Result<T> {
+        self.0.get(index)
+    }
+
+    /// Replaces the element at `index`; returns the old one.
+    pub fn set(&self, index: i64, value: &T) -> Result<T> {
+        self.0.set(index, value)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> Result<usize> {
+        self.0.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.0.is_empty()
+    }
+
+    /// A copy of every element, in one round trip (`a[:]`).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.0.to_vec()
+    }
+}

@@ -10,7 +10,7 @@
 //! | `protocol.rs` | requests and replies on the wire                         |
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
 //! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
-//! | `waiting.rs`  | server objects that make callers wait (queue, semaphore) |
+//! | `waiting.rs`  | server objects that make callers wait (queue, semaphore, barrier) |
 //! | `register.rs` | user types (`Servable`) and their `Proxy<T>`             |
 
 mod builder;
@@ -28,8 +28,8 @@ mod waiting;
 
 pub use builder::{Manager, ManagerBuilder};
 pub use dict::DictProxy;
-pub use list::ListProxy;
+pub use list::{ArrayProxy, ListProxy};
 pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
-pub use sync::{EventProxy, LockProxy, SemaphoreProxy};
+pub use sync::{BarrierProxy, EventProxy, LockProxy, SemaphoreProxy};
 pub use values::{NamespaceProxy, ValueProxy};

@@ -23,6 +23,7 @@ pub(crate) enum Object {
     Event(Flag),
     Queue(super::waiting::Queue),
     Semaphore(super::waiting::Semaphore),
+    Barrier(super::waiting::Barrier),
     /// A registered type: its name and the object.
     Custom(String, Mutex<Box<dyn Served>>),
 }

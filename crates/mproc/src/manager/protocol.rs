@@ -86,6 +86,7 @@ pub(crate) enum Op {
     Event(EventOp),
     Queue(QueueOp),
     Semaphore(SemaphoreOp),
+    Barrier(BarrierOp),
     /// A call on a registered type: its encoded request.
     Custom(Bytes),
 }
@@ -102,6 +103,8 @@ pub(crate) enum Kind {
     Queue(u64),
     /// A semaphore with this initial value; bounded or not.
     Semaphore(u64, bool),
+    /// A barrier for this many parties.
+    Barrier(u64),
     Custom(String),
 }
 
@@ -183,6 +186,18 @@ pub(crate) enum SemaphoreOp {
     Acquire(Option<u64>),
     Release,
     Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    /// Waits up to this many microseconds; the arrival index, or `None`
+    /// when the barrier is broken.
+    Wait(Option<u64>),
+    Abort,
+    Reset,
+    Waiting,
+    Broken,
+    Parties,
 }
 
 /// Many elements in one buffer, each after its length (`u32`, little

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::objects::{self, Flag, Object};
-use super::protocol::{Bytes, Kind, Op, Reply, Request};
+use super::protocol::{Bytes, Kind, Op, Packed, Reply, Request};
 use super::proxy::Target;
 use super::register::{Entry, Factory};
-use super::waiting::{Queue, Semaphore};
+use super::waiting::{Barrier, Queue, Semaphore};
 use crate::connection::{Listener, SocketConnection};
 use crate::error::{Error, RemoteError};
 use crate::Connection;
@@ -166,6 +166,10 @@ fn dispatch(state: &State, req: Request) -> Reply {
             Object::Semaphore(s) => s.op(op),
             _ => wrong(req.id),
         },
+        Op::Barrier(op) => match &*object(req.id)? {
+            Object::Barrier(b) => b.op(op),
+            _ => wrong(req.id),
+        },
         Op::Custom(call) => match &*object(req.id)? {
             Object::Custom(_, m) => m
                 .lock()
@@ -213,12 +217,21 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
             let items: Vec<(Bytes, Bytes)> = decode_init(init)?;
             Object::Dict(Mutex::new(items.into_iter().collect()))
         }
-        Kind::List => Object::List(Mutex::new(decode_init(init)?)),
+        Kind::List => {
+            let items: Packed = decode_init(init)?;
+            let items = items
+                .iter()
+                .map(|b| b.map(|b| Bytes(b.to_vec())))
+                .collect::<Result<_, String>>()
+                .map_err(RemoteError::Failed)?;
+            Object::List(Mutex::new(items))
+        }
         Kind::Namespace => Object::Namespace(Mutex::new(HashMap::new())),
         Kind::Value => Object::Value(Mutex::new(Bytes(init.to_vec()))),
         Kind::Lock => Object::Lock(Flag::default()),
         Kind::Event => Object::Event(Flag::default()),
         Kind::Queue(max) => Object::Queue(Queue::new(*max as usize)),
+        Kind::Barrier(parties) => Object::Barrier(Barrier::new(*parties)),
         Kind::Semaphore(value, bounded) => Object::Semaphore(Semaphore::new(*value, *bounded)),
         Kind::Custom(typeid) => {
             let f = state
@@ -241,5 +254,6 @@ fn same_kind(o: &Object, kind: &Kind) -> bool {
             | (Object::Event(_), Kind::Event)
             | (Object::Queue(_), Kind::Queue(_))
             | (Object::Semaphore(_), Kind::Semaphore(..))
+            | (Object::Barrier(_), Kind::Barrier(_))
     ) || matches!((o, kind), (Object::Custom(a, _), Kind::Custom(b)) if a == b)
 }

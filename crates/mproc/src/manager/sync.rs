@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{EventOp, LockOp, Op, SemaphoreOp};
+use super::protocol::{BarrierOp, EventOp, LockOp, Op, SemaphoreOp};
 use super::proxy::Handle;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 fn micros(d: Duration) -> Option<u64> {
     Some(d.as_micros().min(u64::MAX as u128) as u64)
@@ -159,5 +159,70 @@ impl SemaphoreProxy {
     /// The count now.
     pub fn value(&self) -> Result<u64> {
         self.handle.call(Op::Semaphore(SemaphoreOp::Value))
+    }
+}
+
+/// A proxy to a barrier in a [`Manager`](crate::Manager)'s server
+/// (Python's `manager.Barrier(parties)`). A wait that times out breaks the
+/// barrier; a broken barrier's waits fail with [`Error::BrokenBarrier`].
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc::Error;
+///
+/// let m = mproc::Manager::start()?;
+/// let b = m.barrier(2)?;
+/// assert!(matches!(b.wait_timeout(Duration::from_millis(5)), Err(Error::BrokenBarrier)));
+/// assert!(b.broken()?);
+/// b.reset()?;
+/// assert!(!b.broken()?);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BarrierProxy {
+    pub(crate) handle: Handle,
+}
+
+impl BarrierProxy {
+    fn wait_within(&self, us: Option<u64>) -> Result<u64> {
+        let index: Option<u64> = self.handle.call(Op::Barrier(BarrierOp::Wait(us)))?;
+        index.ok_or(Error::BrokenBarrier)
+    }
+
+    /// Waits until every party arrived; returns this caller's arrival
+    /// index (`0..parties`).
+    pub fn wait(&self) -> Result<u64> {
+        self.wait_within(None)
+    }
+
+    /// As [`wait`](BarrierProxy::wait), breaking the barrier after
+    /// `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64> {
+        self.wait_within(micros(timeout))
+    }
+
+    /// Breaks the barrier: current and future waits fail.
+    pub fn abort(&self) -> Result<()> {
+        self.handle.call(Op::Barrier(BarrierOp::Abort))
+    }
+
+    /// Back to the initial state; current waiters fail.
+    pub fn reset(&self) -> Result<()> {
+        self.handle.call(Op::Barrier(BarrierOp::Reset))
+    }
+
+    /// The number of parties waiting now.
+    pub fn n_waiting(&self) -> Result<u64> {
+        self.handle.call(Op::Barrier(BarrierOp::Waiting))
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> Result<bool> {
+        self.handle.call(Op::Barrier(BarrierOp::Broken))
+    }
+
+    /// The number of parties it waits for.
+    pub fn parties(&self) -> Result<u64> {
+        self.handle.call(Op::Barrier(BarrierOp::Parties))
     }
 }

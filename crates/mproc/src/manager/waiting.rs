@@ -5,7 +5,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::objects::out;
-use super::protocol::{Bytes, QueueOp, SemaphoreOp};
+use super::protocol::{BarrierOp, Bytes, QueueOp, SemaphoreOp};
 use crate::error::RemoteError;
 
 type Out = Result<Bytes, RemoteError>;
@@ -138,5 +138,87 @@ impl Semaphore {
             }
             SemaphoreOp::Value => out(&*self.count.lock().unwrap_or_else(|p| p.into_inner())),
         }
+    }
+}
+
+#[derive(Default)]
+struct BarrierState {
+    /// Parties waiting in this generation.
+    count: u64,
+    generation: u64,
+    broken: bool,
+    /// The generation whose waiters `reset` turned away.
+    reset: Option<u64>,
+}
+
+/// A barrier for `parties` callers, as `threading.Barrier`.
+pub(crate) struct Barrier {
+    state: Mutex<BarrierState>,
+    changed: Condvar,
+    parties: u64,
+}
+
+impl Barrier {
+    pub(crate) fn new(parties: u64) -> Barrier {
+        Barrier {
+            state: Mutex::new(BarrierState::default()),
+            changed: Condvar::new(),
+            parties,
+        }
+    }
+
+    pub(crate) fn op(&self, op: BarrierOp) -> Out {
+        let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match op {
+            BarrierOp::Wait(us) => out(&self.wait(us)),
+            BarrierOp::Abort => {
+                lock().broken = true;
+                self.changed.notify_all();
+                out(&())
+            }
+            BarrierOp::Reset => {
+                let mut g = lock();
+                if g.count > 0 {
+                    g.reset = Some(g.generation);
+                    g.generation += 1;
+                    g.count = 0;
+                }
+                g.broken = false;
+                self.changed.notify_all();
+                out(&())
+            }
+            BarrierOp::Waiting => out(&lock().count),
+            BarrierOp::Broken => out(&lock().broken),
+            BarrierOp::Parties => out(&self.parties),
+        }
+    }
+
+    /// This caller's arrival index, or `None` if the barrier is or becomes
+    /// broken (a timeout breaks it).
+    fn wait(&self, us: Option<u64>) -> Option<u64> {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if g.broken {
+            return None;
+        }
+        let (index, mine) = (g.count, g.generation);
+        g.count += 1;
+        if g.count == self.parties {
+            g.count = 0;
+            g.generation += 1;
+            self.changed.notify_all();
+            return Some(index);
+        }
+        drop(g);
+        let (mut g, done) = wait_until(&self.state, &self.changed, us, |s| {
+            s.generation != mine || s.broken
+        });
+        if g.generation != mine {
+            return (g.reset != Some(mine)).then_some(index);
+        }
+        if !done {
+            g.broken = true;
+            self.changed.notify_all();
+        }
+        None
     }
 }
