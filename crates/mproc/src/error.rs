@@ -163,6 +163,10 @@ pub enum RemoteError {
     /// A manager lock released while nobody holds it.
     #[error("release of an unlocked lock")]
     NotLocked,
+    /// An `RLock` or `Condition` used by a proxy that does not hold it
+    /// (each proxy handle is an owner; a clone is another).
+    #[error("the lock is not held by this proxy")]
+    NotOwner,
     /// The object does not exist on this server.
     #[error("no object #{0} on the server")]
     NoSuchObject(u64),

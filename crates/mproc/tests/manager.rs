@@ -432,3 +432,29 @@ fn an_array_keeps_its_length() {
     let l = m.list_from(["x".to_string()]).unwrap();
     assert_eq!(l.to_vec().unwrap(), vec!["x"]);
 }
+
+fn wait_for_flag((c, flag): (mproc::manager::ConditionProxy, ValueProxy<bool>)) -> bool {
+    c.acquire().unwrap();
+    while !flag.get().unwrap() {
+        c.wait_timeout(common::GENEROUS).unwrap();
+    }
+    c.release().unwrap();
+    true
+}
+
+#[test]
+fn a_condition_wakes_a_child_waiting_for_a_predicate() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let (c, flag) = (m.condition().unwrap(), m.value(false).unwrap());
+    let child = mproc::spawn(wait_for_flag, (c.clone(), flag.clone())).unwrap();
+    c.acquire().unwrap();
+    flag.set(&true).unwrap();
+    c.notify_all().unwrap();
+    c.release().unwrap();
+    assert!(child.join().unwrap());
+    assert!(matches!(
+        c.notify(1),
+        Err(Error::Remote(RemoteError::NotOwner))
+    ));
+}

@@ -14,7 +14,9 @@ use super::proxy::{Handle, Target};
 use super::queue::QueueProxy;
 use super::register::{Entry, Proxy, Servable};
 use super::server::{self, Setup};
-use super::sync::{BarrierProxy, EventProxy, LockProxy, SemaphoreProxy};
+use super::sync::{
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy,
+};
 use super::values::{NamespaceProxy, ValueProxy};
 use crate::connection::{encode_plain, Address};
 use crate::error::{Error, Result};
@@ -330,6 +332,18 @@ impl Manager {
     pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
         let handle = self.make(Kind::Semaphore(value, true), None, Vec::new())?;
         Ok(SemaphoreProxy { handle })
+    }
+
+    /// A new reentrant lock, free.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        let handle = self.make(Kind::Reentrant, None, Vec::new())?;
+        Ok(RLockProxy { handle })
+    }
+
+    /// A new condition variable with its own reentrant lock.
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        let handle = self.make(Kind::Reentrant, None, Vec::new())?;
+        Ok(ConditionProxy { handle })
     }
 
     /// A new barrier for `parties` callers.

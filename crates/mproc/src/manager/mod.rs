@@ -11,6 +11,7 @@
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
 //! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
 //! | `waiting.rs`  | server objects that make callers wait (queue, semaphore, barrier) |
+//! | `reentrant.rs`| the server's RLock, also its Condition                   |
 //! | `register.rs` | user types (`Servable`) and their `Proxy<T>`             |
 
 mod builder;
@@ -20,6 +21,7 @@ mod objects;
 mod protocol;
 mod proxy;
 mod queue;
+mod reentrant;
 mod register;
 mod server;
 mod sync;
@@ -31,5 +33,5 @@ pub use dict::DictProxy;
 pub use list::{ArrayProxy, ListProxy};
 pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
-pub use sync::{BarrierProxy, EventProxy, LockProxy, SemaphoreProxy};
+pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
 pub use values::{NamespaceProxy, ValueProxy};

@@ -24,6 +24,7 @@ pub(crate) enum Object {
     Queue(super::waiting::Queue),
     Semaphore(super::waiting::Semaphore),
     Barrier(super::waiting::Barrier),
+    Reentrant(super::reentrant::Reentrant),
     /// A registered type: its name and the object.
     Custom(String, Mutex<Box<dyn Served>>),
 }

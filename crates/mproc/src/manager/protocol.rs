@@ -87,6 +87,7 @@ pub(crate) enum Op {
     Queue(QueueOp),
     Semaphore(SemaphoreOp),
     Barrier(BarrierOp),
+    Reentrant(ReentrantOp),
     /// A call on a registered type: its encoded request.
     Custom(Bytes),
 }
@@ -105,6 +106,8 @@ pub(crate) enum Kind {
     Semaphore(u64, bool),
     /// A barrier for this many parties.
     Barrier(u64),
+    /// A reentrant lock, also a condition variable.
+    Reentrant,
     Custom(String),
 }
 
@@ -186,6 +189,18 @@ pub(crate) enum SemaphoreOp {
     Acquire(Option<u64>),
     Release,
     Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ReentrantOp {
+    /// Waits up to this many microseconds; returns whether it was taken.
+    Acquire(Option<u64>),
+    Release,
+    /// Condition wait: up to this many microseconds; returns whether it
+    /// was notified.
+    Wait(Option<u64>),
+    /// Wakes up to this many waiters.
+    Notify(u64),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ struct State {
     objects: Mutex<HashMap<u64, Arc<Object>>>,
     names: Mutex<HashMap<String, u64>>,
     next: AtomicU64,
+    next_conn: AtomicU64,
     registry: HashMap<String, Factory>,
     stopping: AtomicBool,
     target: Target,
@@ -60,6 +61,7 @@ pub(crate) fn main(setup: Setup) {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         next: AtomicU64::new(1),
+        next_conn: AtomicU64::new(1),
         registry: setup
             .registry
             .iter()
@@ -91,11 +93,12 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 }
 
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
+    let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match crate::connection::decode_plain::<Request>(&bytes) {
             Ok(req) => {
                 let stop = matches!(req.op, Op::Shutdown);
-                let r = dispatch(state, req);
+                let r = dispatch(state, id, req);
                 if stop {
                     let _ = conn.send_bytes(&encode(&r));
                     stop_serving(state);
@@ -122,7 +125,8 @@ fn stop_serving(state: &State) {
     let _ = super::proxy::connect(&state.target);
 }
 
-fn dispatch(state: &State, req: Request) -> Reply {
+/// `conn` names the connection the request came on (an owner of locks).
+fn dispatch(state: &State, conn: u64, req: Request) -> Reply {
     let object = |id: u64| {
         let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
         objects
@@ -168,6 +172,10 @@ fn dispatch(state: &State, req: Request) -> Reply {
         },
         Op::Barrier(op) => match &*object(req.id)? {
             Object::Barrier(b) => b.op(op),
+            _ => wrong(req.id),
+        },
+        Op::Reentrant(op) => match &*object(req.id)? {
+            Object::Reentrant(r) => r.op(conn, op),
             _ => wrong(req.id),
         },
         Op::Custom(call) => match &*object(req.id)? {
@@ -231,6 +239,7 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
         Kind::Lock => Object::Lock(Flag::default()),
         Kind::Event => Object::Event(Flag::default()),
         Kind::Queue(max) => Object::Queue(Queue::new(*max as usize)),
+        Kind::Reentrant => Object::Reentrant(Default::default()),
         Kind::Barrier(parties) => Object::Barrier(Barrier::new(*parties)),
         Kind::Semaphore(value, bounded) => Object::Semaphore(Semaphore::new(*value, *bounded)),
         Kind::Custom(typeid) => {
@@ -255,5 +264,6 @@ fn same_kind(o: &Object, kind: &Kind) -> bool {
             | (Object::Queue(_), Kind::Queue(_))
             | (Object::Semaphore(_), Kind::Semaphore(..))
             | (Object::Barrier(_), Kind::Barrier(_))
+            | (Object::Reentrant(_), Kind::Reentrant)
     ) || matches!((o, kind), (Object::Custom(a, _), Kind::Custom(b)) if a == b)
 }

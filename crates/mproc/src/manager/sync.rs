@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{BarrierOp, EventOp, LockOp, Op, SemaphoreOp};
+use super::protocol::{BarrierOp, EventOp, LockOp, Op, ReentrantOp, SemaphoreOp};
 use super::proxy::Handle;
 use crate::error::{Error, Result};
 
@@ -224,5 +224,119 @@ impl BarrierProxy {
     /// The number of parties it waits for.
     pub fn parties(&self) -> Result<u64> {
         self.handle.call(Op::Barrier(BarrierOp::Parties))
+    }
+}
+
+/// A proxy to a reentrant lock in a [`Manager`](crate::Manager)'s server
+/// (Python's `manager.RLock()`). Its owner is the proxy handle: the holder
+/// may acquire it again and must release it as many times; a clone (or a
+/// copy in another process) is another owner.
+///
+/// ```
+/// use mproc::{Error, RemoteError};
+///
+/// let m = mproc::Manager::start()?;
+/// let r = m.rlock()?;
+/// r.acquire()?;
+/// r.acquire()?;
+/// let other = r.clone();
+/// assert!(!other.try_acquire()?);
+/// assert!(matches!(other.release(), Err(Error::Remote(RemoteError::NotOwner))));
+/// r.release()?;
+/// r.release()?;
+/// assert!(other.try_acquire()?);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RLockProxy {
+    pub(crate) handle: Handle,
+}
+
+impl RLockProxy {
+    fn call<R: serde::de::DeserializeOwned>(&self, op: ReentrantOp) -> Result<R> {
+        self.handle.call(Op::Reentrant(op))
+    }
+
+    /// Takes the lock (again, if this proxy holds it).
+    pub fn acquire(&self) -> Result<()> {
+        self.call::<bool>(ReentrantOp::Acquire(None)).map(drop)
+    }
+
+    /// Takes the lock if possible within `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.call(ReentrantOp::Acquire(micros(timeout)))
+    }
+
+    /// Takes the lock if possible now.
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Releases one level; [`RemoteError::NotOwner`](crate::RemoteError)
+    /// if this proxy does not hold it.
+    pub fn release(&self) -> Result<()> {
+        self.call(ReentrantOp::Release)
+    }
+}
+
+/// A proxy to a condition variable in a [`Manager`](crate::Manager)'s
+/// server (Python's `manager.Condition()`), with its own reentrant lock.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let m = mproc::Manager::start()?;
+/// let c = m.condition()?;
+/// c.acquire()?;
+/// assert!(!c.wait_timeout(Duration::from_millis(5))?); // nobody notified
+/// c.notify_all()?;
+/// c.release()?;
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConditionProxy {
+    pub(crate) handle: Handle,
+}
+
+impl ConditionProxy {
+    fn call<R: serde::de::DeserializeOwned>(&self, op: ReentrantOp) -> Result<R> {
+        self.handle.call(Op::Reentrant(op))
+    }
+
+    /// Takes the underlying lock.
+    pub fn acquire(&self) -> Result<()> {
+        self.call::<bool>(ReentrantOp::Acquire(None)).map(drop)
+    }
+
+    /// Takes the underlying lock if possible within `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.call(ReentrantOp::Acquire(micros(timeout)))
+    }
+
+    /// Releases the underlying lock.
+    pub fn release(&self) -> Result<()> {
+        self.call(ReentrantOp::Release)
+    }
+
+    /// Releases the lock, waits for a notification, takes the lock back.
+    /// The caller must hold the lock.
+    pub fn wait(&self) -> Result<()> {
+        self.call::<bool>(ReentrantOp::Wait(None)).map(drop)
+    }
+
+    /// As [`wait`](ConditionProxy::wait), for at most `timeout`; returns
+    /// whether it was notified.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.call(ReentrantOp::Wait(micros(timeout)))
+    }
+
+    /// Wakes up to `n` waiters; the caller must hold the lock.
+    pub fn notify(&self, n: u64) -> Result<()> {
+        self.call(ReentrantOp::Notify(n))
+    }
+
+    /// Wakes every waiter; the caller must hold the lock.
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(u64::MAX)
     }
 }
