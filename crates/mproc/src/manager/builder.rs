@@ -76,6 +76,9 @@ pub struct Manager {
     target: Arc<Target>,
     control: Handle,
     server: Option<Process>,
+    /// The process that started the server: only it stops it (a copy of
+    /// this handle in a forked child does not).
+    owner: u32,
 }
 
 /// Options for a [`Manager`]'s server; see [`Manager::builder`].
@@ -151,6 +154,7 @@ impl ManagerBuilder {
             control: Handle::new(target.clone(), 0),
             target,
             server: Some(p),
+            owner: std::process::id(),
         })
     }
 }
@@ -189,6 +193,7 @@ impl Manager {
             target,
             control,
             server: None,
+            owner: std::process::id(),
         })
     }
 
@@ -383,8 +388,12 @@ impl Manager {
     /// Stops the server this handle started: asks it to stop, waits a
     /// second, then terminates and finally kills it. Proxies fail with
     /// [`Error::ManagerGone`] afterwards. Does nothing on a handle from
-    /// [`connect`](Manager::connect) or after a first call.
+    /// [`connect`](Manager::connect), in a forked copy of the handle, or
+    /// after a first call.
     pub fn shutdown(&mut self) -> Result<()> {
+        if self.owner != std::process::id() {
+            return Ok(());
+        }
         let Some(mut p) = self.server.take() else {
             return Ok(());
         };
