@@ -17,6 +17,7 @@
 //! is decoded: the payload is compared as bytes.
 
 use hmac::{Hmac, Mac};
+#[cfg(feature = "legacy-md5")]
 use md5::Md5;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -50,10 +51,15 @@ impl Digest {
         }
     }
 
-    fn mac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
+    /// The HMAC of `message`; `None` for MD5 when the `legacy-md5`
+    /// feature is off.
+    fn mac(self, key: &[u8], message: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Digest::Md5 => mac::<Hmac<Md5>>(key, message),
-            Digest::Sha256 => mac::<Hmac<Sha256>>(key, message),
+            #[cfg(feature = "legacy-md5")]
+            Digest::Md5 => Some(mac::<Hmac<Md5>>(key, message)),
+            #[cfg(not(feature = "legacy-md5"))]
+            Digest::Md5 => None,
+            Digest::Sha256 => Some(mac::<Hmac<Sha256>>(key, message)),
         }
     }
 }
@@ -128,7 +134,10 @@ pub(crate) fn deliver_challenge(stream: &Stream, key: &[u8]) -> Result<()> {
 
 fn verify(key: &[u8], message: &[u8], response: &[u8]) -> Result<()> {
     let (digest, mac) = split(response)?;
-    let expected = digest.unwrap_or(Digest::Md5).mac(key, message);
+    let expected = digest
+        .unwrap_or(Digest::Md5)
+        .mac(key, message)
+        .ok_or_else(md5_disabled)?;
     if expected.len() == mac.len() && bool::from(expected.ct_eq(mac)) {
         Ok(())
     } else {
@@ -157,10 +166,17 @@ pub(crate) fn answer_challenge(stream: &Stream, key: &[u8]) -> Result<()> {
 }
 
 fn respond(key: &[u8], message: &[u8]) -> Result<Vec<u8>> {
-    Ok(match split(message)?.0 {
-        None => Digest::Md5.mac(key, message),
-        Some(d) => [b"{", d.name(), b"}", &d.mac(key, message)].concat(),
+    let (digest, _) = split(message)?;
+    let d = digest.unwrap_or(Digest::Md5);
+    let mac = d.mac(key, message).ok_or_else(md5_disabled)?;
+    Ok(match digest {
+        None => mac,
+        Some(d) => [b"{", d.name(), b"}", &mac].concat(),
     })
+}
+
+fn md5_disabled() -> Error {
+    malformed("the peer speaks HMAC-MD5, and mproc was built without `legacy-md5`".into())
 }
 
 #[cfg(test)]
@@ -183,13 +199,17 @@ mod tests {
         let r = respond(b"key", msg).unwrap();
         assert!(r.starts_with(b"{sha256}"));
         verify(b"key", msg, &r).unwrap();
-        verify(b"key", msg, &Digest::Md5.mac(b"key", msg)).unwrap();
+        #[cfg(feature = "legacy-md5")]
+        verify(b"key", msg, &Digest::Md5.mac(b"key", msg).unwrap()).unwrap();
         let e = verify(b"other", msg, &r).unwrap_err();
         assert!(matches!(
             e,
             Error::Authentication(AuthError::DigestReceivedWrong)
         ));
         let legacy = [9u8; 20];
+        #[cfg(feature = "legacy-md5")]
         assert_eq!(respond(b"key", &legacy).unwrap().len(), 16);
+        #[cfg(not(feature = "legacy-md5"))]
+        assert!(respond(b"key", &legacy).is_err());
     }
 }
