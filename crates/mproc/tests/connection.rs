@@ -311,3 +311,28 @@ fn handles_cannot_travel_over_a_socket() {
     let (a, _b) = mproc::Pipe::<u8>::new().unwrap();
     assert!(matches!(c.send(&a), Err(Error::Encode(_))));
 }
+
+/// Writes `bytes` raw (no framing) to the abstract listener `addr`.
+fn raw_peer(addr: &Address, bytes: Vec<u8>) -> UnixStream {
+    use std::os::linux::net::SocketAddrExt;
+    let Address::Abstract(name) = addr else {
+        unreachable!()
+    };
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let mut s = UnixStream::connect_addr(&a).unwrap();
+    s.write_all(&bytes).unwrap();
+    s
+}
+
+#[test]
+fn the_long_length_form_is_read_and_bounded() {
+    let l = Listener::bind(&Address::unique_abstract().unwrap(), None).unwrap();
+    // The 8-byte form (-1, then the length), as CPython sends over 2 GiB.
+    let long = |n: u64| [(-1i32).to_be_bytes().to_vec(), n.to_be_bytes().to_vec()].concat();
+    let _p = raw_peer(l.address(), [long(5), b"hello".to_vec()].concat());
+    assert_eq!(l.accept::<()>().unwrap().recv_bytes().unwrap(), b"hello");
+    // 3 GiB announced: refused by a bounded receive, before any allocation.
+    let _q = raw_peer(l.address(), long(3 << 30));
+    let e = l.accept::<()>().unwrap().recv_bytes_max(1024).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e:?}");
+}
