@@ -3,6 +3,7 @@
 //! and one more line in [`all`].
 
 mod count;
+mod manager;
 mod pipe;
 mod process;
 mod queue;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Workload> {
         pipe::workloads(),
         queue::workloads(),
         sync::workloads(),
+        manager::workloads(),
         count::workloads(),
     ]
     .into_iter()

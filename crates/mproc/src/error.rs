@@ -140,6 +140,71 @@ pub enum Error {
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The authentication handshake of a [`Listener`](crate::Listener) or
+    /// [`Client`](crate::Client) failed; the kind says which side saw what.
+    /// Python's `AuthenticationError`.
+    #[error("authentication failed: {0}")]
+    Authentication(AuthError),
+    /// An operation failed in a [`Manager`](crate::Manager)'s server (as
+    /// Python re-raises the referent's exception in the caller).
+    #[error("manager server: {0}")]
+    Remote(RemoteError),
+    /// The [`Manager`](crate::Manager)'s server is gone (shut down, killed)
+    /// or unreachable; proxy calls fail with this instead of waiting.
+    #[error("the manager's server is gone")]
+    ManagerGone,
+}
+
+/// An error raised by a [`Manager`](crate::Manager)'s server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// A list index past the end, or a pop from an empty list (Python's
+    /// `IndexError`).
+    #[error("index {index} out of range for length {len}")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: i64,
+        /// The list's length.
+        len: u64,
+    },
+    /// A manager lock released while nobody holds it.
+    #[error("release of an unlocked lock")]
+    NotLocked,
+    /// An `RLock` or `Condition` used by a proxy that does not hold it
+    /// (each proxy handle is an owner; a clone is another).
+    #[error("the lock is not held by this proxy")]
+    NotOwner,
+    /// The object does not exist on this server.
+    #[error("no object #{0} on the server")]
+    NoSuchObject(u64),
+    /// The object exists but is of another kind (a name used for a dict
+    /// and then asked for as a list...).
+    #[error("object {0} is of another kind")]
+    WrongKind(String),
+    /// No type is registered under this name.
+    #[error("no type registered as {0:?}")]
+    UnknownType(String),
+    /// A registered type's method failed, or its request did not decode.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why an authentication handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// This side checked the peer's digest and it was wrong: the peer holds
+    /// another key.
+    #[error("digest received was wrong")]
+    DigestReceivedWrong,
+    /// The peer refused this side's digest: the peer holds another key.
+    #[error("digest sent was rejected")]
+    DigestSentRejected,
+    /// The peer did not speak the handshake (garbage, an oversized or
+    /// truncated message, an unknown digest).
+    #[error("bad handshake: {0}")]
+    Malformed(String),
 }
 
 impl Error {

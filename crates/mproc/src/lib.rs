@@ -120,6 +120,23 @@
 //! # Ok::<(), mproc::Error>(())
 //! ```
 //!
+//! # Managers, listeners and clients
+//!
+//! A [`Manager`] holds dicts, lists, namespaces, values, queues, locks,
+//! events, semaphores and your own [`manager::Servable`] types in a server
+//! process and hands out proxies (one round trip per call; batch calls
+//! for bulk). [`Listener`] and [`Client`] connect processes over Unix, Linux
+//! abstract or TCP addresses with CPython's framing and authentication
+//! handshake, so they talk to Python's `multiprocessing.connection`:
+//!
+//! ```
+//! let m = mproc::Manager::start()?;
+//! let d = m.dict::<String, u64>()?;
+//! d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+//! assert_eq!(d.get_many(&["a".into(), "c".into()])?, vec![Some(1), None]);
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
@@ -133,7 +150,9 @@
 
 mod child;
 mod codec;
+mod connection;
 mod error;
+pub mod manager;
 mod pipe;
 mod process;
 mod queue;
@@ -144,7 +163,11 @@ mod sys;
 mod task;
 mod wait;
 
-pub use error::{CodecError, Error, Result};
+pub use connection::{
+    Address, Client, Listener, ListenerBuilder, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT,
+};
+pub use error::{AuthError, CodecError, Error, RemoteError, Result};
+pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,

@@ -251,3 +251,16 @@ pub(crate) fn block_sigint(block: bool) {
         libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }
+
+/// Makes this process ignore `SIGINT` (a manager's server, as CPython's:
+/// Ctrl-C in the terminal reaches the whole process group).
+pub(crate) fn ignore_sigint() -> io::Result<()> {
+    // SAFETY: installing `SIG_IGN` runs no code in a signal context; the
+    // previous disposition is not needed.
+    let prev = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    if prev == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

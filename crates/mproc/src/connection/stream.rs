@@ -1,0 +1,99 @@
+//! A connected socket, Unix or TCP, with deadlines.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+use std::time::{Duration, Instant};
+
+use super::Address;
+
+/// One connected socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    /// Connects to `addr`, giving up after `timeout` (TCP; a Unix connect
+    /// does not wait).
+    pub(crate) fn connect(addr: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
+        match addr {
+            Address::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+            Address::Abstract(n) => {
+                UnixStream::connect_addr(&UnixAddr::from_abstract_name(n)?).map(Stream::Unix)
+            }
+            Address::Tcp(a) => {
+                let s = match timeout {
+                    Some(t) => TcpStream::connect_timeout(a, t.max(Duration::from_millis(1)))?,
+                    None => TcpStream::connect(a)?,
+                };
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+        }
+    }
+
+    /// Bounds every following read by `deadline` (`None`: no bound).
+    pub(crate) fn set_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let t = match deadline {
+            None => None,
+            Some(d) => Some(
+                d.checked_duration_since(Instant::now())
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))?,
+            ),
+        };
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).write(buf),
+            Stream::Tcp(s) => (&*s).write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).write_vectored(bufs),
+            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}

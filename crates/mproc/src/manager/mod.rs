@@ -1,0 +1,37 @@
+//! Managers: shared objects held by a server process and reached through
+//! proxies, locally or over the network (Python's
+//! `multiprocessing.managers`).
+//!
+//! | file          | what                                                     |
+//! |---------------|----------------------------------------------------------|
+//! | `builder.rs`  | `Manager`, `ManagerBuilder`: start, connect, shut down   |
+//! | `server.rs`   | the server process: accept loop, dispatch                |
+//! | `objects.rs`  | the objects the server holds and their operations        |
+//! | `protocol.rs` | requests and replies on the wire                         |
+//! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
+//! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
+//! | `waiting.rs`  | server objects that make callers wait (queue, semaphore, barrier) |
+//! | `reentrant.rs`| the server's RLock, also its Condition                   |
+//! | `register.rs` | user types (`Servable`) and their `Proxy<T>`             |
+
+mod builder;
+mod dict;
+mod list;
+mod objects;
+mod protocol;
+mod proxy;
+mod queue;
+mod reentrant;
+mod register;
+mod server;
+mod sync;
+mod values;
+mod waiting;
+
+pub use builder::{Manager, ManagerBuilder};
+pub use dict::DictProxy;
+pub use list::{ArrayProxy, ListProxy};
+pub use queue::QueueProxy;
+pub use register::{Proxy, Servable};
+pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
+pub use values::{NamespaceProxy, ValueProxy};

@@ -1,0 +1,298 @@
+//! What proxies and the server say to each other.
+//!
+//! Each request is one bincode message on an authenticated
+//! [`SocketConnection`](crate::SocketConnection); the server answers each
+//! with one [`Reply`]. Elements (keys, values, items) are encoded by the
+//! proxy with bincode and kept as bytes by the server, which never decodes
+//! them: the server is the same for every `K`, `V` and `T`.
+
+use std::fmt;
+use std::ops::Deref;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An encoded element: serialised as one byte string (a length and a
+/// copy), not as a sequence of `u8`s one call each.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Encodes an element.
+pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
+    crate::connection::encode_plain(value).map(Bytes)
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Bytes;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(Bytes(v.to_vec()))
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+        Ok(Bytes(v))
+    }
+}
+
+/// One request: an operation on object `id` (0: the manager itself).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) op: Op,
+}
+
+/// The answer: the operation's result, encoded, or the server's error.
+pub(crate) type Reply = Result<Bytes, crate::error::RemoteError>;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    /// Checks the connection (CPython's `'dummy'` request).
+    Hello,
+    /// Stops the server.
+    Shutdown,
+    /// Creates an object, or finds the one called `name`; returns its id.
+    Create {
+        kind: Kind,
+        name: Option<String>,
+        init: Bytes,
+    },
+    Dict(DictOp),
+    List(ListOp),
+    Namespace(NamespaceOp),
+    Value(ValueOp),
+    Lock(LockOp),
+    Event(EventOp),
+    Queue(QueueOp),
+    Semaphore(SemaphoreOp),
+    Barrier(BarrierOp),
+    Reentrant(ReentrantOp),
+    /// A call on a registered type: its encoded request.
+    Custom(Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Namespace,
+    Value,
+    Lock,
+    Event,
+    /// A queue holding at most this many items (0: no bound).
+    Queue(u64),
+    /// A semaphore with this initial value; bounded or not.
+    Semaphore(u64, bool),
+    /// A barrier for this many parties.
+    Barrier(u64),
+    /// A reentrant lock, also a condition variable.
+    Reentrant,
+    Custom(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum DictOp {
+    Get(Bytes),
+    Insert(Bytes, Bytes),
+    Remove(Bytes),
+    Contains(Bytes),
+    Len,
+    /// Keys and values alternate.
+    Update(Packed),
+    GetMany(Vec<Bytes>),
+    Items,
+    Keys,
+    Clear,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ListOp {
+    Push(Bytes),
+    Extend(Packed),
+    Get(i64),
+    Set(i64, Bytes),
+    Insert(i64, Bytes),
+    Pop(Option<i64>),
+    Len,
+    Snapshot,
+    Clear,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum NamespaceOp {
+    Get(String),
+    Set(String, Bytes),
+    Delete(String),
+    Names,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ValueOp {
+    Get,
+    Set(Bytes),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum LockOp {
+    /// Waits up to this many microseconds (`None`: forever); returns
+    /// whether the lock was taken.
+    Acquire(Option<u64>),
+    Release,
+    Locked,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum EventOp {
+    Set,
+    Clear,
+    IsSet,
+    /// Waits up to this many microseconds (`None`: forever).
+    Wait(Option<u64>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    /// Waits up to this many microseconds for room; returns whether the
+    /// item went in.
+    Put(Bytes, Option<u64>),
+    /// Waits up to this many microseconds; returns the item, if any.
+    Get(Option<u64>),
+    Len,
+    TaskDone,
+    /// Waits until every item put was marked done; returns whether so.
+    Join(Option<u64>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SemaphoreOp {
+    Acquire(Option<u64>),
+    Release,
+    Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ReentrantOp {
+    /// Waits up to this many microseconds; returns whether it was taken.
+    Acquire(Option<u64>),
+    Release,
+    /// Condition wait: up to this many microseconds; returns whether it
+    /// was notified.
+    Wait(Option<u64>),
+    /// Wakes up to this many waiters.
+    Notify(u64),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    /// Waits up to this many microseconds; the arrival index, or `None`
+    /// when the barrier is broken.
+    Wait(Option<u64>),
+    Abort,
+    Reset,
+    Waiting,
+    Broken,
+    Parties,
+}
+
+/// Many elements in one buffer, each after its length (`u32`, little
+/// endian): a batch costs one allocation to build and none to walk.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Packed(pub(crate) Bytes);
+
+impl Packed {
+    /// Encodes `value` at the end.
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> crate::Result<()> {
+        use bincode::Options;
+        let buf = &mut (self.0).0;
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .serialize_into(&mut *buf, value)
+            .map_err(|e| crate::Error::Encode(crate::CodecError(e)))?;
+        self.seal(at)
+    }
+
+    /// Appends already encoded bytes.
+    pub(crate) fn push_raw(&mut self, bytes: &[u8]) -> crate::Result<()> {
+        let buf = &mut (self.0).0;
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(bytes);
+        self.seal(at)
+    }
+
+    /// Writes the length of the element that starts at `at`.
+    fn seal(&mut self, at: usize) -> crate::Result<()> {
+        let buf = &mut (self.0).0;
+        let n = u32::try_from(buf.len() - at - 4)
+            .map_err(|_| crate::Error::InvalidArgument("an element over 4 GiB".into()))?;
+        buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        Ok(())
+    }
+
+    /// The elements in order; a truncated buffer ends with an error.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Result<&[u8], String>> + '_ {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                rest = &[];
+                return Some(Err("truncated batch".into()));
+            };
+            let n = u32::from_le_bytes(*len) as usize;
+            if tail.len() < n {
+                rest = &[];
+                return Some(Err("truncated batch".into()));
+            }
+            let (item, tail) = tail.split_at(n);
+            rest = tail;
+            Some(Ok(item))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_round_trips_and_refuses_truncation() {
+        let mut p = Packed::default();
+        p.push(&7u64).unwrap();
+        p.push("hi").unwrap();
+        p.push_raw(&[]).unwrap();
+        let items: Vec<&[u8]> = p.iter().map(Result::unwrap).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0], 7u64.to_le_bytes());
+        assert!(items[2].is_empty());
+        let mut cut = p;
+        (cut.0).0.pop();
+        assert!(cut.iter().any(|r| r.is_err()));
+        let lying = Packed(Bytes(vec![255, 255, 255, 255, 1]));
+        assert!(lying.iter().next().unwrap().is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! `Manager` and its proxies, with a real server process.
+//!
+//! The behaviours CPython's `_TestContainers`, `_TestNamespace`,
+//! `_TestManagerRestart`, `_TestRemoteManager` and the manager lock test of
+//! `_TestLock` check, rewritten: list and dict operations, nested proxies,
+//! namespace attributes, proxies used from children (and after a fork), a
+//! manager lock acquired by a child that exits, a dead server, a restart on
+//! the same TCP address. No test sleeps to synchronise.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use mproc::manager::{DictProxy, EventProxy, ListProxy, LockProxy, Servable, ValueProxy};
+use mproc::{Address, AuthError, Error, Manager, Process, RemoteError};
+
+fn run<A>(f: fn(A), args: A)
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut p = Process::new(f, args);
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn list_operations_follow_python() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list::<i32>().unwrap();
+    l.extend(0..5).unwrap();
+    l.insert(0, &-1).unwrap();
+    l.insert(100, &99).unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![-1, 0, 1, 2, 3, 4, 99]);
+    assert_eq!(l.set(-2, &40).unwrap(), 4);
+    assert_eq!(l.pop_at(0).unwrap(), -1);
+    assert_eq!(l.pop().unwrap(), 99);
+    assert_eq!(l.len().unwrap(), 5);
+    l.clear().unwrap();
+    assert!(matches!(
+        l.pop(),
+        Err(Error::Remote(RemoteError::IndexOutOfRange { len: 0, .. }))
+    ));
+}
+
+#[test]
+fn dict_operations_and_batches() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, Vec<u8>>().unwrap();
+    assert!(d.is_empty().unwrap());
+    d.update((0..1000).map(|i| (i.to_string(), vec![i as u8])))
+        .unwrap();
+    assert_eq!(d.len().unwrap(), 1000);
+    assert_eq!(
+        d.get_many(&["7".into(), "nope".into()]).unwrap(),
+        vec![Some(vec![7]), None]
+    );
+    assert_eq!(d.insert(&"7".into(), &vec![70]).unwrap(), Some(vec![7]));
+    assert!(d.contains_key(&"7".into()).unwrap());
+    assert_eq!(d.remove(&"7".into()).unwrap(), Some(vec![70]));
+    assert_eq!(d.snapshot().unwrap().len(), 999);
+    assert_eq!(d.keys().unwrap().len(), 999);
+    d.clear().unwrap();
+    assert_eq!(d.len().unwrap(), 0);
+}
+
+#[test]
+fn proxies_nest() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let outer = m.dict::<String, ListProxy<u32>>().unwrap();
+    let inner = m.list::<u32>().unwrap();
+    inner.push(&1).unwrap();
+    outer.insert(&"a".into(), &inner).unwrap();
+    let again = outer.get(&"a".into()).unwrap().unwrap();
+    again.push(&2).unwrap();
+    assert_eq!(inner.to_vec().unwrap(), vec![1, 2]);
+}
+
+#[test]
+fn namespace_attributes() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let ns = m.namespace().unwrap();
+    assert!(!ns.set("a", &1i32).unwrap());
+    assert!(ns.set("a", &2i32).unwrap());
+    ns.set("b", &"two".to_string()).unwrap();
+    assert_eq!(ns.get::<i32>("a").unwrap(), Some(2));
+    assert_eq!(ns.get::<String>("b").unwrap().as_deref(), Some("two"));
+    assert_eq!(ns.names().unwrap(), vec!["a", "b"]);
+    assert!(!ns.delete("c").unwrap());
+}
+
+fn child_uses_proxies(
+    (d, l, v, e): (
+        DictProxy<u32, u32>,
+        ListProxy<u32>,
+        ValueProxy<u64>,
+        EventProxy,
+    ),
+) {
+    d.update((0..10).map(|i| (i, i * 2))).unwrap();
+    l.extend(0..10).unwrap();
+    v.set(&(v.get().unwrap() + 1)).unwrap();
+    e.set().unwrap();
+}
+
+#[test]
+fn proxies_travel_to_children() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let (d, l, v, e) = (
+        m.dict().unwrap(),
+        m.list().unwrap(),
+        m.value(41u64).unwrap(),
+        m.event().unwrap(),
+    );
+    run(
+        child_uses_proxies,
+        (d.clone(), l.clone(), v.clone(), e.clone()),
+    );
+    assert!(e.is_set().unwrap());
+    assert_eq!(v.get().unwrap(), 42);
+    assert_eq!(d.get(&9).unwrap(), Some(18));
+    assert_eq!(l.len().unwrap(), 10);
+}
+
+#[test]
+fn a_proxy_reconnects_after_fork() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    l.push(&1).unwrap(); // connected in the parent
+    let l2 = l.clone();
+    let got = mproc::fork(move || {
+        l2.push(&2).unwrap();
+        l2.len().unwrap()
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(got, 2);
+    l.push(&3).unwrap(); // the parent's socket was not disturbed
+    assert_eq!(l.to_vec().unwrap(), vec![1, 2, 3]);
+}
+
+fn take_and_exit(lock: LockProxy) {
+    lock.acquire().unwrap();
+}
+
+#[test]
+fn a_lock_taken_by_a_child_that_exits_stays_locked_until_released() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    run(take_and_exit, lock.clone());
+    assert!(lock.locked().unwrap());
+    assert!(!lock.try_acquire().unwrap());
+    lock.release().unwrap();
+    assert!(lock.try_acquire().unwrap());
+    lock.release().unwrap();
+    assert!(matches!(
+        lock.release(),
+        Err(Error::Remote(RemoteError::NotLocked))
+    ));
+}
+
+fn wait_then_set((go, done): (EventProxy, EventProxy)) {
+    go.wait().unwrap();
+    done.set().unwrap();
+}
+
+#[test]
+fn events_wake_a_waiting_child() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let (go, done) = (m.event().unwrap(), m.event().unwrap());
+    let mut p = Process::new(wait_then_set, (go.clone(), done.clone()));
+    p.start().unwrap();
+    assert!(!done.wait_timeout(Duration::from_millis(20)).unwrap());
+    go.set().unwrap();
+    assert!(done.wait_timeout(common::GENEROUS).unwrap());
+    p.join().unwrap();
+}
+
+#[test]
+fn names_find_the_same_object_and_kinds_are_checked() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let a = m.dict_named::<u8, u8>("shared").unwrap();
+    a.insert(&1, &2).unwrap();
+    let b = m.dict_named::<u8, u8>("shared").unwrap();
+    assert_eq!(b.get(&1).unwrap(), Some(2));
+    assert!(matches!(
+        m.list_named::<u8>("shared"),
+        Err(Error::Remote(RemoteError::WrongKind(_)))
+    ));
+}
+
+#[test]
+fn a_dead_server_makes_calls_fail_not_hang() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let lock = m.lock().unwrap();
+    lock.acquire().unwrap();
+    let waiter = lock.clone();
+    let t = std::thread::spawn(move || waiter.acquire());
+    let pid = m.pid().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The blocked acquire returns, and so does every later call.
+    assert!(matches!(t.join().unwrap(), Err(Error::ManagerGone)));
+    assert!(matches!(d.get(&1), Err(Error::ManagerGone)));
+    assert!(matches!(m.dict::<u8, u8>(), Err(Error::ManagerGone)));
+}
+
+#[test]
+fn shutdown_and_drop_stop_the_server() {
+    let _g = common::shared();
+    let mut m = Manager::start().unwrap();
+    let pid = m.pid().unwrap();
+    let l = m.list::<u8>().unwrap();
+    m.shutdown().unwrap();
+    assert!(!alive(pid));
+    assert!(matches!(l.len(), Err(Error::ManagerGone)));
+    m.shutdown().unwrap();
+
+    let m = Manager::start().unwrap();
+    let pid = m.pid().unwrap();
+    drop(m);
+    assert!(!alive(pid));
+}
+
+#[test]
+fn the_server_ignores_sigint() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let v = m.value(1u8).unwrap();
+    let pid = m.pid().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(v.get().unwrap(), 1);
+}
+
+#[derive(Default)]
+struct Tally(Vec<String>);
+
+impl Servable for Tally {
+    type Init = ();
+    type Call = Option<String>; // Some: record it; None: count
+    type Reply = usize;
+    fn create(_: ()) -> Self {
+        Tally::default()
+    }
+    fn call(&mut self, call: Option<String>) -> Result<usize, String> {
+        match call {
+            Some(s) if s.is_empty() => Err("empty name".into()),
+            Some(s) => {
+                self.0.push(s);
+                Ok(self.0.len())
+            }
+            None => Ok(self.0.len()),
+        }
+    }
+}
+
+#[test]
+fn remote_manager_over_tcp_with_a_registered_type() {
+    let _g = common::shared();
+    let key = b"remote key";
+    let server = Manager::builder()
+        .address(Address::tcp("127.0.0.1:0").unwrap())
+        .authkey(&key[..])
+        .register::<Tally>("Tally")
+        .start()
+        .unwrap();
+    let addr = server.address().clone();
+    let client = Manager::connect(&addr, key).unwrap();
+    let t = client.create_named::<Tally>("Tally", "votes", ()).unwrap();
+    assert_eq!(t.call(Some("ann".into())).unwrap(), 1);
+    let t2 = server.create_named::<Tally>("Tally", "votes", ()).unwrap();
+    assert_eq!(t2.call(None).unwrap(), 1);
+    assert!(matches!(
+        t.call(Some(String::new())),
+        Err(Error::Remote(RemoteError::Failed(m))) if m == "empty name"
+    ));
+    assert!(matches!(
+        client.create::<Tally>("Nope", ()),
+        Err(Error::Remote(RemoteError::UnknownType(_)))
+    ));
+    let wrong = Manager::connect(&addr, b"wrong key");
+    assert!(matches!(
+        wrong,
+        Err(Error::Authentication(AuthError::DigestSentRejected))
+    ));
+}
+
+#[test]
+fn a_manager_restarts_on_the_same_tcp_address() {
+    let _g = common::shared();
+    let mut first = Manager::serve(&Address::tcp("127.0.0.1:0").unwrap(), b"k").unwrap();
+    let addr = first.address().clone();
+    first.dict::<u8, u8>().unwrap().insert(&1, &1).unwrap();
+    first.shutdown().unwrap();
+    let second = Manager::serve(&addr, b"k").unwrap();
+    assert_eq!(second.address(), &addr);
+    assert!(second.dict::<u8, u8>().unwrap().is_empty().unwrap());
+}
+
+#[test]
+fn a_unix_socket_file_is_removed_with_its_server() {
+    let _g = common::shared();
+    let path = std::env::temp_dir().join(format!("mproc-mgr-{}.sock", std::process::id()));
+    let mut m = Manager::serve(&Address::unix(&path), b"k").unwrap();
+    assert!(path.exists());
+    let other = Manager::connect(&Address::unix(&path), b"k").unwrap();
+    other.value(3u8).unwrap();
+    m.shutdown().unwrap();
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_silent_peer_does_not_hold_up_the_server() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    // Connects, never answers the challenge.
+    let silent = mproc::Client::connect::<()>(m.address(), None).unwrap();
+    let t0 = std::time::Instant::now();
+    let v = m.value(5u8).unwrap();
+    assert_eq!(v.get().unwrap(), 5);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    drop(silent);
+}
+
+fn produce((q, n): (mproc::manager::QueueProxy<u32>, u32)) {
+    for i in 0..n {
+        q.put(&i).unwrap();
+    }
+    q.join().unwrap(); // until the parent marked every item done
+}
+
+#[test]
+fn a_bounded_queue_between_a_child_and_its_parent() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u32>(3).unwrap();
+    let mut p = Process::new(produce, (q.clone(), 50));
+    p.start().unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.push(q.get_timeout(common::GENEROUS).unwrap());
+        assert!(q.qsize().unwrap() <= 3);
+        q.task_done().unwrap();
+    }
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(
+        q.task_done(),
+        Err(Error::Remote(RemoteError::Failed(_)))
+    ));
+}
+
+fn hold(s: mproc::manager::SemaphoreProxy) {
+    s.acquire().unwrap();
+}
+
+#[test]
+fn semaphores_count_across_processes() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let s = m.semaphore(2).unwrap();
+    run(hold, s.clone());
+    run(hold, s.clone());
+    assert_eq!(s.value().unwrap(), 0);
+    assert!(!s.acquire_timeout(Duration::from_millis(5)).unwrap());
+    s.release().unwrap();
+    s.release().unwrap();
+    s.release().unwrap(); // not bounded
+    assert_eq!(s.value().unwrap(), 3);
+}
+
+fn meet(b: mproc::manager::BarrierProxy) -> u64 {
+    b.wait_timeout(common::GENEROUS).unwrap()
+}
+
+#[test]
+fn a_barrier_releases_every_party_with_distinct_indices() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let b = m.barrier(3).unwrap();
+    let kids: Vec<_> = (0..2)
+        .map(|_| mproc::spawn(meet, b.clone()).unwrap())
+        .collect();
+    let mut idx = vec![b.wait_timeout(common::GENEROUS).unwrap()];
+    idx.extend(kids.into_iter().map(|k| k.join().unwrap()));
+    idx.sort();
+    assert_eq!(idx, vec![0, 1, 2]);
+    assert_eq!(b.n_waiting().unwrap(), 0);
+    assert_eq!(b.parties().unwrap(), 3);
+}
+
+#[test]
+fn an_array_keeps_its_length() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let a = m.array([1.5f64, 2.5]).unwrap();
+    assert_eq!(a.set(0, &0.5).unwrap(), 1.5);
+    assert_eq!(a.to_vec().unwrap(), vec![0.5, 2.5]);
+    assert!(matches!(
+        a.get(2),
+        Err(Error::Remote(RemoteError::IndexOutOfRange {
+            index: 2,
+            len: 2
+        }))
+    ));
+    let l = m.list_from(["x".to_string()]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec!["x"]);
+}
+
+fn wait_for_flag((c, flag): (mproc::manager::ConditionProxy, ValueProxy<bool>)) -> bool {
+    c.acquire().unwrap();
+    while !flag.get().unwrap() {
+        c.wait_timeout(common::GENEROUS).unwrap();
+    }
+    c.release().unwrap();
+    true
+}
+
+#[test]
+fn a_condition_wakes_a_child_waiting_for_a_predicate() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let (c, flag) = (m.condition().unwrap(), m.value(false).unwrap());
+    let child = mproc::spawn(wait_for_flag, (c.clone(), flag.clone())).unwrap();
+    c.acquire().unwrap();
+    flag.set(&true).unwrap();
+    c.notify_all().unwrap();
+    c.release().unwrap();
+    assert!(child.join().unwrap());
+    assert!(matches!(
+        c.notify(1),
+        Err(Error::Remote(RemoteError::NotOwner))
+    ));
+}
