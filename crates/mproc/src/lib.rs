@@ -107,6 +107,7 @@ mod child;
 mod codec;
 mod error;
 mod pipe;
+mod pool;
 mod process;
 mod shared;
 mod start;
@@ -117,6 +118,7 @@ mod wait;
 
 pub use error::{CodecError, Error, Result};
 pub use pipe::{Connection, Pipe};
+pub use pool::{AsyncResult, IMap, Pool, PoolBuilder};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
