@@ -12,6 +12,10 @@
 //! the two calls locked, but not the pair): the final balance is wrong and
 //! different each time. Then each step holds the value's lock across the
 //! read and the write: 100 every time.
+//!
+//! Part 3: a `Pool`. `p.map(func, col)` over a collection, then `close`
+//! and `join`, as the seed does, timed against the same `map` done in one
+//! process.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -165,8 +169,39 @@ fn part2_bank() -> mproc::Result<()> {
     Ok(())
 }
 
+/// The pool's function: counts to a tenth of `COUNT` and returns `x`
+/// squared, so that each item is real work.
+fn func(x: u64) -> u64 {
+    let mut n = 0u64;
+    for _ in 0..COUNT / 10 {
+        n = black_box(n + 1);
+    }
+    x * x + (n - COUNT / 10)
+}
+
+fn part3_pool() -> mproc::Result<()> {
+    let cpus = mproc::cpu_count();
+    let col: Vec<u64> = (0..4 * cpus as u64).collect();
+    println!("\n== Part 3: a Pool of {cpus} workers mapping func over {col:?} ==");
+    let started = Instant::now();
+    let mut p = mproc::Pool::new(cpus)?;
+    let result = p.map(func, col.clone())?;
+    p.close();
+    p.join()?;
+    let parallel = started.elapsed();
+    println!("{result:?}");
+    let started = Instant::now();
+    let sequential_result: Vec<u64> = col.into_iter().map(func).collect();
+    let sequential = started.elapsed();
+    assert_eq!(result, sequential_result);
+    println!("map in one process: {sequential_result:?}");
+    report(cpus, parallel, sequential);
+    Ok(())
+}
+
 fn main() -> mproc::Result<()> {
     part1_counting()?;
     part2_bank()?;
+    part3_pool()?;
     Ok(())
 }
