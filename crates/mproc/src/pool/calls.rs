@@ -5,9 +5,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Want};
 use super::result::AsyncResult;
-use super::supervisor::Job;
+use super::supervisor::{Job, WINDOW};
 use super::worker::{chunk_runner, star_runner, ChunkFn};
 use super::Pool;
 use crate::codec;
@@ -182,8 +182,62 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async_inner(Task::new(f), items.into_iter().collect(), chunksize)?
-            .get()
+        self.map_pipelined(Task::new(f), items.into_iter().collect(), chunksize)
+    }
+
+    /// A waiting map that keeps the workers busy from the first chunk: it
+    /// encodes and submits chunks in batches while earlier ones run, and
+    /// decodes results as they arrive, with a bounded number in flight.
+    fn map_pipelined<A, R>(
+        &self,
+        task: Task,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<Result<R>>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static,
+    {
+        self.shared.lock().accepting()?;
+        let size = match chunksize {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "chunksize must be at least 1".into(),
+                ))
+            }
+            Some(c) => c,
+            None => default_chunksize(items.len(), self.processes()),
+        };
+        let chunks: Vec<&[A]> = items.chunks(size).collect();
+        let ahead = 2 * WINDOW * self.processes();
+        let batch = WINDOW / 4;
+        let inbox = Arc::new(Inbox::new());
+        let mut out: Vec<Vec<Result<R>>> = Vec::with_capacity(chunks.len());
+        out.resize_with(chunks.len(), Vec::new);
+        let (mut submitted, mut taken) = (0, 0);
+        while taken < chunks.len() {
+            if submitted < chunks.len() && submitted - taken < ahead {
+                let end = chunks.len().min(submitted + batch);
+                let jobs = (submitted..end)
+                    .map(|tag| self.job(task, chunks[tag], &inbox, tag))
+                    .collect::<Result<Vec<_>>>()?;
+                self.shared.submit(jobs)?;
+                submitted = end;
+                if submitted - taken < ahead / 2 && submitted < chunks.len() {
+                    continue;
+                }
+            }
+            // Wake for a batch of chunks, not for each.
+            let want = chunks.len().min(taken + ((submitted - taken) / 2).max(1));
+            let mut st = inbox.wait(Want::Count(want), None).expect("no deadline");
+            let arrived = std::mem::take(&mut st.arrived);
+            drop(st);
+            for (tag, done) in arrived {
+                done.items::<R>(chunks[tag].len(), &mut out[tag]);
+                taken += 1;
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// `f(a, b)` over pairs, as Python's `starmap`.
@@ -204,8 +258,7 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async_inner(Task::star(f), items.into_iter().collect(), None)?
-            .get()?
+        self.map_pipelined(Task::star(f), items.into_iter().collect(), None)?
             .into_iter()
             .collect()
     }
@@ -267,20 +320,6 @@ impl Pool {
         Ok(AsyncResult::new(inbox, sizes, |items| {
             items.into_iter().collect()
         }))
-    }
-
-    fn map_async_inner<A, R>(
-        &self,
-        task: Task,
-        items: Vec<A>,
-        chunksize: Option<usize>,
-    ) -> Result<AsyncResult<Vec<Result<R>>>>
-    where
-        A: Serialize,
-        R: DeserializeOwned + 'static,
-    {
-        let (inbox, sizes) = self.submit_all(task, items, chunksize)?;
-        Ok(AsyncResult::new(inbox, sizes, Ok))
     }
 }
 

@@ -16,12 +16,12 @@ use crate::error::{Error, Result};
 
 /// Chunks in flight per worker at most, for an `imap`: its input is read
 /// this far ahead of its output, no further.
-const AHEAD_PER_WORKER: usize = 64;
+const AHEAD_PER_WORKER: usize = 1024;
 
 /// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
 ///
 /// It reads its input lazily: at most a bounded number of chunks
-/// (64 per worker) are submitted and not yet consumed, so mapping over an
+/// (1024 per worker) are submitted and not yet consumed, so mapping over an
 /// endless iterator runs in constant memory. Each item is a value or why
 /// there is none (the same errors as [`Pool::map_results`]).
 ///

@@ -5,7 +5,8 @@
 //! Chunks are pipelined: a worker holds a few chunks beyond the one it
 //! runs, so it never waits for the supervisor (a hand-off costs ~1 µs, a
 //! trivial task far less). How many depends on the measured chunk time:
-//! up to [`WINDOW`] for tiny chunks, one for chunks of a millisecond or
+//! up to [`WINDOW`] for tiny chunks (then the supervisor naps between
+//! bursts of replies instead of spinning on the worker's CPU), one for chunks of a millisecond or
 //! more, so long tasks still spread evenly over the workers. The worker
 //! runs its chunks in order and replies to each, so when it dies the first
 //! unanswered chunk is the one it was running: that chunk fails, the
@@ -26,8 +27,12 @@ use crate::process::Process;
 use crate::start::StartMethod;
 use crate::task::FnOffset;
 
-/// The most chunks a worker holds.
-pub(crate) const WINDOW: usize = 64;
+/// The most chunks a worker holds: enough that a worker running tiny
+/// tasks stays busy while its supervisor naps (see `wait_reply`).
+pub(crate) const WINDOW: usize = 1024;
+
+/// How long a supervisor naps while its worker runs many tiny chunks.
+const NAP: Duration = Duration::from_micros(50);
 
 /// How often a waiting supervisor looks at the pool's flags.
 const CHECK: Duration = Duration::from_millis(50);
@@ -401,6 +406,21 @@ impl Supervisor {
     /// Waits for one reply (or death, or the deadline); `false` when this
     /// supervisor is done.
     fn wait_reply(&mut self) -> bool {
+        if self.window() == WINDOW && self.held.len() > WINDOW / 4 {
+            // Tiny chunks and plenty held: rather than spin beside the
+            // worker (on a machine with as many CPUs as workers, a
+            // spinning supervisor takes a worker's CPU), let it run and
+            // take its replies in a burst.
+            std::thread::sleep(NAP);
+            let before = self.held.len();
+            if !self.drain() {
+                return false;
+            }
+            if self.held.len() < before {
+                return true;
+            }
+            // Nothing came: wait as usual (deadlines, flags, death).
+        }
         let now = Instant::now();
         let mut until = now + CHECK;
         if let Some(t) = self.shared.cfg.task_timeout {
@@ -414,6 +434,25 @@ impl Supervisor {
             Ok(false) => self.on_quiet(),
             Err(_) => !self.died(),
         }
+    }
+
+    /// Takes the replies there are; `false` when this supervisor is done.
+    fn drain(&mut self) -> bool {
+        while !self.held.is_empty() {
+            match self.worker.conn.poll(Duration::ZERO) {
+                Ok(true) => match self.worker.conn.recv_bytes() {
+                    Ok(msg) => {
+                        if !self.on_reply(msg) {
+                            return false;
+                        }
+                    }
+                    Err(_) => return !self.died(),
+                },
+                Ok(false) => return true,
+                Err(_) => return !self.died(),
+            }
+        }
+        true
     }
 
     fn on_reply(&mut self, msg: Vec<u8>) -> bool {
