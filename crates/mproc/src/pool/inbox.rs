@@ -92,6 +92,21 @@ impl Done {
                 return out
                     .extend((0..n).map(|_| Err(Error::Decode(CodecError(why.clone().into())))));
             }
+            Done::Reply {
+                status: Status::AllOk,
+                body,
+                ..
+            } => {
+                return match codec::decode::<Vec<R>>(&body, Vec::new()) {
+                    Ok(values) => out.extend(values.into_iter().map(Ok)),
+                    Err(e) => {
+                        let why = e.to_string();
+                        out.extend(
+                            (0..n).map(|_| Err(Error::Decode(CodecError(why.clone().into())))),
+                        )
+                    }
+                };
+            }
             Done::Reply { pid, body, .. } => (pid, body),
         };
         match codec::decode::<Vec<ItemOut<R>>>(&body, Vec::new()) {

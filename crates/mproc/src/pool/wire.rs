@@ -24,9 +24,10 @@ pub(crate) struct JobWire<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Status {
-    /// Every item returned; the body is an encoded `Vec<ItemOut<R>>`.
+    /// Every item returned; the body is an encoded `Vec<R>`.
     AllOk = 0,
-    /// Some item failed (panic, result that does not encode).
+    /// Some item failed (panic, result that does not encode); the body is
+    /// an encoded `Vec<ItemOut<R>>`.
     SomeFailed = 1,
     /// The arguments did not decode; the body is the reason, UTF-8.
     BadArgs = 2,

@@ -143,33 +143,56 @@ fn run_items<T: DeserializeOwned, R: Serialize>(
             return Status::BadArgs;
         }
     };
-    let mut all_ok = true;
-    let results: Vec<ItemOut<R>> = items
-        .into_iter()
-        .map(
-            |a| match panic::catch_unwind(AssertUnwindSafe(|| call(a))) {
-                Ok(r) => ItemOut::Ok(r),
-                Err(payload) => {
-                    all_ok = false;
-                    let (message, location) = LAST_PANIC
-                        .with(|l| l.borrow_mut().take())
-                        .unwrap_or_else(|| (fallback_message(&*payload), String::new()));
-                    ItemOut::Panicked { message, location }
-                }
-            },
-        )
-        .collect();
-    if codec::encode_into(&results, out).is_err() {
-        all_ok = false;
+    // The common case first: every item returns, and the reply is a plain
+    // `Vec<R>` (no per-item tag to write and read).
+    let mut items = items.into_iter();
+    let mut values = Vec::with_capacity(items.len());
+    let mut failed = None;
+    for a in items.by_ref() {
+        match panic::catch_unwind(AssertUnwindSafe(|| call(a))) {
+            Ok(r) => values.push(r),
+            Err(payload) => {
+                failed = Some(panicked(&*payload));
+                break;
+            }
+        }
+    }
+    let Some(first_failure) = failed else {
+        if codec::encode_into(&values, out).is_ok() {
+            return Status::AllOk;
+        }
         out.clear();
-        let results: Vec<ItemOut<R>> = results.into_iter().map(encodable).collect();
-        codec::encode_into(&results, out).expect("every item encodes now");
+        let results = values.into_iter().map(ItemOut::Ok).map(encodable).collect();
+        return encode_outs(results, out);
+    };
+    let mut results: Vec<ItemOut<R>> = values.into_iter().map(ItemOut::Ok).collect();
+    results.push(first_failure);
+    results.extend(items.map(
+        |a| match panic::catch_unwind(AssertUnwindSafe(|| call(a))) {
+            Ok(r) => ItemOut::Ok(r),
+            Err(payload) => panicked(&*payload),
+        },
+    ));
+    if codec::encode_into(&results, out).is_err() {
+        out.clear();
+        results = results.into_iter().map(encodable).collect();
+        return encode_outs(results, out);
     }
-    if all_ok {
-        Status::AllOk
-    } else {
-        Status::SomeFailed
-    }
+    Status::SomeFailed
+}
+
+/// Encodes outcomes that are known to encode.
+fn encode_outs<R: Serialize>(results: Vec<ItemOut<R>>, out: &mut Vec<u8>) -> Status {
+    codec::encode_into(&results, out).expect("every item encodes now");
+    Status::SomeFailed
+}
+
+/// A caught panic as an item's outcome.
+fn panicked<R>(payload: &(dyn std::any::Any + Send)) -> ItemOut<R> {
+    let (message, location) = LAST_PANIC
+        .with(|l| l.borrow_mut().take())
+        .unwrap_or_else(|| (fallback_message(payload), String::new()));
+    ItemOut::Panicked { message, location }
 }
 
 /// The item itself if it encodes, else its encoding error.
