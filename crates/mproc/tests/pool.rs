@@ -445,3 +445,33 @@ fn create_drop_cycles_leave_nothing() {
     assert_eq!(common::zombie_children(), Vec::<i32>::new());
     assert_eq!(mproc::__private::open_fd_count(), fds);
 }
+
+/// 100,000 tasks while a worker is killed every 5,000 results (19 kills):
+/// every task is accounted for once, as its value or its worker's death.
+#[test]
+fn soak_with_worker_kills_accounts_for_every_task() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (mut ok, mut died) = (0u64, 0u64);
+    let mut seen = vec![false; 100_000];
+    for (i, r) in p.imap(task, 0..100_000).enumerate() {
+        if i % 5_000 == 4_999 && i < 95_000 {
+            if let Some(&pid) = p.pids().first() {
+                // SAFETY: a plain kill(2) of one of our workers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        match r {
+            Ok(v) => {
+                assert_eq!(v, 2 * i as i64);
+                ok += 1;
+            }
+            Err(Error::Signaled { signal: 9, .. }) => died += 1,
+            Err(e) => panic!("item {i}: {e}"),
+        }
+        assert!(!std::mem::replace(&mut seen[i], true));
+    }
+    assert_eq!(ok + died, 100_000);
+    assert!(died <= 19, "{died} tasks failed for 19 kills");
+    assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
