@@ -427,12 +427,12 @@ fn pools_under_fork_and_spawn() {
 }
 
 #[test]
-fn create_drop_cycles_leave_nothing() {
+fn thousand_create_drop_cycles_leave_nothing() {
     let _g = common::exclusive();
     drop(pool(1)); // the fork server starts once
     let fds = mproc::__private::open_fd_count();
     let before = common::descendant_ids();
-    for i in 0..200 {
+    for i in 0..1000 {
         let p = pool(2);
         if i % 2 == 0 {
             assert_eq!(p.apply(task, 1).unwrap(), 2);
