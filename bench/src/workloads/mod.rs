@@ -5,6 +5,7 @@
 mod count;
 mod manager;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Workload> {
         queue::workloads(),
         sync::workloads(),
         manager::workloads(),
+        pool::workloads(),
         count::workloads(),
     ]
     .into_iter()

@@ -13,7 +13,11 @@
 //! different each time. Then each step holds the value's lock across the
 //! read and the write: 100 every time.
 //!
-//! Part 3: a queue. A child squares the numbers a `Queue` brings it and
+//! Part 3: a `Pool`. `p.map(func, col)` over a collection, then `close`
+//! and `join`, as the seed does, timed against the same `map` done in one
+//! process.
+//!
+//! Part 4: a queue. A child squares the numbers a `Queue` brings it and
 //! puts the results on another, until a `None` sentinel; then the same
 //! round trip is timed.
 
@@ -179,6 +183,36 @@ fn part2_bank() -> mproc::Result<()> {
     Ok(())
 }
 
+/// The pool's function: counts to a tenth of `COUNT` and returns `x`
+/// squared, so that each item is real work.
+fn func(x: u64) -> u64 {
+    let mut n = 0u64;
+    for _ in 0..COUNT / 10 {
+        n = black_box(n + 1);
+    }
+    x * x + (n - COUNT / 10)
+}
+
+fn part3_pool() -> mproc::Result<()> {
+    let cpus = mproc::cpu_count();
+    let col: Vec<u64> = (0..4 * cpus as u64).collect();
+    println!("\n== Part 3: a Pool of {cpus} workers mapping func over {col:?} ==");
+    let started = Instant::now();
+    let mut p = mproc::Pool::new(cpus)?;
+    let result = p.map(func, col.clone())?;
+    p.close();
+    p.join()?;
+    let parallel = started.elapsed();
+    println!("{result:?}");
+    let started = Instant::now();
+    let sequential_result: Vec<u64> = col.into_iter().map(func).collect();
+    let sequential = started.elapsed();
+    assert_eq!(result, sequential_result);
+    println!("map in one process: {sequential_result:?}");
+    report(cpus, parallel, sequential);
+    Ok(())
+}
+
 /// Squares what `jobs` brings until the `None` sentinel.
 fn squarer((jobs, results): (Queue<Option<u64>>, Queue<u64>)) {
     while let Ok(Some(x)) = jobs.get() {
@@ -186,8 +220,8 @@ fn squarer((jobs, results): (Queue<Option<u64>>, Queue<u64>)) {
     }
 }
 
-fn part3_queue() -> mproc::Result<()> {
-    println!("== Part 3: a child squaring what a Queue brings it ==");
+fn part4_queue() -> mproc::Result<()> {
+    println!("\n== Part 4: a child squaring what a Queue brings it ==");
     let (jobs, results) = (Queue::new()?, Queue::new()?);
     let mut p = Process::new(squarer, (jobs.clone(), results.clone()));
     p.start()?;
@@ -215,6 +249,7 @@ fn part3_queue() -> mproc::Result<()> {
 fn main() -> mproc::Result<()> {
     part1_counting()?;
     part2_bank()?;
-    part3_queue()?;
+    part3_pool()?;
+    part4_queue()?;
     Ok(())
 }

@@ -137,6 +137,27 @@ pub enum Error {
     /// more gets once it is empty. Python's `ShutDown`.
     #[error("the queue is shut down")]
     ShutDown,
+    /// A pool task ran past the pool's task timeout; its worker was
+    /// terminated and replaced.
+    #[error("task timed out after {after:?}; worker {pid} was terminated")]
+    TaskTimeout {
+        /// The worker that ran it.
+        pid: i32,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// The pool was terminated (or dropped) before the task ran.
+    #[error("the pool was terminated")]
+    PoolTerminated,
+    /// The pool is broken: a worker died under the
+    /// [`break_on_worker_death`](crate::PoolBuilder::break_on_worker_death)
+    /// policy, or a replacement worker could not start. Python's
+    /// `BrokenProcessPool`.
+    #[error("the pool is broken: {reason}")]
+    PoolBroken {
+        /// What broke it.
+        reason: String,
+    },
     /// The peer broke the protocol (bad framing, out-of-range indices).
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -137,6 +137,23 @@
 //! # Ok::<(), mproc::Error>(())
 //! ```
 //!
+//! # Pools
+//!
+//! A [`Pool`] maps a function over inputs with worker processes, as
+//! Python's: [`map`](Pool::map), [`starmap`](Pool::starmap),
+//! [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered)
+//! (lazy, bounded), [`apply`](Pool::apply), and
+//! [`apply_async`](Pool::apply_async)/[`map_async`](Pool::map_async)
+//! returning an [`AsyncResult`]. A panic fails its item only; a worker that
+//! dies fails only the chunk it was running and is replaced; a chunk past
+//! the [`task_timeout`](PoolBuilder::task_timeout) has its worker killed.
+//!
+//! ```
+//! let pool = mproc::Pool::new(2)?;
+//! assert_eq!(pool.map(|x: u64| x * x, 1..=3)?, [1, 4, 9]);
+//! # Ok::<(), mproc::Error>(())
+//! ```
+//!
 //! # Failure model
 //!
 //! A child's [`Process::exitcode`] is `0` on return, `n` for `exit(n)`, `1`
@@ -154,6 +171,7 @@ mod connection;
 mod error;
 pub mod manager;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod shared;
@@ -169,6 +187,7 @@ pub use connection::{
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
+pub use pool::{AsyncResult, IMap, Pool, PoolBuilder};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,

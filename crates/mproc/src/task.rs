@@ -204,3 +204,27 @@ impl Outcome {
         }
     }
 }
+
+/// A function of this executable named by its offset from the anchor, for
+/// the pool: its workers run this same build (checked when each started),
+/// so an offset taken here means the same function there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FnOffset(pub(crate) i64);
+
+impl FnOffset {
+    /// The offset of the function at `addr` (a `fn` pointer cast to `usize`).
+    pub(crate) fn of(addr: usize) -> Self {
+        FnOffset(image::offset_of(addr))
+    }
+
+    /// The function back, as a pointer of type `F`.
+    ///
+    /// # Safety
+    ///
+    /// `self` was made by [`FnOffset::of`] from a function of type `F`, in a
+    /// process running this same executable.
+    pub(crate) unsafe fn get<F: Copy>(self) -> F {
+        // SAFETY: the caller's contract is `fn_from_offset`'s.
+        unsafe { image::fn_from_offset(self.0) }
+    }
+}

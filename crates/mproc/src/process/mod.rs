@@ -158,6 +158,12 @@ impl Process {
         Ok(started.ctl)
     }
 
+    /// The child's record, once started (a pool signals its workers from
+    /// another thread than the one that joins them).
+    pub(crate) fn child(&self) -> Option<Arc<Child>> {
+        self.child.clone()
+    }
+
     fn started(&self) -> Result<&Arc<Child>> {
         self.child
             .as_ref()

@@ -164,6 +164,23 @@ impl Context {
         Process::new(f, args).start_method(self.method)
     }
 
+    /// A [`Pool`](crate::Pool) of `processes` workers started with this
+    /// context's method.
+    ///
+    /// ```
+    /// let pool = mproc::get_context(None).pool(1)?;
+    /// assert_eq!(pool.apply(|x: u8| x + 1, 1)?, 2);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn pool(&self, processes: usize) -> Result<crate::Pool> {
+        self.pool_builder().processes(processes).build()
+    }
+
+    /// A [`PoolBuilder`](crate::PoolBuilder) with this context's method.
+    pub fn pool_builder(&self) -> crate::PoolBuilder {
+        crate::Pool::builder().start_method(self.method)
+    }
+
     /// Runs `f(args)` in a new child started with this context's method, as
     /// [`spawn`](crate::spawn).
     pub fn spawn<A, R>(&self, f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>

@@ -1,0 +1,242 @@
+//! `imap` and `imap_unordered`: lazy iterators with a bounded window.
+
+use std::collections::{HashMap, VecDeque};
+use std::iter::Fuse;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::calls::Task;
+use super::inbox::{Inbox, Want};
+use super::Pool;
+use crate::error::{Error, Result};
+
+/// Chunks in flight per worker at most, for an `imap`: its input is read
+/// this far ahead of its output, no further.
+const AHEAD_PER_WORKER: usize = 1024;
+
+/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
+///
+/// It reads its input lazily: at most a bounded number of chunks
+/// (1024 per worker) are submitted and not yet consumed, so mapping over an
+/// endless iterator runs in constant memory. Each item is a value or why
+/// there is none (the same errors as [`Pool::map_results`]).
+///
+/// ```
+/// let pool = mproc::Pool::new(2)?;
+/// let firsts: Vec<u64> = pool
+///     .imap(|x: u64| x * x, 0..) // endless
+///     .take(5)
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(firsts, [0, 1, 4, 9, 16]);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+pub struct IMap<'p, I: Iterator, R> {
+    pool: &'p Pool,
+    task: Task,
+    input: Fuse<I>,
+    chunksize: usize,
+    ordered: bool,
+    inbox: Arc<Inbox>,
+    /// Submitted chunks not yet consumed, by tag: their sizes.
+    sizes: HashMap<usize, usize>,
+    next_tag: usize,
+    /// Ordered: the next tag to yield.
+    next_out: usize,
+    ready: VecDeque<Result<R>>,
+    /// Failures of input that could not be submitted, yielded last.
+    tail: VecDeque<Result<R>>,
+    stopped: bool,
+    window: usize,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<'p, I, A, R> IMap<'p, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    pub(crate) fn new(
+        pool: &'p Pool,
+        f: fn(A) -> R,
+        input: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
+        IMap {
+            pool,
+            task: Task::new(f),
+            input: input.fuse(),
+            chunksize: chunksize.max(1),
+            ordered,
+            inbox: Arc::new(Inbox::new()),
+            sizes: HashMap::new(),
+            next_tag: 0,
+            next_out: 0,
+            ready: VecDeque::new(),
+            tail: VecDeque::new(),
+            stopped: false,
+            window: AHEAD_PER_WORKER * pool.processes(),
+            _r: PhantomData,
+        }
+    }
+
+    /// The next item, waiting at most `timeout` ([`Error::Timeout`], the
+    /// iterator stays usable); `None` at the end.
+    #[doc(alias = "next")]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            self.fill();
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            if self.sizes.is_empty() {
+                return self.tail.pop_front();
+            }
+            let want = if self.ordered {
+                Want::Tag(self.next_out)
+            } else {
+                Want::Any
+            };
+            let Some(mut st) = self.inbox.wait(want, deadline) else {
+                return Some(Err(Error::Timeout));
+            };
+            let (tag, done) = if self.ordered {
+                let done = st.arrived.remove(&self.next_out).expect("waited for it");
+                self.next_out += 1;
+                (self.next_out - 1, done)
+            } else {
+                st.arrived.pop_first().expect("waited for one")
+            };
+            drop(st);
+            let n = self.sizes.remove(&tag).expect("a submitted chunk");
+            done.items::<R>(n, &mut self.ready);
+        }
+    }
+
+    /// Submits chunks until the window is full or the input ends.
+    fn fill(&mut self) {
+        while !self.stopped && self.sizes.len() < self.window {
+            let chunk: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                return;
+            }
+            let tag = self.next_tag;
+            let submitted = self
+                .pool
+                .job(self.task, &chunk, &self.inbox, tag)
+                .and_then(|job| self.pool.shared.submit([job]));
+            if let Err(e) = submitted {
+                // These items fail after those already submitted; no more
+                // input is read.
+                self.tail
+                    .extend(chunk.iter().skip(1).map(|_| Err(copy(&e))));
+                self.tail.push_front(Err(e));
+                self.stopped = true;
+                return;
+            }
+            self.sizes.insert(tag, chunk.len());
+            self.next_tag += 1;
+        }
+    }
+}
+
+/// An error for each item of a chunk that could not be submitted.
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::PoolTerminated => Error::PoolTerminated,
+        Error::PoolBroken { reason } => Error::PoolBroken {
+            reason: reason.clone(),
+        },
+        Error::InvalidState(s) => Error::InvalidState(s),
+        other => Error::InvalidArgument(other.to_string()),
+    }
+}
+
+impl<I, A, R> Iterator for IMap<'_, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+}
+
+impl Pool {
+    /// Applies `f` to each item lazily, yielding in input order (chunks of
+    /// one item, as Python's default).
+    pub fn imap<I, A, R>(&self, f: fn(A) -> R, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        IMap::new(self, f, items.into_iter(), 1, true)
+    }
+
+    /// [`imap`](Pool::imap) with chunks of `chunksize` items.
+    pub fn imap_chunked<I, A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        IMap::new(self, f, items.into_iter(), chunksize, true)
+    }
+
+    /// As [`imap`](Pool::imap), yielding in completion order.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::new(2)?;
+    /// let mut got: Vec<u32> = pool
+    ///     .imap_unordered(|x: u32| x + 1, 0..100)
+    ///     .collect::<Result<_, _>>()?;
+    /// got.sort();
+    /// assert_eq!(got, (1..=100).collect::<Vec<_>>());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn imap_unordered<I, A, R>(&self, f: fn(A) -> R, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        IMap::new(self, f, items.into_iter(), 1, false)
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) with chunks of `chunksize`
+    /// items.
+    pub fn imap_unordered_chunked<I, A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        IMap::new(self, f, items.into_iter(), chunksize, false)
+    }
+}

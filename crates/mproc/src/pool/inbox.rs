@@ -1,0 +1,223 @@
+//! Where finished chunks land: one inbox per call (`map`, an `imap`, an
+//! `AsyncResult`), filled by the supervisor threads, emptied by the caller.
+//!
+//! A delivery wakes the caller only when it is what the caller waits for
+//! (the last chunk of a `map`, the next chunk of an ordered `imap`): a
+//! `Condvar` notification is a system call, too dear per chunk.
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use super::wire::Status;
+use super::worker::ItemOut;
+use crate::codec;
+use crate::error::{CodecError, Error, Result};
+
+/// A chunk that failed as a whole, every item with the same cause.
+#[derive(Clone, Debug)]
+pub(crate) enum Fail {
+    /// The worker holding it died.
+    Died { pid: i32, code: i32 },
+    /// It ran past the task timeout; its worker was killed.
+    Timeout {
+        pid: i32,
+        after: std::time::Duration,
+    },
+    /// The pool was terminated first.
+    Terminated,
+    /// The pool broke (policy, or a replacement worker could not start).
+    Broken(String),
+}
+
+impl Fail {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Fail::Died { pid, code } if *code < 0 => Error::Signaled {
+                pid: *pid,
+                signal: -code,
+            },
+            Fail::Died { pid, code } => Error::Exited {
+                pid: *pid,
+                code: *code,
+            },
+            Fail::Timeout { pid, after } => Error::TaskTimeout {
+                pid: *pid,
+                after: *after,
+            },
+            Fail::Terminated => Error::PoolTerminated,
+            Fail::Broken(reason) => Error::PoolBroken {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// How a chunk ended.
+pub(crate) enum Done {
+    /// The worker replied.
+    Reply {
+        pid: i32,
+        status: Status,
+        body: Vec<u8>,
+    },
+    /// It failed as a whole.
+    Failed(Fail),
+}
+
+impl Done {
+    /// Whether every item succeeded.
+    pub(crate) fn all_ok(&self) -> bool {
+        matches!(
+            self,
+            Done::Reply {
+                status: Status::AllOk,
+                ..
+            }
+        )
+    }
+
+    /// The chunk's `n` items, each a value or why there is none.
+    pub(crate) fn items<R: DeserializeOwned>(self, n: usize, out: &mut impl Extend<Result<R>>) {
+        let (pid, body) = match self {
+            Done::Failed(f) => return out.extend((0..n).map(|_| Err(f.to_error()))),
+            Done::Reply {
+                status: Status::BadArgs,
+                body,
+                ..
+            } => {
+                let why = String::from_utf8_lossy(&body).into_owned();
+                return out
+                    .extend((0..n).map(|_| Err(Error::Decode(CodecError(why.clone().into())))));
+            }
+            Done::Reply {
+                status: Status::AllOk,
+                body,
+                ..
+            } => {
+                return match codec::decode::<Vec<R>>(&body, Vec::new()) {
+                    Ok(values) => out.extend(values.into_iter().map(Ok)),
+                    Err(e) => {
+                        let why = e.to_string();
+                        out.extend(
+                            (0..n).map(|_| Err(Error::Decode(CodecError(why.clone().into())))),
+                        )
+                    }
+                };
+            }
+            Done::Reply { pid, body, .. } => (pid, body),
+        };
+        match codec::decode::<Vec<ItemOut<R>>>(&body, Vec::new()) {
+            Ok(items) => out.extend(items.into_iter().map(|item| match item {
+                ItemOut::Ok(r) => Ok(r),
+                ItemOut::Panicked { message, location } => Err(Error::Panicked {
+                    pid,
+                    message,
+                    location,
+                }),
+                ItemOut::Encode(m) => Err(Error::Encode(CodecError(m.into()))),
+            })),
+            Err(e) => {
+                let why = e.to_string();
+                out.extend((0..n).map(|_| Err(Error::Decode(CodecError(why.clone().into())))))
+            }
+        }
+    }
+}
+
+/// Finished chunks by tag.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+pub(crate) struct State {
+    pub(crate) arrived: BTreeMap<usize, Done>,
+    /// Chunks delivered so far (taken or not).
+    pub(crate) count: usize,
+    /// Wake the caller when `count` reaches this...
+    wake_at: usize,
+    /// ...or when this tag arrives, or (`usize::MAX`) at any arrival.
+    wake_tag: Option<usize>,
+}
+
+/// What a caller waits for.
+#[derive(Clone, Copy)]
+pub(crate) enum Want {
+    /// `count` at least this.
+    Count(usize),
+    /// This tag arrived.
+    Tag(usize),
+    /// Any chunk arrived and is not taken.
+    Any,
+}
+
+impl Inbox {
+    pub(crate) fn new() -> Self {
+        Inbox {
+            state: Mutex::new(State {
+                arrived: BTreeMap::new(),
+                count: 0,
+                wake_at: usize::MAX,
+                wake_tag: None,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn deliver(&self, tag: usize, done: Done) {
+        let mut s = self.lock();
+        s.arrived.insert(tag, done);
+        s.count += 1;
+        let wake = s.count >= s.wake_at || s.wake_tag.is_some_and(|t| t == tag || t == usize::MAX);
+        if wake {
+            s.wake_at = usize::MAX;
+            s.wake_tag = None;
+            drop(s);
+            self.cv.notify_all();
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `want` holds or `deadline` passes; the state if it holds.
+    pub(crate) fn wait(
+        &self,
+        want: Want,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'_, State>> {
+        let mut s = self.lock();
+        loop {
+            let holds = match want {
+                Want::Count(n) => s.count >= n,
+                Want::Tag(t) => s.arrived.contains_key(&t),
+                Want::Any => !s.arrived.is_empty(),
+            };
+            if holds {
+                return Some(s);
+            }
+            match want {
+                Want::Count(n) => s.wake_at = n,
+                Want::Tag(t) => s.wake_tag = Some(t),
+                Want::Any => s.wake_tag = Some(usize::MAX),
+            }
+            s = match deadline {
+                None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.cv
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! `Pool`: a function mapped over inputs by worker processes.
+//!
+//! | file            | what                                                     |
+//! |-----------------|----------------------------------------------------------|
+//! | `mod.rs`        | the public `Pool` and its builder                        |
+//! | `calls.rs`      | `map`, `starmap`, `apply` and their async forms          |
+//! | `imap.rs`       | `imap`, `imap_unordered`: lazy, bounded iterators        |
+//! | `result.rs`     | `AsyncResult`                                            |
+//! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
+//! | `worker.rs`     | the worker process's loop and the chunk runners          |
+//! | `wire.rs`       | the messages between the two                             |
+//! | `inbox.rs`      | where finished chunks land                               |
+
+mod calls;
+mod imap;
+mod inbox;
+mod result;
+mod supervisor;
+mod wire;
+mod worker;
+
+pub use imap::IMap;
+pub use result::AsyncResult;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::start::{get_start_method, StartMethod};
+use crate::task::FnOffset;
+use inbox::Fail;
+use supervisor::{Config, Shared, Supervisor, Worker};
+
+/// A pool of worker processes, as Python's `multiprocessing.Pool`.
+///
+/// ```
+/// use mproc::Pool;
+///
+/// let pool = Pool::new(2)?;
+/// let squares = pool.map(|x: u64| x * x, 0..10)?;
+/// assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// Functions are plain `fn(A) -> R` (closures without captures), as for
+/// [`Process`](crate::Process); arguments and results travel encoded.
+/// Arguments and results cannot carry OS handles (connections, locks...)
+/// in a pool: pass those to the workers through the
+/// [`initializer`](PoolBuilder::initializer).
+///
+/// # Failures
+///
+/// Every call ends; none hangs. Per item:
+///
+/// - a panic fails that item with [`Error::Panicked`] (message and
+///   location); the worker survives;
+/// - a result that does not encode fails that item with [`Error::Encode`];
+/// - a worker that dies (killed, `abort`, segfault, `exit` in the task)
+///   fails the items of the chunk it was running with [`Error::Signaled`]
+///   or [`Error::Exited`] (its pid and status); the chunks it had been
+///   handed but not started go to another worker; a new worker replaces it
+///   and the pool goes on — unless the pool was built with
+///   [`break_on_worker_death`](PoolBuilder::break_on_worker_death), which
+///   fails everything pending with [`Error::PoolBroken`] instead;
+/// - a chunk past the [`task_timeout`](PoolBuilder::task_timeout) has its
+///   worker terminated (SIGTERM, then SIGKILL after the grace period) and
+///   replaced, and fails with [`Error::TaskTimeout`].
+///
+/// [`map`](Pool::map) returns the first failure in input order **after
+/// every item has finished**: it does not cancel the rest. A chunk already
+/// handed to a worker cannot be withdrawn without killing the worker, and
+/// stopping half-way would leave side effects of an unknown subset of the
+/// items; waiting keeps the pool's state simple — every item ran exactly
+/// once or failed — and [`map_results`](Pool::map_results) returns every
+/// item's outcome. Use [`imap`](Pool::imap) to stop early.
+///
+/// # Lifecycle and dropping
+///
+/// [`close`](Pool::close) refuses new work and lets the workers finish what
+/// is queued; [`terminate`](Pool::terminate) stops them at once, failing
+/// pending items with [`Error::PoolTerminated`]; [`join`](Pool::join)
+/// waits for the workers to end after either. **Dropping a pool
+/// terminates it** (as CPython's `Pool.__del__`) and reaps every worker:
+/// no process, descriptor or shared memory outlives it. Close and join
+/// first to let queued work finish.
+///
+/// # Ctrl-C
+///
+/// Workers block SIGINT: Ctrl-C in a terminal reaches the parent alone,
+/// no worker prints anything. If the parent dies of it, its workers die
+/// with it (their death signal); to stop in order, catch SIGINT in the
+/// parent (e.g. with the `ctrlc` crate) and call [`terminate`](Pool::terminate).
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+/// Settings for a [`Pool`], from [`Pool::builder`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pool = mproc::Pool::builder()
+///     .processes(2)
+///     .max_tasks_per_child(100)
+///     .task_timeout(Duration::from_secs(10))
+///     .build()?;
+/// assert_eq!(pool.apply(|x: i32| x + 1, 41)?, 42);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    init: Option<(i64, i64, Vec<u8>)>,
+    init_error: Option<String>,
+    max_tasks: Option<usize>,
+    task_timeout: Option<Duration>,
+    grace: Duration,
+    break_on_death: bool,
+}
+
+impl Pool {
+    /// A pool of `processes` workers (at least 1), default settings.
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder, for the other settings.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            method: None,
+            init: None,
+            init_error: None,
+            max_tasks: None,
+            task_timeout: None,
+            grace: Duration::from_millis(500),
+            break_on_death: false,
+        }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.shared.cfg.processes
+    }
+
+    /// The pids of the current workers (they change as workers are
+    /// replaced).
+    pub fn pids(&self) -> Vec<i32> {
+        self.shared
+            .lock()
+            .workers
+            .iter()
+            .flatten()
+            .map(|c| c.pid)
+            .collect()
+    }
+
+    /// Refuses new work; the workers finish what is queued, then leave.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.wake_all();
+    }
+
+    /// Stops the workers now: pending items fail with
+    /// [`Error::PoolTerminated`].
+    pub fn terminate(&self) {
+        let mut st = self.shared.lock();
+        st.terminated = true;
+        st.closed = true;
+        for job in st.queue.drain(..) {
+            job.inbox
+                .deliver(job.tag, inbox::Done::Failed(Fail::Terminated));
+        }
+        for w in st.workers.iter().flatten() {
+            let _ = w.signal(libc::SIGTERM);
+        }
+        drop(st);
+        self.shared.wake_all();
+    }
+
+    /// Waits for every worker to end, after [`close`](Pool::close) or
+    /// [`terminate`](Pool::terminate) (an error otherwise).
+    pub fn join(&mut self) -> Result<()> {
+        if !self.shared.lock().closed {
+            return Err(Error::InvalidState("join a pool that is still running"));
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn start(cfg: Config) -> Result<Pool> {
+        let shared = Arc::new(Shared::new(cfg));
+        let mut workers = Vec::new();
+        for slot in 0..shared.cfg.processes {
+            // On error, the workers already started are dropped: killed
+            // and reaped.
+            let w = Worker::start(&shared.cfg, slot)?;
+            shared.lock().workers[slot] = Some(w.child());
+            workers.push(w);
+        }
+        let threads = workers
+            .into_iter()
+            .enumerate()
+            .map(|(slot, w)| {
+                let sup = Supervisor::new(shared.clone(), slot, w);
+                thread::Builder::new()
+                    .name(format!("mproc-pool-{slot}"))
+                    .spawn(move || sup.run())
+            })
+            .collect::<std::io::Result<Vec<_>>>();
+        let mut pool = Pool {
+            shared,
+            threads: Vec::new(),
+        };
+        pool.threads = threads.map_err(Error::io("cannot start a pool thread"))?;
+        Ok(pool)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.join();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes())
+            .field("pids", &self.pids())
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of workers (default [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// How workers start (default: [`get_start_method`] at `build`).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Runs `f(args)` once in each worker as it starts (replacements too).
+    /// A worker whose initializer panics makes [`build`](PoolBuilder::build)
+    /// fail (or, for a replacement, breaks the pool) instead of restarting
+    /// forever as CPython's does.
+    pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let runner: worker::InitFn = worker::init_runner::<A>;
+        match codec::encode(&args) {
+            Ok(frame) if frame.fds.is_empty() => {
+                self.init = Some((
+                    FnOffset::of(f as usize).0,
+                    FnOffset::of(runner as usize).0,
+                    frame.bytes,
+                ))
+            }
+            Ok(_) => self.init_error = Some("initializer arguments cannot carry OS handles".into()),
+            Err(e) => self.init_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// Replaces each worker after it ran `n` chunks (Python's
+    /// `maxtasksperchild`, which also counts chunks).
+    #[doc(alias = "maxtasksperchild")]
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// Fails a chunk that runs longer than `d` with [`Error::TaskTimeout`],
+    /// terminating and replacing its worker. The clock starts when the
+    /// worker finished its previous chunk (or received this one); it
+    /// applies to a chunk, one item with chunksize 1.
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.task_timeout = Some(d);
+        self
+    }
+
+    /// How long a worker being stopped has between SIGTERM and SIGKILL
+    /// (default 500 ms).
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.grace = d;
+        self
+    }
+
+    /// When `true`, a worker dying while it runs a task breaks the whole
+    /// pool, as `concurrent.futures.ProcessPoolExecutor` does: that task
+    /// fails with the death, everything else pending with
+    /// [`Error::PoolBroken`], and the pool takes no more work. Default
+    /// `false`: only that task fails and the worker is replaced.
+    pub fn break_on_worker_death(mut self, yes: bool) -> Self {
+        self.break_on_death = yes;
+        self
+    }
+
+    /// Starts the workers. If one cannot start, those already started are
+    /// terminated and reaped, and the error is returned.
+    pub fn build(self) -> Result<Pool> {
+        if let Some(e) = self.init_error {
+            return Err(Error::InvalidArgument(format!("bad initializer: {e}")));
+        }
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes < 1 {
+            return Err(Error::InvalidArgument(
+                "a pool needs at least one process".into(),
+            ));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_tasks_per_child must be at least 1".into(),
+            ));
+        }
+        Pool::start(Config {
+            processes,
+            method: self.method.unwrap_or_else(get_start_method),
+            init: self.init,
+            max_tasks: self.max_tasks,
+            task_timeout: self.task_timeout,
+            grace: self.grace,
+            break_on_death: self.break_on_death,
+        })
+    }
+}

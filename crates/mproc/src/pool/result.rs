@@ -1,0 +1,119 @@
+//! `AsyncResult`: the value of an `apply_async` or `map_async`, later.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::inbox::{Inbox, Want};
+use crate::error::{Error, Result};
+
+type Finish<T> = Box<dyn FnOnce(&Inbox, &[usize]) -> Result<T> + Send>;
+
+/// A result to come, as Python's `AsyncResult`, from
+/// [`Pool::apply_async`](crate::Pool::apply_async) and
+/// [`Pool::map_async`](crate::Pool::map_async).
+///
+/// It always completes: with the value, with the task's error, with the
+/// worker's death, or with [`Error::PoolTerminated`] when the pool is
+/// terminated or dropped first.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pool = mproc::Pool::new(2)?;
+/// let mut r = pool.map_async(|x: u32| x * 10, [1, 2])?;
+/// assert!(r.wait_timeout(Duration::from_secs(20)));
+/// assert_eq!(r.get_timeout(Duration::ZERO)?, [10, 20]);
+/// # Ok::<(), mproc::Error>(())
+/// ```
+pub struct AsyncResult<T> {
+    inbox: Arc<Inbox>,
+    sizes: Vec<usize>,
+    finish: Option<Finish<T>>,
+}
+
+impl<T: 'static> AsyncResult<T> {
+    pub(crate) fn new<R: DeserializeOwned + 'static>(
+        inbox: Arc<Inbox>,
+        sizes: Vec<usize>,
+        finish: fn(Vec<Result<R>>) -> Result<T>,
+    ) -> Self {
+        let decode = move |inbox: &Inbox, sizes: &[usize]| {
+            let mut st = inbox.lock();
+            let mut items = Vec::with_capacity(sizes.iter().sum());
+            for (tag, &n) in sizes.iter().enumerate() {
+                let done = st.arrived.remove(&tag).expect("every chunk arrived");
+                done.items::<R>(n, &mut items);
+            }
+            drop(st);
+            finish(items)
+        };
+        AsyncResult {
+            inbox,
+            sizes,
+            finish: Some(Box::new(decode)),
+        }
+    }
+
+    /// Whether the result is there.
+    pub fn ready(&self) -> bool {
+        self.inbox.lock().count >= self.sizes.len()
+    }
+
+    /// Whether every item succeeded; an error if not [`ready`](Self::ready)
+    /// yet (as Python's `ValueError`).
+    pub fn successful(&self) -> Result<bool> {
+        let st = self.inbox.lock();
+        if st.count < self.sizes.len() {
+            return Err(Error::InvalidState("the result is not ready"));
+        }
+        Ok(st.arrived.values().all(|d| d.all_ok()))
+    }
+
+    /// Waits until the result is there.
+    pub fn wait(&self) {
+        self.inbox.wait(Want::Count(self.sizes.len()), None);
+    }
+
+    /// Waits at most `timeout`; whether the result is there.
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.inbox
+            .wait(Want::Count(self.sizes.len()), Some(deadline))
+            .is_some()
+    }
+
+    /// Waits for the value (or the first failure, in input order).
+    pub fn get(mut self) -> Result<T> {
+        self.wait();
+        self.take()
+    }
+
+    /// As [`get`](Self::get), waiting at most `timeout`:
+    /// [`Error::Timeout`] leaves it usable; once taken, later calls fail.
+    #[doc(alias = "get")]
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        if !self.wait_timeout(timeout) {
+            return Err(Error::Timeout);
+        }
+        self.take()
+    }
+
+    fn take(&mut self) -> Result<T> {
+        let finish = self
+            .finish
+            .take()
+            .ok_or(Error::InvalidState("the result was already taken"))?;
+        finish(&self.inbox, &self.sizes)
+    }
+}
+
+impl<T: 'static> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}

@@ -1,0 +1,587 @@
+//! One supervisor thread per worker, in the parent: it hands chunks from
+//! the pool's queue to its worker in batches, delivers each reply, and
+//! watches for the worker's death, its task's deadline and its retirement.
+//!
+//! Chunks are pipelined: a worker holds a few chunks beyond the one it
+//! runs, so it never waits for the supervisor (a hand-off costs ~1 µs, a
+//! trivial task far less). How many depends on the measured chunk time:
+//! up to [`WINDOW`] for tiny chunks (then the supervisor naps between
+//! bursts of replies instead of spinning on the worker's CPU), one for chunks of a millisecond or
+//! more, so long tasks still spread evenly over the workers. The worker
+//! runs its chunks in order and replies to each, so when it dies the first
+//! unanswered chunk is the one it was running: that chunk fails, the
+//! others go back to the front of the queue (they never started).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::inbox::{Done, Fail, Inbox};
+use super::wire::{self, JobWire};
+use super::worker::{worker_main, WorkerArgs};
+use crate::child::Child;
+use crate::error::{Error, Result};
+use crate::pipe::{Connection, Pipe};
+use crate::process::Process;
+use crate::start::StartMethod;
+use crate::task::FnOffset;
+
+/// The most chunks a worker holds: enough that a worker running tiny
+/// tasks stays busy while its supervisor naps (see `wait_reply`).
+pub(crate) const WINDOW: usize = 1024;
+
+/// How long a supervisor naps while its worker runs many tiny chunks.
+const NAP: Duration = Duration::from_micros(50);
+
+/// How often a waiting supervisor looks at the pool's flags.
+const CHECK: Duration = Duration::from_millis(50);
+
+/// A chunk waiting for, or held by, a worker.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) func: FnOffset,
+    pub(crate) chunk_fn: FnOffset,
+    pub(crate) args: Vec<u8>,
+    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) tag: usize,
+}
+
+impl Job {
+    fn fail(self, why: &Fail) {
+        self.inbox.deliver(self.tag, Done::Failed(why.clone()));
+    }
+}
+
+/// The pool's fixed settings.
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) method: StartMethod,
+    pub(crate) init: Option<(i64, i64, Vec<u8>)>,
+    pub(crate) max_tasks: Option<usize>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) grace: Duration,
+    pub(crate) break_on_death: bool,
+}
+
+/// What the pool and its supervisors share.
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    state: Mutex<State>,
+    work: Condvar,
+    next_id: AtomicU64,
+}
+
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Job>,
+    pub(crate) closed: bool,
+    pub(crate) terminated: bool,
+    pub(crate) broken: Option<String>,
+    /// Each slot's current worker, for `terminate` and breaking.
+    pub(crate) workers: Vec<Option<Arc<Child>>>,
+    /// Supervisors waiting for work.
+    idle: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config) -> Self {
+        let n = cfg.processes;
+        Shared {
+            cfg,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                closed: false,
+                terminated: false,
+                broken: None,
+                workers: vec![None; n],
+                idle: 0,
+            }),
+            work: Condvar::new(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues jobs; an error if the pool takes no more.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<()> {
+        let mut st = self.lock();
+        st.accepting()?;
+        st.queue.extend(jobs);
+        let wake = st.idle > 0;
+        drop(st);
+        if wake {
+            self.work.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Wakes every supervisor (close, terminate, break).
+    pub(crate) fn wake_all(&self) {
+        self.work.notify_all();
+    }
+
+    /// Marks the pool broken: fails what is queued, kills every worker (its
+    /// supervisor fails what it held).
+    fn break_pool(&self, reason: String) {
+        let mut st = self.lock();
+        if st.broken.is_none() {
+            st.broken = Some(reason.clone());
+        }
+        let why = Fail::Broken(reason);
+        for job in st.queue.drain(..) {
+            job.fail(&why);
+        }
+        for w in st.workers.iter().flatten() {
+            let _ = w.signal(libc::SIGKILL);
+        }
+        drop(st);
+        self.wake_all();
+    }
+}
+
+impl State {
+    pub(crate) fn accepting(&self) -> Result<()> {
+        if self.terminated {
+            return Err(Error::PoolTerminated);
+        }
+        if let Some(reason) = &self.broken {
+            return Err(Error::PoolBroken {
+                reason: reason.clone(),
+            });
+        }
+        if self.closed {
+            return Err(Error::InvalidState("the pool is closed"));
+        }
+        Ok(())
+    }
+}
+
+/// A worker process and the parent's end of its pipe.
+pub(crate) struct Worker {
+    process: Process,
+    conn: Connection<()>,
+    pid: i32,
+}
+
+impl Worker {
+    /// Starts a worker and waits until its initializer has run.
+    pub(crate) fn start(cfg: &Config, slot: usize) -> Result<Worker> {
+        let (here, there) = Pipe::<()>::new()?;
+        let args = WorkerArgs {
+            conn: there,
+            init: cfg.init.clone(),
+        };
+        let mut process = Process::new(worker_main, args)
+            .name(format!("PoolWorker-{}", slot + 1))
+            .daemon(true)
+            .start_method(cfg.method);
+        process.start()?;
+        let pid = process.pid().expect("started");
+        let mut w = Worker {
+            process,
+            conn: here,
+            pid,
+        };
+        match w.conn.recv_bytes() {
+            Ok(m) if m == [wire::READY] => Ok(w),
+            _ => {
+                let code = w.reap();
+                Err(Fail::Died { pid, code }.to_error())
+            }
+        }
+    }
+
+    pub(crate) fn child(&self) -> Arc<Child> {
+        self.process.child().expect("started")
+    }
+
+    /// Asks the worker to leave and reaps it; its exit code.
+    fn quit(mut self) -> i32 {
+        let _ = self.conn.send_bytes(&[wire::QUIT]);
+        if !self.process.join_timeout(CHECK * 20).unwrap_or(false) {
+            self.stop(Duration::ZERO);
+        }
+        self.process.exitcode().unwrap_or(0)
+    }
+
+    /// SIGTERM, SIGKILL after `grace`, reaped; its exit code.
+    fn stop(&mut self, grace: Duration) -> i32 {
+        let _ = self.process.terminate();
+        if !self.process.join_timeout(grace).unwrap_or(false) {
+            let _ = self.process.kill();
+            let _ = self.process.join();
+        }
+        self.process.exitcode().unwrap_or(-libc::SIGKILL)
+    }
+
+    /// Reaps a worker whose pipe closed (it is ending on its own: give it
+    /// time, so that its status is its own, not our SIGTERM); its exit code.
+    fn reap(&mut self) -> i32 {
+        if self
+            .process
+            .join_timeout(Duration::from_secs(2))
+            .unwrap_or(false)
+        {
+            return self.process.exitcode().unwrap_or(0);
+        }
+        self.stop(Duration::ZERO)
+    }
+
+    fn send(&self, jobs: &[Job], buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        buf.push(wire::JOBS);
+        for j in jobs {
+            let wire = JobWire {
+                id: j.id,
+                func: j.func,
+                chunk_fn: j.chunk_fn,
+                args: &j.args,
+            };
+            wire::put_job(buf, &wire);
+        }
+        self.conn.send_bytes(buf)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.process.is_alive() {
+            self.stop(Duration::ZERO);
+        }
+    }
+}
+
+/// What a supervisor does next, decided under the pool's lock.
+enum Next {
+    /// Send these (maybe none: just wait for a reply).
+    Send(Vec<Job>),
+    /// The pool is closed and drained: let the worker go.
+    Quit,
+    /// The worker did its `max_tasks`: replace it.
+    Retire,
+    /// Terminated or broken: kill the worker, fail what it holds.
+    Stop(Fail),
+}
+
+/// A supervisor: owns one worker slot until the pool ends.
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+    slot: usize,
+    worker: Worker,
+    held: VecDeque<Job>,
+    /// When the first held chunk started (about).
+    head_since: Instant,
+    /// Chunks this worker finished.
+    done: usize,
+    /// Mean chunk time, smoothed.
+    mean: Duration,
+    buf: Vec<u8>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(shared: Arc<Shared>, slot: usize, worker: Worker) -> Self {
+        Supervisor {
+            shared,
+            slot,
+            worker,
+            held: VecDeque::new(),
+            head_since: Instant::now(),
+            done: 0,
+            mean: Duration::from_millis(1),
+            buf: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            if self.held.len() <= self.window() / 2 {
+                match self.next() {
+                    Next::Send(jobs) => {
+                        if !jobs.is_empty() && !self.send(jobs) {
+                            if self.died() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    Next::Quit => {
+                        self.worker.quit();
+                        self.shared.lock().workers[self.slot] = None;
+                        return;
+                    }
+                    Next::Retire => {
+                        let w = self.replace_worker();
+                        if let Some(old) = w {
+                            old.quit();
+                        } else {
+                            return;
+                        }
+                        continue;
+                    }
+                    Next::Stop(why) => return self.stop(why),
+                }
+            }
+            if !self.wait_reply() {
+                return;
+            }
+        }
+    }
+
+    /// How many chunks this worker may hold, from the chunk time.
+    fn window(&self) -> usize {
+        if self.mean < Duration::from_micros(20) {
+            WINDOW
+        } else if self.mean < Duration::from_millis(1) {
+            8
+        } else {
+            1
+        }
+    }
+
+    /// Chunks this worker may still take before it retires.
+    fn budget(&self) -> usize {
+        match self.shared.cfg.max_tasks {
+            Some(max) => max.saturating_sub(self.done + self.held.len()),
+            None => usize::MAX,
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
+        loop {
+            if st.terminated {
+                return Next::Stop(Fail::Terminated);
+            }
+            if let Some(reason) = &st.broken {
+                return Next::Stop(Fail::Broken(reason.clone()));
+            }
+            let budget = self.budget();
+            if !st.queue.is_empty() && budget > 0 {
+                let fair = st.queue.len().div_ceil(shared.cfg.processes);
+                let room = self.window() - self.held.len();
+                let n = room.min(fair).min(budget).max(1);
+                return Next::Send(st.queue.drain(..n).collect());
+            }
+            if !self.held.is_empty() {
+                return Next::Send(Vec::new());
+            }
+            if budget == 0 {
+                return Next::Retire;
+            }
+            if st.closed {
+                return Next::Quit;
+            }
+            st.idle += 1;
+            st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+    }
+
+    /// Sends `jobs` and holds them; `false` if the worker is gone.
+    fn send(&mut self, jobs: Vec<Job>) -> bool {
+        if self.held.is_empty() {
+            if !self.worker.process.is_alive() {
+                // It died idle (killed from outside): nothing of its own
+                // fails; these chunks go to its replacement.
+                self.held.extend(jobs);
+                self.requeue();
+                let _ = self.worker.reap();
+                return self.replace_worker().is_some() || !self.held.is_empty();
+            }
+            self.head_since = Instant::now();
+        }
+        let ok = self.worker.send(&jobs, &mut self.buf).is_ok();
+        self.held.extend(jobs);
+        ok
+    }
+
+    /// Waits for one reply (or death, or the deadline); `false` when this
+    /// supervisor is done.
+    fn wait_reply(&mut self) -> bool {
+        if self.window() == WINDOW && self.held.len() > WINDOW / 4 {
+            // Tiny chunks and plenty held: rather than spin beside the
+            // worker (on a machine with as many CPUs as workers, a
+            // spinning supervisor takes a worker's CPU), let it run and
+            // take its replies in a burst.
+            std::thread::sleep(NAP);
+            let before = self.held.len();
+            if !self.drain() {
+                return false;
+            }
+            if self.held.len() < before {
+                return true;
+            }
+            // Nothing came: wait as usual (deadlines, flags, death).
+        }
+        let now = Instant::now();
+        let mut until = now + CHECK;
+        if let Some(t) = self.shared.cfg.task_timeout {
+            until = until.min(self.head_since + t);
+        }
+        match self.worker.conn.poll(until.saturating_duration_since(now)) {
+            Ok(true) => match self.worker.conn.recv_bytes() {
+                Ok(msg) => self.on_reply(msg),
+                Err(_) => !self.died(),
+            },
+            Ok(false) => self.on_quiet(),
+            Err(_) => !self.died(),
+        }
+    }
+
+    /// Takes the replies there are; `false` when this supervisor is done.
+    fn drain(&mut self) -> bool {
+        while !self.held.is_empty() {
+            match self.worker.conn.poll(Duration::ZERO) {
+                Ok(true) => match self.worker.conn.recv_bytes() {
+                    Ok(msg) => {
+                        if !self.on_reply(msg) {
+                            return false;
+                        }
+                    }
+                    Err(_) => return !self.died(),
+                },
+                Ok(false) => return true,
+                Err(_) => return !self.died(),
+            }
+        }
+        true
+    }
+
+    fn on_reply(&mut self, msg: Vec<u8>) -> bool {
+        let Some((id, status, body)) = wire::parse_reply(msg) else {
+            return !self.died();
+        };
+        let Some(job) = self.held.pop_front() else {
+            return !self.died();
+        };
+        debug_assert_eq!(job.id, id);
+        let now = Instant::now();
+        let took = now - self.head_since;
+        self.mean = (self.mean * 3 + took) / 4;
+        self.head_since = now;
+        self.done += 1;
+        let pid = self.worker.pid;
+        job.inbox
+            .deliver(job.tag, Done::Reply { pid, status, body });
+        true
+    }
+
+    /// Nothing arrived in time: a deadline, a flag, or a silent death.
+    fn on_quiet(&mut self) -> bool {
+        let st = self.shared.lock();
+        let stop = if st.terminated {
+            Some(Fail::Terminated)
+        } else {
+            st.broken.clone().map(Fail::Broken)
+        };
+        drop(st);
+        if let Some(why) = stop {
+            self.stop(why);
+            return false;
+        }
+        if let (Some(t), false) = (self.shared.cfg.task_timeout, self.held.is_empty()) {
+            if self.head_since.elapsed() >= t {
+                return self.timed_out(t);
+            }
+        }
+        if !self.worker.process.is_alive() {
+            return !self.died();
+        }
+        true
+    }
+
+    fn timed_out(&mut self, after: Duration) -> bool {
+        let pid = self.worker.pid;
+        self.worker.stop(self.shared.cfg.grace);
+        self.lost(Fail::Timeout { pid, after })
+    }
+
+    /// The worker died: its running chunk fails. `true` if this supervisor
+    /// is done.
+    fn died(&mut self) -> bool {
+        let pid = self.worker.pid;
+        let code = self.worker.reap();
+        !self.lost(Fail::Died { pid, code })
+    }
+
+    /// The worker is gone: fail the chunk it ran with `why`, requeue the
+    /// rest, replace it. `false` when this supervisor is done.
+    fn lost(&mut self, why: Fail) -> bool {
+        let st = self.shared.lock();
+        let stop = if st.terminated {
+            Some(Fail::Terminated)
+        } else {
+            st.broken.clone().map(Fail::Broken)
+        };
+        drop(st);
+        if let Some(stop) = stop {
+            self.stop(stop);
+            return false;
+        }
+        let ran = self.held.pop_front();
+        let had_task = ran.is_some();
+        if let Some(job) = ran {
+            job.fail(&why);
+        }
+        self.requeue();
+        if had_task && self.shared.cfg.break_on_death {
+            let reason = why.to_error().to_string();
+            self.shared.break_pool(format!("a worker failed: {reason}"));
+            self.stop(Fail::Broken(reason));
+            return false;
+        }
+        match self.replace_worker() {
+            Some(_dead) => true,
+            None => false,
+        }
+    }
+
+    /// Puts held chunks back at the front of the queue, in order.
+    fn requeue(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut st = self.shared.lock();
+        for job in self.held.drain(..).rev() {
+            st.queue.push_front(job);
+        }
+        drop(st);
+        self.shared.wake_all();
+    }
+
+    /// Starts a new worker in this slot; the old one, or `None` (pool
+    /// broken, this supervisor done) if the new one could not start.
+    fn replace_worker(&mut self) -> Option<Worker> {
+        match Worker::start(&self.shared.cfg, self.slot) {
+            Ok(w) => {
+                self.shared.lock().workers[self.slot] = Some(w.child());
+                self.done = 0;
+                Some(std::mem::replace(&mut self.worker, w))
+            }
+            Err(e) => {
+                let reason = format!("cannot start a replacement worker: {e}");
+                self.requeue();
+                self.shared.break_pool(reason.clone());
+                self.stop(Fail::Broken(reason));
+                None
+            }
+        }
+    }
+
+    /// Kills the worker and fails what it held.
+    fn stop(&mut self, why: Fail) {
+        self.worker.stop(self.shared.cfg.grace);
+        for job in self.held.drain(..) {
+            job.fail(&why);
+        }
+        self.shared.lock().workers[self.slot] = None;
+    }
+}

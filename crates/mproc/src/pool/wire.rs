@@ -1,0 +1,129 @@
+//! The messages between the supervisor and a worker, framed by hand: the
+//! chunk hand-off is the pool's hot path.
+//!
+//! | message        | layout                                                  |
+//! |----------------|---------------------------------------------------------|
+//! | jobs (→ worker)| `b'J'`, then per job: id u64, func i64, chunk fn i64, len u32, args |
+//! | quit (→ worker)| `b'Q'`                                                  |
+//! | ready (← worker)| `b'R'`: the initializer ran                            |
+//! | reply (← worker)| id u64, [`Status`] u8, body                            |
+//!
+//! All integers little-endian.
+
+use crate::task::FnOffset;
+
+/// A chunk as it travels: which functions, and the encoded `Vec<A>`.
+pub(crate) struct JobWire<'a> {
+    pub(crate) id: u64,
+    pub(crate) func: FnOffset,
+    pub(crate) chunk_fn: FnOffset,
+    pub(crate) args: &'a [u8],
+}
+
+/// How a chunk ended, in a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Status {
+    /// Every item returned; the body is an encoded `Vec<R>`.
+    AllOk = 0,
+    /// Some item failed (panic, result that does not encode); the body is
+    /// an encoded `Vec<ItemOut<R>>`.
+    SomeFailed = 1,
+    /// The arguments did not decode; the body is the reason, UTF-8.
+    BadArgs = 2,
+}
+
+pub(crate) const JOBS: u8 = b'J';
+pub(crate) const QUIT: u8 = b'Q';
+pub(crate) const READY: u8 = b'R';
+
+/// Appends one job to a jobs message (which starts with [`JOBS`]).
+pub(crate) fn put_job(buf: &mut Vec<u8>, job: &JobWire<'_>) {
+    buf.extend_from_slice(&job.id.to_le_bytes());
+    buf.extend_from_slice(&job.func.0.to_le_bytes());
+    buf.extend_from_slice(&job.chunk_fn.0.to_le_bytes());
+    buf.extend_from_slice(&(job.args.len() as u32).to_le_bytes());
+    buf.extend_from_slice(job.args);
+}
+
+/// The jobs of a jobs message (without its tag byte); `None` if malformed.
+pub(crate) fn jobs(mut body: &[u8]) -> Option<Vec<JobWire<'_>>> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let id = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+        let func = i64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
+        let chunk_fn = i64::from_le_bytes(body.get(16..24)?.try_into().ok()?);
+        let len = u32::from_le_bytes(body.get(24..28)?.try_into().ok()?) as usize;
+        let args = body.get(28..28 + len)?;
+        out.push(JobWire {
+            id,
+            func: FnOffset(func),
+            chunk_fn: FnOffset(chunk_fn),
+            args,
+        });
+        body = &body[28 + len..];
+    }
+    Some(out)
+}
+
+/// A reply: header then body.
+pub(crate) fn reply(id: u64, status: Status, body: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(9 + body.len());
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.push(status as u8);
+    buf.extend_from_slice(body);
+    buf
+}
+
+/// A reply's id, status and body; `None` if malformed.
+pub(crate) fn parse_reply(mut msg: Vec<u8>) -> Option<(u64, Status, Vec<u8>)> {
+    let id = u64::from_le_bytes(msg.get(..8)?.try_into().ok()?);
+    let status = match *msg.get(8)? {
+        0 => Status::AllOk,
+        1 => Status::SomeFailed,
+        2 => Status::BadArgs,
+        _ => return None,
+    };
+    msg.drain(..9);
+    Some((id, status, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip() {
+        let mut buf = vec![JOBS];
+        for (id, args) in [(7u64, &b"abc"[..]), (8, &b""[..])] {
+            let job = JobWire {
+                id,
+                func: FnOffset(-5),
+                chunk_fn: FnOffset(9),
+                args,
+            };
+            put_job(&mut buf, &job);
+        }
+        let jobs = jobs(&buf[1..]).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[0].id, jobs[0].func, jobs[0].args),
+            (7, FnOffset(-5), &b"abc"[..])
+        );
+        assert_eq!(
+            (jobs[1].id, jobs[1].chunk_fn, jobs[1].args),
+            (8, FnOffset(9), &b""[..])
+        );
+        assert!(super::jobs(&buf[1..5]).is_none());
+    }
+
+    #[test]
+    fn reply_round_trip() {
+        let r = reply(3, Status::SomeFailed, b"xy");
+        assert_eq!(
+            parse_reply(r),
+            Some((3, Status::SomeFailed, b"xy".to_vec()))
+        );
+        assert_eq!(parse_reply(vec![0; 4]), None);
+    }
+}

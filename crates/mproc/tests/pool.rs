@@ -1,0 +1,477 @@
+//! `Pool` with real worker processes.
+//!
+//! The behaviours CPython's `Lib/test/_test_multiprocessing.py` checks for
+//! pools (`_TestPool`: apply, map with and without chunksize, starmap,
+//! map_async, imap order, imap_unordered set equality, empty input,
+//! terminate with many queued tasks, maxtasksperchild, initializer,
+//! unpicklable results), rewritten in Rust, plus mproc's own promises:
+//! each way a worker can die fails only its task, timeouts, and nothing
+//! leaks. No test sleeps to synchronise: tasks may sleep to stay busy, the
+//! test waits on results.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Unserialisable, LONG};
+use mproc::{Error, Pool};
+
+/// `2 * x`, or a misdeed chosen by a negative `x`.
+fn task(x: i64) -> i64 {
+    match x {
+        -1 => panic!("task {x} panicked"),
+        -2 => {
+            // SAFETY: signalling oneself; the worker dies of it.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            unreachable!()
+        }
+        -3 => std::process::abort(),
+        -4 => {
+            let p = std::ptr::null_mut::<u64>().wrapping_add(2);
+            // SAFETY: none; the point is to fault (see tests/process.rs).
+            unsafe { std::ptr::write_volatile(p, 1) };
+            unreachable!()
+        }
+        -5 => std::process::exit(3),
+        -6 => {
+            std::thread::sleep(LONG);
+            0
+        }
+        x => 2 * x,
+    }
+}
+
+fn pid(_: u32) -> i32 {
+    std::process::id() as i32
+}
+
+fn pool(n: usize) -> Pool {
+    Pool::new(n).unwrap()
+}
+
+#[test]
+fn map_keeps_input_order_with_any_chunksize() {
+    let _g = common::shared();
+    let p = pool(2);
+    let want: Vec<i64> = (0..1000).map(|x| 2 * x).collect();
+    assert_eq!(p.map(task, 0..1000).unwrap(), want);
+    for c in [1, 2, 7, 1000, 5000] {
+        assert_eq!(p.map_chunked(task, 0..1000, Some(c)).unwrap(), want, "{c}");
+    }
+    assert!(matches!(
+        p.map_chunked(task, 0..3, Some(0)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn empty_input_gives_empty_results_at_once() {
+    let _g = common::shared();
+    let p = pool(1);
+    assert!(p.map(task, Vec::new()).unwrap().is_empty());
+    assert!(p
+        .map_async(task, Vec::new())
+        .unwrap()
+        .get()
+        .unwrap()
+        .is_empty());
+    assert_eq!(p.imap(task, Vec::new()).count(), 0);
+    assert_eq!(p.imap_unordered(task, Vec::new()).count(), 0);
+    assert!(p
+        .starmap(|a: u8, b: u8| a + b, Vec::new())
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn apply_starmap_and_async_forms() {
+    let _g = common::shared();
+    let p = pool(2);
+    assert_eq!(p.apply(task, 21).unwrap(), 42);
+    let pairs: Vec<(String, usize)> = (0..50).map(|i| ("ab".repeat(i), i)).collect();
+    let lens = p.starmap(|s: String, n: usize| s.len() - n, pairs).unwrap();
+    assert_eq!(lens, (0..50).collect::<Vec<_>>());
+
+    let r = p.apply_async(task, 5).unwrap();
+    r.wait();
+    assert!(r.ready());
+    assert!(r.successful().unwrap());
+    assert_eq!(r.get().unwrap(), 10);
+
+    let mut m = p.map_async(task, [1, -1, 3]).unwrap();
+    assert!(m.wait_timeout(common::GENEROUS));
+    assert!(!m.successful().unwrap());
+    assert!(matches!(
+        m.get_timeout(Duration::ZERO),
+        Err(Error::Panicked { .. })
+    ));
+    assert!(matches!(
+        m.get_timeout(Duration::ZERO),
+        Err(Error::InvalidState(_))
+    ));
+}
+
+#[test]
+fn successful_before_ready_is_an_error() {
+    let _g = common::shared();
+    let p = pool(1);
+    let mut r = p.apply_async(task, -6).unwrap();
+    assert!(!r.ready());
+    assert!(matches!(r.successful(), Err(Error::InvalidState(_))));
+    assert!(matches!(
+        r.get_timeout(Duration::from_millis(1)),
+        Err(Error::Timeout)
+    ));
+    assert!(!r.wait_timeout(Duration::ZERO));
+    p.terminate();
+    assert!(matches!(
+        r.get_timeout(common::GENEROUS),
+        Err(Error::PoolTerminated)
+    ));
+}
+
+#[test]
+fn a_panic_fails_its_item_and_the_worker_survives() {
+    let _g = common::shared();
+    let p = pool(2);
+    let before = p.pids();
+    let r = p
+        .map_results_chunked(task, [1, -1, 3, -1, 5], Some(2))
+        .unwrap();
+    assert_eq!(r[0].as_ref().ok(), Some(&2));
+    match &r[1] {
+        Err(Error::Panicked {
+            message, location, ..
+        }) => {
+            assert_eq!(message, "task -1 panicked");
+            assert!(location.contains("tests/pool.rs"), "{location}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r[2].as_ref().ok(), Some(&6));
+    assert!(r[3].is_err());
+    assert_eq!(r[4].as_ref().ok(), Some(&10));
+    assert!(matches!(p.map(task, [1, -1]), Err(Error::Panicked { .. })));
+    assert_eq!(p.pids(), before);
+}
+
+/// Each way a worker can die fails that task only; the worker is replaced.
+#[test]
+fn each_death_fails_only_its_task() {
+    let _g = common::shared();
+    let p = pool(2);
+    for (cause, check) in [
+        (
+            -2,
+            (|e: &Error| matches!(e, Error::Signaled { signal: 9, .. })) as fn(&Error) -> bool,
+        ),
+        (-3, |e| matches!(e, Error::Signaled { signal: 6, .. })),
+        (-4, |e| matches!(e, Error::Signaled { signal: 11, .. })),
+        (-5, |e| matches!(e, Error::Exited { code: 3, .. })),
+    ] {
+        let before: HashSet<i32> = p.pids().into_iter().collect();
+        let input: Vec<i64> = (0..40).map(|i| if i == 17 { cause } else { i }).collect();
+        let r = p.map_results_chunked(task, input, Some(1)).unwrap();
+        for (i, item) in r.iter().enumerate() {
+            if i == 17 {
+                let e = item.as_ref().unwrap_err();
+                assert!(check(e), "{cause}: {e}");
+                let pid = match e {
+                    Error::Signaled { pid, .. } | Error::Exited { pid, .. } => *pid,
+                    _ => unreachable!(),
+                };
+                assert!(before.contains(&pid), "{e} names a worker");
+            } else {
+                assert_eq!(
+                    item.as_ref().ok(),
+                    Some(&(2 * i as i64)),
+                    "{cause}: item {i}"
+                );
+            }
+        }
+        // The error is delivered before the replacement starts.
+        let replaced = || {
+            let after: HashSet<i32> = p.pids().into_iter().collect();
+            after.len() == 2 && before.intersection(&after).count() == 1
+        };
+        assert!(
+            common::eventually(common::GENEROUS, replaced),
+            "{cause}: one replaced"
+        );
+    }
+    assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
+
+#[test]
+fn a_task_past_its_timeout_fails_and_its_worker_is_replaced() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let r = p.map_results_chunked(task, [1, -6, 3, 4], Some(1)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(r[1], Err(Error::TaskTimeout { .. })), "{:?}", r[1]);
+    assert_eq!(r.iter().filter(|x| x.is_ok()).count(), 3);
+    assert_eq!(p.apply(task, 8).unwrap(), 16);
+}
+
+#[test]
+fn imap_keeps_order_with_chunksizes_1_2_4() {
+    let _g = common::shared();
+    let p = pool(2);
+    for c in [1, 2, 4] {
+        let got: Vec<i64> = p
+            .imap_chunked(task, 0..301, c)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, (0..301).map(|x| 2 * x).collect::<Vec<_>>(), "{c}");
+    }
+    let got: Vec<Result<i64, Error>> = p.imap(task, [1, -1, 2]).collect();
+    assert!(got[0].is_ok() && got[1].is_err() && got[2].is_ok());
+}
+
+#[test]
+fn imap_unordered_gives_the_same_set() {
+    let _g = common::shared();
+    let p = pool(2);
+    for c in [1, 3] {
+        let got: HashSet<i64> = p
+            .imap_unordered_chunked(task, 0..500, c)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, (0..500).map(|x| 2 * x).collect(), "{c}");
+    }
+}
+
+/// The input is read lazily: an endless iterator works, and no more than
+/// the window is read ahead.
+#[test]
+fn imap_reads_input_lazily() {
+    let _g = common::shared();
+    let p = pool(2);
+    static PULLED: AtomicU32 = AtomicU32::new(0);
+    let input = (0..).inspect(|_| {
+        PULLED.fetch_add(1, Ordering::Relaxed);
+    });
+    let got: Vec<i64> = p.imap(task, input).take(10).map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).map(|x| 2 * x).collect::<Vec<_>>());
+    let pulled = PULLED.load(Ordering::Relaxed);
+    assert!(pulled <= 10 + 1024 * 2, "read {pulled} items ahead");
+    // Constant memory over many items of an endless input.
+    let n = p
+        .imap_unordered(task, 0..)
+        .take(20_000)
+        .filter(|r| r.is_ok())
+        .count();
+    assert_eq!(n, 20_000);
+}
+
+#[test]
+fn imap_next_timeout() {
+    let _g = common::shared();
+    let p = pool(1);
+    let mut it = p.imap(task, [-6, 1]);
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(20)),
+        Some(Err(Error::Timeout))
+    ));
+    p.terminate();
+    assert!(matches!(
+        it.next_timeout(common::GENEROUS),
+        Some(Err(Error::PoolTerminated))
+    ));
+}
+
+#[test]
+fn terminate_with_10000_queued_long_tasks_returns_promptly() {
+    let _g = common::shared();
+    let mut p = pool(2);
+    let r = p.map_async(task, vec![-6; 10_000]).unwrap();
+    let started = Instant::now();
+    p.terminate();
+    p.join().unwrap();
+    assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn max_tasks_per_child_changes_pids() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids: HashSet<i32> = p
+        .map_chunked(pid, 0..10, Some(1))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(pids.len(), 5, "{pids:?}");
+}
+
+static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
+fn init(add: u32) {
+    INIT_RUNS.fetch_add(add, Ordering::Relaxed);
+}
+
+fn init_runs(_: u32) -> (i32, u32) {
+    (std::process::id() as i32, INIT_RUNS.load(Ordering::Relaxed))
+}
+
+#[test]
+fn initializer_runs_once_per_worker() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .initializer(init, 1)
+        .build()
+        .unwrap();
+    let runs = p.map_chunked(init_runs, 0..200, Some(1)).unwrap();
+    assert!(runs.iter().all(|&(_, n)| n == 1), "{runs:?}");
+    assert_eq!(INIT_RUNS.load(Ordering::Relaxed), 0, "not in the parent");
+}
+
+fn init_panics(_: ()) {
+    panic!("no init")
+}
+
+#[test]
+fn a_failing_initializer_fails_build() {
+    let _g = common::shared();
+    let r = Pool::builder()
+        .processes(2)
+        .initializer(init_panics, ())
+        .build();
+    assert!(matches!(r, Err(Error::Exited { code: 1, .. })), "{r:?}");
+    assert!(matches!(Pool::new(0), Err(Error::InvalidArgument(_))));
+}
+
+fn unserialisable(_: u32) -> Unserialisable {
+    Unserialisable
+}
+
+#[test]
+fn unserialisable_results_lose_no_worker() {
+    let _g = common::shared();
+    let p = pool(2);
+    let pids = p.pids();
+    for _ in 0..20 {
+        assert!(matches!(p.apply(unserialisable, 1), Err(Error::Encode(_))));
+    }
+    assert_eq!(p.pids(), pids);
+}
+
+#[test]
+fn lifecycle_errors_and_close_finishes_queued_work() {
+    let _g = common::shared();
+    let mut p = pool(2);
+    assert!(matches!(p.join(), Err(Error::InvalidState(_))));
+    let r = p.map_async(task, 0..100).unwrap();
+    p.close();
+    assert!(p.apply(task, 1).is_err());
+    p.join().unwrap();
+    assert_eq!(r.get().unwrap().len(), 100);
+    assert!(p.pids().is_empty());
+    p.terminate();
+    assert!(matches!(p.apply(task, 1), Err(Error::PoolTerminated)));
+}
+
+#[test]
+fn break_on_worker_death_breaks_the_pool() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .break_on_worker_death(true)
+        .build()
+        .unwrap();
+    let r = p
+        .map_results_chunked(task, [1, -2, -6, -6, -6], Some(1))
+        .unwrap();
+    assert!(
+        matches!(r[1], Err(Error::Signaled { signal: 9, .. })),
+        "{:?}",
+        r[1]
+    );
+    assert!(
+        r[2..]
+            .iter()
+            .all(|x| matches!(x, Err(Error::PoolBroken { .. }))),
+        "{r:?}"
+    );
+    assert!(matches!(p.apply(task, 1), Err(Error::PoolBroken { .. })));
+}
+
+#[test]
+fn pools_under_fork_and_spawn() {
+    let _g = common::shared();
+    for m in [mproc::StartMethod::Fork, mproc::StartMethod::Spawn] {
+        let p = mproc::get_context(Some(m)).pool(2).unwrap();
+        assert_eq!(p.map(task, 0..10).unwrap()[9], 18, "{m}");
+        assert!(
+            matches!(p.apply(task, -2), Err(Error::Signaled { .. })),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn thousand_create_drop_cycles_leave_nothing() {
+    let _g = common::exclusive();
+    drop(pool(1)); // the fork server starts once
+    let fds = mproc::__private::open_fd_count();
+    let before = common::descendant_ids();
+    for i in 0..1000 {
+        let p = pool(2);
+        if i % 2 == 0 {
+            assert_eq!(p.apply(task, 1).unwrap(), 2);
+        }
+    }
+    assert!(common::eventually(
+        common::GENEROUS,
+        || common::descendant_ids() == before
+    ));
+    assert_eq!(common::zombie_children(), Vec::<i32>::new());
+    assert_eq!(mproc::__private::open_fd_count(), fds);
+}
+
+/// 100,000 tasks while a worker is killed every 5,000 results (19 kills):
+/// every task is accounted for once, as its value or its worker's death.
+#[test]
+fn soak_with_worker_kills_accounts_for_every_task() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (mut ok, mut died) = (0u64, 0u64);
+    let mut seen = vec![false; 100_000];
+    for (i, r) in p.imap(task, 0..100_000).enumerate() {
+        if i % 5_000 == 4_999 && i < 95_000 {
+            if let Some(&pid) = p.pids().first() {
+                // SAFETY: a plain kill(2) of one of our workers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        match r {
+            Ok(v) => {
+                assert_eq!(v, 2 * i as i64);
+                ok += 1;
+            }
+            Err(Error::Signaled { signal: 9, .. }) => died += 1,
+            Err(e) => panic!("item {i}: {e}"),
+        }
+        assert!(!std::mem::replace(&mut seen[i], true));
+    }
+    assert_eq!(ok + died, 100_000);
+    assert!(died <= 19, "{died} tasks failed for 19 kills");
+    assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
