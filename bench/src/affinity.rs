@@ -56,3 +56,12 @@ pub fn pin(cpu: Option<usize>) -> io::Result<()> {
     unsafe { libc::CPU_SET(cpu, &mut s) };
     set(&s)
 }
+
+/// A CPython script's last two arguments: the parent's and the child's CPU
+/// (-1: not pinned).
+pub fn script_cpus() -> Vec<String> {
+    match child_cpu() {
+        Some(c) => vec![PARENT_CPU.to_string(), c.to_string()],
+        None => vec!["-1".into(), "-1".into()],
+    }
+}

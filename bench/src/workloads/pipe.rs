@@ -42,15 +42,6 @@ pub fn workloads() -> Vec<Workload> {
     ]
 }
 
-/// The CPython script's last two arguments: parent and child CPU (-1:
-/// not pinned).
-fn cpus() -> Vec<String> {
-    match affinity::child_cpu() {
-        Some(c) => vec![affinity::PARENT_CPU.to_string(), c.to_string()],
-        None => vec!["-1".into(), "-1".into()],
-    }
-}
-
 fn roundtrip(mode: Mode) -> Vec<Runner> {
     let n = mode.pick(200, 5_000, 20_000);
     vec![
@@ -62,7 +53,11 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
         cpython::runner(
             "Pipe(): send(i) + recv(), echoed by a child (fork)",
             "pipe.py",
-            [vec!["roundtrip".into(), n.to_string()], cpus()].concat(),
+            [
+                vec!["roundtrip".into(), n.to_string()],
+                affinity::script_cpus(),
+            ]
+            .concat(),
         ),
         Runner::new(
             Kind::Peer,
@@ -91,7 +86,7 @@ fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {
             "pipe.py",
             [
                 vec!["bulk".into(), size.to_string(), count.to_string()],
-                cpus(),
+                affinity::script_cpus(),
             ]
             .concat(),
         ),

@@ -48,15 +48,6 @@ pub fn workloads() -> Vec<Workload> {
     ]
 }
 
-/// The CPython script's last two arguments: parent and child CPU (-1:
-/// not pinned).
-fn cpus() -> Vec<String> {
-    match affinity::child_cpu() {
-        Some(c) => vec![affinity::PARENT_CPU.to_string(), c.to_string()],
-        None => vec!["-1".into(), "-1".into()],
-    }
-}
-
 fn roundtrip(mode: Mode) -> Vec<Runner> {
     let n = mode.pick(200, 5_000, 20_000);
     vec![
@@ -68,7 +59,11 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
         cpython::runner(
             "Queue(): put(i) + get() on a second queue, echoed by a child (fork)",
             "mp_queue.py",
-            [vec!["roundtrip".into(), n.to_string()], cpus()].concat(),
+            [
+                vec!["roundtrip".into(), n.to_string()],
+                affinity::script_cpus(),
+            ]
+            .concat(),
         ),
         Runner::new(
             Kind::Limit,
@@ -93,7 +88,11 @@ fn throughput(mode: Mode) -> Vec<Runner> {
             ),
             "mp_queue.py",
             // CPython moves a tenth as many: the figure is a rate.
-            [vec!["throughput".into(), (n / 10).to_string()], cpus()].concat(),
+            [
+                vec!["throughput".into(), (n / 10).to_string()],
+                affinity::script_cpus(),
+            ]
+            .concat(),
         ),
     ]
 }
@@ -112,7 +111,7 @@ fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {
             "mp_queue.py",
             [
                 vec!["bulk".into(), size.to_string(), count.to_string()],
-                cpus(),
+                affinity::script_cpus(),
             ]
             .concat(),
         ),

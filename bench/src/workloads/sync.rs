@@ -119,10 +119,7 @@ fn deposit((v, n): (Value<i64>, u64)) {
 
 fn pingpong(mode: Mode) -> Vec<Runner> {
     let n = mode.pick(200, 5_000, 20_000);
-    let cpus = match affinity::child_cpu() {
-        Some(c) => vec![affinity::PARENT_CPU.to_string(), c.to_string()],
-        None => vec!["-1".into(), "-1".into()],
-    };
+    let cpus = affinity::script_cpus();
     vec![
         Runner::new(
             Kind::Mproc,

@@ -191,7 +191,7 @@ fn encode_outs<R: Serialize>(results: Vec<ItemOut<R>>, out: &mut Vec<u8>) -> Sta
 fn panicked<R>(payload: &(dyn std::any::Any + Send)) -> ItemOut<R> {
     let (message, location) = LAST_PANIC
         .with(|l| l.borrow_mut().take())
-        .unwrap_or_else(|| (fallback_message(payload), String::new()));
+        .unwrap_or_else(|| (crate::start::payload_message(payload), String::new()));
     ItemOut::Panicked { message, location }
 }
 
@@ -201,15 +201,5 @@ fn encodable<R: Serialize>(item: ItemOut<R>) -> ItemOut<R> {
     match codec::encode_into(&item, &mut scratch) {
         Ok(_) => item,
         Err(e) => ItemOut::Encode(e.to_string()),
-    }
-}
-
-fn fallback_message(payload: &(dyn std::any::Any + Send)) -> String {
-    match payload.downcast_ref::<&str>() {
-        Some(s) => (*s).to_string(),
-        None => payload
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "Box<dyn Any>".into()),
     }
 }

@@ -144,7 +144,7 @@ fn record(info: &panic::PanicHookInfo<'_>) {
 }
 
 /// A panic's message, as the default hook prints it.
-fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
     match payload.downcast_ref::<&str>() {
         Some(s) => (*s).to_string(),
         None => payload

@@ -13,7 +13,9 @@ pub use context::{
 };
 pub use fork::set_fork_warning;
 
-pub(crate) use bootstrap::{after_fork_in_child, prepare_fork, run_and_exit, ENV_CHILD};
+pub(crate) use bootstrap::{
+    after_fork_in_child, payload_message, prepare_fork, run_and_exit, ENV_CHILD,
+};
 pub(crate) use fork::start as start_fork;
 pub(crate) use forkserver::start as start_forkserver;
 pub(crate) use spawn::start as start_spawn;
