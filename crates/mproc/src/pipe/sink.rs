@@ -7,6 +7,9 @@ use std::os::fd::OwnedFd;
 use super::ring::Ring;
 use crate::error::{Error, Result};
 
+/// From this size on, a new vector for a message asks for huge pages.
+const HUGE_MESSAGE: usize = 8 << 20;
+
 /// Where a received message goes.
 pub(super) enum Dst<'b> {
     /// Into a new vector.
@@ -40,7 +43,12 @@ impl<'b> Sink<'b> {
             _ => {
                 let mut v = Vec::new();
                 match v.try_reserve_exact(len) {
-                    Ok(()) => Sink::Vec(v),
+                    Ok(()) => {
+                        if len >= HUGE_MESSAGE {
+                            crate::sys::shm::advise_huge_pages(&mut v);
+                        }
+                        Sink::Vec(v)
+                    }
                     Err(_) => Sink::Discard,
                 }
             }
