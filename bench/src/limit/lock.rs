@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use super::{close_all_but, fork, reap};
+use super::{close_all_but, fork, map_shared, reap};
 use crate::harness::{session, Result, Session};
 
 /// A minimal futex mutex (Drepper's "Futexes are tricky", mutex 2).
@@ -77,22 +77,8 @@ struct Bank {
 /// Two forked processes doing `n` increments each of a shared counter under
 /// a process-shared robust pthread mutex: ns per increment, start to reap.
 pub fn robust_bank(n: usize) -> Result<Box<dyn Session>> {
-    let size = std::mem::size_of::<Bank>();
-    // SAFETY: a fresh anonymous shared mapping; zeroed memory is a valid
-    // `Bank` until the mutex is initialised below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error().into());
-    }
+    // Zeroed memory is a valid `Bank` until the mutex is initialised below.
+    let p = map_shared(std::mem::size_of::<Bank>())?;
     let bank = p.cast::<Bank>();
     // SAFETY: `bank` points to the mapping, which lives as long as the
     // session (it is never unmapped: one small page per run).

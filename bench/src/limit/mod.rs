@@ -128,3 +128,24 @@ fn close_all_but(keep: libc::c_int) {
         close_range(keep + 1, libc::c_uint::MAX);
     }
 }
+
+/// A fresh, zero-filled anonymous `MAP_SHARED` mapping of `size` bytes,
+/// shared with the children forked afterwards.
+fn map_shared(size: usize) -> io::Result<*mut libc::c_void> {
+    // SAFETY: a new mapping chosen by the kernel (null hint) touches no
+    // existing memory.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    match p == libc::MAP_FAILED {
+        true => Err(io::Error::last_os_error()),
+        false => Ok(p),
+    }
+}

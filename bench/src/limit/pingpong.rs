@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
-use super::{close_all_but, cvt, fork, reap};
+use super::{close_all_but, cvt, fork, map_shared, reap};
 use crate::affinity;
 use crate::harness::{micros_per_op, Result, Session};
 
@@ -47,21 +47,8 @@ impl FutexPingPong {
     /// `n` round trips per repetition. Microseconds per round trip.
     pub fn session(n: usize, cpu: Option<usize>) -> Result<Box<dyn Session>> {
         let size = std::mem::size_of::<Shared>();
-        // SAFETY: a fresh anonymous shared mapping; no existing memory is
-        // affected. Zeroed pages are a valid `Shared` (all counters 0).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        // Zeroed pages are a valid `Shared` (all counters 0).
+        let p = map_shared(size)?;
         let shared = p.cast::<Shared>();
         // SAFETY: the mapping lives until `Drop` unmaps it, after the
         // child is reaped; the child has its own copy of the mapping.
