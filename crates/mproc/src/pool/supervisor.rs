@@ -31,6 +31,10 @@ use crate::task::FnOffset;
 /// tasks stays busy while its supervisor naps (see `wait_reply`).
 pub(crate) const WINDOW: usize = 1024;
 
+/// Jobs messages stop growing at this size (the pipe moves 64 KiB between
+/// two publications).
+const MESSAGE: usize = 64 << 10;
+
 /// How long a supervisor naps while its worker runs many tiny chunks.
 const NAP: Duration = Duration::from_micros(50);
 
@@ -234,10 +238,14 @@ impl Worker {
         self.stop(Duration::ZERO)
     }
 
+    /// Sends `jobs`, several to a message up to [`MESSAGE`] bytes: the
+    /// worker starts on the first chunk while the next are copied.
     fn send(&self, jobs: &[Job], buf: &mut Vec<u8>) -> Result<()> {
         buf.clear();
-        buf.push(wire::JOBS);
         for j in jobs {
+            if buf.is_empty() {
+                buf.push(wire::JOBS);
+            }
             let wire = JobWire {
                 id: j.id,
                 func: j.func,
@@ -245,6 +253,13 @@ impl Worker {
                 args: &j.args,
             };
             wire::put_job(buf, &wire);
+            if buf.len() >= MESSAGE {
+                self.conn.send_bytes(buf)?;
+                buf.clear();
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
         }
         self.conn.send_bytes(buf)
     }

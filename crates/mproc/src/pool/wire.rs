@@ -6,9 +6,11 @@
 //! | jobs (→ worker)| `b'J'`, then per job: id u64, func i64, chunk fn i64, len u32, args |
 //! | quit (→ worker)| `b'Q'`                                                  |
 //! | ready (← worker)| `b'R'`: the initializer ran                            |
-//! | reply (← worker)| id u64, [`Status`] u8, body                            |
+//! | reply (← worker)| body, then id u64, [`Status`] u8                       |
 //!
-//! All integers little-endian.
+//! All integers little-endian. A reply's header comes last so that the
+//! worker appends it to the body it encoded and the supervisor cuts it off,
+//! neither copying the body.
 
 use crate::task::FnOffset;
 
@@ -66,25 +68,23 @@ pub(crate) fn jobs(mut body: &[u8]) -> Option<Vec<JobWire<'_>>> {
     Some(out)
 }
 
-/// A reply: header then body.
-pub(crate) fn reply(id: u64, status: Status, body: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(9 + body.len());
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.push(status as u8);
-    buf.extend_from_slice(body);
-    buf
+/// Makes `body` a reply: appends the trailer.
+pub(crate) fn seal_reply(body: &mut Vec<u8>, id: u64, status: Status) {
+    body.extend_from_slice(&id.to_le_bytes());
+    body.push(status as u8);
 }
 
 /// A reply's id, status and body; `None` if malformed.
 pub(crate) fn parse_reply(mut msg: Vec<u8>) -> Option<(u64, Status, Vec<u8>)> {
-    let id = u64::from_le_bytes(msg.get(..8)?.try_into().ok()?);
-    let status = match *msg.get(8)? {
+    let at = msg.len().checked_sub(9)?;
+    let id = u64::from_le_bytes(msg[at..at + 8].try_into().ok()?);
+    let status = match msg[at + 8] {
         0 => Status::AllOk,
         1 => Status::SomeFailed,
         2 => Status::BadArgs,
         _ => return None,
     };
-    msg.drain(..9);
+    msg.truncate(at);
     Some((id, status, msg))
 }
 
@@ -119,11 +119,17 @@ mod tests {
 
     #[test]
     fn reply_round_trip() {
-        let r = reply(3, Status::SomeFailed, b"xy");
+        let mut r = b"xy".to_vec();
+        seal_reply(&mut r, 3, Status::SomeFailed);
         assert_eq!(
             parse_reply(r),
             Some((3, Status::SomeFailed, b"xy".to_vec()))
         );
         assert_eq!(parse_reply(vec![0; 4]), None);
+        assert_eq!(
+            parse_reply(vec![0; 9]),
+            Some((0, Status::AllOk, Vec::new()))
+        );
+        assert_eq!(parse_reply(vec![7; 9]), None);
     }
 }

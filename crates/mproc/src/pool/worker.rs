@@ -69,11 +69,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             // this same executable.
             let run: ChunkFn = unsafe { job.chunk_fn.get() };
             let status = run(job.func, job.args, &mut out);
-            if args
-                .conn
-                .send_bytes(&wire::reply(job.id, status, &out))
-                .is_err()
-            {
+            wire::seal_reply(&mut out, job.id, status);
+            if args.conn.send_bytes(&out).is_err() {
                 return;
             }
         }
