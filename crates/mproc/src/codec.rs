@@ -70,6 +70,45 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     r.map_err(|e| Error::Decode(CodecError(e)))
 }
 
+/// Decodes an encoded `Vec<T>` that holds no OS handles, appending its
+/// items to `out` (no vector of its own in between). On an error `out`
+/// may hold some of the items.
+pub(crate) fn decode_extend<T: DeserializeOwned>(bytes: &[u8], out: &mut Vec<T>) -> Result<()> {
+    options()
+        .deserialize_seed(Extend(out), bytes)
+        .map_err(|e| Error::Decode(CodecError(e)))
+}
+
+/// A sequence decoded onto the end of a vector.
+struct Extend<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Extend<'_, T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Extend<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: S,
+    ) -> std::result::Result<(), S::Error> {
+        // A length from the wire is a hint, not a promise: reserve no more
+        // than 1 MiB ahead of the items themselves.
+        let cap = (1 << 20) / std::mem::size_of::<T>().max(1);
+        self.0.reserve(seq.size_hint().unwrap_or(0).min(cap));
+        while let Some(item) = seq.next_element()? {
+            self.0.push(item);
+        }
+        Ok(())
+    }
+}
+
 /// An owned descriptor that serialises through the side table.
 #[derive(Debug)]
 pub(crate) struct WireFd(pub(crate) OwnedFd);
@@ -146,6 +185,15 @@ mod tests {
         assert_eq!(f.fds.len(), 1);
         let v: WithFd = decode(&f.bytes, f.fds).unwrap();
         assert_eq!(v.name, "x");
+    }
+
+    #[test]
+    fn decode_extend_appends() {
+        let f = encode(&vec![3u64, 4]).unwrap();
+        let mut out = vec![1u64, 2];
+        decode_extend(&f.bytes, &mut out).unwrap();
+        assert_eq!(out, [1, 2, 3, 4]);
+        assert!(decode_extend::<u64>(&f.bytes[..12], &mut out).is_err());
     }
 
     #[test]

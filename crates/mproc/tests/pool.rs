@@ -157,6 +157,33 @@ fn a_panic_fails_its_item_and_the_worker_survives() {
     assert_eq!(p.pids(), before);
 }
 
+/// `map` decodes the chunks that succeed straight into its result and
+/// reports the first failure in input order, whichever chunk ends first.
+#[test]
+fn map_reports_the_first_failure_in_input_order() {
+    let _g = common::shared();
+    let p = pool(2);
+    let mut items: Vec<i64> = (0..4000).collect();
+    items[3000] = -1;
+    items[3500] = -5;
+    match p.map(task, items.clone()) {
+        Err(Error::Panicked { message, .. }) => assert_eq!(message, "task -1 panicked"),
+        other => panic!("{other:?}"),
+    }
+    items.swap(3000, 3500);
+    assert!(matches!(
+        p.map(task, items),
+        Err(Error::Exited { code: 3, .. })
+    ));
+    let want: Vec<i64> = (0..4000).map(|x| 2 * x).collect();
+    assert_eq!(p.map(task, 0..4000).unwrap(), want);
+    let r = p.map_results(task, [4, -1, 6]).unwrap();
+    assert!(matches!(
+        r[..],
+        [Ok(8), Err(Error::Panicked { .. }), Ok(12)]
+    ));
+}
+
 /// Each way a worker can die fails that task only; the worker is replaced.
 #[test]
 fn each_death_fails_only_its_task() {

@@ -1,11 +1,12 @@
 //! `map`, `starmap`, `apply` and their async forms.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::inbox::{Inbox, Want};
+use super::inbox::{Done, Inbox, Want};
 use super::result::AsyncResult;
 use super::supervisor::{Job, WINDOW};
 use super::worker::{chunk_runner, star_runner, ChunkFn};
@@ -49,6 +50,72 @@ impl Task {
         Task {
             func: FnOffset::of(f as usize),
             runner: FnOffset::of(runner as usize),
+        }
+    }
+}
+
+/// Where a waiting map puts each chunk's outcomes, in input order.
+trait Gather<R> {
+    /// Room for `n` items.
+    fn reserve(&mut self, n: usize);
+    /// The next chunk, of `n` items.
+    fn take(&mut self, done: Done, n: usize);
+}
+
+/// Every item's own outcome (`map_results`).
+impl<R: DeserializeOwned> Gather<R> for Vec<Result<R>> {
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n);
+    }
+    fn take(&mut self, done: Done, n: usize) {
+        done.items(n, self);
+    }
+}
+
+/// The values, or the first failure in input order (`map`): a chunk whose
+/// items all returned is decoded straight into the result.
+struct Values<R> {
+    values: Vec<R>,
+    failed: Option<Error>,
+}
+
+impl<R> Default for Values<R> {
+    fn default() -> Self {
+        Values {
+            values: Vec::new(),
+            failed: None,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Gather<R> for Values<R> {
+    fn reserve(&mut self, n: usize) {
+        self.values.reserve_exact(n);
+    }
+    fn take(&mut self, done: Done, n: usize) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(items) = done.values_into(n, &mut self.values) else {
+            return;
+        };
+        for item in items {
+            match item {
+                Ok(v) => self.values.push(v),
+                Err(e) => {
+                    self.failed = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<R> Values<R> {
+    fn finish(self) -> Result<Vec<R>> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.values),
         }
     }
 }
@@ -138,9 +205,13 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_results_chunked(f, items, chunksize)?
-            .into_iter()
-            .collect()
+        self.map_pipelined(
+            Task::new(f),
+            items.into_iter().collect(),
+            chunksize,
+            Values::default(),
+        )?
+        .finish()
     }
 
     /// As [`map`](Pool::map), with every item's own outcome; the outer
@@ -182,21 +253,30 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(Task::new(f), items.into_iter().collect(), chunksize)
+        self.map_pipelined(
+            Task::new(f),
+            items.into_iter().collect(),
+            chunksize,
+            Vec::new(),
+        )
     }
 
     /// A waiting map that keeps the workers busy from the first chunk: it
     /// encodes and submits chunks in batches while earlier ones run, and
     /// decodes results as they arrive, with a bounded number in flight.
-    fn map_pipelined<A, R>(
+    /// Chunks are gathered into `out` in input order (one that arrives
+    /// early waits, still encoded, for those before it).
+    fn map_pipelined<A, R, G>(
         &self,
         task: Task,
         items: Vec<A>,
         chunksize: Option<usize>,
-    ) -> Result<Vec<Result<R>>>
+        mut out: G,
+    ) -> Result<G>
     where
         A: Serialize,
         R: DeserializeOwned + 'static,
+        G: Gather<R>,
     {
         self.shared.lock().accepting()?;
         let size = match chunksize {
@@ -212,8 +292,9 @@ impl Pool {
         let ahead = 2 * WINDOW * self.processes();
         let batch = WINDOW / 4;
         let inbox = Arc::new(Inbox::new());
-        let mut out: Vec<Vec<Result<R>>> = Vec::with_capacity(chunks.len());
-        out.resize_with(chunks.len(), Vec::new);
+        out.reserve(items.len());
+        let mut early = BTreeMap::new();
+        let mut gathered = 0;
         let (mut submitted, mut taken) = (0, 0);
         while taken < chunks.len() {
             if submitted < chunks.len() && submitted - taken < ahead {
@@ -230,14 +311,16 @@ impl Pool {
             // Wake for a batch of chunks, not for each.
             let want = chunks.len().min(taken + ((submitted - taken) / 2).max(1));
             let mut st = inbox.wait(Want::Count(want), None).expect("no deadline");
-            let arrived = std::mem::take(&mut st.arrived);
+            let mut arrived = std::mem::take(&mut st.arrived);
             drop(st);
-            for (tag, done) in arrived {
-                done.items::<R>(chunks[tag].len(), &mut out[tag]);
-                taken += 1;
+            taken += arrived.len();
+            early.append(&mut arrived);
+            while let Some(done) = early.remove(&gathered) {
+                out.take(done, chunks[gathered].len());
+                gathered += 1;
             }
         }
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     }
 
     /// `f(a, b)` over pairs, as Python's `starmap`.
@@ -258,9 +341,13 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(Task::star(f), items.into_iter().collect(), None)?
-            .into_iter()
-            .collect()
+        self.map_pipelined(
+            Task::star(f),
+            items.into_iter().collect(),
+            None,
+            Values::default(),
+        )?
+        .finish()
     }
 
     /// Runs `f(args)` in a worker and waits for its value.

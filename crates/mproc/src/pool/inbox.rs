@@ -79,6 +79,32 @@ impl Done {
         )
     }
 
+    /// For a chunk whose every item returned: appends its `n` values to
+    /// `out` (decoded in place, no vector of results in between) and
+    /// returns `None`. Otherwise `out` is left as it was and the chunk's
+    /// outcomes come item by item.
+    pub(crate) fn values_into<R: DeserializeOwned>(
+        self,
+        n: usize,
+        out: &mut Vec<R>,
+    ) -> Option<Vec<Result<R>>> {
+        if let Done::Reply {
+            status: Status::AllOk,
+            body,
+            ..
+        } = &self
+        {
+            let len = out.len();
+            match codec::decode_extend(body, out) {
+                Ok(()) if out.len() - len == n => return None,
+                _ => out.truncate(len),
+            }
+        }
+        let mut items = Vec::with_capacity(n);
+        self.items(n, &mut items);
+        Some(items)
+    }
+
     /// The chunk's `n` items, each a value or why there is none.
     pub(crate) fn items<R: DeserializeOwned>(self, n: usize, out: &mut impl Extend<Result<R>>) {
         let (pid, body) = match self {
