@@ -9,6 +9,7 @@
 //! | `objects.rs`  | the objects the server holds and their operations        |
 //! | `protocol.rs` | requests and replies on the wire                         |
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
+//! | `link.rs`     | its transport: the socket, or a pipe to a local server   |
 //! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
 //! | `waiting.rs`  | server objects that make callers wait (queue, semaphore, barrier) |
 //! | `reentrant.rs`| the server's RLock, also its Condition                   |
@@ -16,6 +17,7 @@
 
 mod builder;
 mod dict;
+mod link;
 mod list;
 mod objects;
 mod protocol;

@@ -90,6 +90,8 @@ pub(crate) enum Op {
     Reentrant(ReentrantOp),
     /// A call on a registered type: its encoded request.
     Custom(Bytes),
+    /// Moves this connection to a pipe (see `link.rs`).
+    Upgrade,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

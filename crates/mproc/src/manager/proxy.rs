@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::link::Link;
 use super::protocol::{Op, Reply, Request};
 use crate::connection::{Address, Client, SocketConnection};
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ pub(crate) struct Target {
 pub(crate) struct Handle {
     pub(crate) target: Arc<Target>,
     pub(crate) id: u64,
-    conn: Mutex<Option<(u32, SocketConnection<()>)>>,
+    conn: Mutex<Option<(u32, Link)>>,
 }
 
 impl Handle {
@@ -52,7 +53,8 @@ impl Handle {
         let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id();
         if g.as_ref().is_none_or(|(pid, _)| *pid != me) {
-            *g = Some((me, connect(&self.target)?));
+            let socket = connect(&self.target)?;
+            *g = Some((me, Link::open(&self.target, socket).map_err(gone)?));
         }
         let conn = &g.as_ref().expect("connected just above").1;
         let r = send_and_wait(conn, req);
@@ -63,7 +65,7 @@ impl Handle {
     }
 }
 
-fn send_and_wait(conn: &SocketConnection<()>, req: &Request) -> Result<Reply> {
+fn send_and_wait(conn: &Link, req: &Request) -> Result<Reply> {
     let bytes = crate::connection::encode_plain(req)?;
     conn.send_bytes(&bytes).map_err(gone)?;
     crate::connection::decode_plain(&conn.recv_bytes().map_err(gone)?)

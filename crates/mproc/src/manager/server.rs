@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::link::Link;
 use super::objects::{self, Flag, Object};
 use super::protocol::{Bytes, Kind, Op, Packed, Reply, Request};
 use super::proxy::Target;
@@ -94,8 +95,16 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Link::Socket(conn);
     while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match crate::connection::decode_plain::<Request>(&bytes) {
+            Ok(req) if matches!(req.op, Op::Upgrade) => {
+                match conn.upgrade(&state.target.address) {
+                    Some(link) => conn = link,
+                    None => return,
+                }
+                continue;
+            }
             Ok(req) => {
                 let stop = matches!(req.op, Op::Shutdown);
                 let r = dispatch(state, id, req);
@@ -137,6 +146,7 @@ fn dispatch(state: &State, conn: u64, req: Request) -> Reply {
     let wrong = |id: u64| Err(RemoteError::WrongKind(format!("#{id}")));
     match req.op {
         Op::Hello | Op::Shutdown => objects::out(&()),
+        Op::Upgrade => Err(RemoteError::Failed("an upgrade comes alone".into())),
         Op::Create { kind, name, init } => create(state, kind, name, init),
         Op::Dict(op) => match &*object(req.id)? {
             Object::Dict(m) => objects::dict(m, op),
