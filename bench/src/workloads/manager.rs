@@ -1,9 +1,11 @@
 //! `Manager` proxies: `manager_dict_roundtrip` (one `dict` call, set or
 //! get, to the server and back) and `manager_dict_update_100k` (a batch
-//! update of 100,000 entries through a proxy).
+//! update of 100,000 entries through a proxy). The limit of the round trip
+//! is an mproc `Pipe` round trip of a request's size: the transport a proxy
+//! to a local server uses.
 
 use mproc::manager::DictProxy;
-use mproc::Manager;
+use mproc::{Connection, Manager, Pipe, Process};
 
 use super::Workload;
 use crate::cpython;
@@ -47,7 +49,62 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
             "manager.py",
             vec!["roundtrip".into(), n.to_string()],
         ),
+        Runner::new(
+            Kind::Limit,
+            format!(
+                "mproc Pipe (the transport under a local proxy): {REQUEST} bytes to a child that echoes them"
+            ),
+            move || PipeEcho::session(n),
+        ),
     ]
+}
+
+/// About the size of a dict request or reply on the wire.
+const REQUEST: usize = 40;
+
+/// The child of the limit runner: echoes until disconnected.
+fn echo(conn: Connection<()>) {
+    while let Ok(msg) = conn.recv_bytes() {
+        if conn.send_bytes(&msg).is_err() {
+            break;
+        }
+    }
+}
+
+struct PipeEcho {
+    conn: Connection<()>,
+    child: Process,
+    n: usize,
+}
+
+impl PipeEcho {
+    fn session(n: usize) -> Result<Box<dyn Session>> {
+        let (conn, theirs) = Pipe::<()>::new()?;
+        let mut child = Process::new(echo, theirs);
+        child.start()?;
+        Ok(Box::new(PipeEcho { conn, child, n }))
+    }
+}
+
+impl Session for PipeEcho {
+    fn rep(&mut self) -> Result<f64> {
+        let msg = [7u8; REQUEST];
+        let conn = &self.conn;
+        micros_per_op(self.n, || {
+            conn.send_bytes(&msg)?;
+            match conn.recv_bytes()?.len() == REQUEST {
+                true => Ok(()),
+                false => Err("wrong echo".into()),
+            }
+        })
+    }
+}
+
+impl Drop for PipeEcho {
+    fn drop(&mut self) {
+        self.conn.close();
+        let _ = self.child.join();
+    }
 }
 
 fn update(mode: Mode) -> Vec<Runner> {
