@@ -205,13 +205,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(
-            Task::new(f),
-            items.into_iter().collect(),
-            chunksize,
-            Values::default(),
-        )?
-        .finish()
+        self.map_values(Task::new(f), items.into_iter().collect(), chunksize)
     }
 
     /// As [`map`](Pool::map), with every item's own outcome; the outer
@@ -253,20 +247,46 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(
-            Task::new(f),
-            items.into_iter().collect(),
-            chunksize,
-            Vec::new(),
-        )
+        self.map_pipelined(Task::new(f), items.into_iter().collect(), chunksize)
     }
 
     /// A waiting map that keeps the workers busy from the first chunk: it
     /// encodes and submits chunks in batches while earlier ones run, and
     /// decodes results as they arrive, with a bounded number in flight.
-    /// Chunks are gathered into `out` in input order (one that arrives
-    /// early waits, still encoded, for those before it).
-    fn map_pipelined<A, R, G>(
+    fn map_pipelined<A, R>(
+        &self,
+        task: Task,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<Result<R>>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static,
+    {
+        self.gather_pipelined(task, items, chunksize, Vec::new())
+    }
+
+    /// As [`map_pipelined`](Pool::map_pipelined), for `map`: the values,
+    /// or the first failure in input order. A chunk whose items all
+    /// returned is decoded straight into the result.
+    pub(crate) fn map_values<A, R>(
+        &self,
+        task: Task,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static,
+    {
+        self.gather_pipelined(task, items, chunksize, Values::default())?
+            .finish()
+    }
+
+    /// The waiting map itself: chunks are gathered into `out` in input
+    /// order (one that arrives early waits, still encoded, for those
+    /// before it).
+    fn gather_pipelined<A, R, G>(
         &self,
         task: Task,
         items: Vec<A>,
@@ -341,13 +361,9 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(
-            Task::star(f),
-            items.into_iter().collect(),
-            None,
-            Values::default(),
-        )?
-        .finish()
+        self.map_pipelined(Task::star(f), items.into_iter().collect(), None)?
+            .into_iter()
+            .collect()
     }
 
     /// Runs `f(args)` in a worker and waits for its value.
