@@ -16,6 +16,11 @@
 //! 4. the server answers `Ok` on the socket once it holds its end, and from
 //!    then on requests and replies travel through the pipe.
 //!
+//! A side that has waited 100 ms for a message (an idle proxy's server
+//! thread, a proxy whose call blocks in the server) then sleeps in the
+//! kernel on the pipe's socket, which a sender pokes: an idle connection
+//! costs no wake-ups.
+//!
 //! The socket stays open beside the pipe for the connection's life. The
 //! proxy keeps no copy of the server's end, so a server that dies hangs up
 //! the pipe and the proxy's call fails with
@@ -37,6 +42,11 @@ use crate::{codec, sys::fdpass};
 
 /// How long the server waits for the pipe after it said yes.
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a pipe link waits for a message the pipe's way (a spin, then a
+/// futex that wakes every 20 ms to look for a hang-up) before it waits on
+/// the socket alone: an idle connection then costs no wake-ups.
+const IDLE: Duration = Duration::from_millis(100);
 
 /// The largest frame that can carry a pipe's end.
 const PIPE_FRAME_MAX: u64 = 1024;
@@ -63,7 +73,17 @@ impl Link {
     pub(crate) fn recv_bytes(&self) -> Result<Vec<u8>> {
         match self {
             Link::Socket(s) => s.recv_bytes(),
-            Link::Pipe { pipe, .. } => pipe.recv_bytes(),
+            Link::Pipe { pipe, .. } => {
+                // Quiet for a while (an idle proxy, a call blocked in the
+                // server): sleep in the kernel on the pipe's socket, which
+                // the sender pokes, rather than in the pipe's 20 ms slices.
+                loop {
+                    match pipe.recv_bytes_timeout(IDLE) {
+                        Err(Error::Timeout) => crate::wait::wait(&[pipe], None)?,
+                        r => return r,
+                    };
+                }
+            }
         }
     }
 
@@ -201,6 +221,26 @@ mod tests {
         let t0 = Instant::now();
         assert!(hello(&link).is_err());
         assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A reply that comes after the link went to sleep on its socket
+    /// (`IDLE`) still arrives, and so does the server's death.
+    #[test]
+    fn a_long_wait_sleeps_on_the_socket_and_still_sees_replies_and_death() {
+        let m = Manager::start().unwrap();
+        let lock = m.lock().unwrap();
+        lock.acquire().unwrap();
+        let (other, waiter) = (lock.clone(), lock.clone());
+        let t0 = Instant::now();
+        assert!(!other.acquire_timeout(3 * IDLE).unwrap());
+        assert!(t0.elapsed() >= 3 * IDLE);
+        let t = std::thread::spawn(move || waiter.acquire());
+        // The waiter is blocked in the server; give it (by a call that
+        // itself waits in the server) time to pass `IDLE` before the kill.
+        assert!(!other.acquire_timeout(3 * IDLE).unwrap());
+        // SAFETY: a plain kill(2) of the server this test started.
+        assert_eq!(unsafe { libc::kill(m.pid().unwrap(), libc::SIGKILL) }, 0);
+        assert!(matches!(t.join().unwrap(), Err(Error::ManagerGone)));
     }
 
     #[test]

@@ -244,6 +244,12 @@ impl<T> Connection<T> {
         self.reader()?.poll(Some(Instant::now() + timeout))
     }
 
+    /// As [`recv_bytes`](Connection::recv_bytes), waiting at most
+    /// `timeout` ([`Error::Timeout`]) for a message to start.
+    pub(crate) fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        Ok(self.recv_message(Some(Instant::now() + timeout))?.0)
+    }
+
     fn recv_message(&self, deadline: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
         let m = self.reader()?.recv(deadline, Dst::Vec)?;
         Ok((m.bytes.unwrap_or_default(), m.fds))
