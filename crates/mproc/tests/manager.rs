@@ -458,3 +458,106 @@ fn a_condition_wakes_a_child_waiting_for_a_predicate() {
         Err(Error::Remote(RemoteError::NotOwner))
     ));
 }
+
+/// The server's object count reaches `n` (drops do not wait for the
+/// server, so it is asked until then).
+fn count_reaches(m: &Manager, n: usize) -> bool {
+    common::eventually(Duration::from_secs(10), || m.object_count().unwrap() == n)
+}
+
+#[test]
+fn dropped_proxies_free_their_objects() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let keep = m.dict::<u8, u8>().unwrap();
+    for round in 0..3 {
+        let mut made = Vec::new();
+        for i in 0..50u32 {
+            let l = m.list_from([i, round]).unwrap();
+            let again = l.clone();
+            made.push((l, m.value(i).unwrap(), m.lock().unwrap()));
+            drop(again);
+        }
+        assert!(m.object_count().unwrap() >= 150);
+        drop(made);
+        assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
+    }
+    // A clone keeps the object after the original is dropped.
+    let l = m.list_from([7u8]).unwrap();
+    let l2 = l.clone();
+    drop(l);
+    assert_eq!(l2.to_vec().unwrap(), vec![7]);
+    drop(l2);
+    assert!(count_reaches(&m, 1));
+    keep.insert(&1, &1).unwrap();
+}
+
+#[test]
+fn a_proxy_stored_in_another_object_keeps_its_object() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let outer = m.dict::<u8, ListProxy<u8>>().unwrap();
+    outer.insert(&1, &m.list_from([1u8, 2]).unwrap()).unwrap();
+    // The only proxy left is the one encoded in the dict.
+    assert!(count_reaches(&m, 2));
+    let got = outer.get(&1).unwrap().unwrap();
+    assert_eq!(got.to_vec().unwrap(), vec![1, 2]);
+    drop(got);
+    let again = outer.get(&1).unwrap().unwrap();
+    assert_eq!(again.to_vec().unwrap(), vec![1, 2]);
+    drop(again);
+    // The holder goes, then what it held.
+    drop(outer);
+    assert!(count_reaches(&m, 0));
+}
+
+fn receive_and_use(rx: mproc::Connection<ListProxy<u32>>) {
+    let l = rx.recv().unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![1, 2, 3]);
+    l.push(&4).unwrap();
+}
+
+#[test]
+fn a_proxy_sent_to_a_child_survives_the_parent_dropping_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list_from([1u32, 2, 3]).unwrap();
+    let witness = l.clone();
+    let (rx, tx) = mproc::Pipe::one_way().unwrap();
+    let mut p = Process::new(receive_and_use, rx);
+    p.start().unwrap();
+    tx.send(&l).unwrap();
+    drop(l);
+    drop(witness);
+    // Only the copy in transit refers to the list now.
+    assert_eq!(m.object_count().unwrap(), 1);
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(count_reaches(&m, 0), "{} left", m.object_count().unwrap());
+}
+
+fn hold_forever((l, ready): (ListProxy<u32>, EventProxy)) {
+    l.push(&1).unwrap(); // adopted on this child's own connection
+    ready.set().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn references_of_a_killed_child_are_given_back() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    let ready = m.event().unwrap();
+    let mut p = Process::new(hold_forever, (l.clone(), ready.clone()));
+    p.start().unwrap();
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    drop(l);
+    drop(ready);
+    // The child still refers to both.
+    assert_eq!(m.object_count().unwrap(), 2);
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert!(count_reaches(&m, 0), "{} left", m.object_count().unwrap());
+}

@@ -31,6 +31,7 @@ mod waiting;
 pub use builder::{Manager, ManagerBuilder};
 pub use dict::DictProxy;
 pub use list::{ArrayProxy, ListProxy};
+pub(crate) use proxy::sizing;
 pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
