@@ -214,6 +214,7 @@ pub use bytemuck;
 /// Support for mproc's own tests; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::connection::fuzz;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
     pub use crate::start::kill_fork_server;
     pub use crate::sys::proc::open_fd_count;

@@ -336,3 +336,35 @@ fn the_long_length_form_is_read_and_bounded() {
     let e = l.accept::<()>().unwrap().recv_bytes_max(1024).unwrap_err();
     assert!(matches!(e, Error::Protocol(_)), "{e:?}");
 }
+
+#[test]
+fn a_peer_dribbling_its_answer_is_dropped_at_the_handshake_deadline() {
+    let addr = Address::unique_abstract().unwrap();
+    let l = Listener::builder(addr.clone())
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_millis(600))
+        .bind()
+        .unwrap();
+    // Announces a 100-byte answer, then sends a byte every 100 ms: each
+    // read is quick, the whole would take 10 s.
+    let mut peer = raw_peer(&addr, 100i32.to_be_bytes().to_vec());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dribbler = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if peer.write_all(b"x").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let e = l.accept::<()>().unwrap_err();
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    dribbler.join().unwrap();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

@@ -77,7 +77,7 @@ impl<T> SocketConnection<T> {
     /// Sends `buf` as one message.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         let _g = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        frame::send(&self.stream, buf)
+        frame::send(&*self.stream, buf)
     }
 
     /// Receives one message; [`Error::Disconnected`] once the peer closed.

@@ -34,5 +34,6 @@ pub use list::{ArrayProxy, ListProxy};
 pub(crate) use proxy::sizing;
 pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
+pub(crate) use server::decode_request;
 pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy};
 pub use values::{NamespaceProxy, ValueProxy};

@@ -138,6 +138,21 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     }
 }
 
+/// Decodes a request and walks its batches, as the server would (for
+/// fuzzing: a peer's bytes yield a request or an error).
+pub(crate) fn decode_request(bytes: &[u8]) -> crate::Result<()> {
+    let req = crate::connection::decode_plain::<Request>(bytes)?;
+    let packed = match &req.op {
+        Op::Dict(super::protocol::DictOp::Update(p))
+        | Op::List(super::protocol::ListOp::Extend(p)) => Some(p),
+        _ => None,
+    };
+    for item in packed.into_iter().flat_map(Packed::iter) {
+        item.map_err(Error::Protocol)?;
+    }
+    Ok(())
+}
+
 fn encode(reply: &Reply) -> Vec<u8> {
     crate::connection::encode_plain(reply).expect("a reply always encodes")
 }
