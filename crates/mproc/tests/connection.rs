@@ -368,3 +368,80 @@ fn a_peer_dribbling_its_answer_is_dropped_at_the_handshake_deadline() {
     assert!(matches!(e, Error::Timeout), "{e:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+/// Adler-32, as Python's `zlib.adler32`.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most before `b` could overflow a u32.
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+const PY_HUGE: &str = r#"
+import sys, zlib
+from multiprocessing.connection import Client
+path, n_up, n_down = sys.argv[1].split(",")
+c = Client(path, authkey=b"the key")
+data = b"mpro" * (int(n_up) // 4)
+c.send_bytes(str(zlib.adler32(data)).encode())
+c.send_bytes(data)
+del data
+want = int(c.recv_bytes())
+got = c.recv_bytes()
+ok = len(got) == int(n_down) and zlib.adler32(got) == want
+del got
+c.send_bytes(b"ok" if ok else b"bad")
+c.close()
+"#;
+
+/// One message of 2 GiB and a few bytes each way with CPython, in its
+/// 8-byte length form; checked by length and Adler-32, not printed.
+#[test]
+#[cfg(feature = "legacy-md5")] // the machine's python3 is 3.11
+fn messages_over_2_gib_travel_both_ways_with_cpython() {
+    let up: usize = (1 << 31) + 4; // a multiple of 4: b"mpro" * k
+    let down: usize = (1 << 31) + 10; // a multiple of 2: b"ab" * k
+    let path = temp_path("huge");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let t0 = Instant::now();
+    let py = python(PY_HUGE, &format!("{},{up},{down}", path.display()));
+    let conn = l.accept::<()>().unwrap();
+    let want: u32 = String::from_utf8(conn.recv_bytes().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let t1 = Instant::now();
+    let got = conn.recv_bytes().unwrap();
+    let t_recv = t1.elapsed();
+    assert_eq!(got.len(), up);
+    let t2 = Instant::now();
+    assert_eq!(adler32(&got), want);
+    let t_sum = t2.elapsed();
+    assert_eq!(&got[..8], b"mprompro");
+    drop(got);
+    let t_up = t0.elapsed();
+    let data = b"ab".repeat(down / 2);
+    conn.send_bytes(adler32(&data).to_string().as_bytes())
+        .unwrap();
+    conn.send_bytes(&data).unwrap();
+    drop(data);
+    assert_eq!(conn.recv_bytes().unwrap(), b"ok");
+    let (ok, _, err) = finish(py);
+    assert!(ok, "{err}");
+    eprintln!(
+        "2 GiB with CPython: receive {:.1} s, checksum {:.1} s, up {:.1} s, both ways {:.1} s",
+        t_recv.as_secs_f64(),
+        t_sum.as_secs_f64(),
+        t_up.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}

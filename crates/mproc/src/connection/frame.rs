@@ -75,18 +75,20 @@ pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
         read_exact(&mut r, &mut buf)?;
         return Ok(buf);
     }
-    let mut buf = Vec::with_capacity(WHOLE_UP_TO);
-    loop {
-        // `read_to_end` grows the buffer geometrically and never zeroes
-        // it; a large `realloc` moves pages, it does not copy them.
-        match (&mut r).take((n - buf.len()) as u64).read_to_end(&mut buf) {
-            Ok(_) => break,
+    // Doubles as bytes arrive: at most twice what the peer really sent.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut got = 0;
+    while got < n {
+        if got == buf.len() {
+            let grow = n.min(buf.len().saturating_mul(2).max(WHOLE_UP_TO));
+            buf.resize(grow, 0);
+        }
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err(Error::Protocol("connection closed inside a message".into())),
+            Ok(k) => got += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(map_io(e, "cannot receive a message")),
         }
-    }
-    if buf.len() < n {
-        return Err(Error::Protocol("connection closed inside a message".into()));
     }
     Ok(buf)
 }
