@@ -4,31 +4,42 @@
 //! every input yields `Ok` or a typed error, never a panic, and memory
 //! grows with the bytes really received, not with an announced length.
 //!
-//! A counting global allocator watches the largest single allocation.
+//! A counting global allocator watches the largest single allocation made
+//! by the thread being measured.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use mproc::__private::fuzz;
 use mproc::{AuthError, Error};
 
 struct Counting;
 
-/// The largest allocation (or reallocation) asked for since the last reset.
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Whether this thread is being measured, and the largest allocation
+    /// (or reallocation) it asked for since then. Const-initialised: no
+    /// allocation on first use.
+    static MEASURED: Cell<bool> = const { Cell::new(false) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn record(size: usize) {
+    if MEASURED.with(Cell::get) {
+        LARGEST.with(|l| l.set(l.get().max(size)));
+    }
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only
 // records sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         // SAFETY: the caller's contract is passed on as is.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -37,7 +48,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        record(new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -46,15 +57,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// The allocator's record is process-wide: one test measures at a time.
-static MEASURING: Mutex<()> = Mutex::new(());
-
-/// Runs `f` and returns the largest allocation made meanwhile.
+/// Runs `f` and returns the largest allocation it made on this thread.
 fn largest_during(f: impl FnOnce()) -> usize {
-    let _g = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
-    LARGEST.store(0, Ordering::Relaxed);
+    LARGEST.with(|l| l.set(0));
+    MEASURED.with(|m| m.set(true));
     f();
-    LARGEST.load(Ordering::Relaxed)
+    MEASURED.with(|m| m.set(false));
+    LARGEST.with(Cell::get)
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
