@@ -13,6 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -443,5 +444,146 @@ fn messages_over_2_gib_travel_both_ways_with_cpython() {
         t_sum.as_secs_f64(),
         t_up.as_secs_f64(),
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// CPython 3.12's `multiprocessing.connection` (the `{sha256}` dialect),
+/// from the `multiprocess` source distribution, fetched once into the
+/// target directory by `tests/py/fetch_multiprocess.py` (`.ci/run` does it
+/// ahead); `None` when there is no python3 (the tests then print a note
+/// and skip).
+fn py312() -> Option<&'static str> {
+    static ROOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        if Command::new("python3").arg("--version").output().is_err() {
+            eprintln!("note: no python3: the CPython 3.12 handshake tests are skipped");
+            return None;
+        }
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("python3")
+            .arg(here.join("tests/py/fetch_multiprocess.py"))
+            .arg(here.join("../../target/py312-multiprocess"))
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "cannot fetch CPython 3.12's connection module (pip, network?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    })
+    .as_deref()
+}
+
+/// Runs CPython 3.12's Client or Listener under the machine's python3,
+/// recording the first bytes of every response it sends and checks.
+const PY312: &str = r#"
+import sys
+root, role, path, key = sys.argv[1].split("|")
+sys.path.insert(0, root)
+import multiprocess.connection as mc
+assert mc.__file__.startswith(root), mc.__file__
+seen = []
+create, verify = mc._create_response, mc._verify_challenge
+def recording_create(authkey, message):
+    r = create(authkey, message)
+    seen.append("sent " + r[:8].decode("latin-1"))
+    return r
+def recording_verify(authkey, message, response):
+    seen.append("got " + response[:8].decode("latin-1"))
+    return verify(authkey, message, response)
+mc._create_response, mc._verify_challenge = recording_create, recording_verify
+if role == "client":
+    c = mc.Client(path, authkey=key.encode())
+    c.send_bytes(b"from 3.12")
+    assert c.recv_bytes() == b"FROM 3.12"
+    c.close()
+else:
+    with mc.Listener(path, authkey=key.encode()) as l:
+        print("ready", flush=True)
+        try:
+            c = l.accept()
+        except Exception as e:
+            print(type(e).__name__, e, seen, flush=True)
+            sys.exit(3)
+        c.send_bytes(c.recv_bytes().upper())
+        c.close()
+print(seen, flush=True)
+"#;
+
+fn python312(root: &str, role: &str, path: &Path, key: &str) -> std::process::Child {
+    python(PY312, &format!("{root}|{role}|{}|{key}", path.display()))
+}
+
+#[test]
+fn a_cpython_312_client_authenticates_with_sha256_both_ways() {
+    let Some(root) = py312() else { return };
+    let path = temp_path("py312c");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let py = python312(root, "client", &path, "the key");
+    let conn = l.accept::<()>().unwrap();
+    let msg = conn.recv_bytes().unwrap();
+    conn.send_bytes(&msg.to_ascii_uppercase()).unwrap();
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    // Python answered mproc's challenge, then checked mproc's answer to
+    // its own: both in the {sha256} dialect.
+    assert!(out.contains("'sent {sha256}', 'got {sha256}'"), "{out}");
+}
+
+#[test]
+fn a_cpython_312_client_with_a_wrong_key_fails_on_both_sides() {
+    let Some(root) = py312() else { return };
+    let path = temp_path("py312c-wrong");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let py = python312(root, "client", &path, "another key");
+    let e = l.accept::<()>().unwrap_err();
+    assert_eq!(auth_kind(e), AuthError::DigestReceivedWrong);
+    let (ok, _, err) = finish(py);
+    assert!(!ok);
+    assert!(
+        err.contains("AuthenticationError: digest sent was rejected"),
+        "{err}"
+    );
+}
+
+fn python312_listener(root: &str, tag: &str, key: &str) -> (std::process::Child, Address) {
+    let path = temp_path(tag);
+    let _ = std::fs::remove_file(&path);
+    let mut py = python312(root, "listener", &path, key);
+    let mut line = String::new();
+    BufReader::new(py.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    (py, Address::unix(path))
+}
+
+#[test]
+fn an_mproc_client_authenticates_with_a_cpython_312_listener() {
+    let Some(root) = py312() else { return };
+    let (py, addr) = python312_listener(root, "py312l", "the key");
+    let conn = Client::connect::<()>(&addr, Some(KEY)).unwrap();
+    conn.send_bytes(b"from 3.12").unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"FROM 3.12");
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    // The listener checked mproc's answer, then answered mproc.
+    assert!(out.contains("'got {sha256}', 'sent {sha256}'"), "{out}");
+}
+
+#[test]
+fn an_mproc_client_with_a_wrong_key_fails_with_a_cpython_312_listener() {
+    let Some(root) = py312() else { return };
+    let (py, addr) = python312_listener(root, "py312l-wrong", "another key");
+    let e = Client::connect::<()>(&addr, Some(KEY)).unwrap_err();
+    assert_eq!(auth_kind(e), AuthError::DigestSentRejected);
+    let (ok, out, _) = finish(py);
+    assert!(!ok);
+    assert!(
+        out.contains("AuthenticationError digest received was wrong ['got {sha256}']"),
+        "{out}"
     );
 }
