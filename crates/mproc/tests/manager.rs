@@ -5,7 +5,11 @@
 //! `_TestLock` check, rewritten: list and dict operations, nested proxies,
 //! namespace attributes, proxies used from children (and after a fork), a
 //! manager lock acquired by a child that exits, a dead server, a restart on
-//! the same TCP address. No test sleeps to synchronise.
+//! the same TCP address; reference counting (objects freed with their last
+//! proxy, kept by a copy in transit or by a holder, given back by a killed
+//! child) and a peer dribbling its handshake. No test sleeps to synchronise
+//! (the server's object count is polled, with a guard, after drops that do
+//! not wait for it).
 
 mod common;
 
@@ -560,4 +564,42 @@ fn references_of_a_killed_child_are_given_back() {
     p.kill().unwrap();
     p.join().unwrap();
     assert!(count_reaches(&m, 0), "{} left", m.object_count().unwrap());
+}
+
+#[test]
+fn a_peer_dribbling_its_handshake_is_dropped_by_the_server() {
+    use std::io::{Read, Write};
+    use std::os::linux::net::SocketAddrExt;
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let Address::Abstract(name) = m.address() else {
+        unreachable!("a manager listens on an abstract address by default")
+    };
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let mut peer = std::os::unix::net::UnixStream::connect_addr(&a).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Announces a 200-byte answer, then sends a byte every 100 ms: the
+    // whole would take 20 s, each read is quick.
+    let mut w = peer.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        let _ = w.write_all(&200i32.to_be_bytes());
+        for _ in 0..200 {
+            if w.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let t0 = std::time::Instant::now();
+    // The server's challenge, then its end of file once it gives up.
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    let took = t0.elapsed();
+    assert!(got.starts_with(&[0, 0, 0]), "{got:?}");
+    assert!(took < Duration::from_secs(15), "dropped after {took:?}");
+    drop(peer);
+    dribbler.join().unwrap();
+    // The server still serves.
+    assert_eq!(m.value(1u8).unwrap().get().unwrap(), 1);
 }
