@@ -603,3 +603,21 @@ fn a_peer_dribbling_its_handshake_is_dropped_by_the_server() {
     // The server still serves.
     assert_eq!(m.value(1u8).unwrap().get().unwrap(), 1);
 }
+
+#[test]
+fn a_proxy_clones_while_another_thread_waits_on_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let e = std::sync::Arc::new(m.event().unwrap());
+    let waiter = {
+        let e = e.clone();
+        std::thread::spawn(move || e.wait_timeout(Duration::from_secs(60)).unwrap())
+    };
+    // Whether or not the waiter already holds the connection, the clone
+    // does not wait for it (it would wait forever: only the clone sets).
+    let e2 = EventProxy::clone(&e);
+    e2.set().unwrap();
+    assert!(waiter.join().unwrap());
+    drop((e, e2));
+    assert!(count_reaches(&m, 0));
+}

@@ -148,6 +148,14 @@ impl Handle {
 
     fn round_trip(&self, req: &Request) -> Result<super::protocol::Bytes> {
         let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.round_trip_on(&mut g, req)
+    }
+
+    fn round_trip_on(
+        &self,
+        g: &mut Option<(u32, SocketConnection<()>)>,
+        req: &Request,
+    ) -> Result<super::protocol::Bytes> {
         let me = std::process::id();
         if g.as_ref().is_none_or(|(pid, _)| *pid != me) {
             let conn = connect(&self.target)?;
@@ -172,9 +180,26 @@ impl Handle {
     /// Takes a transit reference for a copy of this handle (best effort:
     /// a copy without one takes a fresh reference when it connects).
     fn share(&self) {
-        if self.id != 0 {
-            // Not `call`: that would take the handles collected so far.
-            let _ = self.round_trip(&Request::on(self.id, Op::Share));
+        if self.id == 0 {
+            return;
+        }
+        // Not `call`: that would take the handles collected so far.
+        let req = Request::on(self.id, Op::Share);
+        match self.conn.try_lock() {
+            Ok(mut g) => {
+                let _ = self.round_trip_on(&mut g, &req);
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let _ = self.round_trip_on(&mut p.into_inner(), &req);
+            }
+            // Another thread waits on this connection (a lock, an event):
+            // a transit reference belongs to no connection, so a short
+            // one of its own does.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                if let Ok(conn) = connect(&self.target) {
+                    let _ = send_and_wait(&conn, &req);
+                }
+            }
         }
     }
 }
