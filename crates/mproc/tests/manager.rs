@@ -515,7 +515,8 @@ fn a_proxy_stored_in_another_object_keeps_its_object() {
     assert!(count_reaches(&m, 0));
 }
 
-fn receive_and_use(rx: mproc::Connection<ListProxy<u32>>) {
+fn receive_and_use((rx, go): (mproc::Connection<ListProxy<u32>>, EventProxy)) {
+    assert!(go.wait_timeout(Duration::from_secs(60)).unwrap());
     let l = rx.recv().unwrap();
     assert_eq!(l.to_vec().unwrap(), vec![1, 2, 3]);
     l.push(&4).unwrap();
@@ -527,17 +528,20 @@ fn a_proxy_sent_to_a_child_survives_the_parent_dropping_it() {
     let m = Manager::start().unwrap();
     let l = m.list_from([1u32, 2, 3]).unwrap();
     let witness = l.clone();
+    let go = m.event().unwrap();
     let (rx, tx) = mproc::Pipe::one_way().unwrap();
-    let mut p = Process::new(receive_and_use, rx);
+    let mut p = Process::new(receive_and_use, (rx, go.clone()));
     p.start().unwrap();
     tx.send(&l).unwrap();
     drop(l);
     drop(witness);
-    // Only the copy in transit refers to the list now.
-    assert_eq!(m.object_count().unwrap(), 1);
+    // Only the copy in transit refers to the list now (the child waits
+    // for `go` before it receives it).
+    assert_eq!(m.object_count().unwrap(), 2);
+    go.set().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(0));
-    assert!(count_reaches(&m, 0), "{} left", m.object_count().unwrap());
+    assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
 }
 
 fn hold_forever((l, ready): (ListProxy<u32>, EventProxy)) {
@@ -620,4 +624,18 @@ fn a_proxy_clones_while_another_thread_waits_on_it() {
     assert!(waiter.join().unwrap());
     drop((e, e2));
     assert!(count_reaches(&m, 0));
+}
+
+#[test]
+fn a_proxy_on_a_queue_stays_alive_until_its_getter_drops_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let q = m.queue::<ListProxy<u8>>(0).unwrap();
+    q.put(&m.list_from([5u8]).unwrap()).unwrap();
+    // Only the copy on the queue refers to the list: it stays.
+    assert_eq!(m.object_count().unwrap(), 2);
+    let l = q.get().unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![5]);
+    drop(l);
+    assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
 }

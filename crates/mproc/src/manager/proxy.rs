@@ -19,8 +19,11 @@
 //! - a connection that closes (its process exited, or was killed) gives
 //!   back every reference it held;
 //! - a proxy encoded inside an element stored in another object (a list
-//!   in a dict) is held by that object until the object is freed; a proxy
-//!   put on a queue stays in transit until the getter adopts it.
+//!   in a dict) is held by that object until the object is freed (the
+//!   encoded copy says it carries no transit reference: a copy read back
+//!   takes a fresh one on first use, and one dropped unused costs
+//!   nothing); a proxy put on a queue stays in transit until the getter
+//!   adopts it.
 //!
 //! A serialised copy that is never deserialised leaks its transit
 //! reference until the server stops, as in CPython.
@@ -179,27 +182,23 @@ impl Handle {
 
     /// Takes a transit reference for a copy of this handle (best effort:
     /// a copy without one takes a fresh reference when it connects).
-    fn share(&self) {
+    fn share(&self) -> bool {
         if self.id == 0 {
-            return;
+            return false;
         }
         // Not `call`: that would take the handles collected so far.
         let req = Request::on(self.id, Op::Share);
         match self.conn.try_lock() {
-            Ok(mut g) => {
-                let _ = self.round_trip_on(&mut g, &req);
-            }
+            Ok(mut g) => self.round_trip_on(&mut g, &req).is_ok(),
             Err(std::sync::TryLockError::Poisoned(p)) => {
-                let _ = self.round_trip_on(&mut p.into_inner(), &req);
+                self.round_trip_on(&mut p.into_inner(), &req).is_ok()
             }
             // Another thread waits on this connection (a lock, an event):
             // a transit reference belongs to no connection, so a short
             // one of its own does.
-            Err(std::sync::TryLockError::WouldBlock) => {
-                if let Ok(conn) = connect(&self.target) {
-                    let _ = send_and_wait(&conn, &req);
-                }
-            }
+            Err(std::sync::TryLockError::WouldBlock) => connect(&self.target)
+                .and_then(|conn| send_and_wait(&conn, &req))
+                .is_ok_and(|r| r.is_ok()),
         }
     }
 }
@@ -235,8 +234,8 @@ fn gone(e: Error) -> Error {
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        self.share();
-        Handle::with(self.target.clone(), self.id, self.id != 0)
+        let transit = self.share();
+        Handle::with(self.target.clone(), self.id, transit)
     }
 }
 
@@ -278,21 +277,26 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Serialize for Handle {
-    /// Takes a transit reference, which the deserialised copy adopts.
+    /// Takes a transit reference, which the deserialised copy adopts (or,
+    /// inside an element bound for the server, which the object holding
+    /// the element takes over: copies read back from it take their own).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut transit = false;
         if !SIZING.with(Cell::get) {
-            self.share();
+            let shared = self.share();
             if COLLECTING.with(Cell::get) > 0 {
                 OUTGOING.with(|o| o.borrow_mut().push((self.target.address.clone(), self.id)));
+            } else {
+                transit = shared;
             }
         }
-        (&*self.target, self.id).serialize(s)
+        (&*self.target, self.id, transit).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Handle {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (target, id) = <(Target, u64)>::deserialize(d)?;
-        Ok(Handle::with(Arc::new(target), id, id != 0))
+        let (target, id, transit) = <(Target, u64, bool)>::deserialize(d)?;
+        Ok(Handle::with(Arc::new(target), id, transit && id != 0))
     }
 }
