@@ -475,3 +475,140 @@ fn soak_with_worker_kills_accounts_for_every_task() {
     assert!(died <= 19, "{died} tasks failed for 19 kills");
     assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
 }
+
+/// Same soak with `retry_on_worker_death`: every task is accounted for
+/// exactly once, as its value (the killed ones re-ran elsewhere).
+#[test]
+fn soak_with_worker_kills_and_retries_gives_every_value_once() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .retry_on_worker_death(3)
+        .build()
+        .unwrap();
+    let mut seen = vec![false; 100_000];
+    for (i, r) in p.imap(task, 0..100_000).enumerate() {
+        if i % 5_000 == 4_999 && i < 95_000 {
+            if let Some(&pid) = p.pids().first() {
+                // SAFETY: a plain kill(2) of one of our workers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        match r {
+            Ok(v) => assert_eq!(v, 2 * i as i64),
+            Err(e) => panic!("item {i}: {e}"),
+        }
+        assert!(!std::mem::replace(&mut seen[i], true));
+    }
+    assert!(seen.iter().all(|&s| s));
+    assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
+
+fn nap(x: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(1));
+    x
+}
+
+#[test]
+fn timeline_records_each_task_once_without_overlap() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let n = 60;
+    assert_eq!(p.map_chunked(nap, 0..n, Some(1)).unwrap().len(), n as usize);
+    let pids: HashSet<i32> = p.pids().into_iter().collect();
+    let t = p.take_timeline();
+    let ev = t.events();
+    assert_eq!(ev.len(), n as usize);
+    let chunks: HashSet<usize> = ev.iter().map(|e| e.chunk).collect();
+    assert_eq!(chunks, (0..n as usize).collect());
+    let tasks: HashSet<u64> = ev.iter().map(|e| e.task).collect();
+    assert_eq!(tasks.len(), n as usize);
+    for e in ev {
+        assert!(e.end >= e.start, "{e:?}");
+        assert!(e.duration() >= Duration::from_millis(1), "{e:?}");
+        assert!(e.replied && e.worker < 2 && pids.contains(&e.pid), "{e:?}");
+    }
+    for w in 0..2 {
+        let mine: Vec<_> = ev.iter().filter(|e| e.worker == w).collect();
+        for pair in mine.windows(2) {
+            assert!(
+                pair[0].end <= pair[1].start,
+                "{:?} overlaps {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&t.to_chrome_trace()).unwrap();
+    let complete: Vec<_> = json["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(complete.len(), n as usize);
+    for e in complete {
+        assert!(e["name"].as_str().unwrap().starts_with("task "));
+        assert!(e["ts"].as_f64().unwrap() >= 0.0);
+        assert!(e["dur"].as_f64().unwrap() >= 1000.0);
+        let pid = e["pid"].as_i64().unwrap() as i32;
+        assert!(pids.contains(&pid) && e["tid"] == e["pid"]);
+    }
+    let ascii = t.to_ascii(80);
+    assert_eq!(
+        ascii.lines().filter(|l| l.starts_with("worker ")).count(),
+        2,
+        "{ascii}"
+    );
+    // Taken: the record starts again.
+    assert!(p.timeline().events().is_empty());
+    p.map(nap, [1]).unwrap();
+    assert_eq!(p.timeline().events().len(), 1);
+    // Off by default.
+    let quiet = pool(1);
+    quiet.map(nap, [1, 2]).unwrap();
+    assert!(quiet.timeline().events().is_empty());
+}
+
+/// A task that always kills its worker runs 1 + retries times (each run
+/// in the timeline), then fails with the death; the others succeed.
+#[test]
+fn retries_are_bounded_and_recorded() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .retry_on_worker_death(2)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let r = p.map_results_chunked(task, [1, -2, 3], Some(1)).unwrap();
+    assert_eq!(r[0].as_ref().ok(), Some(&2));
+    assert!(
+        matches!(r[1], Err(Error::Signaled { signal: 9, .. })),
+        "{:?}",
+        r[1]
+    );
+    assert_eq!(r[2].as_ref().ok(), Some(&6));
+    let t = p.timeline();
+    let runs: Vec<_> = t.events().iter().filter(|e| e.chunk == 1).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.iter().all(|e| !e.replied));
+    let pids: HashSet<i32> = runs.iter().map(|e| e.pid).collect();
+    assert_eq!(pids.len(), 3, "each run on another worker process");
+    // Timeouts are not retried.
+    let p = Pool::builder()
+        .processes(1)
+        .retry_on_worker_death(2)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(50))
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let r = p.map_results_chunked(task, [-6], Some(1)).unwrap();
+    assert!(matches!(r[0], Err(Error::TaskTimeout { .. })), "{:?}", r[0]);
+    assert_eq!(p.timeline().events().len(), 1);
+}

@@ -10,17 +10,20 @@
 //! | `worker.rs`     | the worker process's loop and the chunk runners          |
 //! | `wire.rs`       | the messages between the two                             |
 //! | `inbox.rs`      | where finished chunks land                               |
+//! | `timeline.rs`   | the recorded chunk runs and their exports                |
 
 mod calls;
 mod imap;
 mod inbox;
 mod result;
 mod supervisor;
+mod timeline;
 mod wire;
 mod worker;
 
 pub use imap::IMap;
 pub use result::AsyncResult;
+pub use timeline::{TaskEvent, Timeline};
 
 use std::sync::Arc;
 use std::thread;
@@ -123,6 +126,8 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     grace: Duration,
     break_on_death: bool,
+    record_timeline: bool,
+    retries: usize,
 }
 
 impl Pool {
@@ -142,6 +147,8 @@ impl Pool {
             task_timeout: None,
             grace: Duration::from_millis(500),
             break_on_death: false,
+            record_timeline: false,
+            retries: 0,
         }
     }
 
@@ -160,6 +167,28 @@ impl Pool {
             .flatten()
             .map(|c| c.pid)
             .collect()
+    }
+
+    /// The chunks run so far, if the pool was built with
+    /// [`record_timeline`](PoolBuilder::record_timeline) (else empty);
+    /// the record is kept (see [`take_timeline`](Pool::take_timeline)).
+    /// It stays readable after [`close`](Pool::close) and
+    /// [`join`](Pool::join).
+    pub fn timeline(&self) -> Timeline {
+        self.snapshot(false)
+    }
+
+    /// As [`timeline`](Pool::timeline), and clears the record: the next
+    /// call returns only chunks that end after this one.
+    pub fn take_timeline(&self) -> Timeline {
+        self.snapshot(true)
+    }
+
+    fn snapshot(&self, take: bool) -> Timeline {
+        match &self.shared.timeline {
+            Some(rec) => rec.snapshot(self.processes(), take),
+            None => Timeline::default(),
+        }
     }
 
     /// Refuses new work; the workers finish what is queued, then leave.
@@ -312,6 +341,54 @@ impl PoolBuilder {
         self
     }
 
+    /// Re-runs a chunk whose worker died while running it (killed,
+    /// `abort`, segfault, `exit`) up to `n` more times, on another worker
+    /// process (the replacement, or any other), before failing it with the
+    /// death. Default 0: no chunk ever runs twice. A chunk that is retried
+    /// may have had side effects on its first run: use it for idempotent
+    /// tasks. Timeouts ([`task_timeout`](Self::task_timeout)) and panics
+    /// are not retried. With [`break_on_worker_death`](Self::break_on_worker_death),
+    /// the pool breaks only when a chunk fails for good.
+    ///
+    /// ```
+    /// // The first worker to see 3 dies; the re-run succeeds.
+    /// fn fragile((x, mark): (u32, std::path::PathBuf)) -> u32 {
+    ///     if x == 3 && std::fs::create_dir(&mark).is_ok() {
+    ///         std::process::abort();
+    ///     }
+    ///     x * 2
+    /// }
+    /// let mark = std::env::temp_dir().join(format!("mproc-retry-{}", std::process::id()));
+    /// let pool = mproc::Pool::builder().processes(1).retry_on_worker_death(1).build()?;
+    /// let items = (0..5).map(|x| (x, mark.clone()));
+    /// assert_eq!(pool.map_chunked(fragile, items, Some(1))?, [0, 2, 4, 6, 8]);
+    /// std::fs::remove_dir(&mark)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_on_worker_death(mut self, n: usize) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Records which worker ran each chunk, from when to when (default
+    /// `false`): see [`Pool::timeline`] and [`Timeline`]'s exports (Chrome
+    /// trace JSON, ASCII chart). Times are taken by the parent's
+    /// supervisor threads ([`TaskEvent`] says exactly what they mean).
+    /// Off, it costs one branch per chunk.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::builder().processes(2).record_timeline(true).build()?;
+    /// pool.map_chunked(|x: u8| x, 0..4, Some(1))?;
+    /// let t = pool.timeline();
+    /// assert_eq!(t.events().len(), 4);
+    /// assert_eq!(t.to_ascii(40).lines().filter(|l| l.starts_with("worker")).count(), 2);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn record_timeline(mut self, yes: bool) -> Self {
+        self.record_timeline = yes;
+        self
+    }
+
     /// Starts the workers. If one cannot start, those already started are
     /// terminated and reaped, and the error is returned.
     pub fn build(self) -> Result<Pool> {
@@ -337,6 +414,8 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             grace: self.grace,
             break_on_death: self.break_on_death,
+            record_timeline: self.record_timeline,
+            retries: self.retries,
         })
     }
 }
