@@ -612,3 +612,167 @@ fn retries_are_bounded_and_recorded() {
     assert!(matches!(r[0], Err(Error::TaskTimeout { .. })), "{:?}", r[0]);
     assert_eq!(p.timeline().events().len(), 1);
 }
+
+/// Python's `int` on a string.
+fn int(s: String) -> i64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("invalid literal for int(): {s:?}"))
+}
+
+/// What a callback saw, and in which thread.
+#[derive(Debug)]
+enum Seen {
+    Value(Vec<i64>, Option<String>),
+    Error(String),
+}
+
+fn recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    mproc::Callbacks<Vec<i64>>,
+) {
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (calls.clone(), calls.clone());
+    let cbs = mproc::Callbacks::new()
+        .callback(move |v: &Vec<i64>| {
+            let name = std::thread::current().name().map(String::from);
+            a.lock().unwrap().push(Seen::Value(v.clone(), name))
+        })
+        .error_callback(move |e| b.lock().unwrap().push(Seen::Error(e.to_string())));
+    (calls, cbs)
+}
+
+/// CPython's `test_map_async_callbacks`: one call, to the right callback,
+/// done by the time `wait` returns; in the pool's callback thread.
+#[test]
+fn map_async_callbacks_as_cpython() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (calls, cbs) = recorder();
+    p.map_async_with(int, ["1".to_string()], None, cbs)
+        .unwrap()
+        .wait();
+    {
+        let c = calls.lock().unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], Seen::Value(v, Some(t)) if *v == [1] && t == "mproc-pool-callbacks"),
+            "{c:?}"
+        );
+    }
+    let (calls, cbs) = recorder();
+    let r = p.map_async_with(int, ["a".to_string()], None, cbs).unwrap();
+    r.wait();
+    assert!(!r.successful().unwrap());
+    {
+        let c = calls.lock().unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], Seen::Error(e) if e.contains("invalid literal")),
+            "{c:?}"
+        );
+    }
+    assert!(matches!(r.get(), Err(Error::Panicked { .. })));
+    // Empty input: the callback gets an empty list at once.
+    let (calls, cbs) = recorder();
+    let r = p.map_async_with(int, Vec::new(), None, cbs).unwrap();
+    assert!(r.get().unwrap().is_empty());
+    assert!(matches!(&calls.lock().unwrap()[..], [Seen::Value(v, _)] if v.is_empty()));
+}
+
+/// CPython's `test_async_error_callback`, and `callback` on success.
+#[test]
+fn apply_async_callbacks() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = p
+        .apply_async_with(
+            task,
+            -1,
+            mproc::Callbacks::new()
+                .callback(|_: &i64| panic!("not this one"))
+                .error_callback(move |e| tx.send(e.to_string()).unwrap()),
+        )
+        .unwrap();
+    assert!(matches!(r.get(), Err(Error::Panicked { .. })));
+    assert!(rx.try_recv().unwrap().contains("task -1 panicked"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut r = p
+        .apply_async_with(
+            task,
+            21,
+            mproc::Callbacks::new().callback(move |v: &i64| tx.send(*v).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(r.get_timeout(LONG).unwrap(), 42);
+    assert_eq!(rx.try_recv().unwrap(), 42);
+    assert!(r.get_timeout(Duration::ZERO).is_err(), "taken once");
+}
+
+/// A panicking callback harms neither the pool nor the callbacks after it.
+#[test]
+fn a_panicking_callback_does_not_kill_the_pool() {
+    let _g = common::shared();
+    let p = pool(2);
+    let r = p
+        .map_async_with(
+            task,
+            [1, 2],
+            None,
+            mproc::Callbacks::new().callback(|_: &Vec<i64>| panic!("callback panics")),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), [2, 4]);
+    let (calls, cbs) = recorder();
+    p.map_async_with(int, ["7".to_string()], None, cbs)
+        .unwrap()
+        .wait();
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(p.map(task, 0..3).unwrap(), [0, 2, 4]);
+}
+
+/// Terminating or dropping the pool runs the pending error callbacks once,
+/// with `PoolTerminated`, before `join` or the drop returns.
+#[test]
+fn terminate_and_drop_run_pending_callbacks_once() {
+    let _g = common::shared();
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let mut p = pool(1);
+    let mut results = Vec::new();
+    for _ in 0..5 {
+        let c = count.clone();
+        results.push(
+            p.apply_async_with(
+                task,
+                -6, // sleeps LONG
+                mproc::Callbacks::new().error_callback(move |e| {
+                    assert!(matches!(e, Error::PoolTerminated), "{e}");
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap(),
+        );
+    }
+    p.terminate();
+    p.join().unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 5);
+    for r in results {
+        assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    }
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let p = pool(1);
+    for _ in 0..3 {
+        let c = count.clone();
+        let _ = p
+            .apply_async_with(
+                task,
+                -6,
+                mproc::Callbacks::new().error_callback(move |_| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap();
+    }
+    drop(p);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}

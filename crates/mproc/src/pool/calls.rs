@@ -79,7 +79,7 @@ impl Pool {
     }
 
     /// Queues `items` in chunks; the inbox and each chunk's size.
-    fn submit_all<A: Serialize>(
+    pub(crate) fn submit_all<A: Serialize>(
         &self,
         task: Task,
         items: Vec<A>,

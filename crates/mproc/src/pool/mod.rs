@@ -3,6 +3,7 @@
 //! | file            | what                                                     |
 //! |-----------------|----------------------------------------------------------|
 //! | `mod.rs`        | the public `Pool` and its builder                        |
+//! | `callback.rs`   | `Callbacks` of the async forms, the callback thread       |
 //! | `calls.rs`      | `map`, `starmap`, `apply` and their async forms          |
 //! | `imap.rs`       | `imap`, `imap_unordered`: lazy, bounded iterators        |
 //! | `result.rs`     | `AsyncResult`                                            |
@@ -12,6 +13,7 @@
 //! | `inbox.rs`      | where finished chunks land                               |
 //! | `timeline.rs`   | the recorded chunk runs and their exports                |
 
+mod callback;
 mod calls;
 mod imap;
 mod inbox;
@@ -21,6 +23,7 @@ mod timeline;
 mod wire;
 mod worker;
 
+pub use callback::Callbacks;
 pub use imap::IMap;
 pub use result::AsyncResult;
 pub use timeline::{TaskEvent, Timeline};
@@ -223,6 +226,8 @@ impl Pool {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // Every result is complete now: its callbacks are queued or ran.
+        callback::Runner::finish(&self.shared.callbacks);
         Ok(())
     }
 

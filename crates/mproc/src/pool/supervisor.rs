@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// Where chunk runs are recorded, if asked.
     pub(crate) timeline: Option<Recorder>,
+    /// The callback thread, once a result with callbacks asked for it.
+    pub(crate) callbacks: Mutex<Option<super::callback::Runner>>,
 }
 
 pub(crate) struct State {
@@ -100,6 +102,7 @@ impl Shared {
         Shared {
             epoch: Instant::now(),
             timeline,
+            callbacks: Mutex::new(None),
             cfg,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
