@@ -80,7 +80,7 @@ fn empty_input_gives_empty_results_at_once() {
     assert_eq!(p.imap(task, Vec::new()).count(), 0);
     assert_eq!(p.imap_unordered(task, Vec::new()).count(), 0);
     assert!(p
-        .starmap(|a: u8, b: u8| a + b, Vec::new())
+        .starmap(|a: u8, b: u8| a + b, Vec::<(u8, u8)>::new())
         .unwrap()
         .is_empty());
 }
@@ -775,4 +775,73 @@ fn terminate_and_drop_run_pending_callbacks_once() {
     }
     drop(p);
     assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+fn join6(a: u8, b: u16, c: u32, d: u64, e: String, f: char) -> String {
+    format!("{a}{b}{c}{d}{e}{f}")
+}
+
+/// `starmap` over tuples of 1 to 8 arguments, in input order.
+#[test]
+fn starmap_takes_one_to_eight_arguments() {
+    let _g = common::shared();
+    let p = pool(2);
+    assert_eq!(p.starmap(|a: i32| -a, [(1,), (2,)]).unwrap(), [-1, -2]);
+    assert_eq!(
+        p.starmap(
+            |a: i32, b: i32, c: i32| a * b + c,
+            (0..50).map(|i| (i, 2, 1))
+        )
+        .unwrap(),
+        (0..50).map(|i| 2 * i + 1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        p.starmap(|a: u8, b: u8, c: u8, d: u8| [a, b, c, d], [(1, 2, 3, 4)])
+            .unwrap(),
+        [[1, 2, 3, 4]]
+    );
+    assert_eq!(
+        p.starmap(
+            |a: u8, b: u8, c: u8, d: u8, e: u8| a + b + c + d + e,
+            [(1, 2, 3, 4, 5)]
+        )
+        .unwrap(),
+        [15]
+    );
+    let six = [
+        (1, 2, 3, 4, "e".to_string(), 'f'),
+        (9, 8, 7, 6, "x".into(), 'y'),
+    ];
+    assert_eq!(
+        p.starmap(join6 as fn(_, _, _, _, _, _) -> _, six.clone())
+            .unwrap(),
+        ["1234ef", "9876xy"]
+    );
+    assert_eq!(
+        p.starmap_chunked(
+            |a: u8, b: u16, c: u32, d: u64, e: String, f: char| join6(a, b, c, d, e, f),
+            six,
+            Some(1)
+        )
+        .unwrap(),
+        ["1234ef", "9876xy"]
+    );
+    let eight = (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8);
+    assert_eq!(
+        p.starmap(
+            |a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8| a + b + c + d + e + f + g + h,
+            [eight]
+        )
+        .unwrap(),
+        [36]
+    );
+    let r = p.starmap(
+        |a: i64, b: i64, c: i64| task(a + b + c),
+        [(1, 1, 1), (-1, 0, 0)],
+    );
+    assert!(matches!(r, Err(Error::Panicked { .. })), "{r:?}");
+    let r = p
+        .starmap_async(|a: u32, b: u32, c: u32| a + b + c, [(1, 2, 3)])
+        .unwrap();
+    assert_eq!(r.get().unwrap(), [6]);
 }

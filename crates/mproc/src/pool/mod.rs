@@ -6,6 +6,7 @@
 //! | `callback.rs`   | `Callbacks` of the async forms, the callback thread       |
 //! | `calls.rs`      | `map`, `starmap`, `apply` and their async forms          |
 //! | `imap.rs`       | `imap`, `imap_unordered`: lazy, bounded iterators        |
+//! | `star.rs`       | `starmap` over tuples of 1 to 8 arguments                 |
 //! | `result.rs`     | `AsyncResult`                                            |
 //! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
 //! | `worker.rs`     | the worker process's loop and the chunk runners          |
@@ -18,6 +19,7 @@ mod calls;
 mod imap;
 mod inbox;
 mod result;
+mod star;
 mod supervisor;
 mod timeline;
 mod wire;
@@ -26,6 +28,7 @@ mod worker;
 pub use callback::Callbacks;
 pub use imap::IMap;
 pub use result::AsyncResult;
+pub use star::StarArgs;
 pub use timeline::{TaskEvent, Timeline};
 
 use std::sync::Arc;
