@@ -845,3 +845,58 @@ fn starmap_takes_one_to_eight_arguments() {
         .unwrap();
     assert_eq!(r.get().unwrap(), [6]);
 }
+
+fn sqr(x: u32) -> u32 {
+    x * x
+}
+
+/// CPython's `exception_throwing_generator`: panics when it reaches `when`.
+fn say_when(total: u32, when: u32) -> impl Iterator<Item = u32> {
+    (0..total).map(move |i| {
+        if i == when {
+            panic!("SayWhenError");
+        }
+        i
+    })
+}
+
+/// CPython's `test_imap_handle_iterable_exception`, chunksizes 1, 2 and 4,
+/// ordered and not: the results before the panicking chunk, then the
+/// panic in the caller; the pool is unharmed.
+#[test]
+fn imap_input_that_panics_reaches_the_caller_after_earlier_results() {
+    let _g = common::shared();
+    let p = pool(2);
+    let pids = p.pids();
+    for (total, when, chunksize, before) in [
+        (1, 0, 1, 0),
+        (1, 0, 1, 0),
+        (10, 3, 1, 3),
+        (20, 7, 2, 6),
+        (20, 7, 4, 4),
+    ] {
+        for ordered in [true, false] {
+            let mut it = if ordered {
+                p.imap_chunked(sqr, say_when(total, when), chunksize)
+            } else {
+                p.imap_unordered_chunked(sqr, say_when(total, when), chunksize)
+            };
+            let mut got: Vec<u32> = (0..before).map(|_| it.next().unwrap().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, (0..before).map(sqr).collect::<Vec<_>>());
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next()));
+            let payload = caught.expect_err("the input's panic");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"SayWhenError"));
+            assert!(it.next().is_none());
+        }
+    }
+    // Usable, same workers, nothing in flight.
+    assert_eq!(
+        p.map(sqr, 0..100).unwrap(),
+        (0..100).map(sqr).collect::<Vec<_>>()
+    );
+    assert_eq!(p.pids(), pids);
+    let mut p = p;
+    p.close();
+    p.join().unwrap();
+}

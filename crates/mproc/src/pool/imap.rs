@@ -1,8 +1,10 @@
 //! `imap` and `imap_unordered`: lazy iterators with a bounded window.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::iter::Fuse;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,12 @@ const AHEAD_PER_WORKER: usize = 1024;
 /// (1024 per worker) are submitted and not yet consumed, so mapping over an
 /// endless iterator runs in constant memory. Each item is a value or why
 /// there is none (the same errors as [`Pool::map_results`]).
+///
+/// If the input iterator panics, the results of the chunks read before
+/// it are yielded first, then the panic resumes in the caller's `next`
+/// (the items read of the chunk in which it panicked are dropped, as
+/// CPython's `imap` does); the iterator ends there and the pool is
+/// unharmed: nothing of this `imap` is left in flight.
 ///
 /// ```
 /// let pool = mproc::Pool::new(2)?;
@@ -50,6 +58,8 @@ pub struct IMap<'p, I: Iterator, R> {
     /// Failures of input that could not be submitted, yielded last.
     tail: VecDeque<Result<R>>,
     stopped: bool,
+    /// The input iterator's panic, re-raised after the results before it.
+    input_panic: Option<Box<dyn Any + Send>>,
     window: usize,
     _r: PhantomData<fn() -> R>,
 }
@@ -80,6 +90,7 @@ where
             ready: VecDeque::new(),
             tail: VecDeque::new(),
             stopped: false,
+            input_panic: None,
             window: AHEAD_PER_WORKER * pool.processes(),
             _r: PhantomData,
         }
@@ -102,6 +113,9 @@ where
                 return Some(r);
             }
             if self.sizes.is_empty() {
+                if let Some(payload) = self.input_panic.take() {
+                    panic::resume_unwind(payload);
+                }
                 return self.tail.pop_front();
             }
             let want = if self.ordered {
@@ -128,7 +142,22 @@ where
     /// Submits chunks until the window is full or the input ends.
     fn fill(&mut self) {
         while !self.stopped && self.sizes.len() < self.window {
-            let chunk: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
+            let input = &mut self.input;
+            let size = self.chunksize;
+            let read = panic::catch_unwind(AssertUnwindSafe(|| {
+                input.by_ref().take(size).collect::<Vec<A>>()
+            }));
+            let chunk = match read {
+                Ok(chunk) => chunk,
+                Err(payload) => {
+                    // The input is not touched again; the items read of
+                    // this chunk are dropped (as CPython does); the panic
+                    // goes on once the chunks before it are consumed.
+                    self.input_panic = Some(payload);
+                    self.stopped = true;
+                    return;
+                }
+            };
             if chunk.is_empty() {
                 return;
             }
