@@ -94,16 +94,70 @@ use supervisor::{Config, Shared, Supervisor, Worker};
 /// is queued; [`terminate`](Pool::terminate) stops them at once, failing
 /// pending items with [`Error::PoolTerminated`]; [`join`](Pool::join)
 /// waits for the workers to end after either. **Dropping a pool
-/// terminates it** (as CPython's `Pool.__del__`) and reaps every worker:
-/// no process, descriptor or shared memory outlives it. Close and join
-/// first to let queued work finish.
+/// terminates it** (as CPython's `Pool.__del__`): pending items fail with
+/// [`Error::PoolTerminated`] (their error callbacks run), every worker is
+/// sent SIGTERM, then SIGKILL after the [grace period](PoolBuilder::grace_period),
+/// and reaped, and the drop returns once the supervisor threads and the
+/// callback thread have ended: no process, descriptor or shared memory
+/// outlives it. Close and join first to let queued work finish.
+///
+/// # Progress
+///
+/// [`imap`](Pool::imap) yields each result as it is ready, in input order:
+/// count them into a progress bar, e.g. with the `indicatif` crate
+/// (`examples/pool_progress.rs` runs a long one).
+///
+/// ```
+/// use indicatif::ProgressBar;
+///
+/// fn work(x: u64) -> u64 {
+///     x * 2
+/// }
+/// let pool = mproc::Pool::new(2)?;
+/// let n = 1_000;
+/// let bar = ProgressBar::new(n); // draws on a terminal only
+/// let mut sum = 0;
+/// for r in pool.imap_chunked(work, 0..n, 10) {
+///     sum += r?;
+///     bar.inc(1);
+/// }
+/// bar.finish();
+/// assert_eq!((bar.position(), sum), (n, n * (n - 1)));
+/// # Ok::<(), mproc::Error>(())
+/// ```
 ///
 /// # Ctrl-C
 ///
 /// Workers block SIGINT: Ctrl-C in a terminal reaches the parent alone,
-/// no worker prints anything. If the parent dies of it, its workers die
-/// with it (their death signal); to stop in order, catch SIGINT in the
-/// parent (e.g. with the `ctrlc` crate) and call [`terminate`](Pool::terminate).
+/// no worker prints anything or dies of it. If the parent dies of it
+/// (Rust's default), its workers die with it (their death signal) and
+/// nothing is reaped in order. To stop in order, handle SIGINT in the
+/// parent and call [`terminate`](Pool::terminate) from the handler: the
+/// pool is `Sync`, so share it in an `Arc` (the handler holding a `Weak`,
+/// so that `main` can still close, join or drop it). The calls waiting
+/// on it then end with [`Error::PoolTerminated`] and the program goes on
+/// to its own end. With the `ctrlc` crate:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// let pool = Arc::new(mproc::Pool::new(2)?);
+/// let weak = Arc::downgrade(&pool);
+/// ctrlc::set_handler(move || {
+///     if let Some(pool) = weak.upgrade() {
+///         pool.terminate();
+///     }
+/// })
+/// .expect("the only handler");
+/// match pool.map(|x: u32| x + 1, 0..100) {
+///     Ok(v) => assert_eq!(v.len(), 100),
+///     Err(mproc::Error::PoolTerminated) => eprintln!("interrupted"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), mproc::Error>(())
+/// ```
+///
+/// `examples/pool_progress.rs` does this around a progress bar.
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Vec<thread::JoinHandle<()>>,
