@@ -852,11 +852,10 @@ fn sqr(x: u32) -> u32 {
 
 /// CPython's `exception_throwing_generator`: panics when it reaches `when`.
 fn say_when(total: u32, when: u32) -> impl Iterator<Item = u32> {
-    (0..total).map(move |i| {
+    (0..total).inspect(move |&i| {
         if i == when {
             panic!("SayWhenError");
         }
-        i
     })
 }
 

@@ -48,9 +48,12 @@ use crate::error::{Error, Result};
 #[doc(alias = "callback")]
 #[doc(alias = "error_callback")]
 pub struct Callbacks<T> {
-    pub(crate) on_ok: Option<Box<dyn FnOnce(&T) + Send>>,
-    pub(crate) on_err: Option<Box<dyn FnOnce(&Error) + Send>>,
+    on_ok: Option<OnOk<T>>,
+    on_err: Option<OnErr>,
 }
+
+type OnOk<T> = Box<dyn FnOnce(&T) + Send>;
+type OnErr = Box<dyn FnOnce(&Error) + Send>;
 
 impl<T> Callbacks<T> {
     /// None yet.

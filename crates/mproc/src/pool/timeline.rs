@@ -109,39 +109,54 @@ impl Timeline {
     /// µs since the pool started, and the worker's name as metadata. Open
     /// it in Perfetto (ui.perfetto.dev) or `chrome://tracing`.
     pub fn to_chrome_trace(&self) -> String {
-        let mut out = Vec::new();
+        // Written by hand: every string here is ours (no escaping needed
+        // beyond what `json_str` does), and a JSON library as a dependency
+        // would change type inference in the users' code.
+        let mut out = String::from("{\"traceEvents\":[");
         let mut named = std::collections::BTreeSet::new();
-        for e in &self.events {
-            if named.insert(e.pid) {
-                let name = format!("worker {} (pid {})", e.worker + 1, e.pid);
-                for what in ["process_name", "thread_name"] {
-                    out.push(serde_json::json!({
-                        "name": what, "ph": "M", "pid": e.pid, "tid": e.pid,
-                        "args": { "name": name },
-                    }));
-                }
-                out.push(serde_json::json!({
-                    "name": "process_sort_index", "ph": "M", "pid": e.pid, "tid": e.pid,
-                    "args": { "sort_index": e.worker },
-                }));
+        let mut first = true;
+        let mut push = |out: &mut String, event: String| {
+            if !std::mem::take(&mut first) {
+                out.push(',');
             }
-            out.push(serde_json::json!({
-                "name": format!("task {}", e.task),
-                "cat": "pool",
-                "ph": "X",
-                "ts": micros(e.start),
-                "dur": micros(e.duration()),
-                "pid": e.pid,
-                "tid": e.pid,
-                "args": {
-                    "task": e.task,
-                    "chunk": e.chunk,
-                    "worker": e.worker,
-                    "replied": e.replied,
-                },
-            }));
+            out.push_str(&event);
+        };
+        for e in &self.events {
+            let pid = e.pid;
+            if named.insert(pid) {
+                let name = json_str(&format!("worker {} (pid {pid})", e.worker + 1));
+                for what in ["process_name", "thread_name"] {
+                    push(
+                        &mut out,
+                        format!(
+                            "{{\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{pid},\"args\":{{\"name\":{name}}}}}"
+                        ),
+                    );
+                }
+                push(
+                    &mut out,
+                    format!(
+                        "{{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{pid},\"args\":{{\"sort_index\":{}}}}}",
+                        e.worker
+                    ),
+                );
+            }
+            push(
+                &mut out,
+                format!(
+                    "{{\"name\":\"task {}\",\"cat\":\"pool\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{pid},\"tid\":{pid},\"args\":{{\"task\":{},\"chunk\":{},\"worker\":{},\"replied\":{}}}}}",
+                    e.task,
+                    micros(e.start),
+                    micros(e.duration()),
+                    e.task,
+                    e.chunk,
+                    e.worker,
+                    e.replied
+                ),
+            );
         }
-        serde_json::json!({ "traceEvents": out, "displayTimeUnit": "ms" }).to_string()
+        out.push_str("],\"displayTimeUnit\":\"ms\"}");
+        out
     }
 
     /// An ASCII chart `width` columns wide: one row per worker slot,
@@ -220,6 +235,24 @@ impl Timeline {
     }
 }
 
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -288,5 +321,12 @@ mod tests {
         assert_eq!(x[0]["dur"], 2000.0);
         assert_eq!(x[0]["pid"], 100);
         assert_eq!(x[0]["name"], "task 0");
+        assert_eq!(x[0]["args"]["replied"], true);
+        let m: Vec<_> = evs.iter().filter(|e| e["ph"] == "M").collect();
+        assert_eq!(m[0]["args"]["name"], "worker 1 (pid 100)");
+        assert_eq!(json_str("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
+        let empty: serde_json::Value =
+            serde_json::from_str(&Timeline::default().to_chrome_trace()).unwrap();
+        assert!(empty["traceEvents"].as_array().unwrap().is_empty());
     }
 }
