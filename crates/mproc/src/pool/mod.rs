@@ -436,7 +436,9 @@ impl PoolBuilder {
     /// `false`): see [`Pool::timeline`] and [`Timeline`]'s exports (Chrome
     /// trace JSON, ASCII chart). Times are taken by the parent's
     /// supervisor threads ([`TaskEvent`] says exactly what they mean).
-    /// Off, it costs one branch per chunk.
+    /// Off, it costs one branch per chunk; on, one locked push per chunk
+    /// (chunksize-1 `map` of a trivial function: about 10% fewer tasks
+    /// per second on 2 CPUs; nothing visible for real tasks).
     ///
     /// ```
     /// let pool = mproc::Pool::builder().processes(2).record_timeline(true).build()?;
