@@ -899,3 +899,44 @@ fn imap_input_that_panics_reaches_the_caller_after_earlier_results() {
     p.close();
     p.join().unwrap();
 }
+
+/// Ctrl-C: the workers block SIGINT; the parent turns it into an orderly
+/// terminate with a handler (the `ctrlc` crate, as documented on `Pool`).
+#[test]
+fn ctrl_c_becomes_an_orderly_terminate() {
+    let _g = common::shared();
+    let pool = std::sync::Arc::new(pool(2));
+    let pids = pool.pids();
+    for &pid in &pids {
+        // SAFETY: a plain kill(2) of one of our workers.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    assert_eq!(pool.map(task, 0..4).unwrap(), [0, 2, 4, 6]);
+    assert_eq!(pool.pids(), pids, "no worker died of SIGINT");
+    let weak = std::sync::Arc::downgrade(&pool);
+    ctrlc::set_handler(move || {
+        if let Some(pool) = weak.upgrade() {
+            pool.terminate();
+        }
+    })
+    .unwrap();
+    let r = pool.map_async(task, [-6, -6, -6]).unwrap(); // each sleeps LONG
+    let started = Instant::now();
+    // SAFETY: raise(3) on this process; the handler above takes it.
+    unsafe { libc::raise(libc::SIGINT) };
+    assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    assert!(started.elapsed() < LONG);
+    let mut pool = pool;
+    let mut pool = loop {
+        // The handler holds the pool for an instant at most.
+        match std::sync::Arc::try_unwrap(pool) {
+            Ok(p) => break p,
+            Err(p) => {
+                pool = p;
+                std::thread::yield_now();
+            }
+        }
+    };
+    pool.join().unwrap();
+    assert!(pool.pids().is_empty());
+}

@@ -18,6 +18,7 @@ mod sealed {
 /// A tuple of arguments for [`Pool::starmap`]: `(A,)` to
 /// `(A, B, C, D, E, F, G, H)`, each item encodable. `Fn` is the plain
 /// function (no captures) taking them one by one.
+#[doc(alias = "starmap")]
 pub trait StarArgs<R>: sealed::Sealed + Sized {
     /// `fn(A, B, ...) -> R`.
     type Fn: Copy;
