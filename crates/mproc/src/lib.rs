@@ -187,7 +187,9 @@ pub use connection::{
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, Callbacks, IMap, Pool, PoolBuilder, StarArgs, TaskEvent, Timeline};
+pub use pool::{
+    AsyncResult, Callbacks, IMap, Pool, PoolBuilder, StarArgs, TaskEvent, Timeline, TryIMap,
+};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,

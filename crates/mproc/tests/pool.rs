@@ -940,3 +940,34 @@ fn ctrl_c_becomes_an_orderly_terminate() {
     pool.join().unwrap();
     assert!(pool.pids().is_empty());
 }
+
+/// `try_imap`: an input of `Result`s; the items before the first `Err`
+/// are mapped, then the error comes, typed, and the iterator ends.
+#[test]
+fn try_imap_stops_at_the_inputs_first_error() {
+    let _g = common::shared();
+    let p = pool(2);
+    for chunksize in [1, 2, 4] {
+        let input = (0..20u32).map(|i| {
+            if i == 7 {
+                Err(format!("bad {i}"))
+            } else {
+                Ok(i)
+            }
+        });
+        let got: Vec<_> = p.try_imap(sqr, input, chunksize).collect();
+        assert_eq!(got.len(), 8, "chunksize {chunksize}");
+        for (i, r) in got[..7].iter().enumerate() {
+            assert_eq!(*r.as_ref().unwrap().as_ref().unwrap(), sqr(i as u32));
+        }
+        assert_eq!(got[7].as_ref().err(), Some(&"bad 7".to_string()));
+    }
+    // No error: every item; borrowed input is fine.
+    let text = "1\n2\n3";
+    let all: Vec<_> = p
+        .try_imap(sqr, text.lines().map(str::parse::<u32>), 2)
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(all, [1, 4, 9]);
+    assert_eq!(p.map(sqr, 0..3).unwrap(), [0, 1, 4]);
+}

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -267,5 +267,98 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
     {
         IMap::new(self, f, items.into_iter(), chunksize, false)
+    }
+}
+
+/// The input of a [`TryIMap`]: the `Ok` items, up to the first `Err`,
+/// which it keeps.
+struct UntilErr<I, E> {
+    input: I,
+    err: Arc<Mutex<Option<E>>>,
+}
+
+impl<I, A, E> Iterator for UntilErr<I, E>
+where
+    I: Iterator<Item = std::result::Result<A, E>>,
+{
+    type Item = A;
+
+    fn next(&mut self) -> Option<A> {
+        match self.input.next()? {
+            Ok(a) => Some(a),
+            Err(e) => {
+                *self.err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                None
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::try_imap`]: an `imap` over an input of
+/// `Result`s that stops at the first `Err`.
+///
+/// It yields `Ok(outcome)` for each item before the input's first error
+/// (each outcome a value or why there is none, as [`IMap`]'s), then that
+/// error as `Err(e)`, then ends. No input is read past the error.
+pub struct TryIMap<'p, E, R> {
+    inner: Box<dyn Iterator<Item = Result<R>> + 'p>,
+    err: Arc<Mutex<Option<E>>>,
+}
+
+impl<E, R> Iterator for TryIMap<'_, E, R> {
+    type Item = std::result::Result<Result<R>, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.inner.next() {
+            Some(r) => Some(Ok(r)),
+            None => self
+                .err
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(Err),
+        }
+    }
+}
+
+impl Pool {
+    /// [`imap_chunked`](Pool::imap_chunked) over an input of `Result`s,
+    /// for inputs that can fail (lines of a file, records of a parser):
+    /// the items before the first `Err` are mapped and yielded in order
+    /// as `Ok(outcome)`, then the input's error as `Err(e)`, and the
+    /// iterator ends, with nothing left in flight.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::new(2)?;
+    /// let input = ["1", "2", "x", "4"].into_iter().map(|s| s.parse::<u32>());
+    /// let mut it = pool.try_imap(|x: u32| x * 10, input, 2);
+    /// assert_eq!(it.next().unwrap().unwrap()?, 10);
+    /// assert_eq!(it.next().unwrap().unwrap()?, 20);
+    /// assert!(it.next().unwrap().is_err()); // "x" did not parse
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn try_imap<'p, I, A, E, R>(
+        &'p self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> TryIMap<'p, E, R>
+    where
+        I: IntoIterator<Item = std::result::Result<A, E>>,
+        I::IntoIter: 'p,
+        A: Serialize + DeserializeOwned,
+        E: 'p,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let err = Arc::new(Mutex::new(None));
+        let input = UntilErr {
+            input: items.into_iter(),
+            err: err.clone(),
+        };
+        TryIMap {
+            inner: Box::new(IMap::new(self, f, input, chunksize, true)),
+            err,
+        }
     }
 }

@@ -26,7 +26,7 @@ mod wire;
 mod worker;
 
 pub use callback::Callbacks;
-pub use imap::IMap;
+pub use imap::{IMap, TryIMap};
 pub use result::AsyncResult;
 pub use star::StarArgs;
 pub use timeline::{TaskEvent, Timeline};
