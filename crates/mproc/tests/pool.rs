@@ -476,31 +476,68 @@ fn soak_with_worker_kills_accounts_for_every_task() {
     assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
 }
 
-/// Same soak with `retry_on_worker_death`: every task is accounted for
-/// exactly once, as its value (the killed ones re-ran elsewhere).
+/// Same soak with `retry_on_worker_death`, the kills at pseudo-random
+/// points of either worker (the seed is printed): every task is accounted
+/// for exactly once, as its value (the killed ones re-ran elsewhere).
 #[test]
-fn soak_with_worker_kills_and_retries_gives_every_value_once() {
+fn soak_with_random_worker_kills_and_retries_gives_every_value_once() {
     let _g = common::shared();
     let p = Pool::builder()
         .processes(2)
         .retry_on_worker_death(3)
+        .record_timeline(true)
         .build()
         .unwrap();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut random = move |n: u64| {
+        // xorshift64
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut next_kill = 1_000 + random(8_000) as usize;
+    let mut kills = 0;
     let mut seen = vec![false; 100_000];
     for (i, r) in p.imap(task, 0..100_000).enumerate() {
-        if i % 5_000 == 4_999 && i < 95_000 {
-            if let Some(&pid) = p.pids().first() {
+        if i == next_kill && i < 95_000 {
+            let pids = p.pids();
+            if !pids.is_empty() {
+                let pid = pids[random(pids.len() as u64) as usize];
                 // SAFETY: a plain kill(2) of one of our workers.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
+                kills += 1;
             }
+            next_kill += 1_000 + random(8_000) as usize;
         }
         match r {
             Ok(v) => assert_eq!(v, 2 * i as i64),
-            Err(e) => panic!("item {i}: {e}"),
+            Err(e) => panic!("item {i} (after {kills} kills): {e}"),
         }
         assert!(!std::mem::replace(&mut seen[i], true));
     }
     assert!(seen.iter().all(|&s| s));
+    assert!(kills >= 9, "{kills} kills");
+    // The timeline: each chunk replied exactly once; the runs cut short
+    // by a kill are the retries.
+    let t = p.take_timeline();
+    let mut replied = vec![0u8; 100_000];
+    let mut cut = 0;
+    for e in t.events() {
+        if e.replied {
+            replied[e.chunk] += 1;
+        } else {
+            cut += 1;
+        }
+    }
+    assert!(replied.iter().all(|&n| n == 1));
+    println!("{kills} kills, {cut} runs cut short and retried");
+    assert!(cut <= kills);
     assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
 }
 
