@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::callback::{Callbacks, Runner};
 use super::calls::Task;
 use super::result::AsyncResult;
 use super::wire::Status;
@@ -151,5 +152,50 @@ impl Pool {
         Ok(AsyncResult::new(inbox, sizes, |items| {
             items.into_iter().collect()
         }))
+    }
+}
+
+impl Pool {
+    /// [`starmap_async`](Pool::starmap_async) with a chunksize (`None`:
+    /// the default rule) and CPython's `callback` and `error_callback`:
+    /// see [`Callbacks`].
+    ///
+    /// ```
+    /// use std::sync::mpsc::channel;
+    ///
+    /// let pool = mproc::Pool::new(2)?;
+    /// let (tx, rx) = channel();
+    /// let cb = mproc::Callbacks::new().callback(move |v: &Vec<u32>| tx.send(v.len()).unwrap());
+    /// let r = pool.starmap_async_with(|a: u32, b: u32| a + b, [(1, 2), (3, 4)], None, cb)?;
+    /// assert_eq!(rx.recv().unwrap(), 2);
+    /// assert_eq!(r.get()?, [3, 7]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "starmap_async")]
+    #[doc(alias = "callback")]
+    pub fn starmap_async_with<T, R>(
+        &self,
+        f: T::Fn,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        T: StarArgs<R> + Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let runner = Runner::sender(&self.shared.callbacks)?;
+        let (inbox, sizes) = self.submit_all(
+            Task::star::<T, R>(f),
+            items.into_iter().collect(),
+            chunksize,
+        )?;
+        Ok(AsyncResult::with_callbacks(
+            inbox,
+            sizes,
+            |items| items.into_iter().collect(),
+            callbacks,
+            runner,
+        ))
     }
 }
