@@ -518,21 +518,24 @@ impl Supervisor {
 
     fn timed_out(&mut self, after: Duration) -> bool {
         let pid = self.worker.pid;
+        let at = Instant::now();
         self.worker.stop(self.shared.cfg.grace);
-        self.lost(Fail::Timeout { pid, after })
+        self.lost(Fail::Timeout { pid, after }, at)
     }
 
     /// The worker died: its running chunk fails. `true` if this supervisor
     /// is done.
     fn died(&mut self) -> bool {
         let pid = self.worker.pid;
+        let at = Instant::now();
         let code = self.worker.reap();
-        !self.lost(Fail::Died { pid, code })
+        !self.lost(Fail::Died { pid, code }, at)
     }
 
     /// The worker is gone: fail the chunk it ran with `why`, requeue the
-    /// rest, replace it. `false` when this supervisor is done.
-    fn lost(&mut self, why: Fail) -> bool {
+    /// rest, replace it. `false` when this supervisor is done. `at`: when
+    /// it was seen gone or given up on (the timeline's end of that chunk).
+    fn lost(&mut self, why: Fail, at: Instant) -> bool {
         let st = self.shared.lock();
         let stop = if st.terminated {
             Some(Fail::Terminated)
@@ -546,7 +549,7 @@ impl Supervisor {
         }
         let mut had_task = false;
         if let Some(job) = self.held.pop_front() {
-            self.record(&job, Instant::now(), false);
+            self.record(&job, at, false);
             match self.retry(job, &why) {
                 None => {}
                 Some(job) => {

@@ -13,7 +13,8 @@ use std::time::Duration;
 /// the supervisor thread in the parent**, not in the worker: `start` is
 /// when the worker received the chunk or finished its previous one
 /// (whichever is later), `end` is when the parent received its reply (or
-/// saw the worker die, or gave up on it at the task timeout). So each
+/// saw the worker's pipe close, or gave up on it at the task timeout,
+/// before stopping it). So each
 /// time includes a hand-off (a few µs); for chunks shorter than about
 /// 100 µs, replies read in a burst make the times coarse.
 #[derive(Clone, Debug, PartialEq, Eq)]
