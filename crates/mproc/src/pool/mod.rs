@@ -5,7 +5,7 @@
 //! | `mod.rs`        | the public `Pool` and its builder                        |
 //! | `callback.rs`   | `Callbacks` of the async forms, the callback thread       |
 //! | `calls.rs`      | `map`, `starmap`, `apply` and their async forms          |
-//! | `imap.rs`       | `imap`, `imap_unordered`: lazy, bounded iterators        |
+//! | `imap.rs`       | `imap`, `imap_unordered`, `try_imap`: lazy, bounded iterators |
 //! | `star.rs`       | `starmap` over tuples of 1 to 8 arguments                 |
 //! | `result.rs`     | `AsyncResult`                                            |
 //! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
