@@ -1,11 +1,14 @@
 //! A `Pool` tour: `map`, `imap_unordered` over an endless input, failures
-//! that stay with their task, and a task timeout.
+//! that stay with their task, and a task timeout; `starmap` over triples,
+//! a callback, and the timeline written as a Chrome trace.
 //!
 //! `cargo run --release --example pool`
 
 use std::time::Duration;
 
-use mproc::{Error, Pool};
+use std::sync::mpsc::channel;
+
+use mproc::{Callbacks, Error, Pool};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -57,5 +60,26 @@ fn main() -> mproc::Result<()> {
     }
     // Replacements start in the background, after the failure is reported.
     println!("workers now {:?}", pool.pids());
+
+    // Several arguments, a callback, and the timeline.
+    let pool = Pool::builder().processes(2).record_timeline(true).build()?;
+    let volumes = pool.starmap(|x: u32, y: u32, z: u32| x * y * z, [(1, 2, 3), (4, 5, 6)])?;
+    println!("starmap over triples: {volumes:?}");
+    let (tx, rx) = channel();
+    let r = pool.map_async_with(
+        square,
+        0..100,
+        None,
+        Callbacks::new().callback(move |v: &Vec<u64>| tx.send(v.iter().sum::<u64>()).unwrap()),
+    )?;
+    println!("the callback saw a sum of {}", rx.recv().expect("one call"));
+    assert_eq!(r.get()?.len(), 100);
+    let trace = std::env::temp_dir().join("mproc-pool-trace.json");
+    std::fs::write(&trace, pool.timeline().to_chrome_trace()).expect("a writable temp dir");
+    println!("{}", pool.timeline().to_ascii(60));
+    println!(
+        "Chrome trace in {} (open it in ui.perfetto.dev)",
+        trace.display()
+    );
     Ok(())
 }

@@ -15,7 +15,7 @@
 //!
 //! Part 3: a `Pool`. `p.map(func, col)` over a collection, then `close`
 //! and `join`, as the seed does, timed against the same `map` done in one
-//! process.
+//! process; then the pool's timeline: which worker ran which task, when.
 //!
 //! Part 4: a queue. A child squares the numbers a `Queue` brings it and
 //! puts the results on another, until a `None` sentinel; then the same
@@ -198,12 +198,19 @@ fn part3_pool() -> mproc::Result<()> {
     let col: Vec<u64> = (0..4 * cpus as u64).collect();
     println!("\n== Part 3: a Pool of {cpus} workers mapping func over {col:?} ==");
     let started = Instant::now();
-    let mut p = mproc::Pool::new(cpus)?;
+    // `record_timeline` notes which worker ran each task, from when to
+    // when (`Pool::new(cpus)` is the same pool without it).
+    let mut p = mproc::Pool::builder()
+        .processes(cpus)
+        .record_timeline(true)
+        .build()?;
     let result = p.map(func, col.clone())?;
     p.close();
     p.join()?;
     let parallel = started.elapsed();
     println!("{result:?}");
+    println!("the pool's timeline (each bar a task, on a shared time axis):");
+    print!("{}", p.timeline().to_ascii(72));
     let started = Instant::now();
     let sequential_result: Vec<u64> = col.into_iter().map(func).collect();
     let sequential = started.elapsed();

@@ -147,6 +147,9 @@
 //! returning an [`AsyncResult`]. A panic fails its item only; a worker that
 //! dies fails only the chunk it was running and is replaced; a chunk past
 //! the [`task_timeout`](PoolBuilder::task_timeout) has its worker killed.
+//! [`Callbacks`] run CPython's `callback`/`error_callback`
+//! ([`map_async_with`](Pool::map_async_with)); a [`Timeline`] shows which
+//! worker ran what, when ([`record_timeline`](PoolBuilder::record_timeline)).
 //!
 //! ```
 //! let pool = mproc::Pool::new(2)?;
@@ -187,7 +190,9 @@ pub use connection::{
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
-pub use pool::{AsyncResult, IMap, Pool, PoolBuilder};
+pub use pool::{
+    AsyncResult, Callbacks, IMap, Pool, PoolBuilder, StarArgs, TaskEvent, Timeline, TryIMap,
+};
 pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, BOOTSTRAP_EXIT_CODE,
@@ -214,6 +219,7 @@ pub use bytemuck;
 /// Support for mproc's own tests; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::connection::fuzz;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
     pub use crate::start::kill_fork_server;
     pub use crate::sys::proc::open_fd_count;

@@ -13,6 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -335,4 +336,254 @@ fn the_long_length_form_is_read_and_bounded() {
     let _q = raw_peer(l.address(), long(3 << 30));
     let e = l.accept::<()>().unwrap().recv_bytes_max(1024).unwrap_err();
     assert!(matches!(e, Error::Protocol(_)), "{e:?}");
+}
+
+#[test]
+fn a_peer_dribbling_its_answer_is_dropped_at_the_handshake_deadline() {
+    let addr = Address::unique_abstract().unwrap();
+    let l = Listener::builder(addr.clone())
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_millis(600))
+        .bind()
+        .unwrap();
+    // Announces a 100-byte answer, then sends a byte every 100 ms: each
+    // read is quick, the whole would take 10 s.
+    let mut peer = raw_peer(&addr, 100i32.to_be_bytes().to_vec());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dribbler = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if peer.write_all(b"x").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let e = l.accept::<()>().unwrap_err();
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    dribbler.join().unwrap();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// Adler-32, as Python's `zlib.adler32`.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most before `b` could overflow a u32.
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+const PY_HUGE: &str = r#"
+import sys, zlib
+from multiprocessing.connection import Client
+path, n_up, n_down = sys.argv[1].split(",")
+c = Client(path, authkey=b"the key")
+data = b"mpro" * (int(n_up) // 4)
+c.send_bytes(str(zlib.adler32(data)).encode())
+c.send_bytes(data)
+del data
+want = int(c.recv_bytes())
+got = c.recv_bytes()
+ok = len(got) == int(n_down) and zlib.adler32(got) == want
+del got
+c.send_bytes(b"ok" if ok else b"bad")
+c.close()
+"#;
+
+/// One message of 2 GiB and a few bytes each way with CPython, in its
+/// 8-byte length form; checked by length and Adler-32, not printed.
+#[test]
+#[cfg(feature = "legacy-md5")] // the machine's python3 is 3.11
+fn messages_over_2_gib_travel_both_ways_with_cpython() {
+    let up: usize = (1 << 31) + 4; // a multiple of 4: b"mpro" * k
+    let down: usize = (1 << 31) + 10; // a multiple of 2: b"ab" * k
+    let path = temp_path("huge");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let t0 = Instant::now();
+    let py = python(PY_HUGE, &format!("{},{up},{down}", path.display()));
+    let conn = l.accept::<()>().unwrap();
+    let want: u32 = String::from_utf8(conn.recv_bytes().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let t1 = Instant::now();
+    let got = conn.recv_bytes().unwrap();
+    let t_recv = t1.elapsed();
+    assert_eq!(got.len(), up);
+    let t2 = Instant::now();
+    assert_eq!(adler32(&got), want);
+    let t_sum = t2.elapsed();
+    assert_eq!(&got[..8], b"mprompro");
+    drop(got);
+    let t_up = t0.elapsed();
+    let data = b"ab".repeat(down / 2);
+    conn.send_bytes(adler32(&data).to_string().as_bytes())
+        .unwrap();
+    conn.send_bytes(&data).unwrap();
+    drop(data);
+    assert_eq!(conn.recv_bytes().unwrap(), b"ok");
+    let (ok, _, err) = finish(py);
+    assert!(ok, "{err}");
+    eprintln!(
+        "2 GiB with CPython: receive {:.1} s, checksum {:.1} s, up {:.1} s, both ways {:.1} s",
+        t_recv.as_secs_f64(),
+        t_sum.as_secs_f64(),
+        t_up.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// CPython 3.12's `multiprocessing.connection` (the `{sha256}` dialect),
+/// from the `multiprocess` source distribution, fetched once into the
+/// target directory by `tests/py/fetch_multiprocess.py` (`.ci/run` does it
+/// ahead); `None` when there is no python3 (the tests then print a note
+/// and skip).
+fn py312() -> Option<&'static str> {
+    static ROOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        if Command::new("python3").arg("--version").output().is_err() {
+            eprintln!("note: no python3: the CPython 3.12 handshake tests are skipped");
+            return None;
+        }
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("python3")
+            .arg(here.join("tests/py/fetch_multiprocess.py"))
+            .arg(here.join("../../target/py312-multiprocess"))
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "cannot fetch CPython 3.12's connection module (pip, network?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    })
+    .as_deref()
+}
+
+/// Runs CPython 3.12's Client or Listener under the machine's python3,
+/// recording the first bytes of every response it sends and checks.
+const PY312: &str = r#"
+import sys
+root, role, path, key = sys.argv[1].split("|")
+sys.path.insert(0, root)
+import multiprocess.connection as mc
+assert mc.__file__.startswith(root), mc.__file__
+seen = []
+create, verify = mc._create_response, mc._verify_challenge
+def recording_create(authkey, message):
+    r = create(authkey, message)
+    seen.append("sent " + r[:8].decode("latin-1"))
+    return r
+def recording_verify(authkey, message, response):
+    seen.append("got " + response[:8].decode("latin-1"))
+    return verify(authkey, message, response)
+mc._create_response, mc._verify_challenge = recording_create, recording_verify
+if role == "client":
+    c = mc.Client(path, authkey=key.encode())
+    c.send_bytes(b"from 3.12")
+    assert c.recv_bytes() == b"FROM 3.12"
+    c.close()
+else:
+    with mc.Listener(path, authkey=key.encode()) as l:
+        print("ready", flush=True)
+        try:
+            c = l.accept()
+        except Exception as e:
+            print(type(e).__name__, e, seen, flush=True)
+            sys.exit(3)
+        c.send_bytes(c.recv_bytes().upper())
+        c.close()
+print(seen, flush=True)
+"#;
+
+fn python312(root: &str, role: &str, path: &Path, key: &str) -> std::process::Child {
+    python(PY312, &format!("{root}|{role}|{}|{key}", path.display()))
+}
+
+#[test]
+fn a_cpython_312_client_authenticates_with_sha256_both_ways() {
+    let Some(root) = py312() else { return };
+    let path = temp_path("py312c");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let py = python312(root, "client", &path, "the key");
+    let conn = l.accept::<()>().unwrap();
+    let msg = conn.recv_bytes().unwrap();
+    conn.send_bytes(&msg.to_ascii_uppercase()).unwrap();
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    // Python answered mproc's challenge, then checked mproc's answer to
+    // its own: both in the {sha256} dialect.
+    assert!(out.contains("'sent {sha256}', 'got {sha256}'"), "{out}");
+}
+
+#[test]
+fn a_cpython_312_client_with_a_wrong_key_fails_on_both_sides() {
+    let Some(root) = py312() else { return };
+    let path = temp_path("py312c-wrong");
+    let _ = std::fs::remove_file(&path);
+    let l = Listener::bind(&Address::unix(&path), Some(KEY)).unwrap();
+    let py = python312(root, "client", &path, "another key");
+    let e = l.accept::<()>().unwrap_err();
+    assert_eq!(auth_kind(e), AuthError::DigestReceivedWrong);
+    let (ok, _, err) = finish(py);
+    assert!(!ok);
+    assert!(
+        err.contains("AuthenticationError: digest sent was rejected"),
+        "{err}"
+    );
+}
+
+fn python312_listener(root: &str, tag: &str, key: &str) -> (std::process::Child, Address) {
+    let path = temp_path(tag);
+    let _ = std::fs::remove_file(&path);
+    let mut py = python312(root, "listener", &path, key);
+    let mut line = String::new();
+    BufReader::new(py.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    (py, Address::unix(path))
+}
+
+#[test]
+fn an_mproc_client_authenticates_with_a_cpython_312_listener() {
+    let Some(root) = py312() else { return };
+    let (py, addr) = python312_listener(root, "py312l", "the key");
+    let conn = Client::connect::<()>(&addr, Some(KEY)).unwrap();
+    conn.send_bytes(b"from 3.12").unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"FROM 3.12");
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    // The listener checked mproc's answer, then answered mproc.
+    assert!(out.contains("'got {sha256}', 'sent {sha256}'"), "{out}");
+}
+
+#[test]
+fn an_mproc_client_with_a_wrong_key_fails_with_a_cpython_312_listener() {
+    let Some(root) = py312() else { return };
+    let (py, addr) = python312_listener(root, "py312l-wrong", "another key");
+    let e = Client::connect::<()>(&addr, Some(KEY)).unwrap_err();
+    assert_eq!(auth_kind(e), AuthError::DigestSentRejected);
+    let (ok, out, _) = finish(py);
+    assert!(!ok);
+    assert!(
+        out.contains("AuthenticationError digest received was wrong ['got {sha256}']"),
+        "{out}"
+    );
 }

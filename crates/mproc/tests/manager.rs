@@ -5,7 +5,11 @@
 //! `_TestLock` check, rewritten: list and dict operations, nested proxies,
 //! namespace attributes, proxies used from children (and after a fork), a
 //! manager lock acquired by a child that exits, a dead server, a restart on
-//! the same TCP address. No test sleeps to synchronise.
+//! the same TCP address; reference counting (objects freed with their last
+//! proxy, kept by a copy in transit or by a holder, given back by a killed
+//! child) and a peer dribbling its handshake. No test sleeps to synchronise
+//! (the server's object count is polled, with a guard, after drops that do
+//! not wait for it).
 
 mod common;
 
@@ -457,4 +461,181 @@ fn a_condition_wakes_a_child_waiting_for_a_predicate() {
         c.notify(1),
         Err(Error::Remote(RemoteError::NotOwner))
     ));
+}
+
+/// The server's object count reaches `n` (drops do not wait for the
+/// server, so it is asked until then).
+fn count_reaches(m: &Manager, n: usize) -> bool {
+    common::eventually(Duration::from_secs(10), || m.object_count().unwrap() == n)
+}
+
+#[test]
+fn dropped_proxies_free_their_objects() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let keep = m.dict::<u8, u8>().unwrap();
+    for round in 0..3 {
+        let mut made = Vec::new();
+        for i in 0..50u32 {
+            let l = m.list_from([i, round]).unwrap();
+            let again = l.clone();
+            made.push((l, m.value(i).unwrap(), m.lock().unwrap()));
+            drop(again);
+        }
+        assert!(m.object_count().unwrap() >= 150);
+        drop(made);
+        assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
+    }
+    // A clone keeps the object after the original is dropped.
+    let l = m.list_from([7u8]).unwrap();
+    let l2 = l.clone();
+    drop(l);
+    assert_eq!(l2.to_vec().unwrap(), vec![7]);
+    drop(l2);
+    assert!(count_reaches(&m, 1));
+    keep.insert(&1, &1).unwrap();
+}
+
+#[test]
+fn a_proxy_stored_in_another_object_keeps_its_object() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let outer = m.dict::<u8, ListProxy<u8>>().unwrap();
+    outer.insert(&1, &m.list_from([1u8, 2]).unwrap()).unwrap();
+    // The only proxy left is the one encoded in the dict.
+    assert!(count_reaches(&m, 2));
+    let got = outer.get(&1).unwrap().unwrap();
+    assert_eq!(got.to_vec().unwrap(), vec![1, 2]);
+    drop(got);
+    let again = outer.get(&1).unwrap().unwrap();
+    assert_eq!(again.to_vec().unwrap(), vec![1, 2]);
+    drop(again);
+    // The holder goes, then what it held.
+    drop(outer);
+    assert!(count_reaches(&m, 0));
+}
+
+fn receive_and_use((rx, go): (mproc::Connection<ListProxy<u32>>, EventProxy)) {
+    assert!(go.wait_timeout(Duration::from_secs(60)).unwrap());
+    let l = rx.recv().unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![1, 2, 3]);
+    l.push(&4).unwrap();
+}
+
+#[test]
+fn a_proxy_sent_to_a_child_survives_the_parent_dropping_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list_from([1u32, 2, 3]).unwrap();
+    let witness = l.clone();
+    let go = m.event().unwrap();
+    let (rx, tx) = mproc::Pipe::one_way().unwrap();
+    let mut p = Process::new(receive_and_use, (rx, go.clone()));
+    p.start().unwrap();
+    tx.send(&l).unwrap();
+    drop(l);
+    drop(witness);
+    // Only the copy in transit refers to the list now (the child waits
+    // for `go` before it receives it).
+    assert_eq!(m.object_count().unwrap(), 2);
+    go.set().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
+}
+
+fn hold_forever((l, ready): (ListProxy<u32>, EventProxy)) {
+    l.push(&1).unwrap(); // adopted on this child's own connection
+    ready.set().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn references_of_a_killed_child_are_given_back() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    let ready = m.event().unwrap();
+    let mut p = Process::new(hold_forever, (l.clone(), ready.clone()));
+    p.start().unwrap();
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    drop(l);
+    drop(ready);
+    // The child still refers to both.
+    assert_eq!(m.object_count().unwrap(), 2);
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert!(count_reaches(&m, 0), "{} left", m.object_count().unwrap());
+}
+
+#[test]
+fn a_peer_dribbling_its_handshake_is_dropped_by_the_server() {
+    use std::io::{Read, Write};
+    use std::os::linux::net::SocketAddrExt;
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let Address::Abstract(name) = m.address() else {
+        unreachable!("a manager listens on an abstract address by default")
+    };
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let mut peer = std::os::unix::net::UnixStream::connect_addr(&a).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Announces a 200-byte answer, then sends a byte every 100 ms: the
+    // whole would take 20 s, each read is quick.
+    let mut w = peer.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        let _ = w.write_all(&200i32.to_be_bytes());
+        for _ in 0..200 {
+            if w.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let t0 = std::time::Instant::now();
+    // The server's challenge, then its end of file once it gives up.
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    let took = t0.elapsed();
+    assert!(got.starts_with(&[0, 0, 0]), "{got:?}");
+    assert!(took < Duration::from_secs(15), "dropped after {took:?}");
+    drop(peer);
+    dribbler.join().unwrap();
+    // The server still serves.
+    assert_eq!(m.value(1u8).unwrap().get().unwrap(), 1);
+}
+
+#[test]
+fn a_proxy_clones_while_another_thread_waits_on_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let e = std::sync::Arc::new(m.event().unwrap());
+    let waiter = {
+        let e = e.clone();
+        std::thread::spawn(move || e.wait_timeout(Duration::from_secs(60)).unwrap())
+    };
+    // Whether or not the waiter already holds the connection, the clone
+    // does not wait for it (it would wait forever: only the clone sets).
+    let e2 = EventProxy::clone(&e);
+    e2.set().unwrap();
+    assert!(waiter.join().unwrap());
+    drop((e, e2));
+    assert!(count_reaches(&m, 0));
+}
+
+#[test]
+fn a_proxy_on_a_queue_stays_alive_until_its_getter_drops_it() {
+    let _g = common::shared();
+    let m = Manager::start().unwrap();
+    let q = m.queue::<ListProxy<u8>>(0).unwrap();
+    q.put(&m.list_from([5u8]).unwrap()).unwrap();
+    // Only the copy on the queue refers to the list: it stays.
+    assert_eq!(m.object_count().unwrap(), 2);
+    let l = q.get().unwrap();
+    assert_eq!(l.to_vec().unwrap(), vec![5]);
+    drop(l);
+    assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
 }

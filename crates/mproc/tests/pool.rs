@@ -80,7 +80,7 @@ fn empty_input_gives_empty_results_at_once() {
     assert_eq!(p.imap(task, Vec::new()).count(), 0);
     assert_eq!(p.imap_unordered(task, Vec::new()).count(), 0);
     assert!(p
-        .starmap(|a: u8, b: u8| a + b, Vec::new())
+        .starmap(|a: u8, b: u8| a + b, Vec::<(u8, u8)>::new())
         .unwrap()
         .is_empty());
 }
@@ -501,4 +501,537 @@ fn soak_with_worker_kills_accounts_for_every_task() {
     assert_eq!(ok + died, 100_000);
     assert!(died <= 19, "{died} tasks failed for 19 kills");
     assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
+
+/// Same soak with `retry_on_worker_death`, the kills at pseudo-random
+/// points of either worker (the seed is printed): every task is accounted
+/// for exactly once, as its value (the killed ones re-ran elsewhere).
+#[test]
+fn soak_with_random_worker_kills_and_retries_gives_every_value_once() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .retry_on_worker_death(3)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut random = move |n: u64| {
+        // xorshift64
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut next_kill = 1_000 + random(8_000) as usize;
+    let mut kills = 0;
+    let mut seen = vec![false; 100_000];
+    for (i, r) in p.imap(task, 0..100_000).enumerate() {
+        if i == next_kill && i < 95_000 {
+            let pids = p.pids();
+            if !pids.is_empty() {
+                let pid = pids[random(pids.len() as u64) as usize];
+                // SAFETY: a plain kill(2) of one of our workers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kills += 1;
+            }
+            next_kill += 1_000 + random(8_000) as usize;
+        }
+        match r {
+            Ok(v) => assert_eq!(v, 2 * i as i64),
+            Err(e) => panic!("item {i} (after {kills} kills): {e}"),
+        }
+        assert!(!std::mem::replace(&mut seen[i], true));
+    }
+    assert!(seen.iter().all(|&s| s));
+    assert!(kills >= 9, "{kills} kills");
+    // The timeline: each chunk replied exactly once; the runs cut short
+    // by a kill are the retries.
+    let t = p.take_timeline();
+    let mut replied = vec![0u8; 100_000];
+    let mut cut = 0;
+    for e in t.events() {
+        if e.replied {
+            replied[e.chunk] += 1;
+        } else {
+            cut += 1;
+        }
+    }
+    assert!(replied.iter().all(|&n| n == 1));
+    println!("{kills} kills, {cut} runs cut short and retried");
+    assert!(cut <= kills);
+    assert_eq!(p.map(task, 0..10).unwrap().len(), 10);
+}
+
+fn nap(x: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(1));
+    x
+}
+
+#[test]
+fn timeline_records_each_task_once_without_overlap() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let n = 60;
+    assert_eq!(p.map_chunked(nap, 0..n, Some(1)).unwrap().len(), n as usize);
+    let pids: HashSet<i32> = p.pids().into_iter().collect();
+    let t = p.take_timeline();
+    let ev = t.events();
+    assert_eq!(ev.len(), n as usize);
+    let chunks: HashSet<usize> = ev.iter().map(|e| e.chunk).collect();
+    assert_eq!(chunks, (0..n as usize).collect());
+    let tasks: HashSet<u64> = ev.iter().map(|e| e.task).collect();
+    assert_eq!(tasks.len(), n as usize);
+    for e in ev {
+        assert!(e.end >= e.start, "{e:?}");
+        assert!(e.duration() >= Duration::from_millis(1), "{e:?}");
+        assert!(e.replied && e.worker < 2 && pids.contains(&e.pid), "{e:?}");
+    }
+    for w in 0..2 {
+        let mine: Vec<_> = ev.iter().filter(|e| e.worker == w).collect();
+        for pair in mine.windows(2) {
+            assert!(
+                pair[0].end <= pair[1].start,
+                "{:?} overlaps {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&t.to_chrome_trace()).unwrap();
+    let complete: Vec<_> = json["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(complete.len(), n as usize);
+    for e in complete {
+        assert!(e["name"].as_str().unwrap().starts_with("task "));
+        assert!(e["ts"].as_f64().unwrap() >= 0.0);
+        assert!(e["dur"].as_f64().unwrap() >= 1000.0);
+        let pid = e["pid"].as_i64().unwrap() as i32;
+        assert!(pids.contains(&pid) && e["tid"] == e["pid"]);
+    }
+    let ascii = t.to_ascii(80);
+    assert_eq!(
+        ascii.lines().filter(|l| l.starts_with("worker ")).count(),
+        2,
+        "{ascii}"
+    );
+    // Taken: the record starts again.
+    assert!(p.timeline().events().is_empty());
+    p.map(nap, [1]).unwrap();
+    assert_eq!(p.timeline().events().len(), 1);
+    // Off by default.
+    let quiet = pool(1);
+    quiet.map(nap, [1, 2]).unwrap();
+    assert!(quiet.timeline().events().is_empty());
+}
+
+/// A task that always kills its worker runs 1 + retries times (each run
+/// in the timeline), then fails with the death; the others succeed.
+#[test]
+fn retries_are_bounded_and_recorded() {
+    let _g = common::shared();
+    let p = Pool::builder()
+        .processes(2)
+        .retry_on_worker_death(2)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let r = p.map_results_chunked(task, [1, -2, 3], Some(1)).unwrap();
+    assert_eq!(r[0].as_ref().ok(), Some(&2));
+    assert!(
+        matches!(r[1], Err(Error::Signaled { signal: 9, .. })),
+        "{:?}",
+        r[1]
+    );
+    assert_eq!(r[2].as_ref().ok(), Some(&6));
+    let t = p.timeline();
+    let runs: Vec<_> = t.events().iter().filter(|e| e.chunk == 1).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.iter().all(|e| !e.replied));
+    let pids: HashSet<i32> = runs.iter().map(|e| e.pid).collect();
+    assert_eq!(pids.len(), 3, "each run on another worker process");
+    // Timeouts are not retried.
+    let p = Pool::builder()
+        .processes(1)
+        .retry_on_worker_death(2)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(50))
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let r = p.map_results_chunked(task, [-6], Some(1)).unwrap();
+    assert!(matches!(r[0], Err(Error::TaskTimeout { .. })), "{:?}", r[0]);
+    assert_eq!(p.timeline().events().len(), 1);
+}
+
+/// Python's `int` on a string.
+fn int(s: String) -> i64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("invalid literal for int(): {s:?}"))
+}
+
+/// What a callback saw, and in which thread.
+#[derive(Debug)]
+enum Seen {
+    Value(Vec<i64>, Option<String>),
+    Error(String),
+}
+
+fn recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    mproc::Callbacks<Vec<i64>>,
+) {
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (calls.clone(), calls.clone());
+    let cbs = mproc::Callbacks::new()
+        .callback(move |v: &Vec<i64>| {
+            let name = std::thread::current().name().map(String::from);
+            a.lock().unwrap().push(Seen::Value(v.clone(), name))
+        })
+        .error_callback(move |e| b.lock().unwrap().push(Seen::Error(e.to_string())));
+    (calls, cbs)
+}
+
+/// CPython's `test_map_async_callbacks`: one call, to the right callback,
+/// done by the time `wait` returns; in the pool's callback thread.
+#[test]
+fn map_async_callbacks_as_cpython() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (calls, cbs) = recorder();
+    p.map_async_with(int, ["1".to_string()], None, cbs)
+        .unwrap()
+        .wait();
+    {
+        let c = calls.lock().unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], Seen::Value(v, Some(t)) if *v == [1] && t == "mproc-pool-callbacks"),
+            "{c:?}"
+        );
+    }
+    let (calls, cbs) = recorder();
+    let r = p.map_async_with(int, ["a".to_string()], None, cbs).unwrap();
+    r.wait();
+    assert!(!r.successful().unwrap());
+    {
+        let c = calls.lock().unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], Seen::Error(e) if e.contains("invalid literal")),
+            "{c:?}"
+        );
+    }
+    assert!(matches!(r.get(), Err(Error::Panicked { .. })));
+    // Empty input: the callback gets an empty list at once.
+    let (calls, cbs) = recorder();
+    let r = p.map_async_with(int, Vec::new(), None, cbs).unwrap();
+    assert!(r.get().unwrap().is_empty());
+    assert!(matches!(&calls.lock().unwrap()[..], [Seen::Value(v, _)] if v.is_empty()));
+}
+
+/// CPython's `test_async_error_callback`, and `callback` on success.
+#[test]
+fn apply_async_callbacks() {
+    let _g = common::shared();
+    let p = pool(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = p
+        .apply_async_with(
+            task,
+            -1,
+            mproc::Callbacks::new()
+                .callback(|_: &i64| panic!("not this one"))
+                .error_callback(move |e| tx.send(e.to_string()).unwrap()),
+        )
+        .unwrap();
+    assert!(matches!(r.get(), Err(Error::Panicked { .. })));
+    assert!(rx.try_recv().unwrap().contains("task -1 panicked"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut r = p
+        .apply_async_with(
+            task,
+            21,
+            mproc::Callbacks::new().callback(move |v: &i64| tx.send(*v).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(r.get_timeout(LONG).unwrap(), 42);
+    assert_eq!(rx.try_recv().unwrap(), 42);
+    assert!(r.get_timeout(Duration::ZERO).is_err(), "taken once");
+}
+
+/// A panicking callback harms neither the pool nor the callbacks after it.
+#[test]
+fn a_panicking_callback_does_not_kill_the_pool() {
+    let _g = common::shared();
+    let p = pool(2);
+    let r = p
+        .map_async_with(
+            task,
+            [1, 2],
+            None,
+            mproc::Callbacks::new().callback(|_: &Vec<i64>| panic!("callback panics")),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), [2, 4]);
+    let (calls, cbs) = recorder();
+    p.map_async_with(int, ["7".to_string()], None, cbs)
+        .unwrap()
+        .wait();
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(p.map(task, 0..3).unwrap(), [0, 2, 4]);
+}
+
+/// Terminating or dropping the pool runs the pending error callbacks once,
+/// with `PoolTerminated`, before `join` or the drop returns.
+#[test]
+fn terminate_and_drop_run_pending_callbacks_once() {
+    let _g = common::shared();
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let mut p = pool(1);
+    let mut results = Vec::new();
+    for _ in 0..5 {
+        let c = count.clone();
+        results.push(
+            p.apply_async_with(
+                task,
+                -6, // sleeps LONG
+                mproc::Callbacks::new().error_callback(move |e| {
+                    assert!(matches!(e, Error::PoolTerminated), "{e}");
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap(),
+        );
+    }
+    p.terminate();
+    p.join().unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 5);
+    for r in results {
+        assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    }
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let p = pool(1);
+    for _ in 0..3 {
+        let c = count.clone();
+        let _ = p
+            .apply_async_with(
+                task,
+                -6,
+                mproc::Callbacks::new().error_callback(move |_| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap();
+    }
+    drop(p);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+fn join6(a: u8, b: u16, c: u32, d: u64, e: String, f: char) -> String {
+    format!("{a}{b}{c}{d}{e}{f}")
+}
+
+/// `starmap` over tuples of 1 to 8 arguments, in input order.
+#[test]
+fn starmap_takes_one_to_eight_arguments() {
+    let _g = common::shared();
+    let p = pool(2);
+    assert_eq!(p.starmap(|a: i32| -a, [(1,), (2,)]).unwrap(), [-1, -2]);
+    assert_eq!(
+        p.starmap(
+            |a: i32, b: i32, c: i32| a * b + c,
+            (0..50).map(|i| (i, 2, 1))
+        )
+        .unwrap(),
+        (0..50).map(|i| 2 * i + 1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        p.starmap(|a: u8, b: u8, c: u8, d: u8| [a, b, c, d], [(1, 2, 3, 4)])
+            .unwrap(),
+        [[1, 2, 3, 4]]
+    );
+    assert_eq!(
+        p.starmap(
+            |a: u8, b: u8, c: u8, d: u8, e: u8| a + b + c + d + e,
+            [(1, 2, 3, 4, 5)]
+        )
+        .unwrap(),
+        [15]
+    );
+    let six = [
+        (1, 2, 3, 4, "e".to_string(), 'f'),
+        (9, 8, 7, 6, "x".into(), 'y'),
+    ];
+    assert_eq!(
+        p.starmap(join6 as fn(_, _, _, _, _, _) -> _, six.clone())
+            .unwrap(),
+        ["1234ef", "9876xy"]
+    );
+    assert_eq!(
+        p.starmap_chunked(
+            |a: u8, b: u16, c: u32, d: u64, e: String, f: char| join6(a, b, c, d, e, f),
+            six,
+            Some(1)
+        )
+        .unwrap(),
+        ["1234ef", "9876xy"]
+    );
+    let eight = (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8);
+    assert_eq!(
+        p.starmap(
+            |a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8| a + b + c + d + e + f + g + h,
+            [eight]
+        )
+        .unwrap(),
+        [36]
+    );
+    let r = p.starmap(
+        |a: i64, b: i64, c: i64| task(a + b + c),
+        [(1, 1, 1), (-1, 0, 0)],
+    );
+    assert!(matches!(r, Err(Error::Panicked { .. })), "{r:?}");
+    let r = p
+        .starmap_async(|a: u32, b: u32, c: u32| a + b + c, [(1, 2, 3)])
+        .unwrap();
+    assert_eq!(r.get().unwrap(), [6]);
+}
+
+fn sqr(x: u32) -> u32 {
+    x * x
+}
+
+/// CPython's `exception_throwing_generator`: panics when it reaches `when`.
+fn say_when(total: u32, when: u32) -> impl Iterator<Item = u32> {
+    (0..total).inspect(move |&i| {
+        if i == when {
+            panic!("SayWhenError");
+        }
+    })
+}
+
+/// CPython's `test_imap_handle_iterable_exception`, chunksizes 1, 2 and 4,
+/// ordered and not: the results before the panicking chunk, then the
+/// panic in the caller; the pool is unharmed.
+#[test]
+fn imap_input_that_panics_reaches_the_caller_after_earlier_results() {
+    let _g = common::shared();
+    let p = pool(2);
+    let pids = p.pids();
+    for (total, when, chunksize, before) in [
+        (1, 0, 1, 0),
+        (1, 0, 1, 0),
+        (10, 3, 1, 3),
+        (20, 7, 2, 6),
+        (20, 7, 4, 4),
+    ] {
+        for ordered in [true, false] {
+            let mut it = if ordered {
+                p.imap_chunked(sqr, say_when(total, when), chunksize)
+            } else {
+                p.imap_unordered_chunked(sqr, say_when(total, when), chunksize)
+            };
+            let mut got: Vec<u32> = (0..before).map(|_| it.next().unwrap().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, (0..before).map(sqr).collect::<Vec<_>>());
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next()));
+            let payload = caught.expect_err("the input's panic");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"SayWhenError"));
+            assert!(it.next().is_none());
+        }
+    }
+    // Usable, same workers, nothing in flight.
+    assert_eq!(
+        p.map(sqr, 0..100).unwrap(),
+        (0..100).map(sqr).collect::<Vec<_>>()
+    );
+    assert_eq!(p.pids(), pids);
+    let mut p = p;
+    p.close();
+    p.join().unwrap();
+}
+
+/// Ctrl-C: the workers block SIGINT; the parent turns it into an orderly
+/// terminate with a handler (the `ctrlc` crate, as documented on `Pool`).
+#[test]
+fn ctrl_c_becomes_an_orderly_terminate() {
+    let _g = common::shared();
+    let pool = std::sync::Arc::new(pool(2));
+    let pids = pool.pids();
+    for &pid in &pids {
+        // SAFETY: a plain kill(2) of one of our workers.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    assert_eq!(pool.map(task, 0..4).unwrap(), [0, 2, 4, 6]);
+    assert_eq!(pool.pids(), pids, "no worker died of SIGINT");
+    let weak = std::sync::Arc::downgrade(&pool);
+    ctrlc::set_handler(move || {
+        if let Some(pool) = weak.upgrade() {
+            pool.terminate();
+        }
+    })
+    .unwrap();
+    let r = pool.map_async(task, [-6, -6, -6]).unwrap(); // each sleeps LONG
+    let started = Instant::now();
+    // SAFETY: raise(3) on this process; the handler above takes it.
+    unsafe { libc::raise(libc::SIGINT) };
+    assert!(matches!(r.get(), Err(Error::PoolTerminated)));
+    assert!(started.elapsed() < LONG);
+    let mut pool = pool;
+    let mut pool = loop {
+        // The handler holds the pool for an instant at most.
+        match std::sync::Arc::try_unwrap(pool) {
+            Ok(p) => break p,
+            Err(p) => {
+                pool = p;
+                std::thread::yield_now();
+            }
+        }
+    };
+    pool.join().unwrap();
+    assert!(pool.pids().is_empty());
+}
+
+/// `try_imap`: an input of `Result`s; the items before the first `Err`
+/// are mapped, then the error comes, typed, and the iterator ends.
+#[test]
+fn try_imap_stops_at_the_inputs_first_error() {
+    let _g = common::shared();
+    let p = pool(2);
+    for chunksize in [1, 2, 4] {
+        let input = (0..20u32).map(|i| {
+            if i == 7 {
+                Err(format!("bad {i}"))
+            } else {
+                Ok(i)
+            }
+        });
+        let got: Vec<_> = p.try_imap(sqr, input, chunksize).collect();
+        assert_eq!(got.len(), 8, "chunksize {chunksize}");
+        for (i, r) in got[..7].iter().enumerate() {
+            assert_eq!(*r.as_ref().unwrap().as_ref().unwrap(), sqr(i as u32));
+        }
+        assert_eq!(got[7].as_ref().err(), Some(&"bad 7".to_string()));
+    }
+    // No error: every item; borrowed input is fine.
+    let text = "1\n2\n3";
+    let all: Vec<_> = p
+        .try_imap(sqr, text.lines().map(str::parse::<u32>), 2)
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(all, [1, 4, 9]);
+    assert_eq!(p.map(sqr, 0..3).unwrap(), [0, 1, 4]);
 }

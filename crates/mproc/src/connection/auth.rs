@@ -16,6 +16,9 @@
 //! can connect. Every read here is capped at [`MAX_READ`] bytes and nothing
 //! is decoded: the payload is compared as bytes.
 
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
 use hmac::{Hmac, Mac};
 #[cfg(feature = "legacy-md5")]
 use md5::Md5;
@@ -107,8 +110,43 @@ fn malformed(what: String) -> Error {
     Error::Authentication(AuthError::Malformed(what))
 }
 
+/// A socket whose every read ends by one deadline: a peer that dribbles
+/// its bytes cannot stretch the handshake past it.
+pub(crate) struct Bounded<'a> {
+    stream: &'a Stream,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Bounded<'a> {
+    pub(crate) fn new(stream: &'a Stream, deadline: Option<Instant>) -> Self {
+        Bounded { stream, deadline }
+    }
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Each read may wait only for what is left of the whole.
+        self.stream.set_deadline(self.deadline)?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads one bounded handshake message; an oversized one is refused unread.
-fn recv_bounded(stream: &Stream) -> Result<Vec<u8>> {
+fn recv_bounded(stream: &mut impl Read) -> Result<Vec<u8>> {
     frame::recv(stream, MAX_READ).map_err(|e| match e {
         Error::Protocol(what) => malformed(what),
         e => e,
@@ -116,17 +154,17 @@ fn recv_bounded(stream: &Stream) -> Result<Vec<u8>> {
 }
 
 /// The checking half: sends a challenge, checks the digest that comes back.
-pub(crate) fn deliver_challenge(stream: &Stream, key: &[u8]) -> Result<()> {
+pub(crate) fn deliver_challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
     let mut message = b"{sha256}".to_vec();
     let mut nonce = [0u8; NONCE_LEN];
     random(&mut nonce)?;
     message.extend_from_slice(&nonce);
-    frame::send(stream, &[CHALLENGE, &message].concat())?;
+    frame::send(&mut *stream, &[CHALLENGE, &message].concat())?;
     let response = recv_bounded(stream)?;
     match verify(key, &message, &response) {
-        Ok(()) => frame::send(stream, WELCOME),
+        Ok(()) => frame::send(&mut *stream, WELCOME),
         Err(e) => {
-            let _ = frame::send(stream, FAILURE);
+            let _ = frame::send(&mut *stream, FAILURE);
             Err(e)
         }
     }
@@ -146,7 +184,7 @@ fn verify(key: &[u8], message: &[u8], response: &[u8]) -> Result<()> {
 }
 
 /// The answering half: proves it knows the key, then reads the verdict.
-pub(crate) fn answer_challenge(stream: &Stream, key: &[u8]) -> Result<()> {
+pub(crate) fn answer_challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
     let got = recv_bounded(stream)?;
     let message = got
         .strip_prefix(CHALLENGE)
@@ -157,7 +195,7 @@ pub(crate) fn answer_challenge(stream: &Stream, key: &[u8]) -> Result<()> {
             message.len()
         )));
     }
-    frame::send(stream, &respond(key, message)?)?;
+    frame::send(&mut *stream, &respond(key, message)?)?;
     if recv_bounded(stream)? == WELCOME {
         Ok(())
     } else {

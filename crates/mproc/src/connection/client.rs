@@ -53,11 +53,9 @@ impl Client {
 }
 
 fn handshake(stream: &Stream, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    stream
-        .set_deadline(deadline)
-        .map_err(|e| frame::map_io(e, "cannot connect"))?;
-    auth::answer_challenge(stream, key)?;
-    auth::deliver_challenge(stream, key)?;
+    let mut io = auth::Bounded::new(stream, deadline);
+    auth::answer_challenge(&mut io, key)?;
+    auth::deliver_challenge(&mut io, key)?;
     stream
         .set_deadline(None)
         .map_err(Error::io("cannot clear a timeout"))

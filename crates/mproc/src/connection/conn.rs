@@ -77,7 +77,7 @@ impl<T> SocketConnection<T> {
     /// Sends `buf` as one message.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         let _g = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        frame::send(&self.stream, buf)
+        frame::send(&*self.stream, buf)
     }
 
     /// Receives one message; [`Error::Disconnected`] once the peer closed.
@@ -175,9 +175,15 @@ fn plain() -> impl Options {
 
 /// Encodes a value that must not hold OS handles.
 pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    // Measured first (manager proxies take no reference while measured),
+    // then written once.
+    let n = crate::manager::sizing(|| plain().serialized_size(value))
+        .map_err(|e| Error::Encode(CodecError(e)))?;
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
     plain()
-        .serialize(value)
-        .map_err(|e| Error::Encode(CodecError(e)))
+        .serialize_into(&mut out, value)
+        .map_err(|e| Error::Encode(CodecError(e)))?;
+    Ok(out)
 }
 
 /// Decodes a value encoded by [`encode_plain`].

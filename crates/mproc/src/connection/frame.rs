@@ -4,7 +4,6 @@
 
 use std::io::{self, IoSlice, Read, Write};
 
-use super::stream::Stream;
 use crate::error::{Error, Result};
 
 /// The largest payload announced in the short form (Python's `0x7fffffff`).
@@ -41,11 +40,10 @@ pub(crate) fn parse_header(r: &mut impl Read) -> Result<Option<u64>> {
 }
 
 /// Sends one message.
-pub(crate) fn send(stream: &Stream, payload: &[u8]) -> Result<()> {
+pub(crate) fn send(mut w: impl Write, payload: &[u8]) -> Result<()> {
     let (h, hl) = header(payload.len());
     let mut bufs = [IoSlice::new(&h[..hl]), IoSlice::new(payload)];
     let mut bufs = &mut bufs[..];
-    let mut w = stream;
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
             Ok(0) => return Err(Error::Disconnected),
@@ -57,6 +55,11 @@ pub(crate) fn send(stream: &Stream, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Up to this size a message's buffer is allocated whole before it is
+/// read; a longer one grows as its bytes arrive, so that a length prefix
+/// (up to 2^64 - 1) costs no more memory than the bytes really sent.
+const WHOLE_UP_TO: usize = 1 << 20;
+
 /// Receives one message of at most `max` bytes. A longer announced length
 /// is a protocol error and nothing of the payload is read.
 pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
@@ -67,8 +70,26 @@ pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
         )));
     }
     let n = usize::try_from(n).map_err(|_| Error::Protocol("message too large".into()))?;
-    let mut buf = vec![0u8; n];
-    read_exact(&mut r, &mut buf)?;
+    if n <= WHOLE_UP_TO {
+        let mut buf = vec![0u8; n];
+        read_exact(&mut r, &mut buf)?;
+        return Ok(buf);
+    }
+    // Doubles as bytes arrive: at most twice what the peer really sent.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut got = 0;
+    while got < n {
+        if got == buf.len() {
+            let grow = n.min(buf.len().saturating_mul(2).max(WHOLE_UP_TO));
+            buf.resize(grow, 0);
+        }
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err(Error::Protocol("connection closed inside a message".into())),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(map_io(e, "cannot receive a message")),
+        }
+    }
     Ok(buf)
 }
 

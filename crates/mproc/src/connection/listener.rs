@@ -7,7 +7,7 @@ use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
 use std::time::{Duration, Instant};
 
 use super::stream::Stream;
-use super::{auth, frame, Address, SocketConnection};
+use super::{auth, Address, SocketConnection};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
 
@@ -223,11 +223,9 @@ impl Pending {
 }
 
 fn handshake(stream: &Stream, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    stream
-        .set_deadline(deadline)
-        .map_err(|e| frame::map_io(e, "cannot accept"))?;
-    auth::deliver_challenge(stream, key)?;
-    auth::answer_challenge(stream, key)?;
+    let mut io = auth::Bounded::new(stream, deadline);
+    auth::deliver_challenge(&mut io, key)?;
+    auth::answer_challenge(&mut io, key)?;
     stream
         .set_deadline(None)
         .map_err(Error::io("cannot clear a timeout"))

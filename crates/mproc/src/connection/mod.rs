@@ -11,12 +11,14 @@
 //! | `frame.rs`    | CPython's length-prefixed framing                      |
 //! | `auth.rs`     | the challenge–response handshake (both dialects)       |
 //! | `stream.rs`   | a Unix or TCP socket with deadlines                    |
+//! | `fuzz.rs`     | entry points for fuzzing the decoders (not API)        |
 
 mod address;
 pub(crate) mod auth;
 mod client;
 mod conn;
 pub(crate) mod frame;
+pub mod fuzz;
 mod listener;
 pub(crate) mod stream;
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::dict::DictProxy;
 use super::list::{ArrayProxy, ListProxy};
 use super::protocol::Packed;
-use super::protocol::{Kind, Op};
+use super::protocol::{enc, Kind, Op};
 use super::proxy::{Handle, Target};
 use super::queue::QueueProxy;
 use super::register::{Entry, Proxy, Servable};
@@ -58,8 +58,20 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// # Caveats
 ///
 /// A serialised proxy carries the server's address and key: send proxies
-/// only to processes you trust. Objects live until the server stops (no
-/// reference counting yet).
+/// only to processes you trust.
+///
+/// # Lifetime of objects
+///
+/// An object lives while some proxy, in any process, refers to it, as in
+/// CPython: the server counts references, a clone or a serialised copy
+/// takes one, a drop gives one back (without waiting), and a process that
+/// exits or is killed gives back those its connections held. A proxy
+/// stored inside another object (a list in a dict) keeps its object
+/// alive until the holder is freed (even if the element was removed
+/// first). Named objects ([`dict_named`](Manager::dict_named) and the
+/// like) live until the server stops, and so do objects whose serialised
+/// proxies were never deserialised. [`object_count`](Manager::object_count)
+/// tells how many objects the server holds.
 ///
 /// ```
 /// use mproc::{manager::DictProxy, Manager, Process};
@@ -158,7 +170,7 @@ impl ManagerBuilder {
         };
         let target = Arc::new(Target { address, authkey });
         Ok(Manager {
-            control: Handle::new(target.clone(), 0),
+            control: Handle::control(target.clone()),
             target,
             server: Some(p),
             owner: std::process::id(),
@@ -194,7 +206,7 @@ impl Manager {
             address: address.clone(),
             authkey: authkey.to_vec(),
         });
-        let control = Handle::new(target.clone(), 0);
+        let control = Handle::control(target.clone());
         control.call::<()>(Op::Hello)?;
         Ok(Manager {
             target,
@@ -220,12 +232,12 @@ impl Manager {
     }
 
     fn make(&self, kind: Kind, name: Option<&str>, init: Vec<u8>) -> Result<Handle> {
-        let id = self.control.call(Op::Create {
+        let op = Op::Create {
             kind,
             name: name.map(str::to_string),
             init: super::protocol::Bytes(init),
-        })?;
-        Ok(Handle::new(self.target.clone(), id))
+        };
+        Handle::create(self.target.clone(), op)
     }
 
     fn empty<T: Serialize>() -> Result<Vec<u8>> {
@@ -298,7 +310,7 @@ impl Manager {
 
     /// A new value holding `init` (`manager.Value`).
     pub fn value<T: Serialize + DeserializeOwned>(&self, init: T) -> Result<ValueProxy<T>> {
-        let h = self.make(Kind::Value, None, encode_plain(&init)?)?;
+        let h = self.make(Kind::Value, None, enc(&init)?.0)?;
         Ok(ValueProxy::new(h))
     }
 
@@ -373,7 +385,7 @@ impl Manager {
     /// ([`ManagerBuilder::register`]), made from `init`.
     pub fn create<T: Servable>(&self, typeid: &str, init: T::Init) -> Result<Proxy<T>> {
         let kind = Kind::Custom(typeid.to_string());
-        Ok(Proxy::new(self.make(kind, None, encode_plain(&init)?)?))
+        Ok(Proxy::new(self.make(kind, None, enc(&init)?.0)?))
     }
 
     /// The object of type `typeid` called `name`, made from `init` if it
@@ -385,11 +397,30 @@ impl Manager {
         init: T::Init,
     ) -> Result<Proxy<T>> {
         let kind = Kind::Custom(typeid.to_string());
-        Ok(Proxy::new(self.make(
-            kind,
-            Some(name),
-            encode_plain(&init)?,
-        )?))
+        Ok(Proxy::new(self.make(kind, Some(name), enc(&init)?.0)?))
+    }
+
+    /// How many objects the server holds now (a debugging aid: objects
+    /// are freed when their last proxy is dropped).
+    ///
+    /// ```
+    /// let m = mproc::Manager::start()?;
+    /// let l = m.list::<u8>()?;
+    /// let l2 = l.clone();
+    /// assert_eq!(m.object_count()?, 1);
+    /// drop(l);
+    /// assert_eq!(m.object_count()?, 1); // `l2` still refers to it
+    /// drop(l2);
+    /// // A drop does not wait for the server: ask until it is done.
+    /// let t = std::time::Instant::now();
+    /// while m.object_count()? != 0 && t.elapsed().as_secs() < 10 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(m.object_count()?, 0);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn object_count(&self) -> Result<usize> {
+        Ok(self.control.call::<u64>(Op::ObjectCount)? as usize)
     }
 
     /// Stops the server this handle started: asks it to stop, waits a

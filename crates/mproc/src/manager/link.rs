@@ -102,6 +102,7 @@ impl Link {
         let ask = encode_plain(&Request {
             id: 0,
             op: Op::Upgrade,
+            refs: Vec::new(),
         })?;
         socket.send_bytes(&ask)?;
         if decode_plain::<Reply>(&socket.recv_bytes()?)?.is_err() {
@@ -186,6 +187,7 @@ mod tests {
         let req = encode_plain(&Request {
             id: 0,
             op: Op::Hello,
+            refs: Vec::new(),
         })?;
         link.send_bytes(&req)?;
         decode_plain(&link.recv_bytes()?)
@@ -207,6 +209,7 @@ mod tests {
             &encode_plain(&Request {
                 id: 0,
                 op: Op::Upgrade,
+                refs: Vec::new(),
             })
             .unwrap(),
         )

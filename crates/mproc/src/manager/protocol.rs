@@ -24,9 +24,10 @@ impl Deref for Bytes {
     }
 }
 
-/// Encodes an element.
+/// Encodes an element bound for the server (the proxies in it go with the
+/// next call, see [`collecting`](super::proxy::collecting)).
 pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
-    crate::connection::encode_plain(value).map(Bytes)
+    super::proxy::collecting(|| crate::connection::encode_plain(value)).map(Bytes)
 }
 
 impl Serialize for Bytes {
@@ -61,6 +62,10 @@ impl<'de> Visitor<'de> for BytesVisitor {
 pub(crate) struct Request {
     pub(crate) id: u64,
     pub(crate) op: Op,
+    /// Objects whose proxies the request's elements hold, each with a
+    /// transit reference: the object the request addresses (or creates)
+    /// takes them over, except a queue (its getter adopts them).
+    pub(crate) refs: Vec<u64>,
 }
 
 /// The answer: the operation's result, encoded, or the server's error.
@@ -90,6 +95,20 @@ pub(crate) enum Op {
     Reentrant(ReentrantOp),
     /// A call on a registered type: its encoded request.
     Custom(Bytes),
+    /// One more reference for this connection.
+    Incref,
+    /// One reference fewer for this connection.
+    Decref,
+    /// A transit reference, held by no connection, for a copy of a proxy
+    /// on its way.
+    Share,
+    /// Turns a transit reference into this connection's (or takes a new
+    /// one when none is in transit).
+    Adopt,
+    /// Gives a transit reference back.
+    Release,
+    /// How many objects the server holds.
+    ObjectCount,
     /// Moves this connection to a pipe (see `link.rs`).
     Upgrade,
 }
@@ -229,10 +248,12 @@ impl Packed {
         let buf = &mut (self.0).0;
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
-        bincode::DefaultOptions::new()
-            .with_fixint_encoding()
-            .serialize_into(&mut *buf, value)
-            .map_err(|e| crate::Error::Encode(crate::CodecError(e)))?;
+        super::proxy::collecting(|| {
+            bincode::DefaultOptions::new()
+                .with_fixint_encoding()
+                .serialize_into(&mut *buf, value)
+        })
+        .map_err(|e| crate::Error::Encode(crate::CodecError(e)))?;
         self.seal(at)
     }
 

@@ -1,6 +1,35 @@
 //! The connection under every proxy: one per handle, made on first use and
-//! again after a fork.
+//! again after a fork; and the references a handle holds on its object.
+//!
+//! # References
+//!
+//! An object lives while some handle refers to it (CPython's
+//! `incref`/`decref`). The server counts, per object, the references each
+//! connection holds, those in transit, and those held by other objects:
+//!
+//! - a handle made by the manager holds one reference on its own
+//!   connection (the object is created on that connection);
+//! - a clone, or a serialised copy, first takes a *transit* reference
+//!   (`Share`) on the original's connection; the copy adopts it
+//!   (`Adopt`) when it first connects, in the process that made it (a copy
+//!   inherited through `fork` takes a fresh reference instead);
+//! - dropping a handle sends `Decref` on its connection without waiting;
+//!   a handle that never connected gives its transit reference back
+//!   (`Release`, best effort, short timeout);
+//! - a connection that closes (its process exited, or was killed) gives
+//!   back every reference it held;
+//! - a proxy encoded inside an element stored in another object (a list
+//!   in a dict) is held by that object until the object is freed (the
+//!   encoded copy says it carries no transit reference: a copy read back
+//!   takes a fresh one on first use, and one dropped unused costs
+//!   nothing); a proxy put on a queue stays in transit until the getter
+//!   adopts it.
+//!
+//! A serialised copy that is never deserialised leaks its transit
+//! reference until the server stops, as in CPython.
 
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,11 +44,55 @@ use crate::error::{Error, Result};
 /// How long connecting to a manager (handshake included) may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a dropped handle may spend giving its transit reference back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Where a server is and the key it wants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Target {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
+}
+
+thread_local! {
+    /// Set while a serialiser only measures (bincode's size pass): a
+    /// handle takes no transit reference then.
+    static SIZING: Cell<bool> = const { Cell::new(false) };
+    /// How deep in [`collecting`] this thread is.
+    static COLLECTING: Cell<u32> = const { Cell::new(0) };
+    /// Handles serialised while collecting, for the next call to carry.
+    static OUTGOING: RefCell<Vec<(Address, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs a serialiser's size pass: handles serialised in it take no
+/// reference.
+pub(crate) fn sizing<R>(f: impl FnOnce() -> R) -> R {
+    let was = SIZING.with(|s| s.replace(true));
+    let r = f();
+    SIZING.with(|s| s.set(was));
+    r
+}
+
+/// Encodes an element bound for the server: the handles serialised in it
+/// are remembered, and the next call hands their transit references to
+/// the object it addresses.
+pub(crate) fn collecting<R>(f: impl FnOnce() -> R) -> R {
+    COLLECTING.with(|c| c.set(c.get() + 1));
+    let r = f();
+    COLLECTING.with(|c| c.set(c.get() - 1));
+    r
+}
+
+/// The ids of this server's handles collected since the last call.
+fn take_outgoing(address: &Address) -> Vec<u64> {
+    OUTGOING.with(|o| {
+        let all = std::mem::take(&mut *o.borrow_mut());
+        // A handle of another server keeps its transit reference there.
+        all.into_iter()
+            .filter(|(a, _)| a == address)
+            .map(|(_, id)| id)
+            .collect()
+    })
 }
 
 /// An object on a server and this process's connection to it.
@@ -31,30 +104,75 @@ pub(crate) struct Handle {
     pub(crate) target: Arc<Target>,
     pub(crate) id: u64,
     conn: Mutex<Option<(u32, Link)>>,
+    /// The process this handle was made in.
+    origin: u32,
+    /// A transit reference waits to be adopted on the first connection.
+    pending: AtomicBool,
 }
 
 impl Handle {
-    pub(crate) fn new(target: Arc<Target>, id: u64) -> Handle {
+    /// A handle holding no reference (the manager's own, id 0).
+    pub(crate) fn control(target: Arc<Target>) -> Handle {
+        Handle::with(target, 0, false)
+    }
+
+    fn with(target: Arc<Target>, id: u64, pending: bool) -> Handle {
         Handle {
             target,
             id,
             conn: Mutex::new(None),
+            origin: std::process::id(),
+            pending: AtomicBool::new(pending),
         }
+    }
+
+    /// Creates an object on a connection of its own, which holds the new
+    /// object's first reference.
+    pub(crate) fn create(target: Arc<Target>, op: Op) -> Result<Handle> {
+        let conn = Link::open(&target, connect(&target)?).map_err(gone)?;
+        let refs = take_outgoing(&target.address);
+        let reply = send_and_wait(&conn, &Request { id: 0, op, refs })?;
+        let id: u64 = crate::connection::decode_plain(&reply.map_err(Error::Remote)?)?;
+        let h = Handle::with(target, id, false);
+        *h.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::process::id(), conn));
+        Ok(h)
     }
 
     /// Sends `op` and decodes the result as `R`. A server that is gone (or
     /// goes while the call waits) is [`Error::ManagerGone`].
     pub(crate) fn call<R: DeserializeOwned>(&self, op: Op) -> Result<R> {
-        let bytes = self.round_trip(&Request { id: self.id, op })?;
+        let refs = take_outgoing(&self.target.address);
+        let bytes = self.round_trip(&Request {
+            id: self.id,
+            op,
+            refs,
+        })?;
         crate::connection::decode_plain(&bytes)
     }
 
     fn round_trip(&self, req: &Request) -> Result<super::protocol::Bytes> {
         let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.round_trip_on(&mut g, req)
+    }
+
+    fn round_trip_on(
+        &self,
+        g: &mut Option<(u32, Link)>,
+        req: &Request,
+    ) -> Result<super::protocol::Bytes> {
         let me = std::process::id();
         if g.as_ref().is_none_or(|(pid, _)| *pid != me) {
             let socket = connect(&self.target)?;
-            *g = Some((me, Link::open(&self.target, socket).map_err(gone)?));
+            let conn = Link::open(&self.target, socket).map_err(gone)?;
+            if self.id != 0 {
+                // This connection's reference: the transit one waiting
+                // here, or a new one (after a fork, or a lost connection).
+                let adopt = me == self.origin && self.pending.swap(false, Ordering::SeqCst);
+                let op = if adopt { Op::Adopt } else { Op::Incref };
+                let r = send_and_wait(&conn, &Request::on(self.id, op))?;
+                r.map_err(Error::Remote)?;
+            }
+            *g = Some((me, conn));
         }
         let conn = &g.as_ref().expect("connected just above").1;
         let r = send_and_wait(conn, req);
@@ -62,6 +180,38 @@ impl Handle {
             *g = None;
         }
         r?.map_err(Error::Remote)
+    }
+
+    /// Takes a transit reference for a copy of this handle (best effort:
+    /// a copy without one takes a fresh reference when it connects).
+    fn share(&self) -> bool {
+        if self.id == 0 {
+            return false;
+        }
+        // Not `call`: that would take the handles collected so far.
+        let req = Request::on(self.id, Op::Share);
+        match self.conn.try_lock() {
+            Ok(mut g) => self.round_trip_on(&mut g, &req).is_ok(),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                self.round_trip_on(&mut p.into_inner(), &req).is_ok()
+            }
+            // Another thread waits on this connection (a lock, an event):
+            // a transit reference belongs to no connection, so a short
+            // one of its own does.
+            Err(std::sync::TryLockError::WouldBlock) => connect(&self.target)
+                .and_then(|conn| send_and_wait(&Link::Socket(conn), &req))
+                .is_ok_and(|r| r.is_ok()),
+        }
+    }
+}
+
+impl Request {
+    fn on(id: u64, op: Op) -> Request {
+        Request {
+            id,
+            op,
+            refs: Vec::new(),
+        }
     }
 }
 
@@ -86,7 +236,39 @@ fn gone(e: Error) -> Error {
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        Handle::new(self.target.clone(), self.id)
+        let transit = self.share();
+        Handle::with(self.target.clone(), self.id, transit)
+    }
+}
+
+impl Drop for Handle {
+    /// Gives the reference back, never waiting for an answer; a server
+    /// that is gone is ignored.
+    fn drop(&mut self) {
+        if self.id == 0 {
+            return;
+        }
+        let me = std::process::id();
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        match conn.take() {
+            Some((pid, conn)) if pid == me => {
+                if let Ok(b) = crate::connection::encode_plain(&Request::on(self.id, Op::Decref)) {
+                    let _ = conn.send_bytes(&b);
+                }
+            }
+            _ if me == self.origin && *self.pending.get_mut() => {
+                let key = &self.target.authkey;
+                let c =
+                    Client::connect_timeout::<()>(&self.target.address, Some(key), RELEASE_TIMEOUT);
+                if let (Ok(c), Ok(b)) = (
+                    c,
+                    crate::connection::encode_plain(&Request::on(self.id, Op::Release)),
+                ) {
+                    let _ = c.send_bytes(&b);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -97,14 +279,26 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Serialize for Handle {
+    /// Takes a transit reference, which the deserialised copy adopts (or,
+    /// inside an element bound for the server, which the object holding
+    /// the element takes over: copies read back from it take their own).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&*self.target, self.id).serialize(s)
+        let mut transit = false;
+        if !SIZING.with(Cell::get) {
+            let shared = self.share();
+            if COLLECTING.with(Cell::get) > 0 {
+                OUTGOING.with(|o| o.borrow_mut().push((self.target.address.clone(), self.id)));
+            } else {
+                transit = shared;
+            }
+        }
+        (&*self.target, self.id, transit).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Handle {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (target, id) = <(Target, u64)>::deserialize(d)?;
-        Ok(Handle::new(Arc::new(target), id))
+        let (target, id, transit) = <(Target, u64, bool)>::deserialize(d)?;
+        Ok(Handle::with(Arc::new(target), id, transit && id != 0))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{enc, Bytes, Op, QueueOp};
+use super::protocol::{Bytes, Op, QueueOp};
 use super::proxy::Handle;
 use crate::connection::decode_plain as dec;
 use crate::error::{Error, Result};
@@ -72,7 +72,10 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     }
 
     fn put_within(&self, item: &T, us: Option<u64>) -> Result<()> {
-        match self.call(QueueOp::Put(enc(item)?, us))? {
+        // Not collected: a proxy in the item keeps its transit reference
+        // for the getter to adopt.
+        let item = Bytes(crate::connection::encode_plain(item)?);
+        match self.call(QueueOp::Put(item, us))? {
             true => Ok(()),
             false => Err(Error::Timeout),
         }

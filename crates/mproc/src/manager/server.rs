@@ -30,8 +30,23 @@ pub(crate) struct Setup {
     pub(crate) ready: Connection<Result<crate::Address, String>>,
 }
 
+/// The references to one object.
+#[derive(Default)]
+struct Refs {
+    /// Every reference: connections', transit ones, other objects'.
+    count: u64,
+    /// Those in transit (taken by `Share`, not adopted yet).
+    transit: u64,
+    /// A named object lives until the server stops.
+    named: bool,
+    /// The objects this one holds a reference to (proxies in its elements).
+    holds: Vec<u64>,
+}
+
 struct State {
     objects: Mutex<HashMap<u64, Arc<Object>>>,
+    /// Locked before `objects` when both are.
+    refs: Mutex<HashMap<u64, Refs>>,
     names: Mutex<HashMap<String, u64>>,
     next: AtomicU64,
     next_conn: AtomicU64,
@@ -60,6 +75,7 @@ pub(crate) fn main(setup: Setup) {
     drop(setup.ready);
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
+        refs: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         next: AtomicU64::new(1),
         next_conn: AtomicU64::new(1),
@@ -96,18 +112,20 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut conn = Link::Socket(conn);
+    // The references this connection holds, by object.
+    let mut held: HashMap<u64, u64> = HashMap::new();
     while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match crate::connection::decode_plain::<Request>(&bytes) {
             Ok(req) if matches!(req.op, Op::Upgrade) => {
                 match conn.upgrade(&state.target.address) {
                     Some(link) => conn = link,
-                    None => return,
+                    None => break,
                 }
                 continue;
             }
             Ok(req) => {
                 let stop = matches!(req.op, Op::Shutdown);
-                let r = dispatch(state, id, req);
+                let r = dispatch(state, id, &mut held, req);
                 if stop {
                     let _ = conn.send_bytes(&encode(&r));
                     stop_serving(state);
@@ -118,9 +136,30 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
             Err(e) => Err(RemoteError::Failed(format!("bad request: {e}"))),
         };
         if conn.send_bytes(&encode(&reply)).is_err() {
-            return;
+            break;
         }
     }
+    // Closed (or its process died): what it held goes.
+    for (object, n) in held {
+        for _ in 0..n {
+            decref(state, object);
+        }
+    }
+}
+
+/// Decodes a request and walks its batches, as the server would (for
+/// fuzzing: a peer's bytes yield a request or an error).
+pub(crate) fn decode_request(bytes: &[u8]) -> crate::Result<()> {
+    let req = crate::connection::decode_plain::<Request>(bytes)?;
+    let packed = match &req.op {
+        Op::Dict(super::protocol::DictOp::Update(p))
+        | Op::List(super::protocol::ListOp::Extend(p)) => Some(p),
+        _ => None,
+    };
+    for item in packed.into_iter().flat_map(Packed::iter) {
+        item.map_err(Error::Protocol)?;
+    }
+    Ok(())
 }
 
 fn encode(reply: &Reply) -> Vec<u8> {
@@ -135,7 +174,157 @@ fn stop_serving(state: &State) {
 }
 
 /// `conn` names the connection the request came on (an owner of locks).
-fn dispatch(state: &State, conn: u64, req: Request) -> Reply {
+fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request) -> Reply {
+    let refs = std::mem::take(&mut { req.refs });
+    let keeps = !matches!(req.op, Op::Queue(_));
+    let r = match req.op {
+        Op::Create { .. } => dispatch_op(state, conn, req.id, req.op).and_then(|b| {
+            let id: u64 = decode_init(&b)?;
+            *held.entry(id).or_default() += 1;
+            Ok((b, id))
+        }),
+        Op::Incref => incref(state, req.id)
+            .map(|()| {
+                *held.entry(req.id).or_default() += 1;
+            })
+            .and_then(|()| Ok((objects::out(&())?, req.id))),
+        Op::Decref => {
+            if let Some(n) = held.get_mut(&req.id).filter(|n| **n > 0) {
+                *n -= 1;
+                decref(state, req.id);
+            }
+            objects::out(&()).map(|b| (b, req.id))
+        }
+        Op::Share => share(state, req.id).and_then(|()| Ok((objects::out(&())?, req.id))),
+        Op::Adopt => adopt(state, req.id)
+            .map(|()| {
+                *held.entry(req.id).or_default() += 1;
+            })
+            .and_then(|()| Ok((objects::out(&())?, req.id))),
+        Op::Release => {
+            release(state, req.id);
+            objects::out(&()).map(|b| (b, req.id))
+        }
+        Op::ObjectCount => {
+            let n = state
+                .objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len() as u64;
+            objects::out(&n).map(|b| (b, req.id))
+        }
+        op => dispatch_op(state, conn, req.id, op).map(|b| (b, req.id)),
+    };
+    match r {
+        Ok((b, holder)) => {
+            if keeps {
+                for r in refs {
+                    take_over(state, holder, r);
+                }
+            }
+            Ok(b)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One more reference to `id`.
+fn incref(state: &State, id: u64) -> Result<(), RemoteError> {
+    let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+    let r = refs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
+    r.count += 1;
+    Ok(())
+}
+
+/// One reference to `id` fewer; the last one frees it, and what it held.
+fn decref(state: &State, id: u64) {
+    let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut gone = Vec::new();
+    let mut todo = vec![id];
+    while let Some(id) = todo.pop() {
+        let Some(r) = refs.get_mut(&id) else { continue };
+        r.count = r.count.saturating_sub(1);
+        if r.count == 0 && !r.named {
+            let r = refs.remove(&id).expect("just found");
+            todo.extend(r.holds);
+            gone.push(id);
+        }
+    }
+    if gone.is_empty() {
+        return;
+    }
+    let freed: Vec<_> = {
+        let mut objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
+        gone.iter().filter_map(|id| objects.remove(id)).collect()
+    };
+    drop(refs);
+    // Dropped outside the locks: a caller still inside one keeps it alive.
+    drop(freed);
+}
+
+/// A transit reference to `id`.
+fn share(state: &State, id: u64) -> Result<(), RemoteError> {
+    let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+    let r = refs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
+    r.count += 1;
+    r.transit += 1;
+    Ok(())
+}
+
+/// A transit reference to `id` becomes the caller's (or a new one is
+/// taken if none is in transit).
+fn adopt(state: &State, id: u64) -> Result<(), RemoteError> {
+    let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+    let r = refs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
+    if r.transit > 0 {
+        r.transit -= 1;
+    } else {
+        r.count += 1;
+    }
+    Ok(())
+}
+
+/// Gives a transit reference to `id` back.
+fn release(state: &State, id: u64) {
+    let in_transit = {
+        let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+        match refs.get_mut(&id) {
+            Some(r) if r.transit > 0 => {
+                r.transit -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    if in_transit {
+        decref(state, id);
+    }
+}
+
+/// `holder` takes over a transit reference to `id` (a new one if none is
+/// in transit); a holder that is gone gives it back.
+fn take_over(state: &State, holder: u64, id: u64) {
+    let mut refs = state.refs.lock().unwrap_or_else(|p| p.into_inner());
+    if !refs.contains_key(&holder) {
+        drop(refs);
+        release(state, id);
+        return;
+    }
+    let Some(r) = refs.get_mut(&id) else { return };
+    if r.transit > 0 {
+        r.transit -= 1;
+    } else {
+        r.count += 1;
+    }
+    refs.get_mut(&holder).expect("checked").holds.push(id);
+}
+
+fn dispatch_op(state: &State, conn: u64, id: u64, op: Op) -> Reply {
+    let req = Request {
+        id,
+        op,
+        refs: Vec::new(),
+    };
     let object = |id: u64| {
         let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
         objects
@@ -146,6 +335,9 @@ fn dispatch(state: &State, conn: u64, req: Request) -> Reply {
     let wrong = |id: u64| Err(RemoteError::WrongKind(format!("#{id}")));
     match req.op {
         Op::Hello | Op::Shutdown => objects::out(&()),
+        Op::Incref | Op::Decref | Op::Share | Op::Adopt | Op::Release | Op::ObjectCount => Err(
+            RemoteError::Failed("a reference operation out of place".into()),
+        ),
         Op::Upgrade => Err(RemoteError::Failed("an upgrade comes alone".into())),
         Op::Create { kind, name, init } => create(state, kind, name, init),
         Op::Dict(op) => match &*object(req.id)? {
@@ -205,7 +397,12 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
     if let Some(id) = name.as_ref().and_then(|n| names.get(n)) {
         let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
         return match objects.get(id) {
-            Some(o) if same_kind(o, &kind) => objects::out(id),
+            Some(o) if same_kind(o, &kind) => {
+                let id = *id;
+                drop(objects);
+                incref(state, id)?;
+                objects::out(&id)
+            }
             _ => Err(RemoteError::WrongKind(format!(
                 "{:?}",
                 name.unwrap_or_default()
@@ -219,6 +416,16 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id, Arc::new(object));
+    let refs = Refs {
+        count: 1,
+        named: name.is_some(),
+        ..Refs::default()
+    };
+    state
+        .refs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, refs);
     if let Some(n) = name {
         names.insert(n, id);
     }

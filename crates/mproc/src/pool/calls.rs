@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::inbox::{Done, Inbox, Want};
 use super::result::AsyncResult;
 use super::supervisor::{Job, WINDOW};
-use super::worker::{chunk_runner, star_runner, ChunkFn};
+use super::worker::{chunk_runner, ChunkFn};
 use super::Pool;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -40,17 +40,8 @@ impl Task {
         }
     }
 
-    fn star<A, B, R>(f: fn(A, B) -> R) -> Self
-    where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        let runner: ChunkFn = star_runner::<A, B, R>;
-        Task {
-            func: FnOffset::of(f as usize),
-            runner: FnOffset::of(runner as usize),
-        }
+    pub(crate) fn from_offsets(func: FnOffset, runner: FnOffset) -> Self {
+        Task { func, runner }
     }
 }
 
@@ -146,7 +137,7 @@ impl Pool {
     }
 
     /// Queues `items` in chunks; the inbox and each chunk's size.
-    fn submit_all<A: Serialize>(
+    pub(crate) fn submit_all<A: Serialize>(
         &self,
         task: Task,
         items: Vec<A>,
@@ -253,7 +244,7 @@ impl Pool {
     /// A waiting map that keeps the workers busy from the first chunk: it
     /// encodes and submits chunks in batches while earlier ones run, and
     /// decodes results as they arrive, with a bounded number in flight.
-    fn map_pipelined<A, R>(
+    pub(crate) fn map_pipelined<A, R>(
         &self,
         task: Task,
         items: Vec<A>,
@@ -341,29 +332,6 @@ impl Pool {
             }
         }
         Ok(out)
-    }
-
-    /// `f(a, b)` over pairs, as Python's `starmap`.
-    ///
-    /// ```
-    /// let pool = mproc::Pool::new(2)?;
-    /// let sums = pool.starmap(|a: u32, b: u32| a + b, [(1, 2), (3, 4)])?;
-    /// assert_eq!(sums, [3, 7]);
-    /// # Ok::<(), mproc::Error>(())
-    /// ```
-    pub fn starmap<A, B, R>(
-        &self,
-        f: fn(A, B) -> R,
-        items: impl IntoIterator<Item = (A, B)>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_pipelined(Task::star(f), items.into_iter().collect(), None)?
-            .into_iter()
-            .collect()
     }
 
     /// Runs `f(args)` in a worker and waits for its value.

@@ -1,9 +1,11 @@
 //! `imap` and `imap_unordered`: lazy iterators with a bounded window.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::iter::Fuse;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -24,6 +26,12 @@ const AHEAD_PER_WORKER: usize = 1024;
 /// (1024 per worker) are submitted and not yet consumed, so mapping over an
 /// endless iterator runs in constant memory. Each item is a value or why
 /// there is none (the same errors as [`Pool::map_results`]).
+///
+/// If the input iterator panics, the results of the chunks read before
+/// it are yielded first, then the panic resumes in the caller's `next`
+/// (the items read of the chunk in which it panicked are dropped, as
+/// CPython's `imap` does); the iterator ends there and the pool is
+/// unharmed: nothing of this `imap` is left in flight.
 ///
 /// ```
 /// let pool = mproc::Pool::new(2)?;
@@ -50,6 +58,8 @@ pub struct IMap<'p, I: Iterator, R> {
     /// Failures of input that could not be submitted, yielded last.
     tail: VecDeque<Result<R>>,
     stopped: bool,
+    /// The input iterator's panic, re-raised after the results before it.
+    input_panic: Option<Box<dyn Any + Send>>,
     window: usize,
     _r: PhantomData<fn() -> R>,
 }
@@ -80,6 +90,7 @@ where
             ready: VecDeque::new(),
             tail: VecDeque::new(),
             stopped: false,
+            input_panic: None,
             window: AHEAD_PER_WORKER * pool.processes(),
             _r: PhantomData,
         }
@@ -102,6 +113,9 @@ where
                 return Some(r);
             }
             if self.sizes.is_empty() {
+                if let Some(payload) = self.input_panic.take() {
+                    panic::resume_unwind(payload);
+                }
                 return self.tail.pop_front();
             }
             let want = if self.ordered {
@@ -128,7 +142,22 @@ where
     /// Submits chunks until the window is full or the input ends.
     fn fill(&mut self) {
         while !self.stopped && self.sizes.len() < self.window {
-            let chunk: Vec<A> = self.input.by_ref().take(self.chunksize).collect();
+            let input = &mut self.input;
+            let size = self.chunksize;
+            let read = panic::catch_unwind(AssertUnwindSafe(|| {
+                input.by_ref().take(size).collect::<Vec<A>>()
+            }));
+            let chunk = match read {
+                Ok(chunk) => chunk,
+                Err(payload) => {
+                    // The input is not touched again; the items read of
+                    // this chunk are dropped (as CPython does); the panic
+                    // goes on once the chunks before it are consumed.
+                    self.input_panic = Some(payload);
+                    self.stopped = true;
+                    return;
+                }
+            };
             if chunk.is_empty() {
                 return;
             }
@@ -238,5 +267,98 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
     {
         IMap::new(self, f, items.into_iter(), chunksize, false)
+    }
+}
+
+/// The input of a [`TryIMap`]: the `Ok` items, up to the first `Err`,
+/// which it keeps.
+struct UntilErr<I, E> {
+    input: I,
+    err: Arc<Mutex<Option<E>>>,
+}
+
+impl<I, A, E> Iterator for UntilErr<I, E>
+where
+    I: Iterator<Item = std::result::Result<A, E>>,
+{
+    type Item = A;
+
+    fn next(&mut self) -> Option<A> {
+        match self.input.next()? {
+            Ok(a) => Some(a),
+            Err(e) => {
+                *self.err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                None
+            }
+        }
+    }
+}
+
+/// The iterator of [`Pool::try_imap`]: an `imap` over an input of
+/// `Result`s that stops at the first `Err`.
+///
+/// It yields `Ok(outcome)` for each item before the input's first error
+/// (each outcome a value or why there is none, as [`IMap`]'s), then that
+/// error as `Err(e)`, then ends. No input is read past the error.
+pub struct TryIMap<'p, E, R> {
+    inner: Box<dyn Iterator<Item = Result<R>> + 'p>,
+    err: Arc<Mutex<Option<E>>>,
+}
+
+impl<E, R> Iterator for TryIMap<'_, E, R> {
+    type Item = std::result::Result<Result<R>, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.inner.next() {
+            Some(r) => Some(Ok(r)),
+            None => self
+                .err
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(Err),
+        }
+    }
+}
+
+impl Pool {
+    /// [`imap_chunked`](Pool::imap_chunked) over an input of `Result`s,
+    /// for inputs that can fail (lines of a file, records of a parser):
+    /// the items before the first `Err` are mapped and yielded in order
+    /// as `Ok(outcome)`, then the input's error as `Err(e)`, and the
+    /// iterator ends, with nothing left in flight.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::new(2)?;
+    /// let input = ["1", "2", "x", "4"].into_iter().map(|s| s.parse::<u32>());
+    /// let mut it = pool.try_imap(|x: u32| x * 10, input, 2);
+    /// assert_eq!(it.next().unwrap().unwrap()?, 10);
+    /// assert_eq!(it.next().unwrap().unwrap()?, 20);
+    /// assert!(it.next().unwrap().is_err()); // "x" did not parse
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn try_imap<'p, I, A, E, R>(
+        &'p self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> TryIMap<'p, E, R>
+    where
+        I: IntoIterator<Item = std::result::Result<A, E>>,
+        I::IntoIter: 'p,
+        A: Serialize + DeserializeOwned,
+        E: 'p,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let err = Arc::new(Mutex::new(None));
+        let input = UntilErr {
+            input: items.into_iter(),
+            err: err.clone(),
+        };
+        TryIMap {
+            inner: Box::new(IMap::new(self, f, input, chunksize, true)),
+            err,
+        }
     }
 }

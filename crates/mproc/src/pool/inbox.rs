@@ -167,6 +167,9 @@ pub(crate) struct State {
     wake_at: usize,
     /// ...or when this tag arrives, or (`usize::MAX`) at any arrival.
     wake_tag: Option<usize>,
+    /// Run (once) when `count` reaches the number given: a result's
+    /// callbacks (it only hands them to the callback thread).
+    hook: Option<(usize, Box<dyn FnOnce() + Send>)>,
 }
 
 /// What a caller waits for.
@@ -188,6 +191,7 @@ impl Inbox {
                 count: 0,
                 wake_at: usize::MAX,
                 wake_tag: None,
+                hook: None,
             }),
             cv: Condvar::new(),
         }
@@ -198,12 +202,31 @@ impl Inbox {
         s.arrived.insert(tag, done);
         s.count += 1;
         let wake = s.count >= s.wake_at || s.wake_tag.is_some_and(|t| t == tag || t == usize::MAX);
+        let hook = match &s.hook {
+            Some((at, _)) if s.count >= *at => s.hook.take(),
+            _ => None,
+        };
         if wake {
             s.wake_at = usize::MAX;
             s.wake_tag = None;
-            drop(s);
+        }
+        drop(s);
+        if wake {
             self.cv.notify_all();
         }
+        if let Some((_, run)) = hook {
+            run();
+        }
+    }
+
+    /// Runs `run` once `total` chunks arrived (now, if they have).
+    pub(crate) fn on_complete(&self, total: usize, run: Box<dyn FnOnce() + Send>) {
+        let mut s = self.lock();
+        if s.count >= total {
+            drop(s);
+            return run();
+        }
+        s.hook = Some((total, run));
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::callback::{Callbacks, Called, Job};
 use super::inbox::{Inbox, Want};
 use crate::error::{Error, Result};
 
@@ -13,6 +14,9 @@ type Finish<T> = Box<dyn FnOnce(&Inbox, &[usize]) -> Result<T> + Send>;
 /// A result to come, as Python's `AsyncResult`, from
 /// [`Pool::apply_async`](crate::Pool::apply_async) and
 /// [`Pool::map_async`](crate::Pool::map_async).
+///
+/// With [`Callbacks`](crate::Callbacks), `ready`, `wait` and `get` see
+/// the result once its callback has run.
 ///
 /// It always completes: with the value, with the task's error, with the
 /// worker's death, or with [`Error::PoolTerminated`] when the pool is
@@ -31,6 +35,8 @@ pub struct AsyncResult<T> {
     inbox: Arc<Inbox>,
     sizes: Vec<usize>,
     finish: Option<Finish<T>>,
+    /// With callbacks: the value, decoded by the callback thread.
+    called: Option<Arc<Called<T>>>,
 }
 
 impl<T: 'static> AsyncResult<T> {
@@ -39,6 +45,53 @@ impl<T: 'static> AsyncResult<T> {
         sizes: Vec<usize>,
         finish: fn(Vec<Result<R>>) -> Result<T>,
     ) -> Self {
+        AsyncResult {
+            inbox,
+            sizes,
+            finish: Some(Self::decoder(finish)),
+            called: None,
+        }
+    }
+
+    /// As `new`, the value decoded and `callbacks` run by the pool's
+    /// callback thread (`runner`) as soon as every chunk arrived.
+    pub(crate) fn with_callbacks<R: DeserializeOwned + 'static>(
+        inbox: Arc<Inbox>,
+        sizes: Vec<usize>,
+        finish: fn(Vec<Result<R>>) -> Result<T>,
+        callbacks: Callbacks<T>,
+        runner: std::sync::mpsc::Sender<Job>,
+    ) -> Self
+    where
+        T: Send,
+    {
+        let called = Called::new();
+        let decode = Self::decoder(finish);
+        let (job_inbox, job_sizes, job_called) = (inbox.clone(), sizes.clone(), called.clone());
+        let job: Job = Box::new(move || {
+            let value = decode(&job_inbox, &job_sizes);
+            callbacks.run(&value);
+            job_called.set(value);
+        });
+        inbox.on_complete(
+            sizes.len(),
+            Box::new(move || {
+                // The pool keeps its callback thread until every result's
+                // callbacks ran, so this cannot fail while it lives.
+                let _ = runner.send(job);
+            }),
+        );
+        AsyncResult {
+            inbox,
+            sizes,
+            finish: None,
+            called: Some(called),
+        }
+    }
+
+    fn decoder<R: DeserializeOwned + 'static>(
+        finish: fn(Vec<Result<R>>) -> Result<T>,
+    ) -> Finish<T> {
         let decode = move |inbox: &Inbox, sizes: &[usize]| {
             let mut st = inbox.lock();
             let mut items = Vec::with_capacity(sizes.iter().sum());
@@ -49,21 +102,25 @@ impl<T: 'static> AsyncResult<T> {
             drop(st);
             finish(items)
         };
-        AsyncResult {
-            inbox,
-            sizes,
-            finish: Some(Box::new(decode)),
-        }
+        Box::new(decode)
     }
 
     /// Whether the result is there.
     pub fn ready(&self) -> bool {
+        if let Some(c) = &self.called {
+            return c.peek().is_some();
+        }
         self.inbox.lock().count >= self.sizes.len()
     }
 
     /// Whether every item succeeded; an error if not [`ready`](Self::ready)
     /// yet (as Python's `ValueError`).
     pub fn successful(&self) -> Result<bool> {
+        if let Some(c) = &self.called {
+            return c
+                .peek()
+                .ok_or(Error::InvalidState("the result is not ready"));
+        }
         let st = self.inbox.lock();
         if st.count < self.sizes.len() {
             return Err(Error::InvalidState("the result is not ready"));
@@ -73,6 +130,10 @@ impl<T: 'static> AsyncResult<T> {
 
     /// Waits until the result is there.
     pub fn wait(&self) {
+        if let Some(c) = &self.called {
+            c.wait(None);
+            return;
+        }
         self.inbox.wait(Want::Count(self.sizes.len()), None);
     }
 
@@ -80,6 +141,9 @@ impl<T: 'static> AsyncResult<T> {
     #[doc(alias = "wait")]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        if let Some(c) = &self.called {
+            return c.wait(Some(deadline));
+        }
         self.inbox
             .wait(Want::Count(self.sizes.len()), Some(deadline))
             .is_some()
@@ -102,6 +166,11 @@ impl<T: 'static> AsyncResult<T> {
     }
 
     fn take(&mut self) -> Result<T> {
+        if let Some(c) = &self.called {
+            return c
+                .take()
+                .unwrap_or(Err(Error::InvalidState("the result was already taken")));
+        }
         let finish = self
             .finish
             .take()

@@ -12,12 +12,13 @@
 //! unanswered chunk is the one it was running: that chunk fails, the
 //! others go back to the front of the queue (they never started).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::inbox::{Done, Fail, Inbox};
+use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
 use super::worker::{worker_main, WorkerArgs};
 use crate::child::Child;
@@ -66,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) grace: Duration,
     pub(crate) break_on_death: bool,
+    pub(crate) record_timeline: bool,
+    pub(crate) retries: usize,
 }
 
 /// What the pool and its supervisors share.
@@ -74,6 +77,12 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     work: Condvar,
     next_id: AtomicU64,
+    /// When the pool started: the timeline's zero.
+    pub(crate) epoch: Instant,
+    /// Where chunk runs are recorded, if asked.
+    pub(crate) timeline: Option<Recorder>,
+    /// The callback thread, once a result with callbacks asked for it.
+    pub(crate) callbacks: Mutex<Option<super::callback::Runner>>,
 }
 
 pub(crate) struct State {
@@ -85,12 +94,19 @@ pub(crate) struct State {
     pub(crate) workers: Vec<Option<Arc<Child>>>,
     /// Supervisors waiting for work.
     idle: usize,
+    /// How many times each chunk was re-run after its worker died (only
+    /// chunks that were; see `retry_on_worker_death`).
+    retried: HashMap<u64, usize>,
 }
 
 impl Shared {
     pub(crate) fn new(cfg: Config) -> Self {
         let n = cfg.processes;
+        let timeline = cfg.record_timeline.then(Recorder::new);
         Shared {
+            epoch: Instant::now(),
+            timeline,
+            callbacks: Mutex::new(None),
             cfg,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -99,6 +115,7 @@ impl Shared {
                 broken: None,
                 workers: vec![None; n],
                 idle: 0,
+                retried: HashMap::new(),
             }),
             work: Condvar::new(),
             next_id: AtomicU64::new(0),
@@ -479,6 +496,7 @@ impl Supervisor {
         };
         debug_assert_eq!(job.id, id);
         let now = Instant::now();
+        self.record(&job, now, true);
         let took = now - self.head_since;
         self.mean = (self.mean * 3 + took) / 4;
         self.head_since = now;
@@ -515,21 +533,24 @@ impl Supervisor {
 
     fn timed_out(&mut self, after: Duration) -> bool {
         let pid = self.worker.pid;
+        let at = Instant::now();
         self.worker.stop(self.shared.cfg.grace);
-        self.lost(Fail::Timeout { pid, after })
+        self.lost(Fail::Timeout { pid, after }, at)
     }
 
     /// The worker died: its running chunk fails. `true` if this supervisor
     /// is done.
     fn died(&mut self) -> bool {
         let pid = self.worker.pid;
+        let at = Instant::now();
         let code = self.worker.reap();
-        !self.lost(Fail::Died { pid, code })
+        !self.lost(Fail::Died { pid, code }, at)
     }
 
     /// The worker is gone: fail the chunk it ran with `why`, requeue the
-    /// rest, replace it. `false` when this supervisor is done.
-    fn lost(&mut self, why: Fail) -> bool {
+    /// rest, replace it. `false` when this supervisor is done. `at`: when
+    /// it was seen gone or given up on (the timeline's end of that chunk).
+    fn lost(&mut self, why: Fail, at: Instant) -> bool {
         let st = self.shared.lock();
         let stop = if st.terminated {
             Some(Fail::Terminated)
@@ -541,10 +562,16 @@ impl Supervisor {
             self.stop(stop);
             return false;
         }
-        let ran = self.held.pop_front();
-        let had_task = ran.is_some();
-        if let Some(job) = ran {
-            job.fail(&why);
+        let mut had_task = false;
+        if let Some(job) = self.held.pop_front() {
+            self.record(&job, at, false);
+            match self.retry(job, &why) {
+                None => {}
+                Some(job) => {
+                    had_task = true;
+                    job.fail(&why);
+                }
+            }
         }
         self.requeue();
         if had_task && self.shared.cfg.break_on_death {
@@ -556,6 +583,42 @@ impl Supervisor {
         match self.replace_worker() {
             Some(_dead) => true,
             None => false,
+        }
+    }
+
+    /// Holds `job` again, first, to be requeued, if its worker died and
+    /// the retry policy allows another run; else gives it back to fail.
+    fn retry(&mut self, job: Job, why: &Fail) -> Option<Job> {
+        let max = self.shared.cfg.retries;
+        if max == 0 || !matches!(why, Fail::Died { .. }) {
+            return Some(job);
+        }
+        let mut st = self.shared.lock();
+        let runs = st.retried.entry(job.id).or_insert(0);
+        if *runs >= max {
+            st.retried.remove(&job.id);
+            return Some(job);
+        }
+        *runs += 1;
+        drop(st);
+        self.held.push_front(job);
+        None
+    }
+
+    /// Records the head chunk's run, ending `now`, if the pool records.
+    fn record(&self, job: &Job, now: Instant, replied: bool) {
+        if let Some(rec) = &self.shared.timeline {
+            let epoch = self.shared.epoch;
+            let start = self.head_since.max(epoch) - epoch;
+            rec.push(TaskEvent {
+                task: job.id,
+                chunk: job.tag,
+                worker: self.slot,
+                pid: self.worker.pid,
+                start,
+                end: (now - epoch).max(start),
+                replied,
+            });
         }
     }
 

@@ -114,21 +114,9 @@ pub(crate) fn chunk_runner<A: DeserializeOwned, R: Serialize>(
     run_items(bytes, out, f)
 }
 
-/// The chunk runner for `fn(A, B) -> R` over pairs (`starmap`).
-pub(crate) fn star_runner<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
-    func: FnOffset,
-    bytes: &[u8],
-    out: &mut Vec<u8>,
-) -> Status {
-    // SAFETY: `func` was taken from a `fn(A, B) -> R` by the pool, which
-    // chose this very runner for the same `A`, `B` and `R`.
-    let f: fn(A, B) -> R = unsafe { func.get() };
-    run_items(bytes, out, |(a, b)| f(a, b))
-}
-
 /// Decodes a `Vec<T>`, calls `call` on each item (a panic fails that
 /// item), encodes the outcomes into `out`.
-fn run_items<T: DeserializeOwned, R: Serialize>(
+pub(crate) fn run_items<T: DeserializeOwned, R: Serialize>(
     bytes: &[u8],
     out: &mut Vec<u8>,
     call: impl Fn(T) -> R,
