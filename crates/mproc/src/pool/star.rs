@@ -120,13 +120,11 @@ impl Pool {
         T: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_pipelined(
+        self.map_values(
             Task::star::<T, R>(f),
             items.into_iter().collect(),
             chunksize,
-        )?
-        .into_iter()
-        .collect()
+        )
     }
 
     /// [`starmap`](Pool::starmap) without waiting, as Python's
