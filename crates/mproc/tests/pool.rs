@@ -370,6 +370,42 @@ fn initializer_runs_once_per_worker() {
     assert_eq!(INIT_RUNS.load(Ordering::Relaxed), 0, "not in the parent");
 }
 
+static SHARED: std::sync::OnceLock<(mproc::Queue<u32>, mproc::Value<u64>)> =
+    std::sync::OnceLock::new();
+
+fn init_shared(handles: (mproc::Queue<u32>, mproc::Value<u64>)) {
+    let _ = SHARED.set(handles);
+}
+
+fn report(x: u32) -> u32 {
+    let (q, total) = SHARED.get().expect("initializer ran");
+    *total.lock().unwrap() += u64::from(x);
+    q.put(x).unwrap();
+    x
+}
+
+/// CPython's `Pool(initializer=f, initargs=(queue, lock))`: handles in the
+/// initializer's arguments reach every worker, replacements included.
+#[test]
+fn initializer_arguments_carry_handles() {
+    let _g = common::shared();
+    let q = mproc::Queue::<u32>::new().unwrap();
+    let total = mproc::Value::new(0u64).unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(3)
+        .initializer(init_shared, (q.clone(), total.clone()))
+        .build()
+        .unwrap();
+    let out = p.map_chunked(report, 1..=20, Some(1)).unwrap();
+    assert_eq!(out, (1..=20).collect::<Vec<_>>());
+    let mut got: Vec<u32> = (0..20).map(|_| q.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, out);
+    assert!(q.try_get().is_err(), "nothing more");
+    assert_eq!(*total.lock().unwrap(), 210);
+}
+
 fn init_panics(_: ()) {
     panic!("no init")
 }

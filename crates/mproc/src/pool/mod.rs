@@ -38,10 +38,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::start::{get_start_method, StartMethod};
-use crate::task::FnOffset;
 use inbox::Fail;
 use supervisor::{Config, Shared, Supervisor, Worker};
 
@@ -180,7 +178,7 @@ pub struct Pool {
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
-    init: Option<(i64, i64, Vec<u8>)>,
+    init: Option<worker::Init>,
     init_error: Option<String>,
     max_tasks: Option<usize>,
     task_timeout: Option<Duration>,
@@ -350,20 +348,33 @@ impl PoolBuilder {
     /// A worker whose initializer panics makes [`build`](PoolBuilder::build)
     /// fail (or, for a replacement, breaks the pool) instead of restarting
     /// forever as CPython's does.
+    ///
+    /// `args` may carry OS handles (a [`Queue`](crate::Queue), a
+    /// [`Lock`](crate::Lock), a [`Value`](crate::Value)...), as CPython's
+    /// `initargs` do: the pool keeps them open while it lives and every
+    /// worker, replacements included, receives its own copies. The usual
+    /// pattern stores them in a `static` for the tasks:
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// static LOG: OnceLock<mproc::Queue<u32>> = OnceLock::new();
+    ///
+    /// let log = mproc::Queue::new()?;
+    /// let pool = mproc::Pool::builder()
+    ///     .processes(2)
+    ///     .initializer(|q: mproc::Queue<u32>| { let _ = LOG.set(q); }, log.clone())
+    ///     .build()?;
+    /// pool.map(|x: u32| LOG.get().unwrap().put(x).unwrap(), [7])?;
+    /// assert_eq!(log.get()?, 7);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "initargs")]
     pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
     where
         A: Serialize + DeserializeOwned,
     {
-        let runner: worker::InitFn = worker::init_runner::<A>;
-        match codec::encode(&args) {
-            Ok(frame) if frame.fds.is_empty() => {
-                self.init = Some((
-                    FnOffset::of(f as usize).0,
-                    FnOffset::of(runner as usize).0,
-                    frame.bytes,
-                ))
-            }
-            Ok(_) => self.init_error = Some("initializer arguments cannot carry OS handles".into()),
+        match worker::Init::new(f, &args) {
+            Ok(init) => self.init = Some(init),
             Err(e) => self.init_error = Some(e.to_string()),
         }
         self

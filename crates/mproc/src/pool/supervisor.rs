@@ -62,7 +62,7 @@ impl Job {
 pub(crate) struct Config {
     pub(crate) processes: usize,
     pub(crate) method: StartMethod,
-    pub(crate) init: Option<(i64, i64, Vec<u8>)>,
+    pub(crate) init: Option<super::worker::Init>,
     pub(crate) max_tasks: Option<usize>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) grace: Duration,

@@ -6,13 +6,15 @@
 //! (see `Pool`'s docs).
 
 use std::cell::RefCell;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{self, Status};
-use crate::codec;
+use crate::codec::{self, WireFd};
 use crate::pipe::Connection;
 use crate::task::FnOffset;
 
@@ -27,15 +29,83 @@ pub(crate) enum ItemOut<R> {
 /// Runs `func` over an encoded `Vec<A>` into `out`.
 pub(crate) type ChunkFn = fn(FnOffset, &[u8], &mut Vec<u8>) -> Status;
 
-/// Runs the initializer `func` on its encoded arguments.
-pub(crate) type InitFn = fn(FnOffset, &[u8]);
+/// Runs the initializer `func` on its encoded arguments and their handles.
+pub(crate) type InitFn = fn(FnOffset, &[u8], Vec<OwnedFd>);
+
+/// An initializer: its function, its runner, its encoded arguments and the
+/// OS handles they carry (a queue, a lock...). The pool keeps the handles
+/// open for its whole life: every worker, replacements included, receives
+/// duplicates of them in its start arguments.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Init {
+    func: i64,
+    runner: i64,
+    bytes: Vec<u8>,
+    fds: Handles,
+}
+
+impl Init {
+    /// The initializer `f` over `args`.
+    pub(crate) fn new<A: Serialize + DeserializeOwned>(f: fn(A), args: &A) -> crate::Result<Init> {
+        let runner: InitFn = init_runner::<A>;
+        let frame = codec::encode(args)?;
+        Ok(Init {
+            func: FnOffset::of(f as usize).0,
+            runner: FnOffset::of(runner as usize).0,
+            bytes: frame.bytes,
+            fds: Handles(Arc::new(frame.fds)),
+        })
+    }
+
+    /// Runs it (in the worker).
+    fn run(self) {
+        // SAFETY: `Init::new` took `runner` from an `InitFn` and this worker
+        // runs the same executable (checked when it started).
+        let run: InitFn = unsafe { FnOffset(self.runner).get() };
+        let fds = Arc::try_unwrap(self.fds.0)
+            .unwrap_or_else(|shared| shared.iter().filter_map(|fd| fd.try_clone().ok()).collect());
+        run(FnOffset(self.func), &self.bytes, fds);
+    }
+}
+
+/// Descriptors shared by every copy of an [`Init`]; they travel through the
+/// codec's side table (each message carries duplicates).
+#[derive(Clone, Debug)]
+struct Handles(Arc<Vec<OwnedFd>>);
+
+impl Serialize for Handles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for fd in self.0.iter() {
+            seq.serialize_element(&BorrowedWireFd(fd.as_fd()))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Handles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let fds = Vec::<WireFd>::deserialize(d)?;
+        Ok(Handles(Arc::new(fds.into_iter().map(|w| w.0).collect())))
+    }
+}
+
+/// A descriptor serialised by duplicate, without owning it.
+struct BorrowedWireFd<'a>(BorrowedFd<'a>);
+
+impl Serialize for BorrowedWireFd<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0, s)
+    }
+}
 
 /// What a worker starts with.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection<()>,
-    /// The initializer: function, its runner, encoded arguments.
-    pub(crate) init: Option<(i64, i64, Vec<u8>)>,
+    /// The initializer, if any.
+    pub(crate) init: Option<Init>,
 }
 
 thread_local! {
@@ -45,11 +115,8 @@ thread_local! {
 /// The worker's `main`.
 pub(crate) fn worker_main(args: WorkerArgs) {
     crate::sys::proc::block_sigint(true);
-    if let Some((func, runner, bytes)) = &args.init {
-        // SAFETY: the supervisor took `runner` from an `InitFn` and this
-        // worker runs the same executable (checked when it started).
-        let run: InitFn = unsafe { FnOffset(*runner).get() };
-        run(FnOffset(*func), bytes);
+    if let Some(init) = args.init {
+        init.run();
     }
     quiet_panics();
     if args.conn.send_bytes(&[wire::READY]).is_err() {
@@ -94,8 +161,8 @@ fn quiet_panics() {
 }
 
 /// The initializer's runner for arguments `A`.
-pub(crate) fn init_runner<A: DeserializeOwned>(func: FnOffset, bytes: &[u8]) {
-    let args: A = codec::decode(bytes, Vec::new()).expect("initializer arguments decode");
+pub(crate) fn init_runner<A: DeserializeOwned>(func: FnOffset, bytes: &[u8], fds: Vec<OwnedFd>) {
+    let args: A = codec::decode(bytes, fds).expect("initializer arguments decode");
     // SAFETY: `func` was taken from a `fn(A)` by `Builder::initializer`,
     // which chose this very runner for the same `A`.
     let f: fn(A) = unsafe { func.get() };
