@@ -391,6 +391,37 @@ fn put_big((q, tag): (Queue<Vec<u8>>, u8)) {
     }
 }
 
+const BACKLOG: u32 = 100_000;
+
+/// Puts `BACKLOG` items of 700 bytes (70 MB) and returns: nobody gets them
+/// meanwhile.
+fn put_backlog(q: Queue<(u32, Vec<u8>)>) {
+    for i in 0..BACKLOG {
+        let item = (i, vec![i as u8; 700]);
+        q.put_timeout(item, GENEROUS).expect("an unbounded queue took it");
+    }
+}
+
+/// Python's unbounded queue never blocks `put`: nor does this one, short
+/// of a GiB of queued bytes.
+#[test]
+fn an_unbounded_queue_takes_70_mb_with_no_consumer() {
+    let q = Queue::new().unwrap();
+    join_ok(start(put_backlog, q.clone()));
+    assert_eq!(q.len(), BACKLOG as usize);
+    for i in 0..BACKLOG {
+        let (n, bytes) = q.try_get().unwrap();
+        assert_eq!(n, i);
+        assert!(bytes.len() == 700 && bytes.iter().all(|&b| b == i as u8));
+    }
+    assert!(q.is_empty());
+    // The ring starts again once drained (the backlog's pages go back).
+    for i in 0..10_000u32 {
+        q.put((i, vec![1])).unwrap();
+        assert_eq!(q.get().unwrap(), (i, vec![1]));
+    }
+}
+
 #[test]
 fn items_of_64_mib_pass_whole_and_never_interleave() {
     let _serial = serial();
@@ -414,6 +445,8 @@ fn items_of_64_mib_pass_whole_and_never_interleave() {
 // ------------------------------------------------------------ crashes
 
 const STUCK: usize = 16 << 20;
+/// The ring of the queues `put_one_big` gets stuck in.
+const RING: usize = 4 << 20;
 
 fn put_one_big((q, started): (Queue<Vec<u8>>, Event)) {
     started.set();
@@ -432,7 +465,7 @@ fn until_stuck() -> Duration {
 #[test]
 fn a_producer_killed_inside_put_does_not_wedge_the_queue() {
     let _serial = serial();
-    let q = Queue::<Vec<u8>>::new().unwrap();
+    let q = Queue::<Vec<u8>>::with_byte_limit(0, RING).unwrap();
     let started = Event::new().unwrap();
     let mut p = start(put_one_big, (q.clone(), started.clone()));
     started.wait().unwrap();
@@ -458,7 +491,7 @@ fn get_one((q, started): (Queue<Vec<u8>>, Event)) {
 #[test]
 fn a_consumer_killed_inside_get_does_not_wedge_the_queue() {
     let _serial = serial();
-    let q = Queue::<Vec<u8>>::new().unwrap();
+    let q = Queue::<Vec<u8>>::with_byte_limit(0, RING).unwrap();
     // A producer stopped in the middle of a big item, so that the consumer
     // is killed in the middle of reading it.
     let started = Event::new().unwrap();

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
-    Ordering::{Relaxed, SeqCst},
+    Ordering::{Acquire, Relaxed, SeqCst},
 };
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,38 @@ use crate::shared::block::ShmBlock;
 use crate::sync::{LockError, SharedMutex};
 use crate::sys::futex;
 
-/// Bytes in the ring of the queues this process creates.
-pub(super) const RING_CAP: u32 = 4 << 20;
+/// Bytes in the ring of the queues this process creates: the most bytes
+/// of records a queue holds before a `put` waits for a consumer. Memory is
+/// used only where records are written (see [`HOT`] and [`GIVE_BACK`]).
+pub(super) const RING_CAP: u32 = MAX_CAP;
+/// A producer that has written this far into a large ring starts again at
+/// its beginning as soon as the queue is empty (a `PAD` record covers the
+/// rest), so that a queue its consumers keep up with stays in this much
+/// memory, warm in the CPUs' caches.
+const HOT: u32 = 256 << 10;
+/// Before [`HOT`], a producer of small items waits (as for [`HOT`]) while
+/// more than this many bytes are queued, until half as many are.
+const SOFT: u32 = 64 << 10;
+/// Starting again from beyond this offset gives the pages written past
+/// [`HOT`] back to the system, so that an idle queue does not keep the
+/// memory of its largest backlog.
+const GIVE_BACK: u32 = 8 << 20;
+/// Past [`HOT`], how long a producer waits for the queue to drain while
+/// its consumers make progress ([`STALL`] without progress ends the wait
+/// sooner). It never sleeps, and only bounds how far ahead of its consumers
+/// a producer runs while they keep up.
+const DRAIN_MAX: Duration = Duration::from_millis(2);
+const STALL: Duration = Duration::from_micros(20);
+/// After a wait for a drain that failed, a producer looks again only after
+/// this many more bytes, doubled at each failure up to [`LOOK_MAX`].
+const LOOK_MIN: u32 = 4 << 10;
+const LOOK_MAX: u32 = 1 << 20;
 /// Items whose record is longer than this go in chunks of this many bytes.
 const CHUNK: usize = 256 << 10;
 /// The longest sleep of a consumer inside a chunked item between looks at
 /// its producer (a futex cannot tell that the producer died).
 const SLICE: Duration = Duration::from_millis(20);
-const MIN_CAP: u32 = 4096;
+pub(super) const MIN_CAP: u32 = 4096;
 const MAX_CAP: u32 = 1 << 30;
 const WAKE_ALL: u32 = i32::MAX as u32;
 
@@ -111,9 +135,12 @@ struct Wire {
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
 /// process's checked copies, `seen_head` the last `head` word a producer
-/// of this handle read and `seen_tail` the last byte tail a consumer read
-/// (hints: room and data are only ever underestimated, so the other side's
-/// cache line is read only when the hint runs out).
+/// of this handle read (valid while `laps` is still `seen_laps`: a rewind
+/// moves the byte indices by up to a ring, so an older word could alias)
+/// and `seen_tail` the last `tail` word a consumer read (valid while its
+/// item count is not behind `head`'s) (hints: room and data are only ever
+/// underestimated, so the other side's cache line is read only when the
+/// hint runs out).
 #[derive(Serialize, Deserialize)]
 #[serde(into = "Wire", try_from = "Wire")]
 pub(super) struct Core {
@@ -123,7 +150,10 @@ pub(super) struct Core {
     cap: u32,
     maxsize: u32,
     seen_head: AtomicU64,
-    seen_tail: AtomicU32,
+    seen_laps: AtomicU32,
+    seen_tail: AtomicU64,
+    next_look: AtomicU32,
+    look_step: AtomicU32,
 }
 
 impl Clone for Core {
@@ -135,7 +165,10 @@ impl Clone for Core {
             cap: self.cap,
             maxsize: self.maxsize,
             seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
-            seen_tail: AtomicU32::new(self.seen_tail.load(Relaxed)),
+            seen_laps: AtomicU32::new(self.seen_laps.load(Relaxed)),
+            seen_tail: AtomicU64::new(self.seen_tail.load(Relaxed)),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         }
     }
 }
@@ -166,7 +199,10 @@ impl TryFrom<Wire> for Core {
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
-            seen_tail: AtomicU32::new(0),
+            seen_laps: AtomicU32::new(0),
+            seen_tail: AtomicU64::new(0),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         })
     }
 }
@@ -186,7 +222,10 @@ impl Core {
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
-            seen_tail: AtomicU32::new(0),
+            seen_laps: AtomicU32::new(0),
+            seen_tail: AtomicU64::new(0),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         })
     }
 
@@ -269,6 +308,7 @@ impl Core {
         }
         let _held = acquire(&self.put_lock, wait)?;
         self.repair_put()?;
+        self.pace(wait, record_len(bytes.len()) <= self.chunk());
         if record_len(bytes.len()) <= self.chunk() {
             return self.put_record(Kind::Whole, bytes, true, 0, wait);
         }
@@ -279,6 +319,138 @@ impl Core {
             self.wait_room(chunks * self.chunk() + 8, true, Wait::Try)?;
         }
         self.stream(bytes, wait)
+    }
+
+    /// Paces a producer about to write a new item (`small`: in one record)
+    /// into a large ring (the caller holds the put lock). Past [`HOT`], it
+    /// waits for the queue to drain and starts the ring again at its
+    /// beginning; before, a small item waits while more than [`SOFT`] bytes
+    /// are queued. Each wait spins, only while the consumers make progress
+    /// (none for a `Try`): a consumer that keeps up is kept close, so the
+    /// records it reads are still in the caches, and one that does not
+    /// costs the producer a few microseconds now and then.
+    fn pace(&self, wait: Wait, small: bool) {
+        if self.cap < 4 * HOT {
+            return;
+        }
+        let (put, tail) = header::split(self.h().tail.load(Relaxed));
+        let pos = tail & (self.cap - 1);
+        let far = pos >= HOT;
+        if tail % 8 != 0 || !(far || small) {
+            return;
+        }
+        let seen = self.seen_head.load(Relaxed) as u32;
+        let fresh = self.seen_laps.load(Relaxed) == self.h().laps.load(Relaxed);
+        if !far && fresh && tail.wrapping_sub(seen) <= SOFT {
+            return;
+        }
+        let ahead = self.next_look.load(Relaxed).wrapping_sub(tail);
+        if ahead != 0 && ahead <= LOOK_MAX {
+            return; // waited in vain not long ago
+        }
+        let patient = !matches!(wait, Wait::Try);
+        let got = self
+            .drain_to(tail, SOFT, SOFT / 2, patient)
+            .and_then(|got| match far {
+                true => self.drain_to(tail, 0, 0, patient),
+                false => Some(got),
+            });
+        let Some(got) = got else {
+            let step = self.look_step.load(Relaxed).clamp(LOOK_MIN, LOOK_MAX);
+            self.next_look.store(tail.wrapping_add(step), Relaxed);
+            self.look_step.store((step * 2).min(LOOK_MAX), Relaxed);
+            return;
+        };
+        self.look_step.store(LOOK_MIN, Relaxed);
+        if far {
+            self.rewind(put, tail, got);
+        }
+    }
+
+    /// Writes a `PAD` from `tail` (the caller holds the put lock, and every
+    /// record up to `tail` is consumed, `got` items in all) to the end of
+    /// the ring, frees it, and gives back the pages written far out.
+    fn rewind(&self, put: u32, tail: u32, got: u32) {
+        let pos = tail & (self.cap - 1);
+        let pad = self.cap - pos;
+        let end = tail.wrapping_add(pad);
+        self.write(tail, &encode_header(Kind::Pad, pad - 8));
+        let laps = self.h().laps.load(Relaxed).wrapping_add(1);
+        self.h().laps.store(laps, Relaxed);
+        self.h().tail.store(header::join(put, end), SeqCst);
+        // Free the `PAD` at once, unless a consumer already did (it then
+        // stored this same word).
+        let (from, to) = (header::join(got, tail), header::join(got, end));
+        let _ = self.h().head.compare_exchange(from, to, SeqCst, Relaxed);
+        self.seen_head.store(to, Relaxed);
+        self.seen_laps.store(laps, Relaxed);
+        self.next_look.store(end, Relaxed);
+        self.give_back(pos);
+    }
+
+    /// If more than `enough` bytes up to `tail` are queued, spins (while
+    /// the consumers make progress, at most [`DRAIN_MAX`]; not at all
+    /// unless `patient`) until no more than `target` are: `Some(items got)`,
+    /// or `None`.
+    fn drain_to(&self, tail: u32, enough: u32, target: u32, patient: bool) -> Option<u32> {
+        let look = |bound: u32| {
+            let word = self.h().head.load(Acquire);
+            let (got, head) = header::split(word);
+            let used = tail.wrapping_sub(head);
+            self.seen_head.store(word, Relaxed);
+            self.seen_laps.store(self.h().laps.load(Relaxed), Relaxed);
+            (used <= bound).then_some(got)
+        };
+        if let Some(got) = look(enough) {
+            return Some(got);
+        }
+        if !patient {
+            return None;
+        }
+        let start = Instant::now();
+        let (mut last, mut moved) = (self.seen_head.load(Relaxed), start);
+        loop {
+            for _ in 0..16 {
+                for _ in 0..8 {
+                    std::hint::spin_loop();
+                }
+                if let Some(got) = look(target) {
+                    return Some(got);
+                }
+            }
+            let head = self.seen_head.load(Relaxed);
+            let now = Instant::now();
+            if head != last {
+                (last, moved) = (head, now);
+            } else if now - moved > STALL {
+                return None;
+            }
+            if now - start > DRAIN_MAX {
+                return None;
+            }
+        }
+    }
+
+    /// Gives back the pages written past [`HOT`] if records went beyond
+    /// [`GIVE_BACK`], all but the page of the `PAD` at `pos` (a consumer
+    /// may still be reading it). Nothing past [`HOT`] is queued.
+    fn give_back(&self, pos: u32) {
+        const PAGE: u32 = 4096;
+        let deep = self.h().deep.load(Relaxed).max(pos + 8).min(self.cap);
+        if deep <= GIVE_BACK {
+            return;
+        }
+        self.h().deep.store(0, Relaxed);
+        let base = ShmBlock::<Header>::data_start();
+        let (pad_page, after) = (pos / PAGE * PAGE, (pos / PAGE + 1) * PAGE);
+        let region = self.block.region();
+        if pad_page > HOT {
+            region.punch_hole(base + HOT as usize, (pad_page - HOT) as usize);
+        }
+        let end = deep.div_ceil(PAGE) * PAGE;
+        if end > after {
+            region.punch_hole(base + after as usize, (end - after) as usize);
+        }
     }
 
     /// Voids the chunks of an item whose producer died streaming it (the
@@ -329,11 +501,14 @@ impl Core {
             };
             let (put, tail) = header::split(self.h().tail.load(SeqCst));
             let (got, head) = header::split(self.seen_head.load(Relaxed));
-            if fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
+            let laps = self.h().laps.load(Relaxed);
+            let fresh = self.seen_laps.load(Relaxed) == laps;
+            if fresh && fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
                 return Ok(Some(()));
             }
             let (_, _, got, head, used, count) = self.indices()?;
             self.seen_head.store(header::join(got, head), Relaxed);
+            self.seen_laps.store(laps, Relaxed);
             Ok(fits(used, count).then_some(()))
         };
         let until = match wait {
@@ -374,6 +549,10 @@ impl Core {
         }
         self.write(tail, &encode_header(kind, data.len() as u32));
         self.write(tail.wrapping_add(8), data);
+        let reach = ((tail & (self.cap - 1)) as usize + len).min(self.cap as usize) as u32;
+        if reach > self.h().deep.load(Relaxed) {
+            self.h().deep.store(reach, Relaxed);
+        }
         let put = put.wrapping_add(completes as u32);
         self.h()
             .tail
@@ -397,17 +576,23 @@ impl Core {
         out.clear();
         let mut in_item = false;
         loop {
-            let used = self.wait_data(in_item, wait)?;
-            let Some(used) = used else {
+            let Some((word, used)) = self.wait_data(in_item, wait)? else {
                 self.look_at_producer()?;
                 continue;
             };
-            // The get lock's holder alone writes `head` (checked by `wait_data`).
-            let (got, head) = header::split(self.h().head.load(SeqCst));
+            // The get lock's holder writes `head`, and a producer that
+            // frees a `PAD` (checked by `wait_data`).
+            let (got, head) = header::split(word);
             let mut h = [0u8; 8];
             let [(at, _), _] = self.pieces(head, 8);
             self.block.region().read(at, &mut h);
             let (kind, len) = decode_header(h, used)?;
+            if kind == Kind::Pad {
+                let next = head.wrapping_add(record_len(len as usize) as u32);
+                self.h().head.store(header::join(got, next), SeqCst);
+                notify(&self.h().space_seq, &self.h().put_sleepers);
+                continue;
+            }
             if matches!(kind, Kind::Whole | Kind::First) {
                 skip = false;
                 out.clear(); // a partial item without its end: void
@@ -441,22 +626,26 @@ impl Core {
         }
     }
 
-    /// Waits until a record is published: `Some(used bytes)`, or `None`
+    /// Waits until a record is published: `Some((head word, used bytes))`
+    /// from one reading of `head`, or `None`
     /// after a slice when inside a chunked item (`in_item`), which ignores
     /// `wait` and shutdown: its producer finishes or voids it.
-    fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<u32>> {
+    fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<(u64, u32)>> {
         let check = || {
-            let head = self.h().head.load(SeqCst) as u32;
-            let hint = self.seen_tail.load(Relaxed).wrapping_sub(head);
-            if hint > 0 && hint <= self.cap && head % 8 == 0 {
-                return Ok(Some(hint));
+            let word = self.h().head.load(Acquire);
+            let (got, head) = header::split(word);
+            let (put, tail) = header::split(self.seen_tail.load(Relaxed));
+            let hint = tail.wrapping_sub(head);
+            let behind = put.wrapping_sub(got) > 1 << 31;
+            if hint > 0 && hint <= self.cap && head % 8 == 0 && !behind {
+                return Ok(Some((word, hint)));
             }
-            let (_, tail, _, _, used, _) = self.indices()?;
-            self.seen_tail.store(tail, Relaxed);
+            let (put, tail, got, head, used, _) = self.indices()?;
+            self.seen_tail.store(header::join(put, tail), Relaxed);
             if used == 0 && !in_item && self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
-            Ok((used > 0).then_some(used))
+            Ok((used > 0).then_some((header::join(got, head), used)))
         };
         let until = match (in_item, wait) {
             (true, _) => Some(Instant::now() + SLICE),
@@ -466,7 +655,7 @@ impl Core {
         };
         let (seq, sleepers) = (&self.h().data_seq, &self.h().get_sleepers);
         match self.wait_on(seq, sleepers, until, check)? {
-            Some(used) => Ok(Some(used)),
+            Some(found) => Ok(Some(found)),
             None if in_item => Ok(None),
             None => Err(Stop::Timeout),
         }
@@ -616,6 +805,51 @@ mod tests {
             q.get(&mut out, Wait::Try),
             Err(Stop::Failed(Error::Protocol(_)))
         ));
+    }
+
+    #[test]
+    fn a_large_ring_starts_again_when_drained_and_gives_pages_back() {
+        let q = Core::new(0, 32 << 20).unwrap();
+        let mut out = Vec::new();
+        let item = vec![9u8; 1000];
+        let pos = |q: &Core| header::split(q.h().tail.load(SeqCst)).1 & (q.cap - 1);
+        // Kept up with: the producer stays near the start of the ring.
+        for i in 0..2000u32 {
+            q.put(&item, Wait::Forever).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item, "item {i}");
+            assert!(pos(&q) <= HOT + 1016);
+        }
+        // A backlog of 12 MiB with no consumer: the ring grows into it.
+        let n = (12 << 20) / 1008;
+        for _ in 0..n {
+            q.put(&item, Wait::Try).unwrap();
+        }
+        assert!(pos(&q) > GIVE_BACK);
+        let base = ShmBlock::<Header>::data_start();
+        let written = |at: u32| {
+            let mut b = [0u8; 8];
+            q.block.region().read(base + at as usize, &mut b);
+            b != [0; 8]
+        };
+        let probe = GIVE_BACK - 4096 * 7;
+        assert!(written(probe));
+        for _ in 0..n {
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+        }
+        // Drained: a put (at most `LOOK_MAX` later, the producer having
+        // looked in vain before) starts again, and the far pages are gone.
+        let mut puts = 0;
+        while pos(&q) > HOT {
+            q.put(&item, Wait::Try).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+            puts += 1;
+            assert!(puts * 1008 < LOOK_MAX as usize + 2 * 1008);
+        }
+        assert!(!written(probe));
+        assert_eq!(q.len().unwrap(), 0);
     }
 
     #[test]
