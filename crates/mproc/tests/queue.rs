@@ -15,7 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mproc::{Event, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue};
+use mproc::{
+    Connection, Event, GetError, JoinableQueue, Lock, Pipe, Process, PutError, Queue, SimpleQueue,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const GENEROUS: Duration = Duration::from_secs(20);
@@ -294,17 +296,138 @@ fn a_value_that_does_not_decode_is_an_error_and_the_queue_goes_on() {
     assert!(q.is_empty());
 }
 
-#[test]
-fn items_holding_os_handles_are_refused_for_now() {
-    let q = Queue::<Queue<u8>>::new().unwrap();
-    let inner = Queue::<u8>::new().unwrap();
-    match q.put(inner) {
-        Err(PutError::Failed(_, mproc::Error::InvalidArgument(m))) => {
-            assert!(m.contains("OS handles"))
-        }
-        other => panic!("{other:?}"),
+// ------------------------------------------------------------ items holding OS handles
+
+/// Gets a queue out of `outer`, and puts `0..n` on it.
+fn fill_inner((outer, n): (Queue<Queue<u64>>, u64)) {
+    let inner = outer.get_timeout(GENEROUS).unwrap();
+    for i in 0..n {
+        inner.put(i).unwrap();
     }
-    assert!(q.is_empty());
+}
+
+/// A queue inside a queue, which Python refuses.
+#[test]
+fn a_queue_travels_inside_a_queue() {
+    let outer = Queue::<Queue<u64>>::new().unwrap();
+    let inner = Queue::<u64>::new().unwrap();
+    let child = start(fill_inner, (outer.clone(), 100));
+    outer.put(inner.clone()).unwrap();
+    for i in 0..100 {
+        assert_eq!(inner.get_timeout(GENEROUS).unwrap(), i);
+    }
+    join_ok(child);
+    assert!(outer.is_empty() && inner.is_empty());
+}
+
+type Tools = (Connection<String>, Lock);
+
+/// Gets a pipe end and a lock out of `q`: takes the lock, says so on the
+/// pipe, and releases it when told.
+fn use_tools(q: Queue<Tools>) {
+    let (conn, lock) = q.get_timeout(GENEROUS).unwrap();
+    lock.acquire().unwrap();
+    conn.send(&"locked".to_string()).unwrap();
+    assert_eq!(conn.recv().unwrap(), "release");
+    lock.release().unwrap();
+    conn.send(&"released".to_string()).unwrap();
+}
+
+#[test]
+fn a_pipe_end_and_a_lock_travel_in_a_queue_item() {
+    let q = Queue::<Tools>::new().unwrap();
+    let (mine, theirs) = Pipe::<String>::new().unwrap();
+    let lock = Lock::new().unwrap();
+    let child = start(use_tools, q.clone());
+    q.put((theirs, lock.clone())).unwrap();
+    assert_eq!(mine.recv().unwrap(), "locked");
+    assert!(!lock.try_acquire().unwrap());
+    mine.send(&"release".to_string()).unwrap();
+    assert_eq!(mine.recv().unwrap(), "released");
+    assert!(lock.try_acquire().unwrap());
+    lock.release().unwrap();
+    join_ok(child);
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// In a child of its own (no other test opens descriptors there): queues
+/// in queues, items of handles left in a dropped queue, a decode failure.
+fn count_fds(_: ()) {
+    let before = open_fds();
+    {
+        let outer = Queue::<(u32, Queue<u8>, Lock)>::new().unwrap();
+        let inner = Queue::<u8>::new().unwrap();
+        for i in 0..20 {
+            outer.put((i, inner.clone(), Lock::new().unwrap())).unwrap();
+        }
+        for i in 0..10 {
+            let (n, q, lock) = outer.get().unwrap();
+            assert_eq!(n, i);
+            q.put(n as u8).unwrap();
+            drop(lock.lock().unwrap());
+        }
+        assert_eq!(inner.len(), 10);
+        // An item of handles that fails to decode.
+        let refused = Queue::<Refuses>::new().unwrap();
+        refused.put(Refuses(Lock::new().unwrap())).unwrap();
+        assert!(matches!(refused.get(), Err(GetError::Failed(_))));
+        // Ten items of handles stay in `outer` as it goes.
+    }
+    assert_eq!(open_fds(), before, "descriptors leaked");
+}
+
+/// Holds a lock, and never decodes (after taking the lock's handle).
+#[derive(Serialize)]
+struct Refuses(Lock);
+
+impl<'de> Deserialize<'de> for Refuses {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let lock = Lock::deserialize(d)?;
+        drop(lock);
+        Err(serde::de::Error::custom("refused"))
+    }
+}
+
+#[test]
+fn items_of_handles_leak_no_descriptor() {
+    join_ok(start(count_fds, ()));
+}
+
+/// Puts items holding a lock until killed.
+fn put_locks_forever(q: Queue<(u64, Lock)>) {
+    for i in 0.. {
+        q.put((i, Lock::new().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_producer_killed_while_putting_handles_does_not_wedge_the_queue() {
+    let _serial = serial();
+    let q = Queue::<(u64, Lock)>::new().unwrap();
+    let mut p = start(put_locks_forever, q.clone());
+    let mut last = None;
+    for _ in 0..200 {
+        let (i, lock) = q.get_timeout(GENEROUS).unwrap();
+        assert!(last.is_none_or(|l| l < i));
+        last = Some(i);
+        drop(lock.lock().unwrap());
+    }
+    p.kill().unwrap();
+    p.join().unwrap();
+    // Whatever it was doing, what it published is whole, and the queue
+    // goes on.
+    while let Ok((i, lock)) = q.try_get() {
+        assert!(last.is_none_or(|l| l < i));
+        last = Some(i);
+        drop(lock.lock().unwrap());
+    }
+    q.put((u64::MAX, Lock::new().unwrap())).unwrap();
+    let (i, lock) = q.get_timeout(GENEROUS).unwrap();
+    assert_eq!(i, u64::MAX);
+    assert!(lock.try_acquire().unwrap());
 }
 
 // ------------------------------------------------------------ many processes

@@ -6,15 +6,18 @@ use std::sync::atomic::{
     AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, SeqCst},
 };
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::header::{self, decode_header, encode_header, record_len, Header, Kind};
+use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::shared::block::ShmBlock;
 use crate::sync::{LockError, SharedMutex};
-use crate::sys::futex;
+use crate::sys::{fdpass, futex};
 
 /// Bytes in the ring of the queues this process creates: the most bytes
 /// of records a queue holds before a `put` waits for a consumer. Memory is
@@ -125,12 +128,68 @@ fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
     }
 }
 
-/// The wire form of a queue: three shared blocks.
+/// The socket pair that carries the descriptors of items holding OS
+/// handles, shared by every handle of a queue: producers send on the
+/// first, consumers receive on the second (see `README.md`).
+#[derive(Clone)]
+struct Chan(Arc<[OwnedFd; 2]>);
+
+impl Chan {
+    fn new() -> Result<Chan> {
+        let (a, b) = fdpass::packet_pair().map_err(Error::io("cannot create a queue's socket"))?;
+        Ok(Chan(Arc::new([a, b])))
+    }
+    fn tx(&self) -> BorrowedFd<'_> {
+        self.0[0].as_fd()
+    }
+    fn rx(&self) -> BorrowedFd<'_> {
+        self.0[1].as_fd()
+    }
+}
+
+/// A descriptor serialised through the codec's side table.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0, s)
+    }
+}
+
+impl Serialize for Chan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (FdRef(self.tx()), FdRef(self.rx())).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (WireFd(a), WireFd(b)) = Deserialize::deserialize(d)?;
+        Ok(Chan(Arc::new([a, b])))
+    }
+}
+
+/// The wire form of a queue: three shared blocks and its socket pair.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     block: ShmBlock<Header>,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
+    chan: Chan,
+}
+
+/// The bytes before the encoded item in a `HANDLES` record: the tag of
+/// its message on the socket (`u64`), the number of descriptors (`u32`)
+/// and 4 zero bytes.
+const HANDLES_PREFIX: usize = 16;
+
+/// A tag for the socket message of the item put as number `seq`: the
+/// low half tells it from a message a killed producer sent for the same
+/// number but never published.
+fn handles_tag(seq: u32) -> u64 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Relaxed).wrapping_mul(0x9e37_79b9);
+    header::join(seq, n ^ std::process::id())
 }
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
@@ -147,6 +206,7 @@ pub(super) struct Core {
     block: ShmBlock<Header>,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
+    chan: Chan,
     cap: u32,
     maxsize: u32,
     seen_head: AtomicU64,
@@ -162,6 +222,7 @@ impl Clone for Core {
             block: self.block.clone(),
             put_lock: self.put_lock.clone(),
             get_lock: self.get_lock.clone(),
+            chan: self.chan.clone(),
             cap: self.cap,
             maxsize: self.maxsize,
             seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
@@ -179,6 +240,7 @@ impl From<Core> for Wire {
             block: c.block,
             put_lock: c.put_lock,
             get_lock: c.get_lock,
+            chan: c.chan,
         }
     }
 }
@@ -196,6 +258,7 @@ impl TryFrom<Wire> for Core {
             block: w.block,
             put_lock: w.put_lock,
             get_lock: w.get_lock,
+            chan: w.chan,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
@@ -219,6 +282,7 @@ impl Core {
             block,
             put_lock: SharedMutex::new(false)?,
             get_lock: SharedMutex::new(false)?,
+            chan: Chan::new()?,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
@@ -301,8 +365,65 @@ impl Core {
 
     // ------------------------------------------------------------ put
 
-    /// Appends one item (encoded bytes), within `wait`.
-    pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Res<()> {
+    /// Appends one item (encoded bytes and the descriptors they refer
+    /// to), within `wait`.
+    pub(super) fn put(&self, bytes: &[u8], fds: &[OwnedFd], wait: Wait) -> Res<()> {
+        if fds.is_empty() {
+            self.put_bytes(bytes, wait)
+        } else {
+            self.put_handles(bytes, fds, wait)
+        }
+    }
+
+    /// Appends an item holding descriptors: one `HANDLES` record, its
+    /// descriptors sent on the socket first, both under the put lock. The
+    /// socket is never waited on holding the lock.
+    fn put_handles(&self, bytes: &[u8], fds: &[OwnedFd], wait: Wait) -> Res<()> {
+        let len = record_len(HANDLES_PREFIX + bytes.len());
+        if fds.len() > fdpass::MAX_FDS || len > self.chunk() {
+            return Err(Stop::Failed(Error::InvalidArgument(format!(
+                "a queue item holding OS handles takes at most {} handles and {} bytes",
+                fdpass::MAX_FDS,
+                self.chunk() - 8 - HANDLES_PREFIX
+            ))));
+        }
+        let mut data = vec![0u8; HANDLES_PREFIX];
+        data.extend_from_slice(bytes);
+        data[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+        let fds = fdpass::borrow_all(fds);
+        loop {
+            if self.is_shut_down() {
+                return Err(Stop::ShutDown);
+            }
+            let held = acquire(&self.put_lock, wait)?;
+            self.repair_put()?;
+            self.pace(wait, true);
+            self.wait_room(len, true, wait)?;
+            let put = header::split(self.h().tail.load(SeqCst)).0;
+            let tag = handles_tag(put);
+            data[..8].copy_from_slice(&tag.to_le_bytes());
+            let sent = fdpass::try_send_packet(self.chan.tx(), &tag.to_le_bytes(), &fds)
+                .map_err(Error::io("cannot pass a queue item's OS handles"))?;
+            if sent {
+                return self.commit(Kind::Handles, &data, true);
+            }
+            // The socket is full of other items' handles: wait for the
+            // consumers without the lock.
+            drop(held);
+            let deadline = match wait {
+                Wait::Try => return Err(Stop::Busy),
+                Wait::Until(d) => Some(d),
+                Wait::Forever => Some(Instant::now() + SLICE),
+            };
+            let ready = fdpass::wait_writable(self.chan.tx(), deadline)
+                .map_err(Error::io("cannot wait on a queue's socket"))?;
+            if !ready && matches!(wait, Wait::Until(_)) {
+                return Err(Stop::Timeout);
+            }
+        }
+    }
+
+    fn put_bytes(&self, bytes: &[u8], wait: Wait) -> Res<()> {
         if self.is_shut_down() {
             return Err(Stop::ShutDown);
         }
@@ -539,6 +660,13 @@ impl Core {
         }
         let new_item = matches!(kind, Kind::Whole | Kind::First);
         self.wait_room(len + reserve, new_item, wait)?;
+        self.commit(kind, data, completes)
+    }
+
+    /// Writes one record at `tail` and publishes it (with one more item if
+    /// `completes`); the caller holds the put lock and saw room for it.
+    fn commit(&self, kind: Kind, data: &[u8], completes: bool) -> Res<()> {
+        let len = record_len(data.len());
         // The put lock's holder alone writes `tail`: only alignment can be
         // wrong (room was checked against it just now).
         let (put, tail) = header::split(self.h().tail.load(SeqCst));
@@ -564,13 +692,13 @@ impl Core {
     // ------------------------------------------------------------ get
 
     /// Takes the oldest item's bytes into `out` (cleared first), within
-    /// `wait`.
-    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+    /// `wait`; returns the descriptors they refer to.
+    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
         let _held = acquire(&self.get_lock, wait)?;
         self.get_locked(out, wait)
     }
 
-    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
         // A consumer that died inside a chunked item left the rest of it.
         let mut skip = self.h().get_open.load(SeqCst) != 0;
         out.clear();
@@ -593,10 +721,26 @@ impl Core {
                 notify(&self.h().space_seq, &self.h().put_sleepers);
                 continue;
             }
-            if matches!(kind, Kind::Whole | Kind::First) {
+            if matches!(kind, Kind::Whole | Kind::First | Kind::Handles) {
                 skip = false;
                 out.clear(); // a partial item without its end: void
                 in_item = false;
+            }
+            if kind == Kind::Handles {
+                let next = head.wrapping_add(record_len(len as usize) as u32);
+                let fds = self.take_handles(head, len as usize, out)?;
+                self.h()
+                    .head
+                    .store(header::join(got.wrapping_add(1), next), SeqCst);
+                notify(&self.h().space_seq, &self.h().put_sleepers);
+                self.h().get_open.store(0, SeqCst);
+                match fds {
+                    Some(fds) => return Ok(fds),
+                    None => {
+                        out.clear(); // lost with a killed consumer
+                        continue;
+                    }
+                }
             }
             let counted = kind == Kind::Last || kind == Kind::Whole;
             let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || in_item);
@@ -621,8 +765,42 @@ impl Core {
                 _ => {}
             }
             if counted && keep {
-                return Ok(());
+                return Ok(Vec::new());
             }
+        }
+    }
+
+    /// Reads the `HANDLES` record at `head` (`len` bytes): its item into
+    /// `out`, its descriptors from the socket. Messages older than its
+    /// tag (sent by producers killed before they published) are dropped;
+    /// `None` if its message is gone (taken by a consumer killed before it
+    /// freed the record: the item is lost with it).
+    fn take_handles(&self, head: u32, len: usize, out: &mut Vec<u8>) -> Res<Option<Vec<OwnedFd>>> {
+        if len < HANDLES_PREFIX {
+            return Err(Stop::Failed(Error::Protocol(format!(
+                "queue record of handles of {len} bytes"
+            ))));
+        }
+        self.append(head.wrapping_add(8), len, out);
+        let tag = u64::from_le_bytes(out[..8].try_into().unwrap_or_default());
+        out.drain(..HANDLES_PREFIX);
+        let io = || Error::io("cannot take a queue item's OS handles");
+        loop {
+            let mut b = [0u8; 8];
+            let Some(n) = fdpass::peek_packet(self.chan.rx(), &mut b).map_err(io())? else {
+                return Ok(None);
+            };
+            let seen = if n == 8 { u64::from_le_bytes(b) } else { 0 };
+            let ahead = header::split(seen).0.wrapping_sub(header::split(tag).0);
+            if seen != tag && ahead != 0 && ahead < 1 << 31 {
+                return Ok(None); // a later item's
+            }
+            let taken = fdpass::recv_tagged(self.chan.rx(), &mut b, true).map_err(io())?;
+            let fds = taken.map(|(_, fds)| fds).unwrap_or_default();
+            if seen == tag {
+                return Ok(Some(fds));
+            }
+            drop(fds); // a dead producer's
         }
     }
 
@@ -689,7 +867,7 @@ impl Core {
         let (mut drained, mut sink) = (0u32, Vec::new());
         loop {
             match self.get_locked(&mut sink, Wait::Try) {
-                Ok(_) | Err(Stop::Failed(Error::Decode(_))) => drained += 1,
+                Ok(_fds) => drained += 1,
                 Err(Stop::Busy | Stop::ShutDown | Stop::Timeout) => break,
                 Err(Stop::Failed(e)) => return Err(e),
             }
@@ -762,7 +940,7 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..2000u32 {
             let item = vec![i as u8; (i % 700) as usize];
-            q.put(&item, Wait::Try).unwrap();
+            q.put(&item, &[], Wait::Try).unwrap();
             q.get(&mut out, Wait::Try).unwrap();
             assert_eq!(out, item);
         }
@@ -773,7 +951,7 @@ mod tests {
     fn items_larger_than_the_ring_need_a_consumer() {
         let q = core();
         let big = vec![5u8; 3 * MIN_CAP as usize];
-        assert!(matches!(q.put(&big, Wait::Try), Err(Stop::Busy)));
+        assert!(matches!(q.put(&big, &[], Wait::Try), Err(Stop::Busy)));
         assert_eq!(q.len().unwrap(), 0);
     }
 
@@ -787,7 +965,7 @@ mod tests {
             Err(Stop::Failed(Error::Protocol(_)))
         ));
         assert!(matches!(
-            q.put(b"x", Wait::Try),
+            q.put(b"x", &[], Wait::Try),
             Err(Stop::Failed(Error::Protocol(_)))
         ));
         q.h().tail.store(header::join(1, 3), SeqCst);
@@ -797,7 +975,7 @@ mod tests {
     #[test]
     fn a_garbled_record_header_is_a_protocol_error() {
         let q = core();
-        q.put(b"hello", Wait::Try).unwrap();
+        q.put(b"hello", &[], Wait::Try).unwrap();
         let at = ShmBlock::<Header>::data_start();
         q.block.region().write(at + 4, &[0xff; 4]);
         let mut out = Vec::new();
@@ -815,7 +993,7 @@ mod tests {
         let pos = |q: &Core| header::split(q.h().tail.load(SeqCst)).1 & (q.cap - 1);
         // Kept up with: the producer stays near the start of the ring.
         for i in 0..2000u32 {
-            q.put(&item, Wait::Forever).unwrap();
+            q.put(&item, &[], Wait::Forever).unwrap();
             q.get(&mut out, Wait::Try).unwrap();
             assert_eq!(out, item, "item {i}");
             assert!(pos(&q) <= HOT + 1016);
@@ -823,7 +1001,7 @@ mod tests {
         // A backlog of 12 MiB with no consumer: the ring grows into it.
         let n = (12 << 20) / 1008;
         for _ in 0..n {
-            q.put(&item, Wait::Try).unwrap();
+            q.put(&item, &[], Wait::Try).unwrap();
         }
         assert!(pos(&q) > GIVE_BACK);
         let base = ShmBlock::<Header>::data_start();
@@ -842,7 +1020,7 @@ mod tests {
         // looked in vain before) starts again, and the far pages are gone.
         let mut puts = 0;
         while pos(&q) > HOT {
-            q.put(&item, Wait::Try).unwrap();
+            q.put(&item, &[], Wait::Try).unwrap();
             q.get(&mut out, Wait::Try).unwrap();
             assert_eq!(out, item);
             puts += 1;
@@ -852,13 +1030,42 @@ mod tests {
         assert_eq!(q.len().unwrap(), 0);
     }
 
+    fn handles(n: usize) -> Vec<OwnedFd> {
+        (0..n).map(|_| fdpass::packet_pair().unwrap().0).collect()
+    }
+
+    #[test]
+    fn a_dead_producers_handles_are_dropped_and_a_dead_consumers_item_skipped() {
+        let q = core();
+        let mut out = Vec::new();
+        // A producer killed between sending its handles and publishing:
+        // a message with the next item's number and another tag.
+        let put = header::split(q.h().tail.load(SeqCst)).0;
+        let stale = handles(2);
+        let tag = handles_tag(put).to_le_bytes();
+        fdpass::try_send_packet(q.chan.tx(), &tag, &fdpass::borrow_all(&stale)).unwrap();
+        q.put(b"one", &handles(3), Wait::Try).unwrap();
+        assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 3);
+        assert_eq!(out, b"one");
+        // A consumer killed after taking the handles, before freeing the
+        // record: the item is lost, the next one comes.
+        q.put(b"two", &handles(1), Wait::Try).unwrap();
+        q.put(b"three", &handles(2), Wait::Try).unwrap();
+        let mut b = [0u8; 8];
+        fdpass::recv_tagged(q.chan.rx(), &mut b, true).unwrap().unwrap();
+        assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 2);
+        assert_eq!(out, b"three");
+        assert_eq!(q.len().unwrap(), 0);
+        assert!(fdpass::peek_packet(q.chan.rx(), &mut b).unwrap().is_none());
+    }
+
     #[test]
     fn an_abort_voids_a_partial_item() {
         let q = core();
         q.h().put_open.store(1, SeqCst);
         q.put_record(Kind::First, b"partial", false, 8, Wait::Try)
             .unwrap();
-        q.put(b"next", Wait::Try).unwrap(); // repairs first: ABORT, then the item
+        q.put(b"next", &[], Wait::Try).unwrap(); // repairs first: ABORT, then the item
         let mut out = Vec::new();
         q.get(&mut out, Wait::Try).unwrap();
         assert_eq!(out, b"next");

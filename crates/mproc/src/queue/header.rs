@@ -33,7 +33,9 @@
 //! header never wraps; the payload may). Kinds: `WHOLE` (an item), `FIRST`,
 //! `MORE`, `LAST` (an item streamed in chunks), `ABORT` (the chunks since
 //! the last `FIRST` are void), `PAD` (nothing: the rest of the ring, so
-//! that the next record starts at its beginning again).
+//! that the next record starts at its beginning again), `HANDLES` (an item
+//! holding descriptors, sent on the queue's socket: its tag and their
+//! number, then the item).
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -84,6 +86,7 @@ pub(super) enum Kind {
     Last = 4,
     Abort = 5,
     Pad = 6,
+    Handles = 7,
 }
 
 const CHECK: u32 = 0x00_71_75_65; // "que"
@@ -112,6 +115,7 @@ pub(super) fn decode_header(h: [u8; 8], used: u32) -> Result<(Kind, u32)> {
         Some(4) => Kind::Last,
         Some(5) => Kind::Abort,
         Some(6) => Kind::Pad,
+        Some(7) => Kind::Handles,
         _ => {
             return Err(Error::Protocol(format!(
                 "bad queue record header {word:#x}"

@@ -303,14 +303,7 @@ fn put_checked(
     fds: Vec<std::os::fd::OwnedFd>,
     wait: Wait,
 ) -> std::result::Result<(), super::core::Stop> {
-    if !fds.is_empty() {
-        return Err(Error::InvalidArgument(
-            "queue items holding OS handles (queues, connections, locks...) are not supported yet"
-                .into(),
-        )
-        .into());
-    }
-    core.put(buf, wait)
+    core.put(buf, &fds, wait)
 }
 
 impl<T: DeserializeOwned> Queue<T> {
@@ -343,7 +336,7 @@ impl<T: DeserializeOwned> Queue<T> {
             let r = self.core.get(&mut buf, wait);
             let r = r
                 .map_err(GetError::from)
-                .and_then(|()| codec::decode(&buf, Vec::new()).map_err(GetError::Failed));
+                .and_then(|fds| codec::decode(&buf, fds).map_err(GetError::Failed));
             if buf.capacity() <= SCRATCH_KEEP {
                 if let Ok(mut b) = s.try_borrow_mut() {
                     *b = buf;
