@@ -55,7 +55,10 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 
 /// Encodes `value` into `out`, which must be exactly as long as its
 /// encoding (see [`encoded_len`]); returns the descriptors it holds.
-pub(crate) fn encode_exact<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<Vec<OwnedFd>> {
+pub(crate) fn encode_exact<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<Vec<OwnedFd>> {
     let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
     let mut rest = &mut *out;
     let r = options().serialize_into(&mut rest, value);

@@ -521,7 +521,8 @@ const BACKLOG: u32 = 100_000;
 fn put_backlog(q: Queue<(u32, Vec<u8>)>) {
     for i in 0..BACKLOG {
         let item = (i, vec![i as u8; 700]);
-        q.put_timeout(item, GENEROUS).expect("an unbounded queue took it");
+        q.put_timeout(item, GENEROUS)
+            .expect("an unbounded queue took it");
     }
 }
 

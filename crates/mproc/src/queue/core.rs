@@ -2,11 +2,11 @@
 //! a ring of records in shared memory, one robust lock for producers and
 //! one for consumers (see `README.md` and `header.rs`).
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, SeqCst},
 };
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,9 @@ pub(super) const RING_CAP: u32 = MAX_CAP;
 /// rest), so that a queue its consumers keep up with stays in this much
 /// memory, warm in the CPUs' caches.
 const HOT: u32 = 256 << 10;
+/// A producer of items streamed in chunks starts the ring again past
+/// [`HOT`] if the queue is empty, and waits for it to drain past this.
+const FAR: u32 = 4 << 20;
 /// Before [`HOT`], a producer of small items waits (as for [`HOT`]) while
 /// more than this many bytes are queued, until half as many are.
 const SOFT: u32 = 64 << 10;
@@ -444,12 +447,13 @@ impl Core {
 
     /// Paces a producer about to write a new item (`small`: in one record)
     /// into a large ring (the caller holds the put lock). Past [`HOT`], it
-    /// waits for the queue to drain and starts the ring again at its
-    /// beginning; before, a small item waits while more than [`SOFT`] bytes
-    /// are queued. Each wait spins, only while the consumers make progress
-    /// (none for a `Try`): a consumer that keeps up is kept close, so the
-    /// records it reads are still in the caches, and one that does not
-    /// costs the producer a few microseconds now and then.
+    /// waits for the queue to drain (a large item: only past [`FAR`]) and
+    /// starts the ring again at its beginning; before, a small item waits
+    /// while more than [`SOFT`] bytes are queued. Each wait spins, only
+    /// while the consumers make progress (none for a `Try`): a consumer
+    /// that keeps up is kept close, so the records it reads are still in
+    /// the caches, and one that does not costs the producer a few
+    /// microseconds now and then.
     fn pace(&self, wait: Wait, small: bool) {
         if self.cap < 4 * HOT {
             return;
@@ -463,6 +467,16 @@ impl Core {
         let seen = self.seen_head.load(Relaxed) as u32;
         let fresh = self.seen_laps.load(Relaxed) == self.h().laps.load(Relaxed);
         if !far && fresh && tail.wrapping_sub(seen) <= SOFT {
+            return;
+        }
+        if !small {
+            // An item in chunks: its consumer reads one chunk while the
+            // next is written, and a wait for the drain would stop that
+            // flow, so it waits only far out.
+            let patient = !matches!(wait, Wait::Try) && pos >= FAR;
+            if let Some(got) = self.drain_to(tail, 0, 0, patient) {
+                self.rewind(put, tail, got);
+            }
             return;
         }
         let ahead = self.next_look.load(Relaxed).wrapping_sub(tail);
@@ -1052,7 +1066,9 @@ mod tests {
         q.put(b"two", &handles(1), Wait::Try).unwrap();
         q.put(b"three", &handles(2), Wait::Try).unwrap();
         let mut b = [0u8; 8];
-        fdpass::recv_tagged(q.chan.rx(), &mut b, true).unwrap().unwrap();
+        fdpass::recv_tagged(q.chan.rx(), &mut b, true)
+            .unwrap()
+            .unwrap();
         assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 2);
         assert_eq!(out, b"three");
         assert_eq!(q.len().unwrap(), 0);

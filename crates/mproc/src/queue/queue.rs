@@ -61,9 +61,13 @@ const SCRATCH_KEEP: usize = 4 << 20;
 ///   finds the producer far into the ring, may spin for a few microseconds
 ///   (never sleeps) while its consumers make progress, so that they stay
 ///   close behind and read from the caches.
-/// - Items holding OS handles (another queue, a [`Connection`](crate::Connection),
-///   a lock...) are not supported yet: `put` returns
-///   [`PutError::Failed`] with [`Error::InvalidArgument`].
+/// - Items may hold OS handles: another queue, a
+///   [`Connection`](crate::Connection), a lock, shared memory... (Python
+///   refuses a queue inside a queue). Such an item encodes to at most
+///   256 KiB and holds at most 253 handles (else [`PutError::Failed`] with
+///   [`Error::InvalidArgument`]), and about 270 of them can wait in one
+///   queue (the kernel's socket buffer): a `put` of one more waits for a
+///   consumer (`try_put`: `Full`), without holding up other puts' locks.
 /// - A process killed inside `put` or `get` does not wedge the queue: the
 ///   item it was writing or reading may be lost with it, nothing else is.
 /// - A consumer waiting on an empty queue whose producers all died waits
@@ -130,7 +134,10 @@ impl<T> Queue<T> {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn bounded(maxsize: usize) -> Result<Self> {
-        Ok(Self::from_core(Core::new(check_maxsize(maxsize)?, RING_CAP)?))
+        Ok(Self::from_core(Core::new(
+            check_maxsize(maxsize)?,
+            RING_CAP,
+        )?))
     }
 
     /// A queue of at most `maxsize` items (`0`: no limit) and at most
