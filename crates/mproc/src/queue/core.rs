@@ -311,9 +311,23 @@ impl Core {
     }
 
     /// Checked (items_put, tail, items_got, head, used bytes, items queued).
+    ///
+    /// `head` is read on both sides of `tail` until it did not move: a
+    /// producer that frees a `PAD` moves `head` past any `tail` read
+    /// before its `PAD` was published, so only a snapshot of both words at
+    /// one instant may be judged (at any instant they are in order).
     fn indices(&self) -> Result<(u32, u32, u32, u32, u32, u32)> {
-        let (put, tail) = header::split(self.h().tail.load(SeqCst));
-        let (got, head) = header::split(self.h().head.load(SeqCst));
+        let mut before = self.h().head.load(SeqCst);
+        let (mut word, mut tries) = (self.h().tail.load(SeqCst), 0);
+        loop {
+            let after = self.h().head.load(SeqCst);
+            if after == before || tries == 100 {
+                break;
+            }
+            (before, word, tries) = (after, self.h().tail.load(SeqCst), tries + 1);
+        }
+        let (put, tail) = header::split(word);
+        let (got, head) = header::split(before);
         let (used, count) = (tail.wrapping_sub(head), put.wrapping_sub(got));
         if used > self.cap || count > 1 << 31 || tail % 8 != 0 || head % 8 != 0 {
             return Err(Error::Protocol(format!(
