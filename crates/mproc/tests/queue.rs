@@ -546,6 +546,28 @@ fn an_unbounded_queue_takes_70_mb_with_no_consumer() {
     }
 }
 
+/// Puts `0..n` as fast as it can.
+fn put_stream((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+/// Small items as fast as one producer can put them: the ring starts again
+/// at its beginning over a hundred times (freeing a `PAD` under a
+/// consumer's feet), and every item comes, in order.
+#[test]
+fn a_stream_of_small_items_comes_whole_and_in_order() {
+    const N: u64 = 2_000_000;
+    let q = Queue::<u64>::new().unwrap();
+    let p = start(put_stream, (q.clone(), N));
+    for i in 0..N {
+        assert_eq!(q.get_timeout(GENEROUS).unwrap(), i);
+    }
+    join_ok(p);
+    assert!(q.is_empty());
+}
+
 #[test]
 fn items_of_64_mib_pass_whole_and_never_interleave() {
     let _serial = serial();
