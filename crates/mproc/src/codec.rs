@@ -53,6 +53,38 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     Ok(fds)
 }
 
+/// Encodes `value` into `out`, which must be exactly as long as its
+/// encoding (see [`encoded_len`]); returns the descriptors it holds.
+pub(crate) fn encode_exact<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<Vec<OwnedFd>> {
+    let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
+    let mut rest = &mut *out;
+    let r = options().serialize_into(&mut rest, value);
+    let left = rest.len();
+    let fds = OUTGOING
+        .with(|t| std::mem::replace(&mut *t.borrow_mut(), saved))
+        .unwrap_or_default();
+    r.map_err(|e| Error::Encode(CodecError(e)))?;
+    if left != 0 {
+        return Err(Error::InvalidArgument(
+            "a value encoded to fewer bytes than its encoded size".into(),
+        ));
+    }
+    Ok(fds)
+}
+
+/// The length of `value`'s encoding (the handles it holds are counted, not
+/// kept).
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize> {
+    let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
+    let r = options().serialized_size(value);
+    OUTGOING.with(|t| *t.borrow_mut() = saved);
+    let n = r.map_err(|e| Error::Encode(CodecError(e)))?;
+    usize::try_from(n).map_err(|_| Error::InvalidArgument(format!("a value of {n} bytes")))
+}
+
 /// Encodes `value` into a new frame.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Frame> {
     let mut bytes = Vec::new();

@@ -15,7 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mproc::{Event, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue};
+use mproc::{
+    Connection, Event, GetError, JoinableQueue, Lock, Pipe, Process, PutError, Queue, SimpleQueue,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const GENEROUS: Duration = Duration::from_secs(20);
@@ -294,17 +296,138 @@ fn a_value_that_does_not_decode_is_an_error_and_the_queue_goes_on() {
     assert!(q.is_empty());
 }
 
-#[test]
-fn items_holding_os_handles_are_refused_for_now() {
-    let q = Queue::<Queue<u8>>::new().unwrap();
-    let inner = Queue::<u8>::new().unwrap();
-    match q.put(inner) {
-        Err(PutError::Failed(_, mproc::Error::InvalidArgument(m))) => {
-            assert!(m.contains("OS handles"))
-        }
-        other => panic!("{other:?}"),
+// ------------------------------------------------------------ items holding OS handles
+
+/// Gets a queue out of `outer`, and puts `0..n` on it.
+fn fill_inner((outer, n): (Queue<Queue<u64>>, u64)) {
+    let inner = outer.get_timeout(GENEROUS).unwrap();
+    for i in 0..n {
+        inner.put(i).unwrap();
     }
-    assert!(q.is_empty());
+}
+
+/// A queue inside a queue, which Python refuses.
+#[test]
+fn a_queue_travels_inside_a_queue() {
+    let outer = Queue::<Queue<u64>>::new().unwrap();
+    let inner = Queue::<u64>::new().unwrap();
+    let child = start(fill_inner, (outer.clone(), 100));
+    outer.put(inner.clone()).unwrap();
+    for i in 0..100 {
+        assert_eq!(inner.get_timeout(GENEROUS).unwrap(), i);
+    }
+    join_ok(child);
+    assert!(outer.is_empty() && inner.is_empty());
+}
+
+type Tools = (Connection<String>, Lock);
+
+/// Gets a pipe end and a lock out of `q`: takes the lock, says so on the
+/// pipe, and releases it when told.
+fn use_tools(q: Queue<Tools>) {
+    let (conn, lock) = q.get_timeout(GENEROUS).unwrap();
+    lock.acquire().unwrap();
+    conn.send(&"locked".to_string()).unwrap();
+    assert_eq!(conn.recv().unwrap(), "release");
+    lock.release().unwrap();
+    conn.send(&"released".to_string()).unwrap();
+}
+
+#[test]
+fn a_pipe_end_and_a_lock_travel_in_a_queue_item() {
+    let q = Queue::<Tools>::new().unwrap();
+    let (mine, theirs) = Pipe::<String>::new().unwrap();
+    let lock = Lock::new().unwrap();
+    let child = start(use_tools, q.clone());
+    q.put((theirs, lock.clone())).unwrap();
+    assert_eq!(mine.recv().unwrap(), "locked");
+    assert!(!lock.try_acquire().unwrap());
+    mine.send(&"release".to_string()).unwrap();
+    assert_eq!(mine.recv().unwrap(), "released");
+    assert!(lock.try_acquire().unwrap());
+    lock.release().unwrap();
+    join_ok(child);
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// In a child of its own (no other test opens descriptors there): queues
+/// in queues, items of handles left in a dropped queue, a decode failure.
+fn count_fds(_: ()) {
+    let before = open_fds();
+    {
+        let outer = Queue::<(u32, Queue<u8>, Lock)>::new().unwrap();
+        let inner = Queue::<u8>::new().unwrap();
+        for i in 0..20 {
+            outer.put((i, inner.clone(), Lock::new().unwrap())).unwrap();
+        }
+        for i in 0..10 {
+            let (n, q, lock) = outer.get().unwrap();
+            assert_eq!(n, i);
+            q.put(n as u8).unwrap();
+            drop(lock.lock().unwrap());
+        }
+        assert_eq!(inner.len(), 10);
+        // An item of handles that fails to decode.
+        let refused = Queue::<Refuses>::new().unwrap();
+        refused.put(Refuses(Lock::new().unwrap())).unwrap();
+        assert!(matches!(refused.get(), Err(GetError::Failed(_))));
+        // Ten items of handles stay in `outer` as it goes.
+    }
+    assert_eq!(open_fds(), before, "descriptors leaked");
+}
+
+/// Holds a lock, and never decodes (after taking the lock's handle).
+#[derive(Serialize)]
+struct Refuses(Lock);
+
+impl<'de> Deserialize<'de> for Refuses {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let lock = Lock::deserialize(d)?;
+        drop(lock);
+        Err(serde::de::Error::custom("refused"))
+    }
+}
+
+#[test]
+fn items_of_handles_leak_no_descriptor() {
+    join_ok(start(count_fds, ()));
+}
+
+/// Puts items holding a lock until killed.
+fn put_locks_forever(q: Queue<(u64, Lock)>) {
+    for i in 0.. {
+        q.put((i, Lock::new().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_producer_killed_while_putting_handles_does_not_wedge_the_queue() {
+    let _serial = serial();
+    let q = Queue::<(u64, Lock)>::new().unwrap();
+    let mut p = start(put_locks_forever, q.clone());
+    let mut last = None;
+    for _ in 0..200 {
+        let (i, lock) = q.get_timeout(GENEROUS).unwrap();
+        assert!(last.is_none_or(|l| l < i));
+        last = Some(i);
+        drop(lock.lock().unwrap());
+    }
+    p.kill().unwrap();
+    p.join().unwrap();
+    // Whatever it was doing, what it published is whole, and the queue
+    // goes on.
+    while let Ok((i, lock)) = q.try_get() {
+        assert!(last.is_none_or(|l| l < i));
+        last = Some(i);
+        drop(lock.lock().unwrap());
+    }
+    q.put((u64::MAX, Lock::new().unwrap())).unwrap();
+    let (i, lock) = q.get_timeout(GENEROUS).unwrap();
+    assert_eq!(i, u64::MAX);
+    assert!(lock.try_acquire().unwrap());
 }
 
 // ------------------------------------------------------------ many processes
@@ -391,6 +514,60 @@ fn put_big((q, tag): (Queue<Vec<u8>>, u8)) {
     }
 }
 
+const BACKLOG: u32 = 100_000;
+
+/// Puts `BACKLOG` items of 700 bytes (70 MB) and returns: nobody gets them
+/// meanwhile.
+fn put_backlog(q: Queue<(u32, Vec<u8>)>) {
+    for i in 0..BACKLOG {
+        let item = (i, vec![i as u8; 700]);
+        q.put_timeout(item, GENEROUS)
+            .expect("an unbounded queue took it");
+    }
+}
+
+/// Python's unbounded queue never blocks `put`: nor does this one, short
+/// of a GiB of queued bytes.
+#[test]
+fn an_unbounded_queue_takes_70_mb_with_no_consumer() {
+    let q = Queue::new().unwrap();
+    join_ok(start(put_backlog, q.clone()));
+    assert_eq!(q.len(), BACKLOG as usize);
+    for i in 0..BACKLOG {
+        let (n, bytes) = q.try_get().unwrap();
+        assert_eq!(n, i);
+        assert!(bytes.len() == 700 && bytes.iter().all(|&b| b == i as u8));
+    }
+    assert!(q.is_empty());
+    // The ring starts again once drained (the backlog's pages go back).
+    for i in 0..10_000u32 {
+        q.put((i, vec![1])).unwrap();
+        assert_eq!(q.get().unwrap(), (i, vec![1]));
+    }
+}
+
+/// Puts `0..n` as fast as it can.
+fn put_stream((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+/// Small items as fast as one producer can put them: the ring starts again
+/// at its beginning over a hundred times (freeing a `PAD` under a
+/// consumer's feet), and every item comes, in order.
+#[test]
+fn a_stream_of_small_items_comes_whole_and_in_order() {
+    const N: u64 = 2_000_000;
+    let q = Queue::<u64>::new().unwrap();
+    let p = start(put_stream, (q.clone(), N));
+    for i in 0..N {
+        assert_eq!(q.get_timeout(GENEROUS).unwrap(), i);
+    }
+    join_ok(p);
+    assert!(q.is_empty());
+}
+
 #[test]
 fn items_of_64_mib_pass_whole_and_never_interleave() {
     let _serial = serial();
@@ -414,6 +591,8 @@ fn items_of_64_mib_pass_whole_and_never_interleave() {
 // ------------------------------------------------------------ crashes
 
 const STUCK: usize = 16 << 20;
+/// The ring of the queues `put_one_big` gets stuck in.
+const RING: usize = 4 << 20;
 
 fn put_one_big((q, started): (Queue<Vec<u8>>, Event)) {
     started.set();
@@ -432,7 +611,7 @@ fn until_stuck() -> Duration {
 #[test]
 fn a_producer_killed_inside_put_does_not_wedge_the_queue() {
     let _serial = serial();
-    let q = Queue::<Vec<u8>>::new().unwrap();
+    let q = Queue::<Vec<u8>>::with_byte_limit(0, RING).unwrap();
     let started = Event::new().unwrap();
     let mut p = start(put_one_big, (q.clone(), started.clone()));
     started.wait().unwrap();
@@ -458,7 +637,7 @@ fn get_one((q, started): (Queue<Vec<u8>>, Event)) {
 #[test]
 fn a_consumer_killed_inside_get_does_not_wedge_the_queue() {
     let _serial = serial();
-    let q = Queue::<Vec<u8>>::new().unwrap();
+    let q = Queue::<Vec<u8>>::with_byte_limit(0, RING).unwrap();
     // A producer stopped in the middle of a big item, so that the consumer
     // is killed in the middle of reading it.
     let started = Event::new().unwrap();

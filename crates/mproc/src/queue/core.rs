@@ -2,28 +2,58 @@
 //! a ring of records in shared memory, one robust lock for producers and
 //! one for consumers (see `README.md` and `header.rs`).
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
-    Ordering::{Relaxed, SeqCst},
+    Ordering::{Acquire, Relaxed, SeqCst},
 };
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::header::{self, decode_header, encode_header, record_len, Header, Kind};
+use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::shared::block::ShmBlock;
 use crate::sync::{LockError, SharedMutex};
-use crate::sys::futex;
+use crate::sys::{fdpass, futex};
 
-/// Bytes in the ring of the queues this process creates.
-pub(super) const RING_CAP: u32 = 4 << 20;
+/// Bytes in the ring of the queues this process creates: the most bytes
+/// of records a queue holds before a `put` waits for a consumer. Memory is
+/// used only where records are written (see [`HOT`] and [`GIVE_BACK`]).
+pub(super) const RING_CAP: u32 = MAX_CAP;
+/// A producer that has written this far into a large ring starts again at
+/// its beginning as soon as the queue is empty (a `PAD` record covers the
+/// rest), so that a queue its consumers keep up with stays in this much
+/// memory, warm in the CPUs' caches.
+const HOT: u32 = 256 << 10;
+/// A producer of items streamed in chunks starts the ring again past
+/// [`HOT`] if the queue is empty, and waits for it to drain past this.
+const FAR: u32 = 4 << 20;
+/// Before [`HOT`], a producer of small items waits (as for [`HOT`]) while
+/// more than this many bytes are queued, until half as many are.
+const SOFT: u32 = 64 << 10;
+/// Starting again from beyond this offset gives the pages written past
+/// [`HOT`] back to the system, so that an idle queue does not keep the
+/// memory of its largest backlog.
+const GIVE_BACK: u32 = 8 << 20;
+/// Past [`HOT`], how long a producer waits for the queue to drain while
+/// its consumers make progress ([`STALL`] without progress ends the wait
+/// sooner). It never sleeps, and only bounds how far ahead of its consumers
+/// a producer runs while they keep up.
+const DRAIN_MAX: Duration = Duration::from_millis(2);
+const STALL: Duration = Duration::from_micros(20);
+/// After a wait for a drain that failed, a producer looks again only after
+/// this many more bytes, doubled at each failure up to [`LOOK_MAX`].
+const LOOK_MIN: u32 = 4 << 10;
+const LOOK_MAX: u32 = 1 << 20;
 /// Items whose record is longer than this go in chunks of this many bytes.
 const CHUNK: usize = 256 << 10;
 /// The longest sleep of a consumer inside a chunked item between looks at
 /// its producer (a futex cannot tell that the producer died).
 const SLICE: Duration = Duration::from_millis(20);
-const MIN_CAP: u32 = 4096;
+pub(super) const MIN_CAP: u32 = 4096;
 const MAX_CAP: u32 = 1 << 30;
 const WAKE_ALL: u32 = i32::MAX as u32;
 
@@ -101,29 +131,92 @@ fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
     }
 }
 
-/// The wire form of a queue: three shared blocks.
+/// The socket pair that carries the descriptors of items holding OS
+/// handles, shared by every handle of a queue: producers send on the
+/// first, consumers receive on the second (see `README.md`).
+#[derive(Clone)]
+struct Chan(Arc<[OwnedFd; 2]>);
+
+impl Chan {
+    fn new() -> Result<Chan> {
+        let (a, b) = fdpass::packet_pair().map_err(Error::io("cannot create a queue's socket"))?;
+        Ok(Chan(Arc::new([a, b])))
+    }
+    fn tx(&self) -> BorrowedFd<'_> {
+        self.0[0].as_fd()
+    }
+    fn rx(&self) -> BorrowedFd<'_> {
+        self.0[1].as_fd()
+    }
+}
+
+/// A descriptor serialised through the codec's side table.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0, s)
+    }
+}
+
+impl Serialize for Chan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (FdRef(self.tx()), FdRef(self.rx())).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (WireFd(a), WireFd(b)) = Deserialize::deserialize(d)?;
+        Ok(Chan(Arc::new([a, b])))
+    }
+}
+
+/// The wire form of a queue: three shared blocks and its socket pair.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     block: ShmBlock<Header>,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
+    chan: Chan,
+}
+
+/// The bytes before the encoded item in a `HANDLES` record: the tag of
+/// its message on the socket (`u64`), the number of descriptors (`u32`)
+/// and 4 zero bytes.
+const HANDLES_PREFIX: usize = 16;
+
+/// A tag for the socket message of the item put as number `seq`: the
+/// low half tells it from a message a killed producer sent for the same
+/// number but never published.
+fn handles_tag(seq: u32) -> u64 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Relaxed).wrapping_mul(0x9e37_79b9);
+    header::join(seq, n ^ std::process::id())
 }
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
 /// process's checked copies, `seen_head` the last `head` word a producer
-/// of this handle read and `seen_tail` the last byte tail a consumer read
-/// (hints: room and data are only ever underestimated, so the other side's
-/// cache line is read only when the hint runs out).
+/// of this handle read (valid while `laps` is still `seen_laps`: a rewind
+/// moves the byte indices by up to a ring, so an older word could alias)
+/// and `seen_tail` the last `tail` word a consumer read (valid while its
+/// item count is not behind `head`'s) (hints: room and data are only ever
+/// underestimated, so the other side's cache line is read only when the
+/// hint runs out).
 #[derive(Serialize, Deserialize)]
 #[serde(into = "Wire", try_from = "Wire")]
 pub(super) struct Core {
     block: ShmBlock<Header>,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
+    chan: Chan,
     cap: u32,
     maxsize: u32,
     seen_head: AtomicU64,
-    seen_tail: AtomicU32,
+    seen_laps: AtomicU32,
+    seen_tail: AtomicU64,
+    next_look: AtomicU32,
+    look_step: AtomicU32,
 }
 
 impl Clone for Core {
@@ -132,10 +225,14 @@ impl Clone for Core {
             block: self.block.clone(),
             put_lock: self.put_lock.clone(),
             get_lock: self.get_lock.clone(),
+            chan: self.chan.clone(),
             cap: self.cap,
             maxsize: self.maxsize,
             seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
-            seen_tail: AtomicU32::new(self.seen_tail.load(Relaxed)),
+            seen_laps: AtomicU32::new(self.seen_laps.load(Relaxed)),
+            seen_tail: AtomicU64::new(self.seen_tail.load(Relaxed)),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         }
     }
 }
@@ -146,6 +243,7 @@ impl From<Core> for Wire {
             block: c.block,
             put_lock: c.put_lock,
             get_lock: c.get_lock,
+            chan: c.chan,
         }
     }
 }
@@ -163,10 +261,14 @@ impl TryFrom<Wire> for Core {
             block: w.block,
             put_lock: w.put_lock,
             get_lock: w.get_lock,
+            chan: w.chan,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
-            seen_tail: AtomicU32::new(0),
+            seen_laps: AtomicU32::new(0),
+            seen_tail: AtomicU64::new(0),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         })
     }
 }
@@ -183,10 +285,14 @@ impl Core {
             block,
             put_lock: SharedMutex::new(false)?,
             get_lock: SharedMutex::new(false)?,
+            chan: Chan::new()?,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
-            seen_tail: AtomicU32::new(0),
+            seen_laps: AtomicU32::new(0),
+            seen_tail: AtomicU64::new(0),
+            next_look: AtomicU32::new(0),
+            look_step: AtomicU32::new(LOOK_MIN),
         })
     }
 
@@ -205,9 +311,23 @@ impl Core {
     }
 
     /// Checked (items_put, tail, items_got, head, used bytes, items queued).
+    ///
+    /// `head` is read on both sides of `tail` until it did not move: a
+    /// producer that frees a `PAD` moves `head` past any `tail` read
+    /// before its `PAD` was published, so only a snapshot of both words at
+    /// one instant may be judged (at any instant they are in order).
     fn indices(&self) -> Result<(u32, u32, u32, u32, u32, u32)> {
-        let (put, tail) = header::split(self.h().tail.load(SeqCst));
-        let (got, head) = header::split(self.h().head.load(SeqCst));
+        let mut before = self.h().head.load(SeqCst);
+        let (mut word, mut tries) = (self.h().tail.load(SeqCst), 0);
+        loop {
+            let after = self.h().head.load(SeqCst);
+            if after == before || tries == 100 {
+                break;
+            }
+            (before, word, tries) = (after, self.h().tail.load(SeqCst), tries + 1);
+        }
+        let (put, tail) = header::split(word);
+        let (got, head) = header::split(before);
         let (used, count) = (tail.wrapping_sub(head), put.wrapping_sub(got));
         if used > self.cap || count > 1 << 31 || tail % 8 != 0 || head % 8 != 0 {
             return Err(Error::Protocol(format!(
@@ -262,13 +382,71 @@ impl Core {
 
     // ------------------------------------------------------------ put
 
-    /// Appends one item (encoded bytes), within `wait`.
-    pub(super) fn put(&self, bytes: &[u8], wait: Wait) -> Res<()> {
+    /// Appends one item (encoded bytes and the descriptors they refer
+    /// to), within `wait`.
+    pub(super) fn put(&self, bytes: &[u8], fds: &[OwnedFd], wait: Wait) -> Res<()> {
+        if fds.is_empty() {
+            self.put_bytes(bytes, wait)
+        } else {
+            self.put_handles(bytes, fds, wait)
+        }
+    }
+
+    /// Appends an item holding descriptors: one `HANDLES` record, its
+    /// descriptors sent on the socket first, both under the put lock. The
+    /// socket is never waited on holding the lock.
+    fn put_handles(&self, bytes: &[u8], fds: &[OwnedFd], wait: Wait) -> Res<()> {
+        let len = record_len(HANDLES_PREFIX + bytes.len());
+        if fds.len() > fdpass::MAX_FDS || len > self.chunk() {
+            return Err(Stop::Failed(Error::InvalidArgument(format!(
+                "a queue item holding OS handles takes at most {} handles and {} bytes",
+                fdpass::MAX_FDS,
+                self.chunk() - 8 - HANDLES_PREFIX
+            ))));
+        }
+        let mut data = vec![0u8; HANDLES_PREFIX];
+        data.extend_from_slice(bytes);
+        data[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+        let fds = fdpass::borrow_all(fds);
+        loop {
+            if self.is_shut_down() {
+                return Err(Stop::ShutDown);
+            }
+            let held = acquire(&self.put_lock, wait)?;
+            self.repair_put()?;
+            self.pace(wait, true);
+            self.wait_room(len, true, wait)?;
+            let put = header::split(self.h().tail.load(SeqCst)).0;
+            let tag = handles_tag(put);
+            data[..8].copy_from_slice(&tag.to_le_bytes());
+            let sent = fdpass::try_send_packet(self.chan.tx(), &tag.to_le_bytes(), &fds)
+                .map_err(Error::io("cannot pass a queue item's OS handles"))?;
+            if sent {
+                return self.commit(Kind::Handles, &data, true);
+            }
+            // The socket is full of other items' handles: wait for the
+            // consumers without the lock.
+            drop(held);
+            let deadline = match wait {
+                Wait::Try => return Err(Stop::Busy),
+                Wait::Until(d) => Some(d),
+                Wait::Forever => Some(Instant::now() + SLICE),
+            };
+            let ready = fdpass::wait_writable(self.chan.tx(), deadline)
+                .map_err(Error::io("cannot wait on a queue's socket"))?;
+            if !ready && matches!(wait, Wait::Until(_)) {
+                return Err(Stop::Timeout);
+            }
+        }
+    }
+
+    fn put_bytes(&self, bytes: &[u8], wait: Wait) -> Res<()> {
         if self.is_shut_down() {
             return Err(Stop::ShutDown);
         }
         let _held = acquire(&self.put_lock, wait)?;
         self.repair_put()?;
+        self.pace(wait, record_len(bytes.len()) <= self.chunk());
         if record_len(bytes.len()) <= self.chunk() {
             return self.put_record(Kind::Whole, bytes, true, 0, wait);
         }
@@ -279,6 +457,149 @@ impl Core {
             self.wait_room(chunks * self.chunk() + 8, true, Wait::Try)?;
         }
         self.stream(bytes, wait)
+    }
+
+    /// Paces a producer about to write a new item (`small`: in one record)
+    /// into a large ring (the caller holds the put lock). Past [`HOT`], it
+    /// waits for the queue to drain (a large item: only past [`FAR`]) and
+    /// starts the ring again at its beginning; before, a small item waits
+    /// while more than [`SOFT`] bytes are queued. Each wait spins, only
+    /// while the consumers make progress (none for a `Try`): a consumer
+    /// that keeps up is kept close, so the records it reads are still in
+    /// the caches, and one that does not costs the producer a few
+    /// microseconds now and then.
+    fn pace(&self, wait: Wait, small: bool) {
+        if self.cap < 4 * HOT {
+            return;
+        }
+        let (put, tail) = header::split(self.h().tail.load(Relaxed));
+        let pos = tail & (self.cap - 1);
+        let far = pos >= HOT;
+        if tail % 8 != 0 || !(far || small) {
+            return;
+        }
+        let seen = self.seen_head.load(Relaxed) as u32;
+        let fresh = self.seen_laps.load(Relaxed) == self.h().laps.load(Relaxed);
+        if !far && fresh && tail.wrapping_sub(seen) <= SOFT {
+            return;
+        }
+        if !small {
+            // An item in chunks: its consumer reads one chunk while the
+            // next is written, and a wait for the drain would stop that
+            // flow, so it waits only far out.
+            let patient = !matches!(wait, Wait::Try) && pos >= FAR;
+            if let Some(got) = self.drain_to(tail, 0, 0, patient) {
+                self.rewind(put, tail, got);
+            }
+            return;
+        }
+        let ahead = self.next_look.load(Relaxed).wrapping_sub(tail);
+        if ahead != 0 && ahead <= LOOK_MAX {
+            return; // waited in vain not long ago
+        }
+        let patient = !matches!(wait, Wait::Try);
+        let got = self
+            .drain_to(tail, SOFT, SOFT / 2, patient)
+            .and_then(|got| match far {
+                true => self.drain_to(tail, 0, 0, patient),
+                false => Some(got),
+            });
+        let Some(got) = got else {
+            let step = self.look_step.load(Relaxed).clamp(LOOK_MIN, LOOK_MAX);
+            self.next_look.store(tail.wrapping_add(step), Relaxed);
+            self.look_step.store((step * 2).min(LOOK_MAX), Relaxed);
+            return;
+        };
+        self.look_step.store(LOOK_MIN, Relaxed);
+        if far {
+            self.rewind(put, tail, got);
+        }
+    }
+
+    /// Writes a `PAD` from `tail` (the caller holds the put lock, and every
+    /// record up to `tail` is consumed, `got` items in all) to the end of
+    /// the ring, frees it, and gives back the pages written far out.
+    fn rewind(&self, put: u32, tail: u32, got: u32) {
+        let pos = tail & (self.cap - 1);
+        let pad = self.cap - pos;
+        let end = tail.wrapping_add(pad);
+        self.write(tail, &encode_header(Kind::Pad, pad - 8));
+        let laps = self.h().laps.load(Relaxed).wrapping_add(1);
+        self.h().laps.store(laps, Relaxed);
+        self.h().tail.store(header::join(put, end), SeqCst);
+        // Free the `PAD` at once, unless a consumer already did (it then
+        // stored this same word).
+        let (from, to) = (header::join(got, tail), header::join(got, end));
+        let _ = self.h().head.compare_exchange(from, to, SeqCst, Relaxed);
+        self.seen_head.store(to, Relaxed);
+        self.seen_laps.store(laps, Relaxed);
+        self.next_look.store(end, Relaxed);
+        self.give_back(pos);
+    }
+
+    /// If more than `enough` bytes up to `tail` are queued, spins (while
+    /// the consumers make progress, at most [`DRAIN_MAX`]; not at all
+    /// unless `patient`) until no more than `target` are: `Some(items got)`,
+    /// or `None`.
+    fn drain_to(&self, tail: u32, enough: u32, target: u32, patient: bool) -> Option<u32> {
+        let look = |bound: u32| {
+            let word = self.h().head.load(Acquire);
+            let (got, head) = header::split(word);
+            let used = tail.wrapping_sub(head);
+            self.seen_head.store(word, Relaxed);
+            self.seen_laps.store(self.h().laps.load(Relaxed), Relaxed);
+            (used <= bound).then_some(got)
+        };
+        if let Some(got) = look(enough) {
+            return Some(got);
+        }
+        if !patient {
+            return None;
+        }
+        let start = Instant::now();
+        let (mut last, mut moved) = (self.seen_head.load(Relaxed), start);
+        loop {
+            for _ in 0..16 {
+                for _ in 0..8 {
+                    std::hint::spin_loop();
+                }
+                if let Some(got) = look(target) {
+                    return Some(got);
+                }
+            }
+            let head = self.seen_head.load(Relaxed);
+            let now = Instant::now();
+            if head != last {
+                (last, moved) = (head, now);
+            } else if now - moved > STALL {
+                return None;
+            }
+            if now - start > DRAIN_MAX {
+                return None;
+            }
+        }
+    }
+
+    /// Gives back the pages written past [`HOT`] if records went beyond
+    /// [`GIVE_BACK`], all but the page of the `PAD` at `pos` (a consumer
+    /// may still be reading it). Nothing past [`HOT`] is queued.
+    fn give_back(&self, pos: u32) {
+        const PAGE: u32 = 4096;
+        let deep = self.h().deep.load(Relaxed).max(pos + 8).min(self.cap);
+        if deep <= GIVE_BACK {
+            return;
+        }
+        self.h().deep.store(0, Relaxed);
+        let base = ShmBlock::<Header>::data_start();
+        let (pad_page, after) = (pos / PAGE * PAGE, (pos / PAGE + 1) * PAGE);
+        let region = self.block.region();
+        if pad_page > HOT {
+            region.punch_hole(base + HOT as usize, (pad_page - HOT) as usize);
+        }
+        let end = deep.div_ceil(PAGE) * PAGE;
+        if end > after {
+            region.punch_hole(base + after as usize, (end - after) as usize);
+        }
     }
 
     /// Voids the chunks of an item whose producer died streaming it (the
@@ -329,11 +650,14 @@ impl Core {
             };
             let (put, tail) = header::split(self.h().tail.load(SeqCst));
             let (got, head) = header::split(self.seen_head.load(Relaxed));
-            if fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
+            let laps = self.h().laps.load(Relaxed);
+            let fresh = self.seen_laps.load(Relaxed) == laps;
+            if fresh && fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
                 return Ok(Some(()));
             }
             let (_, _, got, head, used, count) = self.indices()?;
             self.seen_head.store(header::join(got, head), Relaxed);
+            self.seen_laps.store(laps, Relaxed);
             Ok(fits(used, count).then_some(()))
         };
         let until = match wait {
@@ -364,6 +688,13 @@ impl Core {
         }
         let new_item = matches!(kind, Kind::Whole | Kind::First);
         self.wait_room(len + reserve, new_item, wait)?;
+        self.commit(kind, data, completes)
+    }
+
+    /// Writes one record at `tail` and publishes it (with one more item if
+    /// `completes`); the caller holds the put lock and saw room for it.
+    fn commit(&self, kind: Kind, data: &[u8], completes: bool) -> Res<()> {
+        let len = record_len(data.len());
         // The put lock's holder alone writes `tail`: only alignment can be
         // wrong (room was checked against it just now).
         let (put, tail) = header::split(self.h().tail.load(SeqCst));
@@ -374,6 +705,10 @@ impl Core {
         }
         self.write(tail, &encode_header(kind, data.len() as u32));
         self.write(tail.wrapping_add(8), data);
+        let reach = ((tail & (self.cap - 1)) as usize + len).min(self.cap as usize) as u32;
+        if reach > self.h().deep.load(Relaxed) {
+            self.h().deep.store(reach, Relaxed);
+        }
         let put = put.wrapping_add(completes as u32);
         self.h()
             .tail
@@ -385,33 +720,55 @@ impl Core {
     // ------------------------------------------------------------ get
 
     /// Takes the oldest item's bytes into `out` (cleared first), within
-    /// `wait`.
-    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+    /// `wait`; returns the descriptors they refer to.
+    pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
         let _held = acquire(&self.get_lock, wait)?;
         self.get_locked(out, wait)
     }
 
-    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<()> {
+    fn get_locked(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
         // A consumer that died inside a chunked item left the rest of it.
         let mut skip = self.h().get_open.load(SeqCst) != 0;
         out.clear();
         let mut in_item = false;
         loop {
-            let used = self.wait_data(in_item, wait)?;
-            let Some(used) = used else {
+            let Some((word, used)) = self.wait_data(in_item, wait)? else {
                 self.look_at_producer()?;
                 continue;
             };
-            // The get lock's holder alone writes `head` (checked by `wait_data`).
-            let (got, head) = header::split(self.h().head.load(SeqCst));
+            // The get lock's holder writes `head`, and a producer that
+            // frees a `PAD` (checked by `wait_data`).
+            let (got, head) = header::split(word);
             let mut h = [0u8; 8];
             let [(at, _), _] = self.pieces(head, 8);
             self.block.region().read(at, &mut h);
             let (kind, len) = decode_header(h, used)?;
-            if matches!(kind, Kind::Whole | Kind::First) {
+            if kind == Kind::Pad {
+                let next = head.wrapping_add(record_len(len as usize) as u32);
+                self.h().head.store(header::join(got, next), SeqCst);
+                notify(&self.h().space_seq, &self.h().put_sleepers);
+                continue;
+            }
+            if matches!(kind, Kind::Whole | Kind::First | Kind::Handles) {
                 skip = false;
                 out.clear(); // a partial item without its end: void
                 in_item = false;
+            }
+            if kind == Kind::Handles {
+                let next = head.wrapping_add(record_len(len as usize) as u32);
+                let fds = self.take_handles(head, len as usize, out)?;
+                self.h()
+                    .head
+                    .store(header::join(got.wrapping_add(1), next), SeqCst);
+                notify(&self.h().space_seq, &self.h().put_sleepers);
+                self.h().get_open.store(0, SeqCst);
+                match fds {
+                    Some(fds) => return Ok(fds),
+                    None => {
+                        out.clear(); // lost with a killed consumer
+                        continue;
+                    }
+                }
             }
             let counted = kind == Kind::Last || kind == Kind::Whole;
             let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || in_item);
@@ -436,27 +793,65 @@ impl Core {
                 _ => {}
             }
             if counted && keep {
-                return Ok(());
+                return Ok(Vec::new());
             }
         }
     }
 
-    /// Waits until a record is published: `Some(used bytes)`, or `None`
+    /// Reads the `HANDLES` record at `head` (`len` bytes): its item into
+    /// `out`, its descriptors from the socket. Messages older than its
+    /// tag (sent by producers killed before they published) are dropped;
+    /// `None` if its message is gone (taken by a consumer killed before it
+    /// freed the record: the item is lost with it).
+    fn take_handles(&self, head: u32, len: usize, out: &mut Vec<u8>) -> Res<Option<Vec<OwnedFd>>> {
+        if len < HANDLES_PREFIX {
+            return Err(Stop::Failed(Error::Protocol(format!(
+                "queue record of handles of {len} bytes"
+            ))));
+        }
+        self.append(head.wrapping_add(8), len, out);
+        let tag = u64::from_le_bytes(out[..8].try_into().unwrap_or_default());
+        out.drain(..HANDLES_PREFIX);
+        let io = || Error::io("cannot take a queue item's OS handles");
+        loop {
+            let mut b = [0u8; 8];
+            let Some(n) = fdpass::peek_packet(self.chan.rx(), &mut b).map_err(io())? else {
+                return Ok(None);
+            };
+            let seen = if n == 8 { u64::from_le_bytes(b) } else { 0 };
+            let ahead = header::split(seen).0.wrapping_sub(header::split(tag).0);
+            if seen != tag && ahead != 0 && ahead < 1 << 31 {
+                return Ok(None); // a later item's
+            }
+            let taken = fdpass::recv_tagged(self.chan.rx(), &mut b, true).map_err(io())?;
+            let fds = taken.map(|(_, fds)| fds).unwrap_or_default();
+            if seen == tag {
+                return Ok(Some(fds));
+            }
+            drop(fds); // a dead producer's
+        }
+    }
+
+    /// Waits until a record is published: `Some((head word, used bytes))`
+    /// from one reading of `head`, or `None`
     /// after a slice when inside a chunked item (`in_item`), which ignores
     /// `wait` and shutdown: its producer finishes or voids it.
-    fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<u32>> {
+    fn wait_data(&self, in_item: bool, wait: Wait) -> Res<Option<(u64, u32)>> {
         let check = || {
-            let head = self.h().head.load(SeqCst) as u32;
-            let hint = self.seen_tail.load(Relaxed).wrapping_sub(head);
-            if hint > 0 && hint <= self.cap && head % 8 == 0 {
-                return Ok(Some(hint));
+            let word = self.h().head.load(Acquire);
+            let (got, head) = header::split(word);
+            let (put, tail) = header::split(self.seen_tail.load(Relaxed));
+            let hint = tail.wrapping_sub(head);
+            let behind = put.wrapping_sub(got) > 1 << 31;
+            if hint > 0 && hint <= self.cap && head % 8 == 0 && !behind {
+                return Ok(Some((word, hint)));
             }
-            let (_, tail, _, _, used, _) = self.indices()?;
-            self.seen_tail.store(tail, Relaxed);
+            let (put, tail, got, head, used, _) = self.indices()?;
+            self.seen_tail.store(header::join(put, tail), Relaxed);
             if used == 0 && !in_item && self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
-            Ok((used > 0).then_some(used))
+            Ok((used > 0).then_some((header::join(got, head), used)))
         };
         let until = match (in_item, wait) {
             (true, _) => Some(Instant::now() + SLICE),
@@ -466,7 +861,7 @@ impl Core {
         };
         let (seq, sleepers) = (&self.h().data_seq, &self.h().get_sleepers);
         match self.wait_on(seq, sleepers, until, check)? {
-            Some(used) => Ok(Some(used)),
+            Some(found) => Ok(Some(found)),
             None if in_item => Ok(None),
             None => Err(Stop::Timeout),
         }
@@ -500,7 +895,7 @@ impl Core {
         let (mut drained, mut sink) = (0u32, Vec::new());
         loop {
             match self.get_locked(&mut sink, Wait::Try) {
-                Ok(_) | Err(Stop::Failed(Error::Decode(_))) => drained += 1,
+                Ok(_fds) => drained += 1,
                 Err(Stop::Busy | Stop::ShutDown | Stop::Timeout) => break,
                 Err(Stop::Failed(e)) => return Err(e),
             }
@@ -573,7 +968,7 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..2000u32 {
             let item = vec![i as u8; (i % 700) as usize];
-            q.put(&item, Wait::Try).unwrap();
+            q.put(&item, &[], Wait::Try).unwrap();
             q.get(&mut out, Wait::Try).unwrap();
             assert_eq!(out, item);
         }
@@ -584,7 +979,7 @@ mod tests {
     fn items_larger_than_the_ring_need_a_consumer() {
         let q = core();
         let big = vec![5u8; 3 * MIN_CAP as usize];
-        assert!(matches!(q.put(&big, Wait::Try), Err(Stop::Busy)));
+        assert!(matches!(q.put(&big, &[], Wait::Try), Err(Stop::Busy)));
         assert_eq!(q.len().unwrap(), 0);
     }
 
@@ -598,7 +993,7 @@ mod tests {
             Err(Stop::Failed(Error::Protocol(_)))
         ));
         assert!(matches!(
-            q.put(b"x", Wait::Try),
+            q.put(b"x", &[], Wait::Try),
             Err(Stop::Failed(Error::Protocol(_)))
         ));
         q.h().tail.store(header::join(1, 3), SeqCst);
@@ -608,7 +1003,7 @@ mod tests {
     #[test]
     fn a_garbled_record_header_is_a_protocol_error() {
         let q = core();
-        q.put(b"hello", Wait::Try).unwrap();
+        q.put(b"hello", &[], Wait::Try).unwrap();
         let at = ShmBlock::<Header>::data_start();
         q.block.region().write(at + 4, &[0xff; 4]);
         let mut out = Vec::new();
@@ -619,12 +1014,88 @@ mod tests {
     }
 
     #[test]
+    fn a_large_ring_starts_again_when_drained_and_gives_pages_back() {
+        let q = Core::new(0, 32 << 20).unwrap();
+        let mut out = Vec::new();
+        let item = vec![9u8; 1000];
+        let pos = |q: &Core| header::split(q.h().tail.load(SeqCst)).1 & (q.cap - 1);
+        // Kept up with: the producer stays near the start of the ring.
+        for i in 0..2000u32 {
+            q.put(&item, &[], Wait::Forever).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item, "item {i}");
+            assert!(pos(&q) <= HOT + 1016);
+        }
+        // A backlog of 12 MiB with no consumer: the ring grows into it.
+        let n = (12 << 20) / 1008;
+        for _ in 0..n {
+            q.put(&item, &[], Wait::Try).unwrap();
+        }
+        assert!(pos(&q) > GIVE_BACK);
+        let base = ShmBlock::<Header>::data_start();
+        let written = |at: u32| {
+            let mut b = [0u8; 8];
+            q.block.region().read(base + at as usize, &mut b);
+            b != [0; 8]
+        };
+        let probe = GIVE_BACK - 4096 * 7;
+        assert!(written(probe));
+        for _ in 0..n {
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+        }
+        // Drained: a put (at most `LOOK_MAX` later, the producer having
+        // looked in vain before) starts again, and the far pages are gone.
+        let mut puts = 0;
+        while pos(&q) > HOT {
+            q.put(&item, &[], Wait::Try).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+            puts += 1;
+            assert!(puts * 1008 < LOOK_MAX as usize + 2 * 1008);
+        }
+        assert!(!written(probe));
+        assert_eq!(q.len().unwrap(), 0);
+    }
+
+    fn handles(n: usize) -> Vec<OwnedFd> {
+        (0..n).map(|_| fdpass::packet_pair().unwrap().0).collect()
+    }
+
+    #[test]
+    fn a_dead_producers_handles_are_dropped_and_a_dead_consumers_item_skipped() {
+        let q = core();
+        let mut out = Vec::new();
+        // A producer killed between sending its handles and publishing:
+        // a message with the next item's number and another tag.
+        let put = header::split(q.h().tail.load(SeqCst)).0;
+        let stale = handles(2);
+        let tag = handles_tag(put).to_le_bytes();
+        fdpass::try_send_packet(q.chan.tx(), &tag, &fdpass::borrow_all(&stale)).unwrap();
+        q.put(b"one", &handles(3), Wait::Try).unwrap();
+        assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 3);
+        assert_eq!(out, b"one");
+        // A consumer killed after taking the handles, before freeing the
+        // record: the item is lost, the next one comes.
+        q.put(b"two", &handles(1), Wait::Try).unwrap();
+        q.put(b"three", &handles(2), Wait::Try).unwrap();
+        let mut b = [0u8; 8];
+        fdpass::recv_tagged(q.chan.rx(), &mut b, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 2);
+        assert_eq!(out, b"three");
+        assert_eq!(q.len().unwrap(), 0);
+        assert!(fdpass::peek_packet(q.chan.rx(), &mut b).unwrap().is_none());
+    }
+
+    #[test]
     fn an_abort_voids_a_partial_item() {
         let q = core();
         q.h().put_open.store(1, SeqCst);
         q.put_record(Kind::First, b"partial", false, 8, Wait::Try)
             .unwrap();
-        q.put(b"next", Wait::Try).unwrap(); // repairs first: ABORT, then the item
+        q.put(b"next", &[], Wait::Try).unwrap(); // repairs first: ABORT, then the item
         let mut out = Vec::new();
         q.get(&mut out, Wait::Try).unwrap();
         assert_eq!(out, b"next");

@@ -7,6 +7,8 @@
 //! | `tail`          | put-lock holder                    | `items_put << 32 \| byte_tail`: one store commits a record and its count |
 //! | `data_seq`      | put-lock holder; `shutdown`        | futex word consumers sleep on; bumped to wake them                   |
 //! | `put_open`      | put-lock holder                    | 1 while a large item is being streamed in chunks, else 0             |
+//! | `deep`          | put-lock holder                    | the furthest ring offset written since pages were last given back    |
+//! | `laps`          | put-lock holder                    | `PAD`s written to start the ring again (wrapping)                    |
 //! | `head`          | get-lock holder                    | `items_got << 32 \| byte_head`: one store frees a record and counts it |
 //! | `space_seq`     | get-lock holder; `shutdown`        | futex word producers sleep on; bumped to wake them                   |
 //! | `get_open`      | get-lock holder                    | 1 while a large item is being read chunk by chunk, else 0            |
@@ -30,7 +32,10 @@
 //! and `len` bytes padded to a multiple of 8, at an 8-aligned index (so a
 //! header never wraps; the payload may). Kinds: `WHOLE` (an item), `FIRST`,
 //! `MORE`, `LAST` (an item streamed in chunks), `ABORT` (the chunks since
-//! the last `FIRST` are void).
+//! the last `FIRST` are void), `PAD` (nothing: the rest of the ring, so
+//! that the next record starts at its beginning again), `HANDLES` (an item
+//! holding descriptors, sent on the queue's socket: its tag and their
+//! number, then the item).
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -42,7 +47,9 @@ pub(super) struct Header {
     pub(super) tail: AtomicU64,
     pub(super) data_seq: AtomicU32,
     pub(super) put_open: AtomicU32,
-    _line0: [u8; 112],
+    pub(super) deep: AtomicU32,
+    pub(super) laps: AtomicU32,
+    _line0: [u8; 104],
     pub(super) head: AtomicU64,
     pub(super) space_seq: AtomicU32,
     pub(super) get_open: AtomicU32,
@@ -78,6 +85,8 @@ pub(super) enum Kind {
     More = 3,
     Last = 4,
     Abort = 5,
+    Pad = 6,
+    Handles = 7,
 }
 
 const CHECK: u32 = 0x00_71_75_65; // "que"
@@ -105,6 +114,8 @@ pub(super) fn decode_header(h: [u8; 8], used: u32) -> Result<(Kind, u32)> {
         Some(3) => Kind::More,
         Some(4) => Kind::Last,
         Some(5) => Kind::Abort,
+        Some(6) => Kind::Pad,
+        Some(7) => Kind::Handles,
         _ => {
             return Err(Error::Protocol(format!(
                 "bad queue record header {word:#x}"

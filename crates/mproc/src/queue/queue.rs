@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::core::{Core, Wait, RING_CAP};
+use super::core::{Core, Wait, MIN_CAP, RING_CAP};
 use super::error::{GetError, PutError};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -50,13 +50,24 @@ const SCRATCH_KEEP: usize = 4 << 20;
 ///
 /// # Caveats
 ///
-/// - [`Queue::new`] has no limit on the number of items, but its ring holds
-///   4 MiB: a `put` that finds the ring full waits for a consumer (CPython
-///   buffers without limit in the producer). Items larger than a quarter of
-///   a MiB are streamed in chunks and may be any size.
-/// - Items holding OS handles (another queue, a [`Connection`](crate::Connection),
-///   a lock...) are not supported yet: `put` returns
-///   [`PutError::Failed`] with [`Error::InvalidArgument`].
+/// - [`Queue::new`] has no limit on the number of items; its ring holds
+///   1 GiB of queued bytes (each item: its encoding plus 8 to 15 bytes),
+///   and only a `put` that finds it full waits for a consumer (CPython
+///   buffers without limit in the producer). Memory is used only as far as
+///   the backlog reaches, and given back once the queue has drained. Items
+///   larger than a quarter of a MiB are streamed in chunks and may be any
+///   size. [`Queue::with_byte_limit`] sets a smaller ring.
+/// - A `put` of a small item while more than 64 KiB are queued, or that
+///   finds the producer far into the ring, may spin for a few microseconds
+///   (never sleeps) while its consumers make progress, so that they stay
+///   close behind and read from the caches.
+/// - Items may hold OS handles: another queue, a
+///   [`Connection`](crate::Connection), a lock, shared memory... (Python
+///   refuses a queue inside a queue). Such an item encodes to at most
+///   256 KiB and holds at most 253 handles (else [`PutError::Failed`] with
+///   [`Error::InvalidArgument`]), and about 270 of them can wait in one
+///   queue (the kernel's socket buffer): a `put` of one more waits for a
+///   consumer (`try_put`: `Full`), without holding up other puts' locks.
 /// - A process killed inside `put` or `get` does not wedge the queue: the
 ///   item it was writing or reading may be lost with it, nothing else is.
 /// - A consumer waiting on an empty queue whose producers all died waits
@@ -123,11 +134,34 @@ impl<T> Queue<T> {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn bounded(maxsize: usize) -> Result<Self> {
-        let maxsize = u32::try_from(maxsize)
-            .ok()
-            .filter(|&m| m <= 1 << 31)
-            .ok_or_else(|| Error::InvalidArgument(format!("queue maxsize {maxsize} too large")))?;
-        Ok(Self::from_core(Core::new(maxsize, RING_CAP)?))
+        Ok(Self::from_core(Core::new(
+            check_maxsize(maxsize)?,
+            RING_CAP,
+        )?))
+    }
+
+    /// A queue of at most `maxsize` items (`0`: no limit) and at most
+    /// `bytes` bytes of queued records: each item takes its encoded length
+    /// plus 8 to 15 bytes; `bytes` is rounded up to a power of two from
+    /// 4 KiB to 1 GiB (the ring of [`new`](Queue::new) and
+    /// [`bounded`](Queue::bounded)). A `put` waits while its item does not
+    /// fit; an item larger than a quarter of the ring is streamed in
+    /// pieces, so it needs a consumer to get through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = mproc::Queue::<Vec<u8>>::with_byte_limit(0, 4096)?;
+    /// q.put(vec![0; 3000])?;
+    /// assert!(q.try_put(vec![0; 3000]).is_err()); // no room for a second
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn with_byte_limit(maxsize: usize, bytes: usize) -> Result<Self> {
+        let maxsize = check_maxsize(maxsize)?;
+        let cap = bytes
+            .clamp(MIN_CAP as usize, RING_CAP as usize)
+            .next_power_of_two();
+        Ok(Self::from_core(Core::new(maxsize, cap as u32)?))
     }
 
     pub(super) fn from_core(core: Core) -> Self {
@@ -227,38 +261,56 @@ impl<T: Serialize> Queue<T> {
         if self.is_closed() {
             return Err(PutError::Closed(value));
         }
-        let r = SCRATCH.with(|s| {
+        let r = match codec::encoded_len(&value) {
+            // A small item is encoded on the stack.
+            Ok(n) if n <= SMALL => {
+                let mut buf = [0u8; SMALL];
+                codec::encode_exact(&value, &mut buf[..n])
+                    .map_err(super::core::Stop::from)
+                    .and_then(|fds| put_checked(&self.core, &buf[..n], fds, wait))
+            }
+            Ok(_) => self.put_large(&value, wait),
+            Err(e) => Err(e.into()),
+        };
+        r.map_err(|stop| PutError::from_stop(stop, value))
+    }
+
+    fn put_large(&self, value: &T, wait: Wait) -> std::result::Result<(), super::core::Stop> {
+        SCRATCH.with(|s| {
             let mut buf = s
                 .try_borrow_mut()
                 .map_or_else(|_| Vec::new(), |mut b| std::mem::take(&mut *b));
             buf.clear();
-            let r = put_encoded(&self.core, &value, &mut buf, wait);
+            let r = codec::encode_into(value, &mut buf)
+                .map_err(super::core::Stop::from)
+                .and_then(|fds| put_checked(&self.core, &buf, fds, wait));
             if buf.capacity() <= SCRATCH_KEEP {
                 if let Ok(mut b) = s.try_borrow_mut() {
                     *b = buf;
                 }
             }
             r
-        });
-        r.map_err(|stop| PutError::from_stop(stop, value))
+        })
     }
 }
 
-fn put_encoded<T: Serialize>(
+fn check_maxsize(maxsize: usize) -> Result<u32> {
+    u32::try_from(maxsize)
+        .ok()
+        .filter(|&m| m <= 1 << 31)
+        .ok_or_else(|| Error::InvalidArgument(format!("queue maxsize {maxsize} too large")))
+}
+
+/// Items up to this many bytes are encoded on the stack.
+const SMALL: usize = 128;
+
+fn put_checked(
     core: &Core,
-    value: &T,
-    buf: &mut Vec<u8>,
+    buf: &[u8],
+    fds: Vec<std::os::fd::OwnedFd>,
     wait: Wait,
 ) -> std::result::Result<(), super::core::Stop> {
-    let fds = codec::encode_into(value, buf)?;
-    if !fds.is_empty() {
-        return Err(Error::InvalidArgument(
-            "queue items holding OS handles (queues, connections, locks...) are not supported yet"
-                .into(),
-        )
-        .into());
-    }
-    core.put(buf, wait)
+    core.put(buf, &fds, wait)
 }
 
 impl<T: DeserializeOwned> Queue<T> {
@@ -291,7 +343,7 @@ impl<T: DeserializeOwned> Queue<T> {
             let r = self.core.get(&mut buf, wait);
             let r = r
                 .map_err(GetError::from)
-                .and_then(|()| codec::decode(&buf, Vec::new()).map_err(GetError::Failed));
+                .and_then(|fds| codec::decode(&buf, fds).map_err(GetError::Failed));
             if buf.capacity() <= SCRATCH_KEEP {
                 if let Ok(mut b) = s.try_borrow_mut() {
                     *b = buf;

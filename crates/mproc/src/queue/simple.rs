@@ -8,8 +8,8 @@ use super::queue::Queue;
 use crate::error::Result;
 
 /// The minimal queue, as Python's `multiprocessing.SimpleQueue`: `put`,
-/// `get`, `is_empty`, `close`. The same ring as [`Queue`], unbounded in
-/// items (a `put` waits only while the 4 MiB ring is full).
+/// `get`, `is_empty`, `close`. The same ring as [`Queue`]: a `put` waits
+/// only past 1 GiB of queued bytes.
 ///
 /// # Examples
 ///

@@ -283,6 +283,69 @@ fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
     }
 }
 
+/// A connected pair of Unix `SOCK_SEQPACKET` sockets (message boundaries
+/// kept, no limit on queued messages but the send buffer), close-on-exec.
+pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends one message of `body` with `fds` attached (at most [`MAX_FDS`])
+/// without waiting: `Ok(false)` when the socket buffer is full. Never
+/// raises `SIGPIPE`.
+pub(crate) fn try_send_packet(
+    sock: BorrowedFd<'_>,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<bool> {
+    if fds.len() > MAX_FDS {
+        return Err(too_many_fds(fds.len()));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let iov = [IoSlice::new(body)];
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    match retry(|| sendmsg(sock, &iov, &mut control, flags)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies the start of the next message into `buf` without taking it
+/// (nor its descriptors: none is installed): `Ok(None)` if there is none.
+pub(crate) fn peek_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut control = RecvAncillaryBuffer::new(&mut []);
+    let mut iov = [IoSliceMut::new(buf)];
+    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+    match retry(|| recvmsg(sock, &mut iov, &mut control, flags)) {
+        Ok(msg) => Ok(Some(msg.bytes)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until `fd` can be written to, or `deadline` passes (`false`).
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let ts = remaining(deadline).map(timespec);
+        let mut pfd = [PollFd::new(&fd, PollFlags::OUT)];
+        match poll(&mut pfd, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Borrowed views of a list of owned descriptors.
 pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(|f| f.as_fd()).collect()
