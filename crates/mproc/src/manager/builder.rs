@@ -20,7 +20,7 @@ use super::sync::{
 use super::values::{NamespaceProxy, ValueProxy};
 use crate::connection::{encode_plain, Address};
 use crate::error::{Error, Result};
-use crate::{Pipe, Process};
+use crate::{Pipe, Process, StartMethod};
 
 /// How long the server has to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +106,7 @@ pub struct ManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     registry: Vec<Entry>,
+    method: Option<StartMethod>,
 }
 
 impl ManagerBuilder {
@@ -118,6 +119,15 @@ impl ManagerBuilder {
     /// The key clients must hold (default: 32 random bytes).
     pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.authkey = Some(key.into());
+        self
+    }
+
+    /// How the server process starts (default: [`get_start_method`] at
+    /// [`start`](ManagerBuilder::start)).
+    ///
+    /// [`get_start_method`]: crate::get_start_method
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
         self
     }
 
@@ -153,6 +163,9 @@ impl ManagerBuilder {
         let mut p = Process::new(server::main, setup)
             .name("SyncManager")
             .daemon(true);
+        if let Some(method) = self.method {
+            p = p.start_method(method);
+        }
         p.start()?;
         let address = match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(a)) => a,

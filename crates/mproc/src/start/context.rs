@@ -455,4 +455,28 @@ impl Context {
     pub fn simple_queue<T>(&self) -> Result<SimpleQueue<T>> {
         SimpleQueue::new()
     }
+
+    /// A [`Manager`](crate::Manager) whose server starts with this
+    /// context's method, Python's `ctx.Manager()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut m = mproc::get_context(Some(mproc::StartMethod::Spawn)).manager()?;
+    /// let d = m.dict::<u8, u8>()?;
+    /// d.insert(&1, &2)?;
+    /// assert_eq!(d.get(&1)?, Some(2));
+    /// m.shutdown()?;
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "Manager")]
+    pub fn manager(&self) -> Result<crate::Manager> {
+        self.manager_builder().start()
+    }
+
+    /// A [`ManagerBuilder`](crate::manager::ManagerBuilder) set to this
+    /// context's start method.
+    pub fn manager_builder(&self) -> crate::manager::ManagerBuilder {
+        crate::Manager::builder().start_method(self.method)
+    }
 }
