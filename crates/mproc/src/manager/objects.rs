@@ -61,10 +61,21 @@ pub(crate) fn dict(m: &Mutex<HashMap<Bytes, Bytes>>, op: DictOp) -> Out {
             let mut it = items.iter();
             while let Some(k) = it.next() {
                 let v = it.next().unwrap_or(Err("a key without a value".into()));
-                d.insert(
-                    Bytes(k.map_err(RemoteError::Failed)?.to_vec()),
-                    Bytes(v.map_err(RemoteError::Failed)?.to_vec()),
+                let (k, v) = (
+                    k.map_err(RemoteError::Failed)?,
+                    v.map_err(RemoteError::Failed)?,
                 );
+                // An existing key keeps its allocations: no copy of it, and
+                // the value rewritten in place.
+                match d.get_mut(k) {
+                    Some(old) => {
+                        old.0.clear();
+                        old.0.extend_from_slice(v);
+                    }
+                    None => {
+                        d.insert(Bytes(k.to_vec()), Bytes(v.to_vec()));
+                    }
+                }
             }
             out(&())
         }

@@ -24,6 +24,14 @@ impl Deref for Bytes {
     }
 }
 
+// Hashes as its bytes (`Vec<u8>` hashes as `[u8]`): a map keyed by `Bytes`
+// can be searched with a borrowed slice, without a copy.
+impl std::borrow::Borrow<[u8]> for Bytes {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Encodes an element bound for the server (the proxies in it go with the
 /// next call, see [`collecting`](super::proxy::collecting)).
 pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
