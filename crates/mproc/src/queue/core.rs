@@ -507,7 +507,7 @@ impl Core {
         }
         let patient = !matches!(wait, Wait::Try);
         let got = self
-            .drain_to(tail, SOFT, SOFT / 2, patient)
+            .drain_to(tail, SOFT / 2, SOFT / 2, patient)
             .and_then(|got| match far {
                 true => self.drain_to(tail, 0, 0, patient),
                 false => Some(got),
