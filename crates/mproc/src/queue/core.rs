@@ -31,8 +31,9 @@ const HOT: u32 = 256 << 10;
 /// A producer of items streamed in chunks starts the ring again past
 /// [`HOT`] if the queue is empty, and waits for it to drain past this.
 const FAR: u32 = 4 << 20;
-/// Before [`HOT`], a producer of small items waits (as for [`HOT`]) while
-/// more than this many bytes are queued, until half as many are.
+/// Before [`HOT`], a producer of small items whose copy of `head` is this
+/// many bytes behind reads it again, and waits (as for [`HOT`]) while more
+/// than half as many bytes are queued.
 const SOFT: u32 = 64 << 10;
 /// Starting again from beyond this offset gives the pages written past
 /// [`HOT`] back to the system, so that an idle queue does not keep the
@@ -470,8 +471,11 @@ impl Core {
     /// Paces a producer about to write a new item (`small`: in one record)
     /// into a large ring (the caller holds the put lock). Past [`HOT`], it
     /// waits for the queue to drain (a large item: only past [`FAR`]) and
-    /// starts the ring again at its beginning; before, a small item waits
-    /// while more than [`SOFT`] bytes are queued. Each wait spins, only
+    /// starts the ring again at its beginning; before, a small item whose
+    /// producer last saw `head` more than [`SOFT`] bytes ago looks again,
+    /// and waits while more than half of that is queued (so that `head`,
+    /// stored by the consumer for every item, is read at most once per
+    /// `SOFT / 2` bytes outside a wait). Each wait spins, only
     /// while the consumers make progress (none for a `Try`): a consumer
     /// that keeps up is kept close, so the records it reads are still in
     /// the caches, and one that does not costs the producer a few
@@ -867,10 +871,10 @@ impl Core {
             (false, Wait::Until(d)) => Some(d),
             (false, Wait::Forever) => None,
         };
-        // A consumer that caught up looks again at once before it waits:
-        // a stream's next record is usually published by then, and the
-        // spin of `futex::wait_until` costs more than a look (measured:
-        // the small-item stream runs at nearly twice the rate).
+        // Look before `wait_on` (whose first look also reads `data_seq`,
+        // on `tail`'s line, and whose spin then starts): a stream's next
+        // record is often published by the second look. Measured on the
+        // small-item stream: going to `wait_on` at once halves the rate.
         for _ in 0..QUICK_LOOKS {
             if let Some(found) = check()? {
                 return Ok(Some(found));
