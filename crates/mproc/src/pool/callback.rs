@@ -288,9 +288,29 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.task_async_with(
+            Task::new(f),
+            items.into_iter().collect(),
+            chunksize,
+            callbacks,
+        )
+    }
+
+    /// `task` over `items` in chunks, as an [`AsyncResult`] running
+    /// `callbacks` (the core of the `*_async_with` calls).
+    pub(crate) fn task_async_with<A, R>(
+        &self,
+        task: Task,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let runner = Runner::sender(&self.shared.callbacks)?;
-        let (inbox, sizes) =
-            self.submit_all(Task::new(f), items.into_iter().collect(), chunksize)?;
+        let (inbox, sizes) = self.submit_all(task, items, chunksize)?;
         Ok(AsyncResult::with_callbacks(
             inbox,
             sizes,

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::callback::{Callbacks, Runner};
+use super::callback::Callbacks;
 use super::calls::Task;
 use super::result::AsyncResult;
 use super::wire::Status;
@@ -182,18 +182,11 @@ impl Pool {
         T: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let runner = Runner::sender(&self.shared.callbacks)?;
-        let (inbox, sizes) = self.submit_all(
+        self.task_async_with(
             Task::star::<T, R>(f),
             items.into_iter().collect(),
             chunksize,
-        )?;
-        Ok(AsyncResult::with_callbacks(
-            inbox,
-            sizes,
-            |items| items.into_iter().collect(),
             callbacks,
-            runner,
-        ))
+        )
     }
 }

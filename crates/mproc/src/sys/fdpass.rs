@@ -24,9 +24,13 @@ pub(crate) const MAX_FDS: usize = 253;
 
 /// A connected pair of Unix stream sockets, close-on-exec.
 pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(SocketType::STREAM)
+}
+
+fn unix_pair(kind: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socketpair(
         AddressFamily::UNIX,
-        SocketType::STREAM,
+        kind,
         SocketFlags::CLOEXEC,
         None,
     )?)
@@ -38,18 +42,10 @@ pub(crate) fn send_frame(
     body: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
-    if fds.len() > MAX_FDS {
-        return Err(too_many_fds(fds.len()));
-    }
     let len = (body.len() as u64).to_le_bytes();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(fds));
-    }
     let flags = SendFlags::NOSIGNAL;
     let iov = [IoSlice::new(&len), IoSlice::new(body)];
-    let mut sent = retry(|| sendmsg(sock, &iov, &mut control, flags))?;
+    let mut sent = send_with_fds(sock, &iov, fds, flags)?;
     let total = len.len() + body.len();
     let mut empty = SendAncillaryBuffer::default();
     while sent < total {
@@ -61,6 +57,25 @@ pub(crate) fn send_frame(
         sent += retry(|| sendmsg(sock, &iov, &mut empty, flags))?;
     }
     Ok(())
+}
+
+/// One `sendmsg` of `iov` with `fds` attached (at most [`MAX_FDS`]); the
+/// bytes sent.
+fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(too_many_fds(fds.len()));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    retry(|| sendmsg(sock, iov, &mut control, flags))
 }
 
 /// Receives one frame of at most `max_len` bytes. `Ok(None)` on a clean end
@@ -286,12 +301,7 @@ fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
 /// A connected pair of Unix `SOCK_SEQPACKET` sockets (message boundaries
 /// kept, no limit on queued messages but the send buffer), close-on-exec.
 pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    unix_pair(SocketType::SEQPACKET)
 }
 
 /// Sends one message of `body` with `fds` attached (at most [`MAX_FDS`])
@@ -302,17 +312,9 @@ pub(crate) fn try_send_packet(
     body: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<bool> {
-    if fds.len() > MAX_FDS {
-        return Err(too_many_fds(fds.len()));
-    }
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(fds));
-    }
     let iov = [IoSlice::new(body)];
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-    match retry(|| sendmsg(sock, &iov, &mut control, flags)) {
+    match send_with_fds(sock, &iov, fds, flags) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
         Err(e) => Err(e),
