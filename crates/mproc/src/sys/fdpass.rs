@@ -225,20 +225,12 @@ pub(crate) fn send_tag(
     fds: &[BorrowedFd<'_>],
     nonblocking: bool,
 ) -> io::Result<bool> {
-    if fds.len() > MAX_FDS {
-        return Err(too_many_fds(fds.len()));
-    }
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(fds));
-    }
     let mut flags = SendFlags::NOSIGNAL;
     if nonblocking {
         flags |= SendFlags::DONTWAIT;
     }
     let iov = [IoSlice::new(std::slice::from_ref(&tag))];
-    match retry(|| sendmsg(sock, &iov, &mut control, flags)) {
+    match send_with_fds(sock, &iov, fds, flags) {
         Ok(_) => Ok(true),
         Err(e) if nonblocking && e.kind() == io::ErrorKind::WouldBlock => Ok(false),
         Err(e) => Err(e),
