@@ -208,6 +208,7 @@ pub(crate) fn finish_children() {
         for c in children.iter().filter(|c| c.owner == me) {
             let _ = c.wait(None);
         }
+        crate::start::shutdown_forkserver();
     });
 }
 

@@ -116,3 +116,24 @@ fn a_fork_server_dies_with_its_user() {
         common::stat(server.pid)
     );
 }
+
+/// A child that started its own fork server: its pid, once a grandchild
+/// ran through it.
+fn start_through_own_server(_: ()) -> i32 {
+    assert_eq!(fork_server().spawn(square, 4).unwrap().join().unwrap(), 16);
+    mproc::__private::fork_server_pid().expect("the child's own fork server")
+}
+
+#[test]
+fn a_process_that_ends_stops_and_reaps_its_fork_server() {
+    let _g = common::exclusive();
+    let ctx = mproc::get_context(Some(StartMethod::Spawn));
+    let server = ctx
+        .spawn(start_through_own_server, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    // The child reaped its server before it exited: no orphan is left for
+    // the init process to reap (nor a zombie in the meantime).
+    assert!(common::stat(server).is_none(), "{:?}", common::stat(server));
+}

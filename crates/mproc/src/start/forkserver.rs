@@ -15,7 +15,8 @@
 //! status pipe is the child's sentinel.
 //!
 //! The server dies with its user (`PR_SET_PDEATHSIG`, and end of file on the
-//! control socket) and its children die with it. If the server is killed,
+//! control socket) and its children die with it; at a normal exit the user
+//! closes the control socket and reaps the server ([`shutdown`]). If the server is killed,
 //! the next start notices (a refused send or an end of file where the pid
 //! should be) and starts a new server, transparently.
 
@@ -167,6 +168,35 @@ fn retire_server() {
         let _ = proc::signal_pidfd(s.pidfd.as_fd(), libc::SIGKILL);
         let _ = proc::reap_pidfd(s.pidfd.as_fd(), true);
     }
+}
+
+/// Stops this process's fork server, if it started one, and reaps it: at a
+/// normal exit, after every child was joined. Closing the control socket
+/// makes the server leave on its own; one that has not within a second is
+/// killed. Left alone, it would outlive us for a moment, an orphan for the
+/// init process to reap. Skipped if another thread is using the server
+/// (the exit must not wait for it).
+pub(crate) fn shutdown() {
+    let server = match slot().server.try_lock() {
+        Ok(mut guard) => guard.take(),
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().take(),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let Some(Server { pidfd, control, .. }) = server else {
+        return;
+    };
+    drop(control);
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    if !matches!(fdpass::wait_readable(pidfd.as_fd(), deadline), Ok(true)) {
+        let _ = proc::signal_pidfd(pidfd.as_fd(), libc::SIGKILL);
+    }
+    let _ = proc::reap_pidfd(pidfd.as_fd(), true);
+}
+
+/// This process's fork server's pid, if one runs (tests).
+#[doc(hidden)]
+pub fn server_pid() -> Option<i32> {
+    server().as_ref().map(|s| s.pid)
 }
 
 /// Kills the fork server (tests of the transparent restart).

@@ -17,6 +17,7 @@ pub(crate) use bootstrap::{
     after_fork_in_child, payload_message, prepare_fork, run_and_exit, ENV_CHILD,
 };
 pub(crate) use fork::start as start_fork;
+pub(crate) use forkserver::shutdown as shutdown_forkserver;
 pub(crate) use forkserver::start as start_forkserver;
 pub(crate) use spawn::start as start_spawn;
 
@@ -35,3 +36,5 @@ pub(crate) struct Started {
 }
 
 pub use forkserver::kill_server as kill_fork_server;
+#[doc(hidden)]
+pub use forkserver::server_pid as fork_server_pid;
