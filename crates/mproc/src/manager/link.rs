@@ -219,8 +219,7 @@ mod tests {
             .is_err());
         assert!(hello(&link).unwrap().is_ok());
         let pid = m.pid().unwrap();
-        // SAFETY: a plain kill(2) of the server this test started.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        crate::sys::proc::kill(pid, libc::SIGKILL).unwrap();
         let t0 = Instant::now();
         assert!(hello(&link).is_err());
         assert!(t0.elapsed() < Duration::from_secs(10));
@@ -241,8 +240,7 @@ mod tests {
         // The waiter is blocked in the server; give it (by a call that
         // itself waits in the server) time to pass `IDLE` before the kill.
         assert!(!other.acquire_timeout(3 * IDLE).unwrap());
-        // SAFETY: a plain kill(2) of the server this test started.
-        assert_eq!(unsafe { libc::kill(m.pid().unwrap(), libc::SIGKILL) }, 0);
+        crate::sys::proc::kill(m.pid().unwrap(), libc::SIGKILL).unwrap();
         assert!(matches!(t.join().unwrap(), Err(Error::ManagerGone)));
     }
 

@@ -507,16 +507,19 @@ impl Supervisor {
         true
     }
 
-    /// Nothing arrived in time: a deadline, a flag, or a silent death.
-    fn on_quiet(&mut self) -> bool {
+    /// Why the whole pool stops, if it does: terminated, or broken.
+    fn stop_reason(&self) -> Option<Fail> {
         let st = self.shared.lock();
-        let stop = if st.terminated {
+        if st.terminated {
             Some(Fail::Terminated)
         } else {
             st.broken.clone().map(Fail::Broken)
-        };
-        drop(st);
-        if let Some(why) = stop {
+        }
+    }
+
+    /// Nothing arrived in time: a deadline, a flag, or a silent death.
+    fn on_quiet(&mut self) -> bool {
+        if let Some(why) = self.stop_reason() {
             self.stop(why);
             return false;
         }
@@ -551,14 +554,7 @@ impl Supervisor {
     /// rest, replace it. `false` when this supervisor is done. `at`: when
     /// it was seen gone or given up on (the timeline's end of that chunk).
     fn lost(&mut self, why: Fail, at: Instant) -> bool {
-        let st = self.shared.lock();
-        let stop = if st.terminated {
-            Some(Fail::Terminated)
-        } else {
-            st.broken.clone().map(Fail::Broken)
-        };
-        drop(st);
-        if let Some(stop) = stop {
+        if let Some(stop) = self.stop_reason() {
             self.stop(stop);
             return false;
         }

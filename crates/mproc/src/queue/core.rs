@@ -267,19 +267,9 @@ impl TryFrom<Wire> for Core {
         if !cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&cap) || cap as usize > room {
             return Err(format!("bad queue ring size {cap} ({room} bytes mapped)"));
         }
-        Ok(Core {
-            block: w.block,
-            put_lock: w.put_lock,
-            get_lock: w.get_lock,
-            chan: w.chan,
-            cap,
-            maxsize,
-            seen_head: AtomicU64::new(0),
-            seen_laps: AtomicU32::new(0),
-            seen_tail: AtomicU64::new(0),
-            next_look: AtomicU32::new(0),
-            look_step: AtomicU32::new(LOOK_MIN),
-        })
+        Ok(Core::with_parts(
+            w.block, w.put_lock, w.get_lock, w.chan, cap, maxsize,
+        ))
     }
 }
 
@@ -291,11 +281,30 @@ impl Core {
         let block = ShmBlock::<Header>::create("mproc-queue", cap as usize)?;
         block.header().cap.store(cap, SeqCst);
         block.header().maxsize.store(maxsize, SeqCst);
-        Ok(Core {
+        Ok(Core::with_parts(
             block,
-            put_lock: SharedMutex::new(false)?,
-            get_lock: SharedMutex::new(false)?,
-            chan: Chan::new()?,
+            SharedMutex::new(false)?,
+            SharedMutex::new(false)?,
+            Chan::new()?,
+            cap,
+            maxsize,
+        ))
+    }
+
+    /// A handle over checked parts, with this process's caches empty.
+    fn with_parts(
+        block: ShmBlock<Header>,
+        put_lock: SharedMutex,
+        get_lock: SharedMutex,
+        chan: Chan,
+        cap: u32,
+        maxsize: u32,
+    ) -> Core {
+        Core {
+            block,
+            put_lock,
+            get_lock,
+            chan,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
@@ -303,7 +312,7 @@ impl Core {
             seen_tail: AtomicU64::new(0),
             next_look: AtomicU32::new(0),
             look_step: AtomicU32::new(LOOK_MIN),
-        })
+        }
     }
 
     /// The largest record; longer items go in chunks of this size (a
