@@ -239,6 +239,8 @@ fn garbage_instead_of_an_answer_is_refused() {
     let addr = Address::unique_abstract().unwrap();
     let l = Listener::bind(&addr, Some(KEY)).unwrap();
     let mut peer = raw_connect(&addr);
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap(); // a guard
     let challenge = read_frame(&mut peer).unwrap();
     assert!(challenge.starts_with(b"#CHALLENGE#{sha256}"));
     write_frame(&mut peer, &[0xAB; 100]).unwrap();
@@ -686,13 +688,17 @@ fn a_late_challenge_fails_the_first_receive() {
         unreachable!()
     };
     use std::os::linux::net::SocketAddrExt;
-    let raw =
-        std::os::unix::net::UnixListener::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap())
-            .unwrap();
+    let raw = std::os::unix::net::UnixListener::bind_addr(
+        &std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap(),
+    )
+    .unwrap();
     let c = Client::connect::<()>(&addr, None).unwrap();
     let (mut s, _) = raw.accept().unwrap();
     write_frame(&mut s, &[&b"#CHALLENGE#{sha256}"[..], &[1u8; 40]].concat()).unwrap();
-    assert_eq!(auth_kind(c.recv_bytes().unwrap_err()), AuthError::KeyRequired);
+    assert_eq!(
+        auth_kind(c.recv_bytes().unwrap_err()),
+        AuthError::KeyRequired
+    );
     // Only the first message is looked at.
     let c = Client::connect::<()>(&addr, None).unwrap();
     let (mut s, _) = raw.accept().unwrap();
@@ -730,11 +736,15 @@ fn a_keyless_client_of_a_keyed_cpython_listener_fails_typed() {
     assert_eq!(auth_kind(e), AuthError::KeyRequired);
     let (ok, out, _) = finish(py);
     assert!(!ok, "{out}"); // its handshake failed
-    // Late: CPython calls `accept` only after the client has connected.
+                           // Late: CPython calls `accept` only after the client has connected.
     let path = temp_path("pyl-late");
     let _ = std::fs::remove_file(&path);
     let mut py = Command::new("python3")
-        .args(["-c", PY_LATE_LISTENER, &format!("{},the key", path.display())])
+        .args([
+            "-c",
+            PY_LATE_LISTENER,
+            &format!("{},the key", path.display()),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -746,7 +756,10 @@ fn a_keyless_client_of_a_keyed_cpython_listener_fails_typed() {
     assert_eq!(line, "ready\n");
     let c = Client::connect::<()>(&Address::unix(&path), None).unwrap();
     py.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    assert_eq!(auth_kind(c.recv_bytes().unwrap_err()), AuthError::KeyRequired);
+    assert_eq!(
+        auth_kind(c.recv_bytes().unwrap_err()),
+        AuthError::KeyRequired
+    );
     drop(c);
     line.clear();
     out.read_line(&mut line).unwrap();
@@ -760,11 +773,15 @@ const PY_OTHER_USER: &str = r#"
 import socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("\0" + sys.argv[1])
+s.settimeout(20)  # a guard
 s.sendall(struct.pack("!i", 5) + b"hello")
 try:
     data = s.recv(100)
 except ConnectionResetError:
     data = b""
+except socket.timeout:
+    print("no answer", flush=True)
+    sys.exit(0)
 print("closed" if not data else "answered", flush=True)
 "#;
 
@@ -851,7 +868,8 @@ fn more_silent_sockets_than_pending_handshakes_do_not_lock_a_client_out() {
     };
     let mut silent = Vec::new();
     for _ in 0..300 {
-        match std::net::TcpStream::connect(a) {
+        // A full backlog would make a connect wait: bounded.
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
             Ok(s) => silent.push(s),
             Err(_) => break, // the backlog is full: enough
         }
@@ -876,7 +894,10 @@ fn accept_timeout_bounds_the_whole_call() {
         Err(Error::Timeout)
     ));
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -886,7 +907,8 @@ fn a_client_of_a_listener_that_never_answers_times_out_typed() {
     let raw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = Address::Tcp(raw.local_addr().unwrap());
     let t0 = Instant::now();
-    let e = Client::connect_timeout::<()>(&addr, Some(KEY), Duration::from_millis(300)).unwrap_err();
+    let e =
+        Client::connect_timeout::<()>(&addr, Some(KEY), Duration::from_millis(300)).unwrap_err();
     assert_eq!(auth_kind(e), AuthError::HandshakeTimeout);
     assert!(t0.elapsed() < Duration::from_secs(5));
 }

@@ -53,7 +53,11 @@ fn a_listener_uses_one_thread_and_leaves_nothing_behind() {
         let _half = raw_connect(&addr);
         let t = Instant::now();
         drop(l);
-        assert!(t.elapsed() < Duration::from_secs(2), "drop took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "drop took {:?}",
+            t.elapsed()
+        );
         assert_eq!(threads(), threads0, "the acceptor thread is gone");
         drop((silent, c, s));
     }

@@ -663,7 +663,7 @@ fn idle_sockets(addr: &Address, n: usize) -> Vec<std::net::TcpStream> {
         unreachable!()
     };
     (0..n)
-        .map_while(|_| std::net::TcpStream::connect(a).ok())
+        .map_while(|_| std::net::TcpStream::connect_timeout(a, Duration::from_secs(1)).ok())
         .collect()
 }
 

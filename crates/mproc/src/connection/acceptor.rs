@@ -263,7 +263,10 @@ fn run(sock: &Sock, policy: &Policy, shared: &Shared, woken: &UnixStream) {
         // Wakes for the next deadline, a rest's end, or (when the ready
         // queue is full) now and then to see whether `accept` made room.
         let mut deadline = pending.front().map(|h| h.deadline);
-        for t in [rest_until, (!room).then(|| now + REST)].into_iter().flatten() {
+        for t in [rest_until, (!room).then(|| now + REST)]
+            .into_iter()
+            .flatten()
+        {
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         let readable = match fdpass::wait_any(&fds, deadline) {

@@ -91,7 +91,8 @@ impl Client {
 
 fn handshake(stream: &Stream, key: &[u8], deadline: Instant) -> Result<()> {
     let mut io = auth::Bounded::new(stream, Some(deadline));
-    let done = auth::answer_challenge(&mut io, key).and_then(|()| auth::deliver_challenge(&mut io, key));
+    let done =
+        auth::answer_challenge(&mut io, key).and_then(|()| auth::deliver_challenge(&mut io, key));
     match done {
         Err(Error::Timeout) => Err(Error::Authentication(AuthError::HandshakeTimeout)),
         Err(e) => Err(e),

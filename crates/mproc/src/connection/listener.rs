@@ -116,8 +116,9 @@ impl ListenerBuilder {
                 "a TCP listener without an authkey needs allow_unauthenticated_tcp()".into(),
             ));
         }
-        let same_user_only =
-            matches!(self.address, Address::Abstract(_)) && authkey.is_none() && !self.allow_any_user;
+        let same_user_only = matches!(self.address, Address::Abstract(_))
+            && authkey.is_none()
+            && !self.allow_any_user;
         let (sock, address) = bind(&self.address).map_err(Error::io("cannot bind a listener"))?;
         let policy = Policy {
             authkey,
