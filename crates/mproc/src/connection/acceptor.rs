@@ -127,11 +127,10 @@ impl Acceptor {
         let thread = std::thread::Builder::new()
             .name("mproc-acceptor".into())
             .spawn(move || {
+                // Set however `run` ends (a panic included): `accept`
+                // then fails instead of waiting forever.
+                let _stopped = Stopped(&s);
                 run(&sock, &policy, &s, &woken);
-                let mut ready = s.ready.lock().unwrap_or_else(|p| p.into_inner());
-                ready.stopped = true;
-                ready.items.clear();
-                s.cond.notify_all();
             })
             .map_err(Error::io("cannot start a listener's acceptor thread"))?;
         Ok(Acceptor {
@@ -192,6 +191,18 @@ impl Acceptor {
         // Closing this process's copy of the wake-up end does not wake the
         // parent's thread: the parent holds its own copy.
         drop(self.wake.take());
+    }
+}
+
+/// Marks the acceptor stopped when dropped, and wakes `accept`.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut ready = self.0.ready.lock().unwrap_or_else(|p| p.into_inner());
+        ready.stopped = true;
+        ready.items.clear();
+        self.0.cond.notify_all();
     }
 }
 

@@ -10,7 +10,8 @@ use super::acceptor::{Acceptor, Policy, Sock};
 use super::{Address, SocketConnection};
 use crate::error::{Error, Result};
 
-/// How long an accepted peer has to finish the handshake by default.
+/// How long an accepted peer has to finish the handshake by default, and
+/// how long a [`Client`](crate::Client) gives a listener to finish it.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Listens on an address, as Python's `multiprocessing.connection.Listener`.
