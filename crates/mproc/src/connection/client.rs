@@ -32,8 +32,10 @@ use crate::sys::fdpass;
 /// assert!(matches!(Client::connect::<()>(&nobody, None), Err(Error::Io { .. })));
 ///
 /// let keyed = Listener::bind(&Address::unique_abstract()?, Some(b"key"))?;
-/// let e = Client::connect::<()>(keyed.address(), None).unwrap_err();
-/// assert!(matches!(e, Error::Authentication(AuthError::KeyRequired)));
+/// // Without the key: refused at connect (or, should the listener be slow
+/// // to speak, at the first receive).
+/// let refused = Client::connect::<()>(keyed.address(), None).and_then(|c| c.recv_bytes());
+/// assert!(matches!(refused, Err(Error::Authentication(AuthError::KeyRequired))));
 /// # Ok::<(), mproc::Error>(())
 /// ```
 pub struct Client;
