@@ -44,7 +44,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A Unix socket file is removed when its listener is closed or dropped;
 /// after [`close`](Listener::close), `accept` is an error. Closing or
 /// dropping the listener stops its background thread and closes every
-/// socket it held.
+/// socket it held. The thread belongs to the process that bound the
+/// listener: in a forked copy `accept` is [`Error::InvalidState`].
 ///
 /// ```
 /// use mproc::{Address, Error, Listener};
