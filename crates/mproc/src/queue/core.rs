@@ -84,14 +84,6 @@ impl Wait {
             .checked_add(d)
             .map_or(Wait::Forever, Wait::Until)
     }
-
-    fn lock_timeout(self) -> Option<Duration> {
-        match self {
-            Wait::Try => Some(Duration::ZERO),
-            Wait::Until(d) => Some(d.saturating_duration_since(Instant::now())),
-            Wait::Forever => None,
-        }
-    }
 }
 
 /// Why a call did not succeed.
@@ -121,14 +113,46 @@ impl Drop for Held<'_> {
     }
 }
 
+/// The longest a waiter for a lock, for room, for data or for `join`
+/// sleeps before it looks again, whatever it was told: a wake-up can be
+/// lost with a process SIGKILLed at the wrong instant, and this bounds
+/// what such a loss costs (see [`acquire`] and [`Core::wait_on`]). An
+/// idle waiter wakes this often; nothing else depends on it.
+const NAP: Duration = Duration::from_millis(50);
+
 /// Takes `m` within `wait`. An owner that died holding it is not an error:
 /// the caller repairs what the dead holder may have left half done.
+///
+/// A wait for the lock is cut into naps of at most [`NAP`] (one
+/// `pthread_mutex_timedlock` each), because glibc's robust mutex can lose
+/// the wake-up of a waiter: its unlock clears the lock word and wakes
+/// **one** sleeper (`FUTEX_WAKE`, 1). If that sleeper was SIGKILLed and
+/// has not yet left the futex queue, the wake is spent on a dying process;
+/// the kernel makes up for it at the exit only if the lock word is still
+/// free then (`handle_futex_death`, "pending op"), but the producer that
+/// just unlocked usually takes the lock again at once, by the fast path,
+/// which does not set `FUTEX_WAITERS`: from then on no unlock wakes
+/// anyone, and the other sleepers sleep until their deadline (for ever for
+/// a `put`). Seen as a queue wedged after a producer was killed. A sleeper
+/// whose nap ends calls again, which sets `FUTEX_WAITERS` anew, so a lost
+/// wake-up costs at most one nap. The first look is a `trylock`, so that
+/// an uncontended acquisition reads no clock.
 fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
-    match m.acquire(wait.lock_timeout()) {
-        Ok(true) | Err(LockError::OwnerDied(_)) => Ok(Held(m)),
-        Ok(false) if matches!(wait, Wait::Try) => Err(Stop::Busy),
-        Ok(false) => Err(Stop::Timeout),
-        Err(LockError::Failed(e)) => Err(Stop::Failed(e)),
+    let mut timeout = Duration::ZERO; // first a `trylock`
+    loop {
+        match m.acquire(Some(timeout)) {
+            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
+            Ok(false) => {}
+            Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
+        }
+        timeout = match wait {
+            Wait::Try => return Err(Stop::Busy),
+            Wait::Until(d) => d.saturating_duration_since(Instant::now()).min(NAP),
+            Wait::Forever => NAP,
+        };
+        if timeout.is_zero() {
+            return Err(Stop::Timeout);
+        }
     }
 }
 
@@ -387,6 +411,13 @@ impl Core {
 
     /// Spins, then sleeps on `seq`, until `check` reports something or
     /// `until` passes (`Ok(None)`).
+    ///
+    /// Each sleep lasts at most [`NAP`]: the side that makes `check` true
+    /// stores its index word, then wakes the sleepers (`notify`), and a
+    /// process SIGKILLed between the two leaves a sleeper that nobody will
+    /// wake (a consumer asleep on an item that is there, a producer on
+    /// room that is there) until some other process happens to notify,
+    /// which may be never. Looking again after a nap bounds that to a nap.
     fn wait_on<R>(
         &self,
         seq: &AtomicU32,
@@ -394,9 +425,17 @@ impl Core {
         until: Option<Instant>,
         check: impl Fn() -> Res<Option<R>>,
     ) -> Res<Option<R>> {
-        let got = futex::wait_until(seq, sleepers, until, |_| check().transpose())
-            .map_err(Error::io("cannot wait on a queue"))?;
-        got.transpose()
+        loop {
+            let nap = Instant::now() + NAP;
+            let end = until.map_or(nap, |u| u.min(nap));
+            let got = futex::wait_until(seq, sleepers, Some(end), |_| check().transpose())
+                .map_err(Error::io("cannot wait on a queue"))?;
+            match got {
+                Some(r) => return r.map(Some),
+                None if until == Some(end) => return Ok(None),
+                None => {}
+            }
+        }
     }
 
     // ------------------------------------------------------------ put
@@ -963,16 +1002,25 @@ impl Core {
 
     /// Waits until every put item is marked done: `false` on timeout.
     pub(super) fn join(&self, deadline: Option<Instant>) -> Result<bool> {
+        // In naps, as `wait_on` and for the same reason: a process killed
+        // between its `done` increment and its wake-up.
         let h = self.h();
-        let r = futex::wait_until(&h.done, &h.join_sleepers, deadline, |done| {
-            match self.indices() {
-                Ok(i) if i.0 == done => Some(Ok(())),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
+        let check = || match self.indices() {
+            Ok(i) if i.0 == h.done.load(SeqCst) => Some(Ok(())),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        loop {
+            let nap = Instant::now() + NAP;
+            let end = deadline.map_or(nap, |u| u.min(nap));
+            let r = futex::wait_until(&h.done, &h.join_sleepers, Some(end), |_| check())
+                .map_err(Error::io("cannot wait on a queue"))?;
+            match r {
+                Some(r) => return r.map(|()| true),
+                None if deadline == Some(end) => return Ok(false),
+                None => {}
             }
-        })
-        .map_err(Error::io("cannot wait on a queue"))?;
-        r.transpose().map(|r| r.is_some())
+        }
     }
 }
 
