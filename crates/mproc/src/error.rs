@@ -174,6 +174,17 @@ pub enum Error {
     /// or unreachable; proxy calls fail with this instead of waiting.
     #[error("the manager's server is gone")]
     ManagerGone,
+    /// The system has no memory left to back shared memory with (the
+    /// filesystem behind it is full, or the memory limit reached):
+    /// `ENOSPC` or `ENOMEM` when reserving it. Nothing was written; the
+    /// object is as it was, and the call may succeed once memory is freed.
+    #[error("no space for {requested} bytes of {what}")]
+    NoSpace {
+        /// What the memory was for.
+        what: &'static str,
+        /// How many bytes were asked for.
+        requested: u64,
+    },
 }
 
 /// An error raised by a [`Manager`](crate::Manager)'s server.

@@ -88,17 +88,6 @@ impl<T: ShmSafe> ShmBlock<T> {
 }
 
 impl<T> ShmBlock<T> {
-    /// The whole mapping (header included), for users that copy bytes in
-    /// and out of the data area themselves (the queues' rings).
-    pub(crate) fn region(&self) -> &SharedRegion {
-        &self.region
-    }
-
-    /// Where the data area starts in [`region`](Self::region).
-    pub(crate) const fn data_start() -> usize {
-        data_offset::<T>()
-    }
-
     /// `len` cells of `U` in the data area, after checking they fit.
     pub(crate) fn cells<U: Plain>(&self, len: usize) -> std::result::Result<Cells<U>, String> {
         Cells::new(self.region.clone(), data_offset::<T>(), len)

@@ -93,16 +93,6 @@ impl SharedRegion {
         self.len
     }
 
-    /// Gives the memory behind `offset..offset + len` back to the system
-    /// (`fallocate(PUNCH_HOLE)`): the bytes read as zeros afterwards, in
-    /// every process mapping the region, and are backed again when next
-    /// written. Advice only: a failure changes nothing but the memory used.
-    pub(crate) fn punch_hole(&self, offset: usize, len: usize) {
-        self.check(offset, len);
-        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-        let _ = rustix::fs::fallocate(&self.fd, flags, offset as u64, len as u64);
-    }
-
     /// Panics unless `offset..offset + n` lies in the mapping: the callers'
     /// layouts are fixed and checked against the length when mapped, so this
     /// catches bugs, never input.
