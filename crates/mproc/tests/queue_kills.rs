@@ -289,7 +289,7 @@ fn check(r: &Round, left: &[Item], number: usize) {
 
 fn run(rounds: usize) {
     let _isolated = common::exclusive();
-    let seed = env("MPROC_QUEUE_KILL_SEED").unwrap_or(0x5eed_0f_ca11);
+    let seed = env("MPROC_QUEUE_KILL_SEED").unwrap_or(0x005e_ed0f_ca11);
     let keep_going = env("MPROC_QUEUE_KILL_KEEP_GOING") == Some(1);
     let mut rng = Rng(seed | 1);
     let (start, mut kills, mut wedged) = (Instant::now(), 0, Vec::new());

@@ -438,26 +438,32 @@ impl Core {
     fn write(&self, at: u32, src: &[u8]) -> Result<()> {
         let [(a, n), (b, _)] = self.pieces(at, src.len());
         let ring = &self.ring.0;
-        ring.write(a, &src[..n])
-            .and_then(|()| ring.write(b, &src[n..]))
-            .map_err(Error::io("cannot map a queue's ring"))
+        let mut r = ring.write(a, &src[..n]);
+        if n < src.len() {
+            r = r.and_then(|()| ring.write(b, &src[n..]));
+        }
+        r.map_err(Error::io("cannot map a queue's ring"))
     }
 
     fn read(&self, at: u32, dst: &mut [u8]) -> Result<()> {
         let [(a, n), (b, _)] = self.pieces(at, dst.len());
         let (first, second) = dst.split_at_mut(n);
         let ring = &self.ring.0;
-        ring.read(a, first)
-            .and_then(|()| ring.read(b, second))
-            .map_err(Error::io("cannot map a queue's ring"))
+        let mut r = ring.read(a, first);
+        if !second.is_empty() {
+            r = r.and_then(|()| ring.read(b, second));
+        }
+        r.map_err(Error::io("cannot map a queue's ring"))
     }
 
     fn append(&self, at: u32, n: usize, out: &mut Vec<u8>) -> Result<()> {
         for (offset, len) in self.pieces(at, n) {
-            self.ring
-                .0
-                .append_to(offset, len, out)
-                .map_err(Error::io("cannot map a queue's ring"))?;
+            if len > 0 {
+                self.ring
+                    .0
+                    .append_to(offset, len, out)
+                    .map_err(Error::io("cannot map a queue's ring"))?;
+            }
         }
         Ok(())
     }
@@ -478,17 +484,10 @@ impl Core {
         until: Option<Instant>,
         check: impl Fn() -> Res<Option<R>>,
     ) -> Res<Option<R>> {
-        loop {
-            let nap = Instant::now() + NAP;
-            let end = until.map_or(nap, |u| u.min(nap));
-            let got = futex::wait_until(seq, sleepers, Some(end), |_| check().transpose())
+        let got =
+            futex::wait_until_napping(seq, sleepers, until, Some(NAP), |_| check().transpose())
                 .map_err(Error::io("cannot wait on a queue"))?;
-            match got {
-                Some(r) => return r.map(Some),
-                None if until == Some(end) => return Ok(None),
-                None => {}
-            }
-        }
+        got.transpose()
     }
 
     // ------------------------------------------------------------ put
@@ -1116,17 +1115,10 @@ impl Core {
             Ok(_) => None,
             Err(e) => Some(Err(e)),
         };
-        loop {
-            let nap = Instant::now() + NAP;
-            let end = deadline.map_or(nap, |u| u.min(nap));
-            let r = futex::wait_until(&h.done, &h.join_sleepers, Some(end), |_| check())
+        let r =
+            futex::wait_until_napping(&h.done, &h.join_sleepers, deadline, Some(NAP), |_| check())
                 .map_err(Error::io("cannot wait on a queue"))?;
-            match r {
-                Some(r) => return r.map(|()| true),
-                None if deadline == Some(end) => return Ok(false),
-                None => {}
-            }
-        }
+        r.transpose().map(|r| r.is_some())
     }
 }
 

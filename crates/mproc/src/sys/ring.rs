@@ -110,6 +110,7 @@ impl Ring {
 
     /// The address of segment `k` in this process, mapping it first if no
     /// thread of this process has.
+    #[inline]
     fn base(&self, k: usize) -> io::Result<*mut u8> {
         let p = self.segments[k].load(Ordering::Acquire);
         if !p.is_null() {
@@ -147,6 +148,7 @@ impl Ring {
 
     /// Runs `each(address, offset in the span, length)` over the pieces of
     /// `pos..pos + n`, one per segment it crosses.
+    #[inline]
     fn span(
         &self,
         pos: usize,
@@ -158,6 +160,14 @@ impl Ring {
             "ring access {pos}+{n} out of bounds ({})",
             self.len
         );
+        // Most copies lie in one segment, already mapped.
+        let k = segment(pos);
+        let (start, end) = bounds(k);
+        if pos + n <= end {
+            let base = self.base(k)?;
+            each(base.wrapping_add(pos - start), 0, n);
+            return Ok(());
+        }
         let mut done = 0;
         while done < n {
             let at = pos + done;
@@ -173,6 +183,7 @@ impl Ring {
     }
 
     /// Copies `src` to `pos` (in bounds, or this panics).
+    #[inline]
     pub(crate) fn write(&self, pos: usize, src: &[u8]) -> io::Result<()> {
         self.span(pos, src.len(), |p, from, n| {
             // SAFETY: `p..p + n` lies in one live mapping of this ring (see
@@ -184,6 +195,7 @@ impl Ring {
 
     /// Copies `dst.len()` bytes from `pos` (in bounds, or this panics).
     /// Another process may be writing them: the caller validates the copy.
+    #[inline]
     pub(crate) fn read(&self, pos: usize, dst: &mut [u8]) -> io::Result<()> {
         let out = dst.as_mut_ptr();
         self.span(pos, dst.len(), |p, from, n| {
@@ -196,6 +208,7 @@ impl Ring {
     /// Appends `n` bytes from `pos` to `out` (growing it if needed),
     /// without zero-filling the new space first. On an error `out` is as
     /// it was.
+    #[inline]
     pub(crate) fn append_to(&self, pos: usize, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
         out.reserve(n);
         let spare: &mut [MaybeUninit<u8>] = &mut out.spare_capacity_mut()[..n];
