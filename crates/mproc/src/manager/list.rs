@@ -264,7 +264,11 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// meanwhile by another process is neither lost nor left unsorted: it
     /// lands after the sorted list. If this process dies halfway, its
     /// connection closes and the waiting changes go ahead on the unsorted
-    /// list.
+    /// list. The list travels here whole and its new order (4 bytes an
+    /// element) goes back.
+    ///
+    /// The comparison must not change this list through another proxy:
+    /// that change would wait for this sort to end, which waits for it.
     ///
     /// ```
     /// let m = mproc::Manager::start()?;
@@ -414,5 +418,24 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// A copy of every element, in one round trip (`a[:]`).
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.0.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_ranges_as_python_bounds() {
+        assert_eq!(python_bounds(&(1..3)), (Some(1), Some(3)));
+        assert_eq!(python_bounds(&(-2..)), (Some(-2), None));
+        assert_eq!(python_bounds(&(..)), (None, None));
+        assert_eq!(python_bounds(&(..=-1)), (None, None));
+        assert_eq!(python_bounds(&(..=-2)), (None, Some(-1)));
+        assert_eq!(python_bounds(&(..=i64::MAX)), (None, Some(i64::MAX)));
+        let excluded = (Bound::Excluded(-1), Bound::Unbounded);
+        assert_eq!(python_bounds(&excluded), (Some(i64::MAX), None));
+        let excluded = (Bound::Excluded(-3), Bound::Excluded(0));
+        assert_eq!(python_bounds(&excluded), (Some(-2), Some(0)));
     }
 }
