@@ -209,6 +209,14 @@ pub enum RemoteError {
     /// A registered type's method failed, or its request did not decode.
     #[error("{0}")]
     Failed(String),
+    /// `index` found no element equal to the value in the range searched
+    /// (Python's `ValueError: x is not in list`).
+    #[error("the value is not in the list")]
+    NotInList,
+    /// `popitem` on an empty dict (Python's `KeyError: 'popitem(): dictionary
+    /// is empty'`).
+    #[error("popitem(): the dict is empty")]
+    EmptyDict,
 }
 
 /// Why an authentication handshake failed.
