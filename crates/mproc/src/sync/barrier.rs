@@ -202,6 +202,18 @@ enum Action {
 /// with a timeout; give the barrier a default timeout
 /// ([`BarrierBuilder::timeout`]) when parties may die.
 ///
+/// # Trust
+///
+/// The action travels as the function's address in the executable. A
+/// process runs only an action it vouches for: one it gave a barrier
+/// itself, or received from its parent (in a child's arguments, a pool's
+/// initializer). A barrier with any other action, received from a child,
+/// a sibling or a peer (through a [`Connection`](crate::Connection), a
+/// [`Queue`](crate::Queue)...), does not decode: the receiver gets
+/// [`Error::UntrustedCode`] and nothing runs. So a child cannot make its
+/// parent call a function of its choice, nor crash it with a garbage
+/// address.
+///
 /// # Examples
 ///
 /// ```
