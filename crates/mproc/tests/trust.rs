@@ -246,3 +246,32 @@ fn a_child_refuses_its_own_childs_action_too() {
     assert_eq!(rx.recv_timeout(GENEROUS).unwrap(), "refused");
     child.join().unwrap();
 }
+
+/// A pool initializer: the parent's barrier, whose action runs here.
+fn init_wait(barrier: Barrier) {
+    assert_eq!(barrier.wait().unwrap(), 0);
+}
+
+#[test]
+fn a_parents_barrier_reaches_pool_workers_through_the_initializer() {
+    let _g = common::shared();
+    let barrier = Barrier::builder(1).action(counted).build().unwrap();
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let pool = mproc::Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .initializer(init_wait, barrier.clone())
+            .build()
+            .unwrap();
+        // Each worker ran the action once in its initializer.
+        let runs = pool
+            .map(|_: u32| ACTIONS.load(Ordering::SeqCst), 0..8)
+            .unwrap();
+        assert!(runs.iter().all(|&n| n == 1), "{method:?}: {runs:?}");
+        let sums = pool
+            .starmap(|a: u32, b: u32| a + b, [(1, 2), (3, 4)])
+            .unwrap();
+        assert_eq!(sums, [3, 7]);
+        assert_eq!(pool.apply(|x: u8| x * 2, 21).unwrap(), 42);
+    }
+}
