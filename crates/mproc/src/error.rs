@@ -174,6 +174,28 @@ pub enum Error {
     /// or unreachable; proxy calls fail with this instead of waiting.
     #[error("the manager's server is gone")]
     ManagerGone,
+    /// A function offset received from another process names code this
+    /// process does not vouch for (it neither made that function reference
+    /// itself nor received it from its parent), or not as this type: it is
+    /// refused, never called. A peer (a child's result, a `Connection`, a
+    /// `Queue`, a manager client) cannot make this process run code of its
+    /// choice.
+    #[error("refused to call code at offset {offset:#x} as `{signature}`: this process does not vouch for it")]
+    UntrustedCode {
+        /// The offset from this executable's anchor, as received.
+        offset: i64,
+        /// The type it was to be called as.
+        signature: String,
+    },
+}
+
+impl From<crate::sys::fnref::Untrusted> for Error {
+    fn from(u: crate::sys::fnref::Untrusted) -> Error {
+        Error::UntrustedCode {
+            offset: u.offset,
+            signature: u.signature.to_string(),
+        }
+    }
 }
 
 /// An error raised by a [`Manager`](crate::Manager)'s server.

@@ -220,6 +220,7 @@ pub use bytemuck;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::fuzz;
+    pub use crate::pipe::__cast_connection as cast_connection;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
     pub use crate::start::{fork_server_pid, kill_fork_server};
     pub use crate::sys::proc::open_fd_count;

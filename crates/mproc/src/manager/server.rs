@@ -484,7 +484,7 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
                 .registry
                 .get(typeid)
                 .ok_or_else(|| RemoteError::UnknownType(typeid.clone()))?;
-            Object::Custom(typeid.clone(), Mutex::new(f(init)?))
+            Object::Custom(typeid.clone(), Mutex::new(f(init.to_vec())?))
         }
     })
 }

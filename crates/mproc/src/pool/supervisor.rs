@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::process::Process;
 use crate::start::StartMethod;
-use crate::task::FnOffset;
 
 /// The most chunks a worker holds: enough that a worker running tiny
 /// tasks stays busy while its supervisor naps (see `wait_reply`).
@@ -45,8 +44,10 @@ const CHECK: Duration = Duration::from_millis(50);
 /// A chunk waiting for, or held by, a worker.
 pub(crate) struct Job {
     pub(crate) id: u64,
-    pub(crate) func: FnOffset,
-    pub(crate) chunk_fn: FnOffset,
+    /// The function's offset (a `fn(A) -> R`, or a starmap's `T::Fn`).
+    pub(crate) func: i64,
+    /// The chunk runner's offset (a `ChunkFn`).
+    pub(crate) chunk_fn: i64,
     pub(crate) args: Vec<u8>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) tag: usize,

@@ -74,13 +74,13 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
             Outcome::Refused(format!("cannot read the first frame: {e}")),
         ),
     };
-    let (header, args) = match task::parse_first_frame(&body) {
+    let (header, start) = match task::parse_first_frame(&body) {
         Ok(parsed) => parsed,
         Err(outcome) => refuse(&ctl, outcome),
     };
     process::set_current(header.me.clone(), Some(header.parent.clone()));
     let want = header.want_result;
-    run_and_exit(ctl, want, || task::run_wire(&header, args, fds))
+    run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
 }
 
 fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
@@ -178,7 +178,7 @@ pub(crate) fn run_and_exit(
             frame.fds,
             0,
         ),
-        Ok(Err(Error::Decode(e))) => {
+        Ok(Err(e @ (Error::Decode(_) | Error::UntrustedCode { .. }))) => {
             let reason = format!("cannot decode the task's arguments: {e}");
             let _ = writeln!(std::io::stderr(), "mproc: child cannot start: {reason}");
             (

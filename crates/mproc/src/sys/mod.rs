@@ -5,6 +5,7 @@
 //! functions returning `io::Result`.
 
 pub(crate) mod fdpass;
+pub(crate) mod fnref;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod posix_shm;
