@@ -31,11 +31,11 @@
 //! away, so that it looks at the socket, whose hang-up is the truth (it
 //! also covers a process killed before it could bump anything).
 
-use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::ring::Ring;
+use crate::error::{Error, Result};
 use crate::sys::shm::SharedRegion;
 
 /// "mprg": a pipe region.
@@ -67,10 +67,16 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// A new region with `rings` rings (1 or 2) of `cap` bytes each.
-    pub(super) fn create(rings: usize, cap: u32) -> io::Result<Self> {
+    /// A new region with `rings` rings (1 or 2) of `cap` bytes each, all
+    /// reserved ([`Error::NoSpace`] if the memory is not there).
+    pub(super) fn create(rings: usize, cap: u32) -> Result<Self> {
         debug_assert!((1..=2).contains(&rings) && cap.is_power_of_two());
-        let region = SharedRegion::create("mproc-pipe", DATA_AT + rings * cap as usize)?;
+        let len = DATA_AT + rings * cap as usize;
+        let region = SharedRegion::create("mproc-pipe", len).map_err(Error::shm_create(
+            "cannot create a pipe",
+            "a pipe",
+            len,
+        ))?;
         let word = |at| region.atomic_u32(at);
         word(MAGIC_AT).store(MAGIC, SeqCst);
         word(VERSION_AT).store(VERSION, SeqCst);

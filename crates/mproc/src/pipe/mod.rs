@@ -90,7 +90,7 @@ fn pair<T>(
     dirs: [(bool, bool); 2],
 ) -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) = fdpass::stream_pair().map_err(Error::io("cannot create a pipe"))?;
-    let shared = Arc::new(Shared::create(rings, cap).map_err(Error::io("cannot create a pipe"))?);
+    let shared = Arc::new(Shared::create(rings, cap)?);
     let end = |sock, id: usize| {
         let (r, w) = dirs[id];
         End::new(sock, shared.clone(), id, r, w)
