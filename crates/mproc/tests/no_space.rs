@@ -19,6 +19,7 @@ mod common;
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use common::GENEROUS;
@@ -194,8 +195,8 @@ const LEFT: i64 = 256 << 10;
 
 /// Fills the caller's memory cgroup with a memfd of its own to within
 /// `LEFT` bytes of the limit; `Err` if the limit is not enforced.
-fn fill() -> Result<std::os::fd::OwnedFd, String> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+fn fill() -> Result<OwnedFd, String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: plain syscalls on a descriptor this function owns.
     unsafe {
         let fd = libc::memfd_create(c"no-space-filler".as_ptr(), libc::MFD_CLOEXEC);
@@ -223,40 +224,58 @@ fn fill() -> Result<std::os::fd::OwnedFd, String> {
     }
 }
 
+/// Checks that `r` is `NoSpace` for `ENOMEM` with `requested` in range;
+/// else gives back the filler's memory (a panic needs some) and panics.
+fn no_space<T: std::fmt::Debug>(
+    r: Result<T, Error>,
+    requested: std::ops::RangeInclusive<usize>,
+    filler: &mut Option<OwnedFd>,
+    what: &str,
+) {
+    if let Err(Error::NoSpace {
+        requested: n,
+        source,
+        ..
+    }) = &r
+    {
+        if requested.contains(n) && source.raw_os_error() == Some(libc::ENOMEM) {
+            return;
+        }
+    }
+    filler.take();
+    panic!("{what}: expected NoSpace for ENOMEM of {requested:?} bytes, got {r:?}");
+}
+
+/// `r`'s value; else gives back the filler's memory and panics.
+fn must<T>(r: Result<T, Error>, filler: &mut Option<OwnedFd>, what: &str) -> T {
+    r.unwrap_or_else(|e| {
+        filler.take();
+        panic!("{what}: {e}")
+    })
+}
+
 /// Joins the cgroup `dir`, fills it and checks that every memfd-backed
-/// object too large for what is left fails to be created, and is created
-/// once there is room.
+/// object too large for what is left fails to be created (a pipe: to send
+/// a message its ring has no room for), and works once there is room.
 fn memfd_objects_in_a_full_cgroup(dir: PathBuf) -> Result<(), String> {
     std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
         .map_err(|e| format!("joining the cgroup: {e}"))?;
-    let filler = fill()?;
-    let mib = 1 << 20;
-    let (shm, pipe, array) = (
-        SharedMemory::anonymous(mib),
-        Pipe::<u8>::new(),
-        RawArray::<u8>::new(mib),
-    );
-    // Room again before any check can fail (a panic needs memory too).
-    drop(filler);
-    match shm {
-        Err(Error::NoSpace {
-            requested, source, ..
-        }) => {
-            assert_eq!(requested, mib);
-            assert_eq!(source.raw_os_error(), Some(libc::ENOMEM));
-        }
-        Err(e) => panic!("expected NoSpace, got {e}"),
-        // Writing it would have faulted: with the OOM killer off, this
-        // child would have waited for memory forever.
-        Ok(_) => panic!("1 MiB of memfd created with 256 KiB left: a write would fault"),
-    }
-    expect_no_space(pipe.map(drop), 4096 + 2 * (512 << 10), "Pipe::new");
-    expect_no_space(array.map(drop), mib, "RawArray::new");
-    let shm = SharedMemory::anonymous(mib).unwrap();
-    touch(&shm);
-    let (a, b) = Pipe::<Vec<u8>>::new().unwrap();
-    a.send(&vec![7; 300 << 10]).unwrap();
-    assert_eq!(b.recv().unwrap().len(), 300 << 10);
+    let (mib, big) = (1 << 20, vec![7u8; 300 << 10]); // no allocating while full
+    let filler = &mut Some(fill()?);
+    // Before the fix these were created, and writing them would have
+    // faulted (with the OOM killer off: this child waiting forever).
+    no_space(SharedMemory::anonymous(mib), mib..=mib, filler, "anonymous");
+    no_space(RawArray::<u8>::new(mib), mib..=mib, filler, "RawArray::new");
+    // A pipe reserves its header page when created, each ring's pages as
+    // its writers first reach them.
+    let (a, b) = must(Pipe::<()>::new(), filler, "Pipe::new");
+    no_space(a.send_bytes(&big), big.len()..=512 << 10, filler, "a big send");
+    must(a.send_bytes(&big[..100]), filler, "a small send");
+    filler.take(); // room again
+    assert_eq!(b.recv_bytes().unwrap(), &big[..100], "the refused send left no trace");
+    a.send_bytes(&big).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), big);
+    touch(&SharedMemory::anonymous(mib).unwrap());
     RawArray::<u8>::new(mib).unwrap();
     Ok(())
 }

@@ -214,6 +214,11 @@ impl<T> Connection<T> {
     }
 
     /// Sends raw bytes as one message.
+    ///
+    /// The pipe's shared memory is reserved as messages first reach each
+    /// part of it: when memory is short (a memory cgroup's limit), a send
+    /// that needs more fails with [`Error::NoSpace`] and sends nothing,
+    /// rather than faulting.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         self.writer()?.send(buf, &[])
     }
@@ -258,7 +263,8 @@ impl<T> Connection<T> {
 
 impl<T: Serialize> Connection<T> {
     /// Sends a value. OS handles inside it (connections, later queues and
-    /// locks) travel with it.
+    /// locks) travel with it. Errors as for
+    /// [`send_bytes`](Connection::send_bytes).
     pub fn send(&self, value: &T) -> Result<()> {
         let w = self.writer()?;
         let frame = codec::encode(value)?;
