@@ -163,9 +163,14 @@ impl Cgroup {
         let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
         let path = own
             .lines()
-            .filter_map(|l| l.splitn(3, ':').nth(2).zip(l.splitn(3, ':').nth(1)))
-            .find(|(_, controllers)| controllers.split(',').any(|c| c == "memory"))
-            .map(|(path, _)| path.to_owned())
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == "memory")
+                    .then_some(path)
+            })
             .ok_or("no v1 memory controller")?;
         let dir = Path::new("/sys/fs/cgroup/memory")
             .join(path.trim_start_matches('/'))
@@ -269,10 +274,19 @@ fn memfd_objects_in_a_full_cgroup(dir: PathBuf) -> Result<(), String> {
     // A pipe reserves its header page when created, each ring's pages as
     // its writers first reach them.
     let (a, b) = must(Pipe::<()>::new(), filler, "Pipe::new");
-    no_space(a.send_bytes(&big), big.len()..=512 << 10, filler, "a big send");
+    no_space(
+        a.send_bytes(&big),
+        big.len()..=512 << 10,
+        filler,
+        "a big send",
+    );
     must(a.send_bytes(&big[..100]), filler, "a small send");
     filler.take(); // room again
-    assert_eq!(b.recv_bytes().unwrap(), &big[..100], "the refused send left no trace");
+    assert_eq!(
+        b.recv_bytes().unwrap(),
+        &big[..100],
+        "the refused send left no trace"
+    );
     a.send_bytes(&big).unwrap();
     assert_eq!(b.recv_bytes().unwrap(), big);
     touch(&SharedMemory::anonymous(mib).unwrap());

@@ -74,9 +74,8 @@ impl Shared {
     pub(super) fn create(rings: usize, cap: u32) -> Result<Self> {
         debug_assert!((1..=2).contains(&rings) && cap.is_power_of_two());
         let len = DATA_AT + rings * cap as usize;
-        let region = SharedRegion::create_reserving("mproc-pipe", len, DATA_AT).map_err(
-            Error::shm_create("cannot create a pipe", "a pipe", DATA_AT),
-        )?;
+        let region = SharedRegion::create_reserving("mproc-pipe", len, DATA_AT)
+            .map_err(Error::shm_create("cannot create a pipe", "a pipe", DATA_AT))?;
         let word = |at| region.atomic_u32(at);
         word(MAGIC_AT).store(MAGIC, SeqCst);
         word(VERSION_AT).store(VERSION, SeqCst);
