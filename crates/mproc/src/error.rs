@@ -176,7 +176,8 @@ pub enum Error {
     ManagerGone,
     /// Not enough memory to create a shared object: `/dev/shm` is full
     /// (a named [`SharedMemory`](crate::SharedMemory); Docker gives 64 MiB),
-    /// or a memory limit (a cgroup's) leaves no room for an anonymous one.
+    /// a memory limit (a cgroup's) leaves no room for an anonymous one, or
+    /// the size is over the process's file size limit (`ulimit -f`).
     /// Shared memory is reserved whole when created, so this comes from the
     /// constructor rather than as a `SIGBUS` at a later write; nothing is
     /// left behind.
@@ -187,7 +188,7 @@ pub enum Error {
         /// The bytes asked for.
         requested: usize,
         /// The OS error (`ENOSPC`: the file system is full; `ENOMEM`: a
-        /// memory limit).
+        /// memory limit; `EFBIG`: the file size limit).
         #[source]
         source: io::Error,
     },
@@ -253,14 +254,16 @@ impl Error {
     /// As [`io`](Error::io), for the creation of `requested` bytes of shared
     /// memory (`what`): lack of room (an error of kind
     /// [`StorageFull`](io::ErrorKind::StorageFull), as
-    /// [`reserve`](crate::sys::shm::reserve) makes) is [`Error::NoSpace`].
+    /// [`reserve`](crate::sys::shm::reserve) makes, or
+    /// [`FileTooLarge`](io::ErrorKind::FileTooLarge)) is [`Error::NoSpace`].
     pub(crate) fn shm_create<'a>(
         context: &'static str,
         what: &'a str,
         requested: usize,
     ) -> impl FnOnce(io::Error) -> Error + 'a {
         move |source| {
-            if source.kind() != io::ErrorKind::StorageFull {
+            use io::ErrorKind::{FileTooLarge, StorageFull};
+            if !matches!(source.kind(), StorageFull | FileTooLarge) {
                 return Error::Io { context, source };
             }
             // The OS error `reserve` wrapped, or the error itself.

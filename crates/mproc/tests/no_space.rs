@@ -1,6 +1,7 @@
 //! Shared memory reserved at creation: no room is an error from the
-//! constructor (`Error::NoSpace`), never a `SIGBUS` (or a hang, or an OOM
-//! kill) at a later write.
+//! constructor (`Error::NoSpace`; for a pipe's rings, from the send that
+//! first needs the room), never a `SIGBUS` (or a hang, or an OOM kill) at
+//! a later write.
 //!
 //! Each test runs in a child of its own that makes the shortage for itself
 //! and nobody else:
@@ -10,7 +11,9 @@
 //!   memory cgroup (v1) of its own with a limit and the OOM killer off, so
 //!   that a charge the limit refuses fails the syscall with `ENOMEM`
 //!   (rather than killing someone), filled by the child to within
-//!   256 KiB of its limit.
+//!   256 KiB of its limit;
+//! - any of them: a file size limit (`RLIMIT_FSIZE`), which made
+//!   `ftruncate` kill the process with `SIGXFSZ`.
 //!
 //! Only if the namespace or the cgroup cannot be made (not root, no v1
 //! memory controller) does a test print a note and pass without checking.
@@ -304,4 +307,40 @@ fn memfd_objects_fail_with_no_space_under_a_memory_limit() {
     if let Err(note) = in_child(memfd_objects_in_a_full_cgroup, cgroup.0.clone()) {
         println!("note: {note}; nothing checked");
     }
+}
+
+/// Under a 1 MiB file size limit (`ulimit -f`): shared objects larger than
+/// that are `NoSpace` (`EFBIG`), where `ftruncate` used to kill the
+/// process with `SIGXFSZ`; smaller ones work.
+fn under_a_file_size_limit(name: String) {
+    let limit = libc::rlimit {
+        rlim_cur: 1 << 20,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain syscall on a valid struct; this child is ours.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+    let efbig = |r: Result<(), Error>, what: &str| match r {
+        Err(Error::NoSpace { source, .. }) if source.raw_os_error() == Some(libc::EFBIG) => {}
+        other => panic!("{what}: expected NoSpace for EFBIG, got {other:?}"),
+    };
+    let mib4 = 4 << 20;
+    efbig(SharedMemory::anonymous(mib4).map(drop), "anonymous");
+    efbig(SharedMemory::create(&name, mib4).map(drop), "create");
+    efbig(RawArray::<u8>::new(mib4).map(drop), "RawArray::new");
+    let pid = std::process::id();
+    let left: Vec<String> = mproc_files()
+        .into_iter()
+        .filter(|f| f.contains(&name) || f.starts_with(&format!("mproc-new.{pid}.")))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    touch(&SharedMemory::anonymous(512 << 10).unwrap());
+    touch(&SharedMemory::create(&name, 512 << 10).unwrap());
+}
+
+#[test]
+fn a_file_size_limit_is_no_space_not_sigxfsz() {
+    let _g = common::shared();
+    let name = format!("no-space-fsize-{}", std::process::id());
+    in_child(under_a_file_size_limit, name.clone());
+    assert!(!Path::new(&format!("/dev/shm/mproc.{name}")).exists());
 }

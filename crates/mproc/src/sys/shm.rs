@@ -56,6 +56,7 @@ impl SharedRegion {
     /// its user must [`reserve`] a page before writing it (the queues'
     /// sparse rings).
     pub(crate) fn create_reserving(name: &str, len: usize, reserved: usize) -> io::Result<Self> {
+        check_file_size_limit(len as u64)?;
         let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         ftruncate(&fd, len as u64)?;
         reserve(&fd, 0, reserved.min(len) as u64)?;
@@ -225,6 +226,18 @@ pub(crate) fn reserve(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
             io::Error::from(e),
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `EFBIG` (kind [`FileTooLarge`](io::ErrorKind::FileTooLarge)) if a file
+/// of `len` bytes is over this process's file size limit (`RLIMIT_FSIZE`,
+/// `ulimit -f`). Call it before `ftruncate`, which would fail the same way
+/// but first send the process `SIGXFSZ`, whose default action kills it.
+pub(crate) fn check_file_size_limit(len: u64) -> io::Result<()> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize);
+    match limit.current {
+        Some(max) if len > max => Err(Errno::FBIG.into()),
+        _ => Ok(()),
     }
 }
 
