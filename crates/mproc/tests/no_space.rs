@@ -198,7 +198,9 @@ impl Drop for Cgroup {
 }
 
 const LIMIT: usize = 128 << 20;
-/// What the child leaves free in its cgroup.
+/// What the child leaves free in its cgroup: with the filling's last step
+/// of 64 KiB, between 256 and 320 KiB. Every request that must fail asks
+/// for 500 KiB or more; the small ones that must work, a few pages.
 const LEFT: i64 = 256 << 10;
 
 /// Fills the caller's memory cgroup with a memfd of its own to within
@@ -268,7 +270,7 @@ fn must<T>(r: Result<T, Error>, filler: &mut Option<OwnedFd>, what: &str) -> T {
 fn memfd_objects_in_a_full_cgroup(dir: PathBuf) -> Result<(), String> {
     std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
         .map_err(|e| format!("joining the cgroup: {e}"))?;
-    let (mib, big) = (1 << 20, vec![7u8; 300 << 10]); // no allocating while full
+    let (mib, big) = (1 << 20, vec![7u8; 500 << 10]); // no allocating while full
     let filler = &mut Some(fill()?);
     // Before the fix these were created, and writing them would have
     // faulted (with the OOM killer off: this child waiting forever).
