@@ -187,6 +187,24 @@ pub enum Error {
         /// The type it was to be called as.
         signature: String,
     },
+    /// Not enough memory to create a shared object: `/dev/shm` is full
+    /// (a named [`SharedMemory`](crate::SharedMemory); Docker gives 64 MiB),
+    /// a memory limit (a cgroup's) leaves no room for an anonymous one, or
+    /// the size is over the process's file size limit (`ulimit -f`).
+    /// Shared memory is reserved whole when created, so this comes from the
+    /// constructor rather than as a `SIGBUS` at a later write; nothing is
+    /// left behind.
+    #[error("no space for {requested} bytes of {what}: {source}")]
+    NoSpace {
+        /// What was being created.
+        what: String,
+        /// The bytes asked for.
+        requested: usize,
+        /// The OS error (`ENOSPC`: the file system is full; `ENOMEM`: a
+        /// memory limit; `EFBIG`: the file size limit).
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl From<crate::sys::fnref::Untrusted> for Error {
@@ -261,6 +279,35 @@ pub enum AuthError {
 impl Error {
     pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Io { context, source }
+    }
+
+    /// As [`io`](Error::io), for the creation of `requested` bytes of shared
+    /// memory (`what`): lack of room (an error of kind
+    /// [`StorageFull`](io::ErrorKind::StorageFull), as
+    /// [`reserve`](crate::sys::shm::reserve) makes, or
+    /// [`FileTooLarge`](io::ErrorKind::FileTooLarge)) is [`Error::NoSpace`].
+    pub(crate) fn shm_create<'a>(
+        context: &'static str,
+        what: &'a str,
+        requested: usize,
+    ) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |source| {
+            use io::ErrorKind::{FileTooLarge, StorageFull};
+            if !matches!(source.kind(), StorageFull | FileTooLarge) {
+                return Error::Io { context, source };
+            }
+            // The OS error `reserve` wrapped, or the error itself.
+            let wrapped = source.get_ref().and_then(|e| e.downcast_ref::<io::Error>());
+            let source = match wrapped.and_then(io::Error::raw_os_error) {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => source,
+            };
+            Error::NoSpace {
+                what: what.into(),
+                requested,
+                source,
+            }
+        }
     }
 }
 

@@ -278,7 +278,7 @@ impl Core {
     /// `cap` bytes (a power of two).
     pub(super) fn new(maxsize: u32, cap: u32) -> Result<Core> {
         debug_assert!(cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&cap));
-        let block = ShmBlock::<Header>::create("mproc-queue", cap as usize)?;
+        let block = ShmBlock::<Header>::create_sparse("mproc-queue", cap as usize)?;
         block.header().cap.store(cap, SeqCst);
         block.header().maxsize.store(maxsize, SeqCst);
         Ok(Core::with_parts(

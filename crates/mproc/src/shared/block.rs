@@ -51,13 +51,28 @@ impl<T> Clone for ShmBlock<T> {
 }
 
 impl<T: ShmSafe> ShmBlock<T> {
-    /// A zero-filled block with room for `data_len` bytes after the header.
+    /// A zero-filled block with room for `data_len` bytes after the header,
+    /// all reserved ([`Error::NoSpace`] if the memory is not there).
     pub(crate) fn create(name: &str, data_len: usize) -> Result<Self> {
+        Self::create_reserving(name, data_len, usize::MAX)
+    }
+
+    /// As [`create`](Self::create), reserving only the header: the data
+    /// area is backed as it is first written, and its user reserves each
+    /// part before writing it ([`reserve`](crate::sys::shm::reserve); the
+    /// queue's sparse ring).
+    pub(crate) fn create_sparse(name: &str, data_len: usize) -> Result<Self> {
+        Self::create_reserving(name, data_len, data_offset::<T>())
+    }
+
+    fn create_reserving(name: &str, data_len: usize, reserved: usize) -> Result<Self> {
         let len = data_offset::<T>().checked_add(data_len).ok_or_else(|| {
             Error::InvalidArgument(format!("{data_len} bytes of shared memory is too large"))
         })?;
-        let region =
-            SharedRegion::create(name, len).map_err(Error::io("cannot create shared memory"))?;
+        let reserved = reserved.min(len);
+        let region = SharedRegion::create_reserving(name, len, reserved).map_err(
+            Error::shm_create("cannot create shared memory", name, reserved),
+        )?;
         Ok(ShmBlock {
             region: Arc::new(region),
             _type: PhantomData,

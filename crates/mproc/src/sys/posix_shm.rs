@@ -38,8 +38,11 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(shm::unlink(name)?)
 }
 
-/// Sets the size of a segment.
+/// Sets the size of a segment (`EFBIG` over the file size limit, without
+/// the `SIGXFSZ` that would kill the process: see
+/// [`check_file_size_limit`](super::shm::check_file_size_limit)).
 pub(crate) fn set_len(fd: impl AsFd, len: usize) -> io::Result<()> {
+    super::shm::check_file_size_limit(len as u64)?;
     Ok(ftruncate(fd, len as u64)?)
 }
 
