@@ -39,6 +39,7 @@ impl SharedRegion {
     /// Creates a zero-filled region of `len` bytes, sealed against resizing.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
         let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        let fd = super::above_stdio(fd)?;
         ftruncate(&fd, len as u64)?;
         fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Self::map(fd, len)
