@@ -109,6 +109,12 @@ fn chatty(x: u64) -> u64 {
     x * 2
 }
 
+/// Whether a file the child opens gets a number above stdio: it does when
+/// the child has stdio (`/dev/null` where its parent had none).
+fn opens_above_stdio(_: ()) -> bool {
+    std::fs::File::open("/dev/null").unwrap().as_raw_fd() > 2
+}
+
 /// Not a check by itself: a daemon-like program the next test runs. It
 /// closes its stdin, stdout and stderr, then starts a child of each
 /// method, and writes what they returned to the file `DAEMON_REPORT`.
@@ -130,6 +136,10 @@ fn daemon_probe() {
             .spawn(chatty, 21)
             .and_then(|h| h.join());
         lines.push(format!("{}: {got:?}", m.name()));
+        let got = mproc::get_context(Some(m))
+            .spawn(opens_above_stdio, ())
+            .and_then(|h| h.join());
+        lines.push(format!("{} opens above stdio: {got:?}", m.name()));
     }
     std::fs::write(report, lines.join("\n")).unwrap();
 }
@@ -151,6 +161,10 @@ fn children_of_a_parent_without_stdio_start_and_report() {
     for m in mproc::all_start_methods() {
         assert!(
             text.contains(&format!("{}: Ok(42)", m.name())),
+            "{m:?}: {text}"
+        );
+        assert!(
+            text.contains(&format!("{} opens above stdio: Ok(true)", m.name())),
             "{m:?}: {text}"
         );
     }
