@@ -174,7 +174,10 @@ fn a_value_naming_a_process_that_is_not_the_parent_says_so_and_exits() {
     let lines = mproc_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].contains(&format!("its parent {} has exited", std::process::id())),
+        lines[0].contains(&format!(
+            "process {} is no longer its parent",
+            std::process::id()
+        )),
         "{lines:?}"
     );
 }

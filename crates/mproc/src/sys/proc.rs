@@ -58,12 +58,13 @@ pub(crate) fn die_with_parent(expected_parent: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Prints why a child will not run (its parent is gone) and leaves with
+/// Prints why a child will not run (the process that started it is no
+/// longer its parent: it exited) and leaves with
 /// [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
 pub(crate) fn orphaned(expected_parent: i32, ppid: i32) -> ! {
     let _ = writeln!(
         io::stderr(),
-        "mproc: child {} not started: its parent {expected_parent} has exited (parent is now {ppid})",
+        "mproc: child {} not started: process {expected_parent} is no longer its parent (now {ppid}); did it exit?",
         getpid()
     );
     exit_now(crate::process::ORPHANED_EXIT_CODE)
