@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::pipe::{pipe_with, PipeFlags};
-
 use super::{bootstrap, spawn, Started};
 use crate::child::Waiter;
 use crate::error::{Error, Result};
@@ -104,8 +102,7 @@ pub(crate) fn start() -> Result<Started> {
 fn request() -> Result<Started> {
     let (ctl, child_end) =
         fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
-    let (status_r, status_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("cannot create a pipe")(e.into()))?;
+    let (status_r, status_w) = fdpass::pipe().map_err(Error::io("cannot create a pipe"))?;
     {
         let mut guard = server();
         if guard.is_none() {

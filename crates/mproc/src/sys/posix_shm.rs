@@ -25,12 +25,12 @@ fn path(name: &str) -> String {
 /// Creates `name`, failing with `AlreadyExists` if it exists; mode 0600.
 pub(crate) fn create_exclusive(name: &str) -> io::Result<OwnedFd> {
     let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-    Ok(shm::open(name, flags, Mode::RUSR | Mode::WUSR)?)
+    super::above_stdio(shm::open(name, flags, Mode::RUSR | Mode::WUSR)?)
 }
 
 /// Opens an existing `name` for reading and writing (`NotFound` if absent).
 pub(crate) fn open_existing(name: &str) -> io::Result<OwnedFd> {
-    Ok(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
+    super::above_stdio(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
 }
 
 /// Removes `name` (`NotFound` if absent).
@@ -95,7 +95,7 @@ pub(crate) fn list(prefix: &str) -> io::Result<Vec<String>> {
 /// description.
 pub(crate) fn reopen(fd: impl AsFd) -> io::Result<OwnedFd> {
     let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
-    Ok(rustix::fs::open(
+    super::above_stdio(rustix::fs::open(
         link,
         OFlags::RDWR | OFlags::CLOEXEC,
         Mode::empty(),

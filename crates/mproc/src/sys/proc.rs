@@ -1,7 +1,7 @@
 //! Process creation, reaping and signals.
 
 use std::ffi::{CString, OsString};
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -47,12 +47,112 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// Asks the kernel to SIGKILL this process when the thread that created it
 /// ends, then checks the parent did not end already (`expected_parent`).
+/// A child whose parent already ended prints one line on stderr and leaves
+/// with [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
 pub(crate) fn die_with_parent(expected_parent: i32) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-    if getppid() != expected_parent {
-        exit_now(crate::process::ORPHANED_EXIT_CODE);
+    let ppid = getppid();
+    if ppid != expected_parent {
+        orphaned(expected_parent, ppid);
     }
     Ok(())
+}
+
+/// Prints why a child will not run (the process that started it is no
+/// longer its parent: it exited) and leaves with
+/// [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
+pub(crate) fn orphaned(expected_parent: i32, ppid: i32) -> ! {
+    let _ = writeln!(
+        io::stderr(),
+        "mproc: child {} not started: process {expected_parent} is no longer its parent (now {ppid}); did it exit?",
+        getpid()
+    );
+    exit_now(crate::process::ORPHANED_EXIT_CODE)
+}
+
+/// True in a secure-execution process (`getauxval(AT_SECURE)`): started
+/// setuid or setgid, or with file capabilities, by a less privileged user.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` only reads the auxiliary vector the kernel gave
+    // this process; an absent entry reads as 0.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// This process's effective user id.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// What a descriptor is, for the bootstrap's trust check: a Unix stream
+/// socket and the credentials of the process that made its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// An `AF_UNIX` socket.
+    pub(crate) unix: bool,
+    /// A `SOCK_STREAM` socket.
+    pub(crate) stream: bool,
+    /// The peer's process id (`SO_PEERCRED`): for a socket pair, the
+    /// process that created the pair.
+    pub(crate) pid: i32,
+    /// The peer's effective user id when it created the socket.
+    pub(crate) uid: u32,
+}
+
+/// The facts [`Peer`] holds about descriptor number `fd`; an error when it
+/// is not open or not a connected socket.
+pub(crate) fn socket_peer(fd: RawFd) -> io::Result<Peer> {
+    if fd < 0 || !fd_is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is open (checked above) and the borrow does not outlive
+    // this function; nothing here closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let family = rustix::net::sockopt::socket_domain(fd)?;
+    let kind = rustix::net::sockopt::socket_type(fd)?;
+    let cred = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok(Peer {
+        unix: family == rustix::net::AddressFamily::UNIX,
+        stream: kind == rustix::net::SocketType::STREAM,
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid: cred.uid.as_raw(),
+    })
+}
+
+/// Marks `fd` close-on-exec (an adopted control socket: programs the
+/// child executes must not inherit it).
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?)
+}
+
+/// Gives each of descriptors 0, 1 and 2 that is closed `/dev/null` (a
+/// forked child of a parent that closed its stdio), as CPython does, so
+/// that the child's own descriptors never take their numbers.
+pub(crate) fn fill_missing_stdio() {
+    for fd in 0..3 {
+        if fd_is_open(fd) {
+            continue;
+        }
+        // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close`
+        // act on descriptor numbers only: `got` is the descriptor just
+        // opened here, owned by nobody else, and `fd` was closed.
+        unsafe {
+            let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if got >= 0 && got != fd {
+                libc::dup2(got, fd);
+                libc::close(got);
+            }
+        }
+    }
+}
+
+/// Sets this thread's name (what `ps` and `/proc/<pid>/comm` show),
+/// truncated to the kernel's 15 bytes.
+pub(crate) fn set_thread_name(name: &[u8]) {
+    let mut name: Vec<u8> = name.iter().copied().filter(|&b| b != 0).take(15).collect();
+    name.push(0);
+    if let Ok(name) = std::ffi::CStr::from_bytes_with_nul(&name) {
+        let _ = rustix::thread::set_name(name);
+    }
 }
 
 /// This process's pid.
@@ -85,7 +185,7 @@ pub(crate) fn thread_count() -> usize {
 /// A pidfd for `pid`, which must be alive and not yet reaped.
 pub(crate) fn open_pidfd(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(pidfd_open(pid, PidfdFlags::empty())?)
+    super::above_stdio(pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// Sends `signal` through a pidfd (immune to pid reuse). A process that has
@@ -126,10 +226,18 @@ fn code_of(st: &WaitIdStatus) -> Option<i32> {
     }
 }
 
+/// The descriptor number a spawned child finds its control socket at.
+pub(crate) const CHILD_CTL_FD: RawFd = 3;
+
 /// Starts a fresh copy of this executable (`/proc/self/exe`) with `env` added
-/// and `keep` left open across the exec (at the same number). Uses
-/// `posix_spawn`, which the C library implements with `vfork` semantics: no
-/// copy of the parent's page tables. Returns the new process's pid.
+/// and `keep` at descriptor [`CHILD_CTL_FD`]. Uses `posix_spawn`, which the
+/// C library implements with `vfork` semantics: no copy of the parent's
+/// page tables. Returns the new process's pid.
+///
+/// The child inherits no other descriptor: 0, 1 and 2 are the parent's
+/// stdio, or `/dev/null` where the parent has none open (a daemon), and
+/// everything above [`CHILD_CTL_FD`] is closed before the exec, whether
+/// close-on-exec or not (a C library's descriptor, an inherited pipe end).
 ///
 /// The child cannot set its death signal before the exec here; the bootstrap
 /// constructor does it first thing (and checks the parent is still there).
@@ -153,19 +261,41 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
     let envp = null_terminated(&env_owned);
     let path = c"/proc/self/exe";
     let fd = keep.as_raw_fd();
+    // Stdio the child would not have after the exec: closed here, or
+    // close-on-exec.
+    let missing: Vec<RawFd> = (0..3).filter(|&n| !inherited(n)).collect();
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer handed to the C library points to a live,
     // NUL-terminated string or a null-terminated array of them, all of
     // which outlive the call; `actions` is initialised before use and
-    // destroyed after. `dup2(fd, fd)` in the file actions clears
-    // FD_CLOEXEC on `fd` in the child only (POSIX.1-2024, glibc 2.29+).
+    // destroyed after. The actions run in the child, in order: `dup2`
+    // puts the control socket at CHILD_CTL_FD without close-on-exec
+    // (`dup2(fd, fd)` clears the flag: POSIX.1-2024, glibc 2.29+), `open`
+    // fills the missing stdio, `closefrom` closes the rest (glibc 2.34+).
     let ret = unsafe {
         let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
         let r = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
-        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, fd);
+        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, CHILD_CTL_FD);
+        for &n in &missing {
+            if r == 0 {
+                r = libc::posix_spawn_file_actions_addopen(
+                    actions.as_mut_ptr(),
+                    n,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDWR,
+                    0,
+                );
+            }
+        }
+        if r == 0 {
+            r = libc::posix_spawn_file_actions_addclosefrom_np(
+                actions.as_mut_ptr(),
+                CHILD_CTL_FD + 1,
+            );
+        }
         if r == 0 {
             r = libc::posix_spawn(
                 &mut pid,
@@ -183,6 +313,13 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
         return Err(io::Error::from_raw_os_error(ret));
     }
     Ok(pid)
+}
+
+/// Whether descriptor `fd` is open and survives an exec.
+fn inherited(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on any integer is harmless; EBADF means closed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags != -1 && flags & libc::FD_CLOEXEC == 0
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {

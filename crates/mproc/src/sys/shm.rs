@@ -58,6 +58,7 @@ impl SharedRegion {
     pub(crate) fn create_reserving(name: &str, len: usize, reserved: usize) -> io::Result<Self> {
         check_file_size_limit(len as u64)?;
         let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        let fd = super::above_stdio(fd)?;
         ftruncate(&fd, len as u64)?;
         reserve(&fd, 0, reserved.min(len) as u64)?;
         fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
