@@ -6,13 +6,18 @@
 //! # Protocol
 //!
 //! The user process holds one end of the server's *control* socket. To start
-//! a child it sends a frame carrying two descriptors: the child's end of a
-//! new control socket (its task will arrive there, as for spawn) and the
-//! write end of a *status* pipe. The server forks; the child runs the task
-//! child bootstrap on its socket; the server writes the child's pid (4 bytes,
-//! little-endian) on the status pipe, reaps the child when it ends and
-//! writes its exit code (4 bytes) there. The user process reads both; the
-//! status pipe is the child's sentinel.
+//! a child it sends a *request* frame (see [`Request`]) carrying what the
+//! child inherits from its user at that moment (environment, umask,
+//! resource limits) and three descriptors: the child's end of a new control
+//! socket (its task will arrive there, as for spawn), the write end of a
+//! *status* pipe, and the user's current directory (`O_PATH`). The server
+//! checks the request, forks; the child takes on the user's state, then
+//! runs the task child bootstrap on its socket; the server writes the
+//! child's pid (4 bytes, little-endian) on the status pipe, reaps the child
+//! when it ends and writes its exit code (4 bytes) there. The user process
+//! reads both; the status pipe is the child's sentinel. A request the
+//! server cannot read is refused: it writes a pid of 0 and forks nothing;
+//! a failed fork is told as `-errno` in place of the pid.
 //!
 //! The server dies with its user (`PR_SET_PDEATHSIG`, and end of file on the
 //! control socket) and its children die with it; at a normal exit the user
@@ -20,6 +25,7 @@
 //! the next start notices (a refused send or an end of file where the pid
 //! should be) and starts a new server, transparently.
 
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -88,11 +94,13 @@ fn slot() -> &'static Slot {
 /// Asks the fork server (starting it if needed) for a child that waits for
 /// its first frame on the returned `ctl`.
 pub(crate) fn start() -> Result<Started> {
+    let request = Request::capture()?;
     let mut last = None;
     for _ in 0..2 {
-        match request() {
+        match request.send() {
             Ok(started) => return Ok(started),
-            Err(e) => {
+            Err(Failed::Here(e)) => return Err(e),
+            Err(Failed::Server(e)) => {
                 retire_server();
                 last = Some(e);
             }
@@ -101,34 +109,202 @@ pub(crate) fn start() -> Result<Started> {
     Err(last.unwrap_or(Error::InvalidState("fork server unavailable")))
 }
 
-fn request() -> Result<Started> {
-    let (ctl, child_end) =
-        fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
-    let (status_r, status_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("cannot create a pipe")(e.into()))?;
-    {
-        let mut guard = server();
-        if guard.is_none() {
-            *guard = Some(launch()?);
+/// Why a request failed: on our side (no descriptor left, a refusal: the
+/// server is fine and stays), or the server's (it is retired and the
+/// request tried once more with a new one). Retiring a server kills its
+/// children, so a shortage of descriptors here must never do it.
+enum Failed {
+    Here(Error),
+    Server(Error),
+}
+
+/// The first bytes of a request (the protocol's version).
+const REQUEST_TAG: &[u8; 8] = b"mproc-f2";
+
+/// The largest request the server reads (the environment is most of it).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// A start request: what the child inherits from its user, captured at
+/// the start (the fork server was started long before, and the user may
+/// have changed all of it since). Its bytes:
+///
+/// ```text
+/// tag        8 bytes   REQUEST_TAG
+/// umask      u32       u32::MAX: unknown (the child keeps the server's)
+/// limits     u32 n, then n x (soft u64, hard u64), RLIMIT_* order
+/// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL)
+/// ```
+///
+/// all little-endian; sent with three descriptors: the child's control
+/// socket, the status pipe's write end, the current directory.
+struct Request {
+    bytes: Vec<u8>,
+}
+
+impl Request {
+    /// This process's state, now.
+    fn capture() -> Result<Request> {
+        let env: Vec<_> = std::env::vars_os().collect();
+        let mut bytes = Vec::with_capacity(256 + env.len() * 64);
+        bytes.extend_from_slice(REQUEST_TAG);
+        let umask = proc::current_umask().unwrap_or(u32::MAX);
+        bytes.extend_from_slice(&umask.to_le_bytes());
+        let limits = proc::resource_limits();
+        put_u32(&mut bytes, limits.len());
+        for (soft, hard) in limits {
+            bytes.extend_from_slice(&soft.to_le_bytes());
+            bytes.extend_from_slice(&hard.to_le_bytes());
         }
-        let server = guard.as_ref().expect("server set above");
-        fdpass::send_frame(
-            server.control.as_fd(),
-            b"fork",
-            &[child_end.as_fd(), status_w.as_fd()],
-        )
-        .map_err(Error::io("cannot reach the fork server"))?;
+        put_u32(&mut bytes, env.len());
+        for (k, v) in &env {
+            let (k, v) = (k.as_encoded_bytes(), v.as_encoded_bytes());
+            put_u32(&mut bytes, k.len() + 1 + v.len());
+            bytes.extend_from_slice(k);
+            bytes.push(b'=');
+            bytes.extend_from_slice(v);
+        }
+        if bytes.len() > MAX_REQUEST {
+            return Err(Error::InvalidArgument(format!(
+                "the environment is too large for a fork-server child ({} bytes, at most {MAX_REQUEST})",
+                bytes.len()
+            )));
+        }
+        Ok(Request { bytes })
     }
-    drop((child_end, status_w));
-    let pid = read_i32(&status_r)?;
-    // The child is alive: it waits for the first frame we have not sent.
-    let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
-    Ok(Started {
-        pid,
-        pidfd,
-        waiter: Waiter::Served { status: status_r },
-        ctl,
-    })
+
+    /// Sends the request; the started child.
+    fn send(&self) -> std::result::Result<Started, Failed> {
+        let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
+        let (ctl, child_end) =
+            fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
+        let (status_r, status_w) = pipe_with(PipeFlags::CLOEXEC)
+            .map_err(|e| here("cannot create a pipe")(e.into()))?;
+        let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
+        {
+            let mut guard = server();
+            if guard.is_none() {
+                *guard = Some(launch().map_err(Failed::Here)?);
+            }
+            let server = guard.as_ref().expect("server set above");
+            fdpass::send_frame(
+                server.control.as_fd(),
+                &self.bytes,
+                &[child_end.as_fd(), status_w.as_fd(), cwd.as_fd()],
+            )
+            .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
+        }
+        drop((child_end, status_w, cwd));
+        let pid = read_i32(&status_r).map_err(Failed::Server)?;
+        if pid < 0 {
+            return Err(Failed::Here(Error::Io {
+                context: "the fork server cannot fork",
+                source: std::io::Error::from_raw_os_error(-pid),
+            }));
+        }
+        if pid == 0 {
+            return Err(Failed::Here(Error::Protocol(
+                "the fork server refused the start request".into(),
+            )));
+        }
+        // The child is alive: it waits for the first frame we have not sent.
+        match proc::open_pidfd(pid) {
+            Ok(pidfd) => Ok(Started {
+                pid,
+                pidfd,
+                waiter: Waiter::Served { status: status_r },
+                ctl,
+            }),
+            Err(e) => {
+                // No descriptor for it: it ends at the end of file on its
+                // control socket; take its status so the server can tell it.
+                drop(ctl);
+                let _ = read_i32(&status_r);
+                Err(Failed::Here(Error::io("pidfd_open failed")(e)))
+            }
+        }
+    }
+}
+
+fn put_u32(buf: &mut Vec<u8>, n: usize) {
+    // Every count and length is below MAX_REQUEST (checked before sending).
+    buf.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// A request as the server reads it: checked, borrowing its bytes.
+struct Inherited<'a> {
+    umask: Option<u32>,
+    limits: Vec<proc::Limit>,
+    env: Vec<&'a [u8]>,
+}
+
+/// Reads a request; `None` if it is not one (wrong tag, truncated, longer
+/// than it says, a count beyond the bytes there are, a NUL in the
+/// environment).
+fn parse_request(bytes: &[u8]) -> Option<Inherited<'_>> {
+    let mut rest = bytes.strip_prefix(REQUEST_TAG)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let umask = Some(u32_at(take(4)?)).filter(|&m| m != u32::MAX);
+    if umask.is_some_and(|m| m > 0o777) {
+        return None;
+    }
+    let n = u32_at(take(4)?) as usize;
+    if n > proc::RESOURCE_COUNT {
+        return None;
+    }
+    let mut limits = Vec::with_capacity(n);
+    for _ in 0..n {
+        let pair = take(16)?;
+        let (soft, hard) = (u64_at(&pair[..8]), u64_at(&pair[8..]));
+        if soft > hard {
+            return None;
+        }
+        limits.push((soft, hard));
+    }
+    let n = u32_at(take(4)?) as usize;
+    let mut env = Vec::with_capacity(n.min(bytes.len() / 4));
+    for _ in 0..n {
+        let len = u32_at(take(4)?) as usize;
+        let entry = take(len)?;
+        if entry.contains(&0) || !entry.contains(&b'=') {
+            return None;
+        }
+        env.push(entry);
+    }
+    rest.is_empty().then_some(Inherited { umask, limits, env })
+}
+
+/// In the forked child, before its task: takes on its user's state. The
+/// limits come last (a lowered address-space limit must not stop the
+/// environment's copy). A directory it cannot enter ends it: running in
+/// another directory than its user's would be the silent error this is
+/// here to prevent.
+fn take_on(inherited: &Inherited<'_>, cwd: OwnedFd) {
+    let env = inherited
+        .env
+        .iter()
+        .filter_map(|e| std::ffi::CString::new(*e).ok())
+        .collect();
+    // SAFETY: a child just forked from the single-threaded server has one
+    // thread.
+    unsafe { proc::replace_environment(env) };
+    if let Err(e) = proc::enter_dir(cwd.as_fd()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "mproc: child cannot start: cannot enter its parent's current directory: {e}"
+        );
+        proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE);
+    }
+    drop(cwd);
+    if let Some(mask) = inherited.umask {
+        proc::set_umask(mask);
+    }
+    proc::set_resource_limits(&inherited.limits);
 }
 
 fn read_i32(fd: &OwnedFd) -> Result<i32> {
@@ -237,30 +413,59 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             let _ = rustix::io::write(&kid.status, &code.to_le_bytes());
         }
         if ready.first() == Some(&0) {
-            match fdpass::recv_frame(control.as_fd(), None, 64) {
-                Ok(Some((_, fds))) if fds.len() == 2 => {
-                    let mut fds = fds.into_iter();
-                    let (ctl, status) = (fds.next().unwrap(), fds.next().unwrap());
-                    if let Some(kid) = fork_child(me, &control, &mut kids, ctl, status) {
-                        kids.push(kid);
+            match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST as u64) {
+                Ok(Some((bytes, fds))) => {
+                    let Ok::<[OwnedFd; 3], _>([ctl, status, cwd]) = fds.try_into() else {
+                        // Not ours: drop what came (the user sees an end
+                        // of file where the pid should be).
+                        continue;
+                    };
+                    match parse_request(&bytes) {
+                        Some(inherited) => {
+                            let start = Start {
+                                ctl,
+                                status,
+                                cwd,
+                                inherited,
+                            };
+                            if let Some(kid) = fork_child(me, &control, &mut kids, start) {
+                                kids.push(kid);
+                            }
+                        }
+                        None => {
+                            let _ = rustix::io::write(&status, &0i32.to_le_bytes());
+                        }
                     }
                 }
-                Ok(Some(_)) => {}
-                // The user process closed its end or died: our children
-                // die with us (their death signal).
+                // The user process closed its end or died (or sent a frame
+                // too long to read, after which the stream cannot be
+                // followed): our children die with us (their death signal).
                 Ok(None) | Err(_) => proc::exit_now(0),
             }
         }
     }
 }
 
+/// One start request, read and checked.
+struct Start<'a> {
+    ctl: OwnedFd,
+    status: OwnedFd,
+    cwd: OwnedFd,
+    inherited: Inherited<'a>,
+}
+
 fn fork_child(
     me: i32,
     control: &OwnedFd,
     kids: &mut Vec<Kid>,
-    ctl: OwnedFd,
-    status: OwnedFd,
+    start: Start<'_>,
 ) -> Option<Kid> {
+    let Start {
+        ctl,
+        status,
+        cwd,
+        inherited,
+    } = start;
     // SAFETY: the server is single-threaded (it runs in the constructor of a
     // fresh exec and starts no thread), so no lock is held by anyone else.
     match unsafe { proc::fork() } {
@@ -271,16 +476,23 @@ fn fork_child(
             proc::close_raw(proc::raw(control));
             proc::block_sigint(false);
             let _ = proc::die_with_parent(me);
+            take_on(&inherited, cwd);
             bootstrap::run_task_child(ctl)
         }
         Ok(proc::Forked::Parent(pid)) => {
-            drop(ctl);
+            drop((ctl, cwd));
             let _ = rustix::io::write(&status, &pid.to_le_bytes());
             match proc::open_pidfd(pid) {
                 Ok(pidfd) => Some(Kid { pidfd, status }),
                 Err(_) => None,
             }
         }
-        Err(_) => None,
+        Err(e) => {
+            // Tell the user why (a pid limit, no memory): the server is
+            // fine and must not be retired for it.
+            let errno = e.raw_os_error().unwrap_or(libc::EAGAIN);
+            let _ = rustix::io::write(&status, &(-errno).to_le_bytes());
+            None
+        }
     }
 }
