@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs::File;
-use std::time::Duration;
 
 use common::GENEROUS;
 use mproc::{Connection, Error, Pipe, Pool, StartMethod};
@@ -97,12 +96,24 @@ fn at_the_descriptor_limit_joins_and_the_pool_report_the_truth() {
 
     assert!(joined.unwrap(), "the child did not end");
     assert_eq!(p.exitcode(), Some(3));
-    assert!(matches!(exited, Err(Error::Exited { code: 7, .. })), "{exited:?}");
     assert!(
-        matches!(aborted, Err(Error::Signaled { signal: libc::SIGABRT, .. })),
+        matches!(exited, Err(Error::Exited { code: 7, .. })),
+        "{exited:?}"
+    );
+    assert!(
+        matches!(
+            aborted,
+            Err(Error::Signaled {
+                signal: libc::SIGABRT,
+                ..
+            })
+        ),
         "{aborted:?}"
     );
-    assert!(matches!(panicked, Err(Error::Panicked { .. })), "{panicked:?}");
+    assert!(
+        matches!(panicked, Err(Error::Panicked { .. })),
+        "{panicked:?}"
+    );
     // Descriptors are back: the pool has replaced its workers and works.
     assert_eq!(
         pool.map(square, 0..20u64).unwrap(),

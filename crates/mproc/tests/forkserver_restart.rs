@@ -137,3 +137,23 @@ fn a_process_that_ends_stops_and_reaps_its_fork_server() {
     // the init process to reap (nor a zombie in the meantime).
     assert!(common::stat(server).is_none(), "{:?}", common::stat(server));
 }
+
+#[test]
+fn a_garbled_request_is_refused_and_the_server_stays() {
+    let _g = common::exclusive();
+    let ctx = fork_server();
+    assert_eq!(ctx.spawn(square, 2).unwrap().join().unwrap(), 4);
+    let server = mproc::__private::fork_server_pid().expect("a fork server runs");
+    let mut tail = b"mproc-f2".to_vec();
+    tail.extend_from_slice(&[0xff; 40]);
+    for garbage in [&b"fork"[..], b"", b"mproc-f2", &tail] {
+        match mproc::__private::fork_server_raw_request(garbage) {
+            Err(Error::Protocol(_)) => {}
+            other => panic!("{garbage:?}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(mproc::__private::fork_server_pid(), Some(server));
+    }
+    assert_eq!(ctx.spawn(square, 3).unwrap().join().unwrap(), 9);
+    assert_eq!(mproc::__private::fork_server_pid(), Some(server));
+    assert_eq!(common::descendant_ids().len(), 1);
+}

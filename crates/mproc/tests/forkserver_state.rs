@@ -21,7 +21,10 @@ struct State {
 
 fn umask() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
     u32::from_str_radix(line.trim(), 8).unwrap()
 }
 

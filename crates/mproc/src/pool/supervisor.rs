@@ -758,8 +758,7 @@ impl Supervisor {
         if st.closed && st.queue.is_empty() && self.held.is_empty() {
             return Retry::Done;
         }
-        let others = (st.workers.iter().enumerate())
-            .any(|(i, w)| i != self.slot && w.is_some());
+        let others = (st.workers.iter().enumerate()).any(|(i, w)| i != self.slot && w.is_some());
         if others || st.queue.is_empty() {
             *stalled = None;
         } else if stalled.get_or_insert_with(Instant::now).elapsed() >= PATIENCE {

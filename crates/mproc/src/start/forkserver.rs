@@ -177,8 +177,8 @@ impl Request {
         let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
         let (ctl, child_end) =
             fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
-        let (status_r, status_w) = pipe_with(PipeFlags::CLOEXEC)
-            .map_err(|e| here("cannot create a pipe")(e.into()))?;
+        let (status_r, status_w) =
+            pipe_with(PipeFlags::CLOEXEC).map_err(|e| here("cannot create a pipe")(e.into()))?;
         let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
         {
             let mut guard = server();
@@ -384,6 +384,20 @@ pub fn kill_server() -> Option<i32> {
     Some(s.pid)
 }
 
+/// Sends `bytes` to the fork server as a start request, with the three
+/// descriptors a request carries (tests of the server's checks): the
+/// server's refusal, or whatever else went wrong.
+#[doc(hidden)]
+pub fn raw_request(bytes: &[u8]) -> Result<()> {
+    let request = Request {
+        bytes: bytes.to_vec(),
+    };
+    match request.send() {
+        Ok(_) => Ok(()),
+        Err(Failed::Here(e) | Failed::Server(e)) => Err(e),
+    }
+}
+
 /// One child of the server: its pidfd and the status pipe to report on.
 struct Kid {
     pidfd: OwnedFd,
@@ -454,12 +468,7 @@ struct Start<'a> {
     inherited: Inherited<'a>,
 }
 
-fn fork_child(
-    me: i32,
-    control: &OwnedFd,
-    kids: &mut Vec<Kid>,
-    start: Start<'_>,
-) -> Option<Kid> {
+fn fork_child(me: i32, control: &OwnedFd, kids: &mut Vec<Kid>, start: Start<'_>) -> Option<Kid> {
     let Start {
         ctl,
         status,
@@ -494,5 +503,95 @@ fn fork_child(
             let _ = rustix::io::write(&status, &(-errno).to_le_bytes());
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured() -> Vec<u8> {
+        Request::capture().unwrap().bytes
+    }
+
+    #[test]
+    fn a_captured_request_reads_back_as_this_process_state() {
+        let bytes = captured();
+        let got = parse_request(&bytes).expect("our own request");
+        assert_eq!(got.umask, proc::current_umask());
+        assert_eq!(got.limits, proc::resource_limits().to_vec());
+        let env: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
+            .collect();
+        assert_eq!(got.env, env.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn garbled_requests_are_refused() {
+        let good = captured();
+        // Every truncation, and one byte too many.
+        for n in 0..good.len() {
+            assert!(parse_request(&good[..n]).is_none(), "truncated at {n}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(parse_request(&longer).is_none());
+        // The old frame, a wrong version.
+        assert!(parse_request(b"fork").is_none());
+        let mut other = good.clone();
+        other[7] = b'1';
+        assert!(parse_request(&other).is_none());
+        // Counts beyond the bytes, limits beyond Linux's, bad values.
+        let head = |umask: u32| [&REQUEST_TAG[..], &umask.to_le_bytes()].concat();
+        let with = |parts: &[&[u8]]| [&head(0o22)[..], &parts.concat()].concat();
+        let n = |v: u32| v.to_le_bytes().to_vec();
+        assert!(parse_request(&with(&[&n(u32::MAX)])).is_none());
+        assert!(parse_request(&with(&[&n(17)])).is_none());
+        let inverted = [&5u64.to_le_bytes()[..], &4u64.to_le_bytes()].concat();
+        assert!(parse_request(&with(&[&n(1), &inverted, &n(0)])).is_none());
+        assert!(parse_request(&with(&[&n(0), &n(u32::MAX)])).is_none());
+        assert!(parse_request(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
+        assert!(parse_request(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
+        assert!(parse_request(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
+        let minimal = with(&[&n(0), &n(1), &n(3), b"A=b"]);
+        let ok = parse_request(&minimal).expect("a minimal request");
+        assert_eq!((ok.umask, ok.env), (Some(0o22), vec![&b"A=b"[..]]));
+        // Noise never panics.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..2000 {
+            let mut noise = good[..len.min(good.len())].to_vec();
+            for b in noise.iter_mut().skip(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 7 == 0 {
+                    *b = x as u8;
+                }
+            }
+            let _ = parse_request(&noise);
+        }
+    }
+
+    /// The cost of capturing a request (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn capture_cost() {
+        let n = 2000;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(Request::capture().unwrap());
+        }
+        let each = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::current_umask());
+        }
+        let umask = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::current_dir_fd().unwrap());
+        }
+        let cwd = t.elapsed() / n;
+        println!("capture {each:?}, of which umask {umask:?}; cwd fd {cwd:?}");
     }
 }

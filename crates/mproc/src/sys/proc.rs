@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::process::{
-    getrlimit, pidfd_open, pidfd_send_signal, setrlimit, waitid, Pid, PidfdFlags, Resource,
-    Rlimit, Signal, WaitId, WaitIdOptions, WaitIdStatus,
+    getrlimit, pidfd_open, pidfd_send_signal, setrlimit, waitid, Pid, PidfdFlags, Resource, Rlimit,
+    Signal, WaitId, WaitIdOptions, WaitIdStatus,
 };
 
 use super::cvt;
@@ -296,10 +296,7 @@ pub(crate) type Limit = (u64, u64);
 const NO_LIMIT: u64 = u64::MAX;
 
 fn to_limit(r: &Rlimit) -> Limit {
-    (
-        r.current.unwrap_or(NO_LIMIT),
-        r.maximum.unwrap_or(NO_LIMIT),
-    )
+    (r.current.unwrap_or(NO_LIMIT), r.maximum.unwrap_or(NO_LIMIT))
 }
 
 fn to_rlimit((soft, hard): Limit) -> Rlimit {
