@@ -5,18 +5,24 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use mproc::StartMethod;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};
 
 /// What a process sees of the state a child must inherit.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct State {
     var: Option<String>,
+    /// The current directory as `/proc` names it (` (deleted)` once
+    /// removed) and as the file system knows it (device, inode).
     cwd: PathBuf,
+    dir: (u64, u64),
     umask: u32,
     nofile: (u64, u64),
+    core: (u64, u64),
 }
 
 fn umask() -> u32 {
@@ -28,23 +34,19 @@ fn umask() -> u32 {
     u32::from_str_radix(line.trim(), 8).unwrap()
 }
 
-fn nofile() -> (u64, u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit to fill.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    (lim.rlim_cur, lim.rlim_max)
+fn limit(resource: Resource) -> (u64, u64) {
+    let lim = getrlimit(resource);
+    let or_none = |v: Option<u64>| v.unwrap_or(u64::MAX);
+    (or_none(lim.current), or_none(lim.maximum))
 }
 
-fn set_nofile((soft, hard): (u64, u64)) {
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
+fn set_limit(resource: Resource, (soft, hard): (u64, u64)) -> bool {
+    let some = |v: u64| (v != u64::MAX).then_some(v);
+    let lim = Rlimit {
+        current: some(soft),
+        maximum: some(hard),
     };
-    // SAFETY: `lim` is a valid rlimit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    setrlimit(resource, lim).is_ok()
 }
 
 fn set_umask(mask: u32) -> u32 {
@@ -55,9 +57,11 @@ fn set_umask(mask: u32) -> u32 {
 fn state(_: ()) -> State {
     State {
         var: std::env::var("MPROC_STATE_TEST").ok(),
-        cwd: std::env::current_dir().unwrap(),
+        cwd: std::fs::read_link("/proc/self/cwd").unwrap(),
+        dir: std::fs::metadata(".").map(|m| (m.dev(), m.ino())).unwrap(),
         umask: umask(),
-        nofile: nofile(),
+        nofile: limit(Resource::Nofile),
+        core: limit(Resource::Core),
     }
 }
 
@@ -80,11 +84,17 @@ fn a_fork_server_child_sees_the_parent_state_of_its_start() {
     let dir = std::env::temp_dir().join(format!("mproc-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let old_cwd = std::env::current_dir().unwrap();
-    let old_nofile = nofile();
+    let old_nofile = limit(Resource::Nofile);
+    let old_core = limit(Resource::Core);
     std::env::set_var("MPROC_STATE_TEST", "seen");
     std::env::set_current_dir(&dir).unwrap();
     let old_umask = set_umask(0o027);
-    set_nofile((old_nofile.0.saturating_sub(1).min(200), old_nofile.1));
+    let nofile = (old_nofile.0.saturating_sub(1).min(200), old_nofile.1);
+    assert!(set_limit(Resource::Nofile, nofile));
+    // A hard limit lowered (which only a privileged process could raise
+    // again) is applied as it is.
+    let core = (old_core.0.min(4096), old_core.1.min(8192));
+    assert!(set_limit(Resource::Core, core));
 
     let changed = state(());
     let child = in_child();
@@ -92,12 +102,35 @@ fn a_fork_server_child_sees_the_parent_state_of_its_start() {
     std::env::remove_var("MPROC_STATE_TEST");
     std::env::set_current_dir(&old_cwd).unwrap();
     set_umask(old_umask);
-    set_nofile(old_nofile);
+    assert!(set_limit(Resource::Nofile, old_nofile));
+    // Only a privileged process can raise the hard limit again; without
+    // the privilege, the comparisons below still hold (the restored soft
+    // limit is capped).
+    if !set_limit(Resource::Core, old_core) {
+        assert!(set_limit(Resource::Core, (core.1, core.1)));
+    }
     std::fs::remove_dir(&dir).unwrap();
 
     assert_eq!(changed.var.as_deref(), Some("seen"));
+    assert_eq!(changed.cwd, dir);
     assert_eq!(changed.umask, 0o027);
+    assert_eq!((changed.nofile, changed.core), (nofile, core));
     assert_eq!(child, changed);
     // And back: the next child has the restored state.
-    assert_eq!(in_child(), before);
+    assert_eq!(in_child(), state(()));
+
+    // A directory removed while it is the current one: the child is in it
+    // too (no path could name it).
+    let gone = std::env::temp_dir().join(format!("mproc-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&gone).unwrap();
+    std::env::set_current_dir(&gone).unwrap();
+    std::fs::remove_dir(&gone).unwrap();
+    let parent = state(());
+    let child = in_child();
+    std::env::set_current_dir(&old_cwd).unwrap();
+    assert!(
+        parent.cwd.to_string_lossy().ends_with(" (deleted)"),
+        "{parent:?}"
+    );
+    assert_eq!(child, parent);
 }

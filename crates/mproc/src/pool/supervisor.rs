@@ -293,6 +293,9 @@ impl Worker {
             if let Some(code) = child.wait(None)? {
                 return Ok(code);
             }
+            // Seen ended but not yet reapable (a kernel that marks a
+            // pidfd readable when the leader thread exits): soon.
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
