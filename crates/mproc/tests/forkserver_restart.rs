@@ -144,14 +144,22 @@ fn a_garbled_request_is_refused_and_the_server_stays() {
     let ctx = fork_server();
     assert_eq!(ctx.spawn(square, 2).unwrap().join().unwrap(), 4);
     let server = mproc::__private::fork_server_pid().expect("a fork server runs");
-    let mut tail = b"mproc-f2".to_vec();
-    tail.extend_from_slice(&[0xff; 40]);
-    for garbage in [&b"fork"[..], b"", b"mproc-f2", &tail] {
-        match mproc::__private::fork_server_raw_request(garbage) {
+    for garbage in [&b"fork"[..], b"", b"mproc-f1", b"mproc-f2 and more"] {
+        match mproc::__private::fork_server_raw_request(garbage, b"") {
             Err(Error::Protocol(_)) => {}
             other => panic!("{garbage:?}: expected a refusal, got {other:?}"),
         }
         assert_eq!(mproc::__private::fork_server_pid(), Some(server));
+    }
+    // A child whose state frame is garbled refuses to start (and says so
+    // on stderr); the server serves on.
+    let mut truncated = b"mproc-s1".to_vec();
+    truncated.extend_from_slice(&[0xff; 6]);
+    for state in [&b""[..], b"fork", &truncated] {
+        assert_eq!(
+            mproc::__private::fork_server_raw_request(b"mproc-f2", state).unwrap(),
+            mproc::BOOTSTRAP_EXIT_CODE
+        );
     }
     assert_eq!(ctx.spawn(square, 3).unwrap().join().unwrap(), 9);
     assert_eq!(mproc::__private::fork_server_pid(), Some(server));

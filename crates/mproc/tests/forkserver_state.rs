@@ -65,6 +65,10 @@ fn state(_: ()) -> State {
     }
 }
 
+fn big_var(_: ()) -> Option<usize> {
+    std::env::var("MPROC_STATE_BIG").ok().map(|v| v.len())
+}
+
 fn in_child() -> State {
     mproc::get_context(Some(StartMethod::ForkServer))
         .spawn(state, ())
@@ -133,4 +137,11 @@ fn a_fork_server_child_sees_the_parent_state_of_its_start() {
         "{parent:?}"
     );
     assert_eq!(child, parent);
+
+    // An environment larger than a socket buffer holds at once.
+    std::env::set_var("MPROC_STATE_BIG", "x".repeat(1 << 20));
+    let ctx = mproc::get_context(Some(StartMethod::ForkServer));
+    let seen = ctx.spawn(big_var, ()).unwrap().join().unwrap();
+    std::env::remove_var("MPROC_STATE_BIG");
+    assert_eq!(seen, Some(1 << 20));
 }

@@ -6,18 +6,21 @@
 //! # Protocol
 //!
 //! The user process holds one end of the server's *control* socket. To start
-//! a child it sends a *request* frame (see [`Request`]) carrying what the
-//! child inherits from its user at that moment (environment, umask,
-//! resource limits) and three descriptors: the child's end of a new control
-//! socket (its task will arrive there, as for spawn), the write end of a
-//! *status* pipe, and the user's current directory (`O_PATH`). The server
-//! checks the request, forks; the child takes on the user's state, then
-//! runs the task child bootstrap on its socket; the server writes the
-//! child's pid (4 bytes, little-endian) on the status pipe, reaps the child
-//! when it ends and writes its exit code (4 bytes) there. The user process
-//! reads both; the status pipe is the child's sentinel. A request the
-//! server cannot read is refused: it writes a pid of 0 and forks nothing;
-//! a failed fork is told as `-errno` in place of the pid.
+//! a child it sends a request frame ([`REQUEST`], nothing else) carrying two
+//! descriptors: the child's end of a new control socket (its task will
+//! arrive there, as for spawn) and the write end of a *status* pipe. The
+//! server forks; the server writes the child's pid (4 bytes, little-endian)
+//! on the status pipe, reaps the child when it ends and writes its exit
+//! code (4 bytes) there. The user process reads both; the status pipe is
+//! the child's sentinel. A request of other bytes is refused (a pid of 0,
+//! no fork); a failed fork is told as `-errno` in place of the pid.
+//!
+//! While the server forks, the user captures what the child must inherit
+//! from it *now* ([`State`]: environment, umask, resource limits, and its
+//! current directory as a descriptor) and sends it to the child itself,
+//! first on the child's control socket. The child takes it on, then runs
+//! the task child bootstrap on that socket. The server never reads it, and
+//! its capture costs the start nothing it would not wait for anyway.
 //!
 //! The server dies with its user (`PR_SET_PDEATHSIG`, and end of file on the
 //! control socket) and its children die with it; at a normal exit the user
@@ -25,7 +28,6 @@
 //! the next start notices (a refused send or an end of file where the pid
 //! should be) and starts a new server, transparently.
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -37,6 +39,7 @@ use super::{bootstrap, spawn, Started};
 use crate::child::Waiter;
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
+use crate::task::Outcome;
 
 /// A guard against a server that stops answering (it never should).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,10 +97,9 @@ fn slot() -> &'static Slot {
 /// Asks the fork server (starting it if needed) for a child that waits for
 /// its first frame on the returned `ctl`.
 pub(crate) fn start() -> Result<Started> {
-    let request = Request::capture()?;
     let mut last = None;
     for _ in 0..2 {
-        match request.send() {
+        match request(REQUEST, || State::capture().map(|s| s.bytes)) {
             Ok(started) => return Ok(started),
             Err(Failed::Here(e)) => return Err(e),
             Err(Failed::Server(e)) => {
@@ -118,35 +120,124 @@ enum Failed {
     Server(Error),
 }
 
-/// The first bytes of a request (the protocol's version).
-const REQUEST_TAG: &[u8; 8] = b"mproc-f2";
+/// A start request, all of it: this protocol's tag and version, sent with
+/// two descriptors (the child's control socket, the status pipe's write
+/// end). Anything else is refused.
+const REQUEST: &[u8] = b"mproc-f2";
 
-/// The largest request the server reads (the environment is most of it).
-const MAX_REQUEST: usize = 16 << 20;
+/// The longest request frame the server reads: a longer one leaves a
+/// stream it cannot follow, and the server leaves (its user starts
+/// another).
+const MAX_REQUEST: u64 = 64;
 
-/// A start request: what the child inherits from its user, captured at
-/// the start (the fork server was started long before, and the user may
-/// have changed all of it since). Its bytes:
+/// Asks for a child: sends `request`, then, while the server forks, makes
+/// the child's state frame with `state` and sends it to the child.
+fn request(
+    request: &[u8],
+    state: impl FnOnce() -> Result<Vec<u8>>,
+) -> std::result::Result<Started, Failed> {
+    let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
+    let (ctl, child_end) =
+        fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
+    let (status_r, status_w) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| here("cannot create a pipe")(e.into()))?;
+    let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
+    {
+        let mut guard = server();
+        if guard.is_none() {
+            *guard = Some(launch().map_err(Failed::Here)?);
+        }
+        let server = guard.as_ref().expect("server set above");
+        fdpass::send_frame(
+            server.control.as_fd(),
+            request,
+            &[child_end.as_fd(), status_w.as_fd()],
+        )
+        .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
+    }
+    drop((child_end, status_w));
+    // While the server forks: the child's state, sent at once if the
+    // socket's buffer surely holds it (then the child finds it there when
+    // it starts, and a fork that fails leaves no send blocked); after the
+    // pid came if it is larger.
+    let mut state = state().map(Some);
+    if let Ok(Some(bytes)) = &state {
+        if bytes.len() <= EARLY_STATE {
+            state = fdpass::send_frame(ctl.as_fd(), bytes, &[cwd.as_fd()])
+                .map(|()| None)
+                .map_err(Error::io("cannot reach a new child"));
+        }
+    }
+    let pid = read_i32(&status_r).map_err(Failed::Server)?;
+    if pid < 0 {
+        return Err(Failed::Here(Error::Io {
+            context: "the fork server cannot fork",
+            source: std::io::Error::from_raw_os_error(-pid),
+        }));
+    }
+    if pid == 0 {
+        return Err(Failed::Here(Error::Protocol(
+            "the fork server refused the start request".into(),
+        )));
+    }
+    // The child is alive: it waits for its state, then its first frame.
+    let pidfd = state.and_then(|late| {
+        if let Some(bytes) = late {
+            fdpass::send_frame(ctl.as_fd(), &bytes, &[cwd.as_fd()])
+                .map_err(Error::io("cannot reach a new child"))?;
+        }
+        proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))
+    });
+    match pidfd {
+        Ok(pidfd) => Ok(Started {
+            pid,
+            pidfd,
+            waiter: Waiter::Served { status: status_r },
+            ctl,
+        }),
+        Err(e) => {
+            // It ends at the end of file on its control socket: take its
+            // status, as the server tells it.
+            drop(ctl);
+            let _ = read_i32(&status_r);
+            Err(Failed::Here(e))
+        }
+    }
+}
+
+/// A state frame up to this size is sent before the child exists: a new
+/// socket's buffer (over 200 KiB by default) holds it.
+const EARLY_STATE: usize = 32 << 10;
+
+/// The first bytes of a state frame (its version).
+const STATE_TAG: &[u8; 8] = b"mproc-s1";
+
+/// The longest state frame a child reads (the environment is most of it).
+const MAX_STATE: usize = 16 << 20;
+
+/// What a child inherits from its user, captured at each start (the fork
+/// server started long before, and the user may have changed all of it
+/// since) and sent to the child itself on its control socket, before its
+/// first frame: the server never reads it. Its bytes:
 ///
 /// ```text
-/// tag        8 bytes   REQUEST_TAG
+/// tag        8 bytes   STATE_TAG
 /// umask      u32       u32::MAX: unknown (the child keeps the server's)
 /// limits     u32 n, then n x (soft u64, hard u64), RLIMIT_* order
 /// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL)
 /// ```
 ///
-/// all little-endian; sent with three descriptors: the child's control
-/// socket, the status pipe's write end, the current directory.
-struct Request {
+/// all little-endian; sent with one descriptor, the current directory.
+struct State {
     bytes: Vec<u8>,
 }
 
-impl Request {
+impl State {
     /// This process's state, now.
-    fn capture() -> Result<Request> {
+    fn capture() -> Result<State> {
         let env: Vec<_> = std::env::vars_os().collect();
         let mut bytes = Vec::with_capacity(256 + env.len() * 64);
-        bytes.extend_from_slice(REQUEST_TAG);
+        bytes.extend_from_slice(STATE_TAG);
         let umask = proc::current_umask().unwrap_or(u32::MAX);
         bytes.extend_from_slice(&umask.to_le_bytes());
         let limits = proc::resource_limits();
@@ -163,85 +254,33 @@ impl Request {
             bytes.push(b'=');
             bytes.extend_from_slice(v);
         }
-        if bytes.len() > MAX_REQUEST {
+        if bytes.len() > MAX_STATE {
             return Err(Error::InvalidArgument(format!(
-                "the environment is too large for a fork-server child ({} bytes, at most {MAX_REQUEST})",
+                "the environment is too large for a fork-server child ({} bytes, at most {MAX_STATE})",
                 bytes.len()
             )));
         }
-        Ok(Request { bytes })
-    }
-
-    /// Sends the request; the started child.
-    fn send(&self) -> std::result::Result<Started, Failed> {
-        let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
-        let (ctl, child_end) =
-            fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
-        let (status_r, status_w) =
-            pipe_with(PipeFlags::CLOEXEC).map_err(|e| here("cannot create a pipe")(e.into()))?;
-        let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
-        {
-            let mut guard = server();
-            if guard.is_none() {
-                *guard = Some(launch().map_err(Failed::Here)?);
-            }
-            let server = guard.as_ref().expect("server set above");
-            fdpass::send_frame(
-                server.control.as_fd(),
-                &self.bytes,
-                &[child_end.as_fd(), status_w.as_fd(), cwd.as_fd()],
-            )
-            .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
-        }
-        drop((child_end, status_w, cwd));
-        let pid = read_i32(&status_r).map_err(Failed::Server)?;
-        if pid < 0 {
-            return Err(Failed::Here(Error::Io {
-                context: "the fork server cannot fork",
-                source: std::io::Error::from_raw_os_error(-pid),
-            }));
-        }
-        if pid == 0 {
-            return Err(Failed::Here(Error::Protocol(
-                "the fork server refused the start request".into(),
-            )));
-        }
-        // The child is alive: it waits for the first frame we have not sent.
-        match proc::open_pidfd(pid) {
-            Ok(pidfd) => Ok(Started {
-                pid,
-                pidfd,
-                waiter: Waiter::Served { status: status_r },
-                ctl,
-            }),
-            Err(e) => {
-                // No descriptor for it: it ends at the end of file on its
-                // control socket; take its status so the server can tell it.
-                drop(ctl);
-                let _ = read_i32(&status_r);
-                Err(Failed::Here(Error::io("pidfd_open failed")(e)))
-            }
-        }
+        Ok(State { bytes })
     }
 }
 
 fn put_u32(buf: &mut Vec<u8>, n: usize) {
-    // Every count and length is below MAX_REQUEST (checked before sending).
+    // Every count and length is below MAX_STATE (checked before sending).
     buf.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-/// A request as the server reads it: checked, borrowing its bytes.
+/// A state frame as the child reads it: checked, borrowing its bytes.
 struct Inherited<'a> {
     umask: Option<u32>,
     limits: Vec<proc::Limit>,
     env: Vec<&'a [u8]>,
 }
 
-/// Reads a request; `None` if it is not one (wrong tag, truncated, longer
-/// than it says, a count beyond the bytes there are, a NUL in the
-/// environment).
-fn parse_request(bytes: &[u8]) -> Option<Inherited<'_>> {
-    let mut rest = bytes.strip_prefix(REQUEST_TAG)?;
+/// Reads a state frame; `None` if it is not one (wrong tag, truncated,
+/// longer than it says, a count beyond the bytes there are, a NUL in the
+/// environment, a value out of range).
+fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
+    let mut rest = bytes.strip_prefix(STATE_TAG)?;
     let mut take = |n: usize| -> Option<&[u8]> {
         let (head, tail) = rest.split_at_checked(n)?;
         rest = tail;
@@ -279,28 +318,35 @@ fn parse_request(bytes: &[u8]) -> Option<Inherited<'_>> {
     rest.is_empty().then_some(Inherited { umask, limits, env })
 }
 
-/// In the forked child, before its task: takes on its user's state. The
-/// limits come last (a lowered address-space limit must not stop the
-/// environment's copy). A directory it cannot enter ends it: running in
-/// another directory than its user's would be the silent error this is
-/// here to prevent.
-fn take_on(inherited: &Inherited<'_>, cwd: OwnedFd) {
-    let env = inherited
-        .env
-        .iter()
+/// In the forked child, before its task: reads its user's state on `ctl`
+/// and takes it on. The limits come last (a lowered address-space limit
+/// must not stop the environment's copy). A state it cannot read or a
+/// directory it cannot enter ends it (its parent is told why): running in
+/// another directory or environment than its user's would be the silent
+/// error this is here to prevent.
+fn take_on(ctl: &OwnedFd) {
+    let refuse = |why: String| -> ! { bootstrap::refuse(ctl, Outcome::Refused(why)) };
+    let (bytes, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_STATE as u64) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => refuse("end of file before its parent's state".into()),
+        Err(e) => refuse(format!("cannot read its parent's state: {e}")),
+    };
+    let Ok::<[OwnedFd; 1], _>([cwd]) = fds.try_into() else {
+        refuse("its parent's state came without its directory".into())
+    };
+    let Some(inherited) = parse_state(&bytes) else {
+        refuse("its parent's state is garbled".into())
+    };
+    if let Err(e) = proc::enter_dir(cwd.as_fd()) {
+        refuse(format!("cannot enter its parent's current directory: {e}"));
+    }
+    drop(cwd);
+    let env = (inherited.env.iter())
         .filter_map(|e| std::ffi::CString::new(*e).ok())
         .collect();
     // SAFETY: a child just forked from the single-threaded server has one
     // thread.
     unsafe { proc::replace_environment(env) };
-    if let Err(e) = proc::enter_dir(cwd.as_fd()) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "mproc: child cannot start: cannot enter its parent's current directory: {e}"
-        );
-        proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE);
-    }
-    drop(cwd);
     if let Some(mask) = inherited.umask {
         proc::set_umask(mask);
     }
@@ -384,16 +430,20 @@ pub fn kill_server() -> Option<i32> {
     Some(s.pid)
 }
 
-/// Sends `bytes` to the fork server as a start request, with the three
-/// descriptors a request carries (tests of the server's checks): the
-/// server's refusal, or whatever else went wrong.
+/// Starts a fork-server child with a request and a state frame of the
+/// caller's choosing (tests of the checks on both): the child's exit code
+/// once it ended (it never gets a first frame), or the server's refusal.
 #[doc(hidden)]
-pub fn raw_request(bytes: &[u8]) -> Result<()> {
-    let request = Request {
-        bytes: bytes.to_vec(),
-    };
-    match request.send() {
-        Ok(_) => Ok(()),
+pub fn raw_request(request: &[u8], state: &[u8]) -> Result<i32> {
+    match self::request(request, || Ok(state.to_vec())) {
+        Ok(started) => {
+            let Waiter::Served { status } = &started.waiter else {
+                unreachable!("a fork-server child is served")
+            };
+            // It waits for its first frame: none comes.
+            drop(started.ctl);
+            read_i32(status)
+        }
         Err(Failed::Here(e) | Failed::Server(e)) => Err(e),
     }
 }
@@ -427,54 +477,38 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             let _ = rustix::io::write(&kid.status, &code.to_le_bytes());
         }
         if ready.first() == Some(&0) {
-            match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST as u64) {
+            match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST) {
                 Ok(Some((bytes, fds))) => {
-                    let Ok::<[OwnedFd; 3], _>([ctl, status, cwd]) = fds.try_into() else {
+                    let Ok::<[OwnedFd; 2], _>([ctl, status]) = fds.try_into() else {
                         // Not ours: drop what came (the user sees an end
                         // of file where the pid should be).
                         continue;
                     };
-                    match parse_request(&bytes) {
-                        Some(inherited) => {
-                            let start = Start {
-                                ctl,
-                                status,
-                                cwd,
-                                inherited,
-                            };
-                            if let Some(kid) = fork_child(me, &control, &mut kids, start) {
-                                kids.push(kid);
-                            }
-                        }
-                        None => {
-                            let _ = rustix::io::write(&status, &0i32.to_le_bytes());
-                        }
+                    if bytes != REQUEST {
+                        let _ = rustix::io::write(&status, &0i32.to_le_bytes());
+                        continue;
+                    }
+                    if let Some(kid) = fork_child(me, &control, &mut kids, ctl, status) {
+                        kids.push(kid);
                     }
                 }
                 // The user process closed its end or died (or sent a frame
-                // too long to read, after which the stream cannot be
-                // followed): our children die with us (their death signal).
+                // too long to be a request, after which the stream cannot
+                // be followed): our children die with us (their death
+                // signal).
                 Ok(None) | Err(_) => proc::exit_now(0),
             }
         }
     }
 }
 
-/// One start request, read and checked.
-struct Start<'a> {
+fn fork_child(
+    me: i32,
+    control: &OwnedFd,
+    kids: &mut Vec<Kid>,
     ctl: OwnedFd,
     status: OwnedFd,
-    cwd: OwnedFd,
-    inherited: Inherited<'a>,
-}
-
-fn fork_child(me: i32, control: &OwnedFd, kids: &mut Vec<Kid>, start: Start<'_>) -> Option<Kid> {
-    let Start {
-        ctl,
-        status,
-        cwd,
-        inherited,
-    } = start;
+) -> Option<Kid> {
     // SAFETY: the server is single-threaded (it runs in the constructor of a
     // fresh exec and starts no thread), so no lock is held by anyone else.
     match unsafe { proc::fork() } {
@@ -485,11 +519,11 @@ fn fork_child(me: i32, control: &OwnedFd, kids: &mut Vec<Kid>, start: Start<'_>)
             proc::close_raw(proc::raw(control));
             proc::block_sigint(false);
             let _ = proc::die_with_parent(me);
-            take_on(&inherited, cwd);
+            take_on(&ctl);
             bootstrap::run_task_child(ctl)
         }
         Ok(proc::Forked::Parent(pid)) => {
-            drop((ctl, cwd));
+            drop(ctl);
             let _ = rustix::io::write(&status, &pid.to_le_bytes());
             match proc::open_pidfd(pid) {
                 Ok(pidfd) => Some(Kid { pidfd, status }),
@@ -511,13 +545,13 @@ mod tests {
     use super::*;
 
     fn captured() -> Vec<u8> {
-        Request::capture().unwrap().bytes
+        State::capture().unwrap().bytes
     }
 
     #[test]
-    fn a_captured_request_reads_back_as_this_process_state() {
+    fn a_captured_state_reads_back_as_this_process_state() {
         let bytes = captured();
-        let got = parse_request(&bytes).expect("our own request");
+        let got = parse_state(&bytes).expect("our own state");
         assert_eq!(got.umask, proc::current_umask());
         assert_eq!(got.limits, proc::resource_limits().to_vec());
         let env: Vec<Vec<u8>> = std::env::vars_os()
@@ -527,34 +561,35 @@ mod tests {
     }
 
     #[test]
-    fn garbled_requests_are_refused() {
+    fn garbled_state_frames_are_refused() {
         let good = captured();
         // Every truncation, and one byte too many.
         for n in 0..good.len() {
-            assert!(parse_request(&good[..n]).is_none(), "truncated at {n}");
+            assert!(parse_state(&good[..n]).is_none(), "truncated at {n}");
         }
         let mut longer = good.clone();
         longer.push(0);
-        assert!(parse_request(&longer).is_none());
-        // The old frame, a wrong version.
-        assert!(parse_request(b"fork").is_none());
+        assert!(parse_state(&longer).is_none());
+        // Another frame, a wrong version.
+        assert!(parse_state(b"fork").is_none());
+        assert!(parse_state(REQUEST).is_none());
         let mut other = good.clone();
-        other[7] = b'1';
-        assert!(parse_request(&other).is_none());
+        other[7] = b'0';
+        assert!(parse_state(&other).is_none());
         // Counts beyond the bytes, limits beyond Linux's, bad values.
-        let head = |umask: u32| [&REQUEST_TAG[..], &umask.to_le_bytes()].concat();
+        let head = |umask: u32| [&STATE_TAG[..], &umask.to_le_bytes()].concat();
         let with = |parts: &[&[u8]]| [&head(0o22)[..], &parts.concat()].concat();
         let n = |v: u32| v.to_le_bytes().to_vec();
-        assert!(parse_request(&with(&[&n(u32::MAX)])).is_none());
-        assert!(parse_request(&with(&[&n(17)])).is_none());
+        assert!(parse_state(&with(&[&n(u32::MAX)])).is_none());
+        assert!(parse_state(&with(&[&n(17)])).is_none());
         let inverted = [&5u64.to_le_bytes()[..], &4u64.to_le_bytes()].concat();
-        assert!(parse_request(&with(&[&n(1), &inverted, &n(0)])).is_none());
-        assert!(parse_request(&with(&[&n(0), &n(u32::MAX)])).is_none());
-        assert!(parse_request(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
-        assert!(parse_request(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
-        assert!(parse_request(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
+        assert!(parse_state(&with(&[&n(1), &inverted, &n(0)])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(u32::MAX)])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
+        assert!(parse_state(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
         let minimal = with(&[&n(0), &n(1), &n(3), b"A=b"]);
-        let ok = parse_request(&minimal).expect("a minimal request");
+        let ok = parse_state(&minimal).expect("a minimal state frame");
         assert_eq!((ok.umask, ok.env), (Some(0o22), vec![&b"A=b"[..]]));
         // Noise never panics.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -568,18 +603,33 @@ mod tests {
                     *b = x as u8;
                 }
             }
-            let _ = parse_request(&noise);
+            let _ = parse_state(&noise);
         }
     }
 
-    /// The cost of capturing a request (run with `--ignored --nocapture`).
+    /// Changes the umask of the test process for a moment, to masks that
+    /// only take rights from group and others: harmless to tests running
+    /// beside it as the same user.
+    #[test]
+    fn the_umask_read_follows_changes() {
+        let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+        let seen = (proc::current_umask(), {
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o027));
+            proc::current_umask()
+        });
+        rustix::process::umask(old);
+        assert_eq!(seen, (Some(0o077), Some(0o027)));
+        assert_eq!(proc::current_umask(), Some(old.bits()));
+    }
+
+    /// The cost of capturing the state (run with `--ignored --nocapture`).
     #[test]
     #[ignore]
     fn capture_cost() {
         let n = 2000;
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(Request::capture().unwrap());
+            std::hint::black_box(State::capture().unwrap());
         }
         let each = t.elapsed() / n;
         let t = Instant::now();
@@ -592,6 +642,19 @@ mod tests {
             std::hint::black_box(proc::current_dir_fd().unwrap());
         }
         let cwd = t.elapsed() / n;
-        println!("capture {each:?}, of which umask {umask:?}; cwd fd {cwd:?}");
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::resource_limits());
+        }
+        let limits = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(std::env::vars_os().count());
+        }
+        let env = t.elapsed() / n;
+        println!(
+            "capture {each:?}, of which umask {umask:?}, limits {limits:?}, env {env:?}; \
+             cwd fd {cwd:?}"
+        );
     }
 }

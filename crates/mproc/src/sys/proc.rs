@@ -335,16 +335,41 @@ pub(crate) fn set_resource_limits(wanted: &[Limit]) {
 /// before). `umask(2)` can only read the mask by setting it, and another
 /// thread creating a file between that call and the one that restores the
 /// mask would create it with the wrong mode.
+///
+/// The file stays open (read again from its start, which makes the kernel
+/// write it anew): half the cost of opening it each time. It is this
+/// process's: a forked child, which inherits the descriptor, opens its own.
 pub(crate) fn current_umask() -> Option<u32> {
-    let fd = rustix::fs::open(
-        c"/proc/self/status",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()?;
+    static STATUS: std::sync::Mutex<Option<(i32, OwnedFd)>> = std::sync::Mutex::new(None);
+    let me = getpid();
+    // A lock another thread held at a fork stays held in the child: never
+    // wait for it, read without the kept descriptor instead.
+    let Ok(mut kept) = STATUS.try_lock() else {
+        return umask_from(open_status()?.as_fd());
+    };
+    if let Some((pid, fd)) = kept.as_ref() {
+        if *pid == me {
+            if let Some(mask) = umask_from(fd.as_fd()) {
+                return Some(mask);
+            }
+        }
+    }
+    let fd = open_status()?;
+    let mask = umask_from(fd.as_fd());
+    *kept = Some((me, fd));
+    mask
+}
+
+fn open_status() -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    rustix::fs::open(c"/proc/self/status", flags, Mode::empty()).ok()
+}
+
+fn umask_from(status: BorrowedFd<'_>) -> Option<u32> {
     // The line is among the first few: one read of 1 KiB holds it.
     let mut buf = [0u8; 1024];
-    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    let n = rustix::io::pread(status, &mut buf, 0).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
     let line = text.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(line.trim(), 8).ok()
