@@ -217,7 +217,8 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
     run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
 }
 
-fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
+/// Tells the parent why this child cannot start, prints it, exits.
+pub(super) fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
     let line = match &outcome {
         Outcome::Mismatch { expected, found } => format!(
             "binary mismatch: the parent runs build {}, this child runs build {}",

@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::process::{
-    pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
-    WaitIdStatus,
+    getrlimit, pidfd_open, pidfd_send_signal, setrlimit, waitid, Pid, PidfdFlags, Resource, Rlimit,
+    Signal, WaitId, WaitIdOptions, WaitIdStatus,
 };
 
 use super::cvt;
@@ -399,5 +399,155 @@ pub(crate) fn ignore_sigint() -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+/// Every resource limit, in the order a fork-server request carries them
+/// (all sixteen `RLIMIT_*` of Linux).
+const RESOURCES: [Resource; 16] = [
+    Resource::Cpu,
+    Resource::Fsize,
+    Resource::Data,
+    Resource::Stack,
+    Resource::Core,
+    Resource::Rss,
+    Resource::Nproc,
+    Resource::Nofile,
+    Resource::Memlock,
+    Resource::As,
+    Resource::Locks,
+    Resource::Sigpending,
+    Resource::Msgqueue,
+    Resource::Nice,
+    Resource::Rtprio,
+    Resource::Rttime,
+];
+
+/// How many resource limits there are (see [`resource_limits`]).
+pub(crate) const RESOURCE_COUNT: usize = RESOURCES.len();
+
+/// A resource limit as `(soft, hard)`, `u64::MAX` for no limit (the
+/// kernel's `RLIM_INFINITY`).
+pub(crate) type Limit = (u64, u64);
+
+const NO_LIMIT: u64 = u64::MAX;
+
+fn to_limit(r: &Rlimit) -> Limit {
+    (r.current.unwrap_or(NO_LIMIT), r.maximum.unwrap_or(NO_LIMIT))
+}
+
+fn to_rlimit((soft, hard): Limit) -> Rlimit {
+    let some = |v: u64| (v != NO_LIMIT).then_some(v);
+    Rlimit {
+        current: some(soft),
+        maximum: some(hard),
+    }
+}
+
+/// This process's resource limits, in the order of `RESOURCES`.
+pub(crate) fn resource_limits() -> [Limit; RESOURCE_COUNT] {
+    RESOURCES.map(|r| to_limit(&getrlimit(r)))
+}
+
+/// Gives this process the limits `wanted` (in the order of `RESOURCES`;
+/// missing ones are left as they are). A limit that cannot be raised (a
+/// hard limit above ours, for an unprivileged process) is raised as far as
+/// allowed: the hard limit stays ours and the soft limit goes no higher.
+/// Lower limits are always applied as they are.
+pub(crate) fn set_resource_limits(wanted: &[Limit]) {
+    for (&r, &want) in RESOURCES.iter().zip(wanted) {
+        let have = to_limit(&getrlimit(r));
+        if have == want {
+            continue;
+        }
+        if setrlimit(r, to_rlimit(want)).is_err() {
+            let hard = want.1.min(have.1);
+            let _ = setrlimit(r, to_rlimit((want.0.min(hard), hard)));
+        }
+    }
+}
+
+/// This process's file-mode creation mask, read without changing it: the
+/// `Umask:` line of `/proc/self/status` (Linux 4.7 and later; `None`
+/// before). `umask(2)` can only read the mask by setting it, and another
+/// thread creating a file between that call and the one that restores the
+/// mask would create it with the wrong mode.
+///
+/// The file stays open (read again from its start, which makes the kernel
+/// write it anew): half the cost of opening it each time. It is this
+/// process's: a forked child, which inherits the descriptor, opens its own.
+pub(crate) fn current_umask() -> Option<u32> {
+    static STATUS: std::sync::Mutex<Option<(i32, OwnedFd)>> = std::sync::Mutex::new(None);
+    let me = getpid();
+    // A lock another thread held at a fork stays held in the child: never
+    // wait for it, read without the kept descriptor instead.
+    let Ok(mut kept) = STATUS.try_lock() else {
+        return umask_from(open_status()?.as_fd());
+    };
+    if let Some((pid, fd)) = kept.as_ref() {
+        if *pid == me {
+            if let Some(mask) = umask_from(fd.as_fd()) {
+                return Some(mask);
+            }
+        }
+    }
+    let fd = open_status()?;
+    let mask = umask_from(fd.as_fd());
+    *kept = Some((me, fd));
+    mask
+}
+
+fn open_status() -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(c"/proc/self/status", flags, Mode::empty()).ok()?;
+    super::above_stdio(fd).ok()
+}
+
+fn umask_from(status: BorrowedFd<'_>) -> Option<u32> {
+    // The line is among the first few: one read of 1 KiB holds it.
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::pread(status, &mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Sets this process's file-mode creation mask.
+pub(crate) fn set_umask(mask: u32) {
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
+}
+
+/// A descriptor for this process's current directory (`O_PATH`): a child
+/// that enters it with [`enter_dir`] gets the same directory even when its
+/// path is too long to send, or has been removed.
+pub(crate) fn current_dir_fd() -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    super::above_stdio(rustix::fs::open(c".", flags, Mode::empty())?)
+}
+
+/// Makes the directory `dir` names this process's current directory.
+pub(crate) fn enter_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::process::fchdir(dir)?)
+}
+
+/// Replaces this process's whole environment with `entries` (each
+/// `NAME=value`), which are leaked: the C library keeps pointers to them.
+///
+/// # Safety
+///
+/// The process must have a single thread (a freshly forked child): nothing
+/// may read or change the environment meanwhile.
+pub(crate) unsafe fn replace_environment(entries: Vec<CString>) {
+    // SAFETY: single-threaded (the caller's contract), so no other thread
+    // reads `environ` while it is cleared and refilled; each string handed
+    // to `putenv` is leaked, so it lives as long as the environment that
+    // points to it.
+    unsafe {
+        libc::clearenv();
+        for entry in entries {
+            libc::putenv(entry.into_raw());
+        }
     }
 }
