@@ -874,13 +874,11 @@ impl Core {
                 self.h().reserved.store(to, Relaxed);
                 Ok(())
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM)) => {
-                Err(Error::NoSpace {
-                    what: "a queue's ring",
-                    requested: u64::from(to - have),
-                })
-            }
-            Err(e) => Err(Error::io("cannot reserve a queue's memory")(e)),
+            Err(e) => Err(Error::shm_create(
+                "cannot reserve a queue's memory",
+                "a queue's ring",
+                (to - have) as usize,
+            )(e)),
         }
     }
 
@@ -1274,7 +1272,9 @@ pub(super) mod tests {
         let r = q.put(b"no room", &[], Wait::Forever);
         FAIL_RESERVE.with(|f| f.set(None));
         match r {
-            Err(Stop::Failed(Error::NoSpace { what, requested })) => {
+            Err(Stop::Failed(Error::NoSpace {
+                what, requested, ..
+            })) => {
                 assert_eq!(what, "a queue's ring");
                 assert!(requested > 0);
             }

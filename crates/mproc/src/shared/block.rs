@@ -51,13 +51,17 @@ impl<T> Clone for ShmBlock<T> {
 }
 
 impl<T: ShmSafe> ShmBlock<T> {
-    /// A zero-filled block with room for `data_len` bytes after the header.
+    /// A zero-filled block with room for `data_len` bytes after the header,
+    /// all reserved ([`Error::NoSpace`] if the memory is not there).
     pub(crate) fn create(name: &str, data_len: usize) -> Result<Self> {
         let len = data_offset::<T>().checked_add(data_len).ok_or_else(|| {
             Error::InvalidArgument(format!("{data_len} bytes of shared memory is too large"))
         })?;
-        let region =
-            SharedRegion::create(name, len).map_err(Error::io("cannot create shared memory"))?;
+        let region = SharedRegion::create(name, len).map_err(Error::shm_create(
+            "cannot create shared memory",
+            name,
+            len,
+        ))?;
         Ok(ShmBlock {
             region: Arc::new(region),
             _type: PhantomData,

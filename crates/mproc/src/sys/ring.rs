@@ -230,8 +230,7 @@ impl Ring {
     /// there is none.
     pub(crate) fn reserve(&self, pos: usize, len: usize) -> io::Result<()> {
         assert!(pos <= self.len && len <= self.len - pos);
-        fallocate(&self.fd, FallocateFlags::empty(), pos as u64, len as u64)?;
-        Ok(())
+        super::shm::reserve(&self.fd, pos as u64, len as u64)
     }
 
     /// Gives the memory behind `pos..pos + len` back to the system
