@@ -193,7 +193,9 @@ pub enum Error {
     /// the size is over the process's file size limit (`ulimit -f`).
     /// Shared memory is reserved whole when created, so this comes from the
     /// constructor rather than as a `SIGBUS` at a later write; nothing is
-    /// left behind.
+    /// left behind. Objects that grow (a queue's or a pipe's ring) reserve
+    /// each part before writing it: their `put`/`send` returns this with
+    /// nothing written, and may succeed once memory is freed.
     #[error("no space for {requested} bytes of {what}: {source}")]
     NoSpace {
         /// What was being created.

@@ -10,6 +10,7 @@ pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
+pub(crate) mod ring;
 pub(crate) mod robust;
 pub(crate) mod shm;
 

@@ -53,8 +53,8 @@ impl SharedRegion {
 
     /// As [`create`](Self::create), reserving only the first `reserved`
     /// bytes: the rest is backed page by page as it is first written, and
-    /// its user must [`reserve`] a page before writing it (the queues'
-    /// sparse rings).
+    /// its user must [`reserve`] a page before writing it (a pipe's
+    /// rings).
     pub(crate) fn create_reserving(name: &str, len: usize, reserved: usize) -> io::Result<Self> {
         check_file_size_limit(len as u64)?;
         let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
@@ -112,16 +112,6 @@ impl SharedRegion {
     /// The mapping's length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Gives the memory behind `offset..offset + len` back to the system
-    /// (`fallocate(PUNCH_HOLE)`): the bytes read as zeros afterwards, in
-    /// every process mapping the region, and are backed again when next
-    /// written. Advice only: a failure changes nothing but the memory used.
-    pub(crate) fn punch_hole(&self, offset: usize, len: usize) {
-        self.check(offset, len);
-        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-        let _ = rustix::fs::fallocate(&self.fd, flags, offset as u64, len as u64);
     }
 
     /// Panics unless `offset..offset + n` lies in the mapping: the callers'
