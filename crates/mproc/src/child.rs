@@ -12,7 +12,7 @@
 //! main process, or of a child's task), where daemon children are
 //! terminated and the others joined, as in Python.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
@@ -126,14 +126,21 @@ impl Child {
     }
 }
 
+/// Reads a served child's exit status from its pipe. Reads the borrowed
+/// descriptor in place: no new descriptor is needed, so a process that has
+/// used up its descriptor limit can still join its children.
 fn read_status(status: &OwnedFd) -> io::Result<i32> {
     let mut buf = [0u8; 4];
-    let mut f = std::fs::File::from(status.try_clone()?);
-    match f.read_exact(&mut buf) {
-        Ok(()) => Ok(i32::from_le_bytes(buf)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(UNKNOWN_EXIT_CODE),
-        Err(e) => Err(e),
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(status, &mut buf[got..]) {
+            Ok(0) => return Ok(UNKNOWN_EXIT_CODE),
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(i32::from_le_bytes(buf))
 }
 
 static REGISTRY: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());

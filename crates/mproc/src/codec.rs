@@ -7,7 +7,7 @@
 //! [`encode`] and [`decode`] (for example with `serde_json`) a handle refuses
 //! to serialise: a descriptor number means nothing in another process.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use bincode::Options;
@@ -16,6 +16,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CodecError, Error, Result};
+use crate::sys::fnref::{FnPtr, FnRef, Untrusted};
 
 /// Encoded bytes and the descriptors they refer to.
 #[derive(Debug, Default)]
@@ -33,6 +34,45 @@ impl Frame {
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// The function offset the decoding under way refused, if any: serde
+    /// carries only a message, the decoder's caller gets the typed error.
+    static REFUSED: Cell<Option<Untrusted>> = const { Cell::new(None) };
+}
+
+/// Records that decoding met an offset this process does not vouch for;
+/// returns the message for serde's error (the decode entry points turn it
+/// back into [`Error::UntrustedCode`]).
+pub(crate) fn refuse_untrusted(u: Untrusted) -> String {
+    let message = Error::from(u.clone()).to_string();
+    REFUSED.with(|r| r.set(Some(u)));
+    message
+}
+
+/// Runs a decoder; an error is [`Error::UntrustedCode`] if it came from a
+/// refused function offset, else [`Error::Decode`].
+pub(crate) fn decoding<T>(decode: impl FnOnce() -> bincode::Result<T>) -> Result<T> {
+    REFUSED.with(|r| r.set(None));
+    let r = decode();
+    let refused = REFUSED.with(|r| r.take());
+    r.map_err(|e| match refused {
+        Some(u) => Error::from(u),
+        None => Error::Decode(CodecError(e)),
+    })
+}
+
+/// A function reference travels as its offset; decoding checks that this
+/// process vouches for it ([`FnRef::checked`]).
+impl<F: FnPtr> Serialize for FnRef<F> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_i64(self.offset())
+    }
+}
+
+impl<'de, F: FnPtr> Deserialize<'de> for FnRef<F> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let offset = i64::deserialize(d)?;
+        FnRef::checked(offset).map_err(|u| D::Error::custom(refuse_untrusted(u)))
+    }
 }
 
 fn options() -> impl Options {
@@ -97,18 +137,16 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Frame> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     let table = fds.into_iter().map(Some).collect();
     let saved = INCOMING.with(|t| t.borrow_mut().replace(table));
-    let r = options().deserialize(bytes);
+    let r = decoding(|| options().deserialize(bytes));
     INCOMING.with(|t| *t.borrow_mut() = saved);
-    r.map_err(|e| Error::Decode(CodecError(e)))
+    r
 }
 
 /// Decodes an encoded `Vec<T>` that holds no OS handles, appending its
 /// items to `out` (no vector of its own in between). On an error `out`
 /// may hold some of the items.
 pub(crate) fn decode_extend<T: DeserializeOwned>(bytes: &[u8], out: &mut Vec<T>) -> Result<()> {
-    options()
-        .deserialize_seed(Extend(out), bytes)
-        .map_err(|e| Error::Decode(CodecError(e)))
+    decoding(|| options().deserialize_seed(Extend(out), bytes))
 }
 
 /// A sequence decoded onto the end of a vector.

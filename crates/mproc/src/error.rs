@@ -174,6 +174,48 @@ pub enum Error {
     /// or unreachable; proxy calls fail with this instead of waiting.
     #[error("the manager's server is gone")]
     ManagerGone,
+    /// A function offset received from another process names code this
+    /// process does not vouch for (it neither made that function reference
+    /// itself nor received it from its parent), or not as this type: it is
+    /// refused, never called. A peer (a child's result, a `Connection`, a
+    /// `Queue`, a manager client) cannot make this process run code of its
+    /// choice.
+    #[error("refused to call code at offset {offset:#x} as `{signature}`: this process does not vouch for it")]
+    UntrustedCode {
+        /// The offset from this executable's anchor, as received.
+        offset: i64,
+        /// The type it was to be called as.
+        signature: String,
+    },
+    /// Not enough memory to create a shared object: `/dev/shm` is full
+    /// (a named [`SharedMemory`](crate::SharedMemory); Docker gives 64 MiB),
+    /// a memory limit (a cgroup's) leaves no room for an anonymous one, or
+    /// the size is over the process's file size limit (`ulimit -f`).
+    /// Shared memory is reserved whole when created, so this comes from the
+    /// constructor rather than as a `SIGBUS` at a later write; nothing is
+    /// left behind. Objects that grow (a queue's or a pipe's ring) reserve
+    /// each part before writing it: their `put`/`send` returns this with
+    /// nothing written, and may succeed once memory is freed.
+    #[error("no space for {requested} bytes of {what}: {source}")]
+    NoSpace {
+        /// What was being created.
+        what: String,
+        /// The bytes asked for.
+        requested: usize,
+        /// The OS error (`ENOSPC`: the file system is full; `ENOMEM`: a
+        /// memory limit; `EFBIG`: the file size limit).
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<crate::sys::fnref::Untrusted> for Error {
+    fn from(u: crate::sys::fnref::Untrusted) -> Error {
+        Error::UntrustedCode {
+            offset: u.offset,
+            signature: u.signature.to_string(),
+        }
+    }
 }
 
 /// An error raised by a [`Manager`](crate::Manager)'s server.
@@ -209,6 +251,14 @@ pub enum RemoteError {
     /// A registered type's method failed, or its request did not decode.
     #[error("{0}")]
     Failed(String),
+    /// `index` found no element equal to the value in the range searched
+    /// (Python's `ValueError: x is not in list`).
+    #[error("the value is not in the list")]
+    NotInList,
+    /// `popitem` on an empty dict (Python's `KeyError: 'popitem(): dictionary
+    /// is empty'`).
+    #[error("popitem(): the dict is empty")]
+    EmptyDict,
 }
 
 /// Why an authentication handshake failed.
@@ -239,6 +289,35 @@ pub enum AuthError {
 impl Error {
     pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Io { context, source }
+    }
+
+    /// As [`io`](Error::io), for the creation of `requested` bytes of shared
+    /// memory (`what`): lack of room (an error of kind
+    /// [`StorageFull`](io::ErrorKind::StorageFull), as
+    /// [`reserve`](crate::sys::shm::reserve) makes, or
+    /// [`FileTooLarge`](io::ErrorKind::FileTooLarge)) is [`Error::NoSpace`].
+    pub(crate) fn shm_create<'a>(
+        context: &'static str,
+        what: &'a str,
+        requested: usize,
+    ) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |source| {
+            use io::ErrorKind::{FileTooLarge, StorageFull};
+            if !matches!(source.kind(), StorageFull | FileTooLarge) {
+                return Error::Io { context, source };
+            }
+            // The OS error `reserve` wrapped, or the error itself.
+            let wrapped = source.get_ref().and_then(|e| e.downcast_ref::<io::Error>());
+            let source = match wrapped.and_then(io::Error::raw_os_error) {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => source,
+            };
+            Error::NoSpace {
+                what: what.into(),
+                requested,
+                source,
+            }
+        }
     }
 }
 

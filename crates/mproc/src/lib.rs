@@ -220,8 +220,9 @@ pub use bytemuck;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::fuzz;
+    pub use crate::pipe::__cast_connection as cast_connection;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
-    pub use crate::start::{fork_server_pid, kill_fork_server};
+    pub use crate::start::{fork_server_pid, fork_server_raw_request, kill_fork_server};
     pub use crate::sys::proc::open_fd_count;
     pub use crate::task::__first_frame_claiming as first_frame_claiming;
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Frame};
 use crate::error::{Error, Result};
+use crate::sys::fnref::{self, FnRef};
 use crate::sys::image;
 
 /// Bumped whenever the header's layout changes.
@@ -49,21 +50,28 @@ pub(crate) enum Outcome {
     Encode(String),
 }
 
-/// Decodes `A`, runs the function, encodes `R`.
-pub(crate) type Trampoline = fn(i64, &[u8], Vec<OwnedFd>, bool) -> Result<Frame>;
+/// Decodes `A` (the first frame's body from the given index), runs the
+/// function, encodes `R`. Takes the body owned: a function reference names
+/// only types without higher-ranked lifetimes (`FnPtr`).
+pub(crate) type Trampoline = fn(i64, Vec<u8>, usize, Vec<OwnedFd>, bool) -> Result<Frame>;
 
 fn trampoline<A: DeserializeOwned, R: Serialize>(
     func: i64,
-    args: &[u8],
+    body: Vec<u8>,
+    start: usize,
     fds: Vec<OwnedFd>,
     want_result: bool,
 ) -> Result<Frame> {
-    let args: A = codec::decode(args, fds)?;
-    // SAFETY: the header's identity matched this executable, and `func` was
-    // taken from a `fn(A) -> R` by `Wire::new`, whose trampoline is this very
-    // instance for the same `A` and `R`.
-    let f: fn(A) -> R = unsafe { image::fn_from_offset(func) };
-    let r = f(args);
+    // The function and its arguments come from the parent, which chose
+    // what this child runs: what they name is vouched for. The function
+    // itself runs outside that scope.
+    let (f, args) = fnref::trusting_parent(|| {
+        let f = FnRef::<fn(A) -> R>::checked(func)?;
+        let args: A = codec::decode(&body[start..], fds)?;
+        Ok::<_, Error>((f, args))
+    })?;
+    drop(body);
+    let r = f.get()(args);
     if want_result {
         codec::encode(&r)
     } else {
@@ -85,8 +93,8 @@ impl Wire {
     ) -> Result<Self> {
         let t: Trampoline = trampoline::<A, R>;
         Ok(Wire {
-            func: image::offset_of(f as usize),
-            trampoline: image::offset_of(t as usize),
+            func: FnRef::new(f).offset(),
+            trampoline: FnRef::new(t).offset(),
             args: codec::encode(args)?,
         })
     }
@@ -142,9 +150,9 @@ pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-/// Splits a first frame into its header and argument bytes, checking the
-/// version and the executable's identity.
-pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, &[u8]), Outcome> {
+/// Splits a first frame into its header and the index where its argument
+/// bytes start, checking the version and the executable's identity.
+pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, usize), Outcome> {
     let refuse = |m: String| Outcome::Refused(m);
     let hlen = body
         .get(..4)
@@ -169,15 +177,19 @@ pub(crate) fn parse_first_frame(body: &[u8]) -> std::result::Result<(Header, &[u
             found: image::identity().to_vec(),
         });
     }
-    Ok((header, &body[4 + hlen..]))
+    Ok((header, 4 + hlen))
 }
 
-/// Runs a checked task: the trampoline at its offset.
-pub(crate) fn run_wire(header: &Header, args: &[u8], fds: Vec<OwnedFd>) -> Result<Frame> {
-    // SAFETY: `parse_first_frame` checked that the sender runs this same
-    // executable; its `trampoline` offset was taken from a `Trampoline`.
-    let t: Trampoline = unsafe { image::fn_from_offset(header.trampoline) };
-    t(header.func, args, fds, header.want_result)
+/// Runs a checked task (`parse_first_frame` accepted `body`): the
+/// trampoline at its offset, vouched for as the parent's choice.
+pub(crate) fn run_wire(
+    header: &Header,
+    body: Vec<u8>,
+    start: usize,
+    fds: Vec<OwnedFd>,
+) -> Result<Frame> {
+    let t = fnref::trusting_parent(|| FnRef::<Trampoline>::checked(header.trampoline))?;
+    t.get()(header.func, body, start, fds, header.want_result)
 }
 
 /// Hex form of an executable identity, for error messages.
@@ -202,29 +214,5 @@ impl Outcome {
             Outcome::Encode(m) => Error::Encode(crate::error::CodecError(m.into())),
             Outcome::Returned(_) => Error::Protocol("unexpected result".into()),
         }
-    }
-}
-
-/// A function of this executable named by its offset from the anchor, for
-/// the pool: its workers run this same build (checked when each started),
-/// so an offset taken here means the same function there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FnOffset(pub(crate) i64);
-
-impl FnOffset {
-    /// The offset of the function at `addr` (a `fn` pointer cast to `usize`).
-    pub(crate) fn of(addr: usize) -> Self {
-        FnOffset(image::offset_of(addr))
-    }
-
-    /// The function back, as a pointer of type `F`.
-    ///
-    /// # Safety
-    ///
-    /// `self` was made by [`FnOffset::of`] from a function of type `F`, in a
-    /// process running this same executable.
-    pub(crate) unsafe fn get<F: Copy>(self) -> F {
-        // SAFETY: the caller's contract is `fn_from_offset`'s.
-        unsafe { image::fn_from_offset(self.0) }
     }
 }

@@ -137,3 +137,31 @@ fn a_process_that_ends_stops_and_reaps_its_fork_server() {
     // the init process to reap (nor a zombie in the meantime).
     assert!(common::stat(server).is_none(), "{:?}", common::stat(server));
 }
+
+#[test]
+fn a_garbled_request_is_refused_and_the_server_stays() {
+    let _g = common::exclusive();
+    let ctx = fork_server();
+    assert_eq!(ctx.spawn(square, 2).unwrap().join().unwrap(), 4);
+    let server = mproc::__private::fork_server_pid().expect("a fork server runs");
+    for garbage in [&b"fork"[..], b"", b"mproc-f1", b"mproc-f2 and more"] {
+        match mproc::__private::fork_server_raw_request(garbage, b"") {
+            Err(Error::Protocol(_)) => {}
+            other => panic!("{garbage:?}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(mproc::__private::fork_server_pid(), Some(server));
+    }
+    // A child whose state frame is garbled refuses to start (and says so
+    // on stderr); the server serves on.
+    let mut truncated = b"mproc-s1".to_vec();
+    truncated.extend_from_slice(&[0xff; 6]);
+    for state in [&b""[..], b"fork", &truncated] {
+        assert_eq!(
+            mproc::__private::fork_server_raw_request(b"mproc-f2", state).unwrap(),
+            mproc::BOOTSTRAP_EXIT_CODE
+        );
+    }
+    assert_eq!(ctx.spawn(square, 3).unwrap().join().unwrap(), 9);
+    assert_eq!(mproc::__private::fork_server_pid(), Some(server));
+    assert_eq!(common::descendant_ids().len(), 1);
+}

@@ -671,6 +671,60 @@ fn a_consumer_killed_inside_get_does_not_wedge_the_queue() {
     assert_eq!(q.get_timeout(GENEROUS).unwrap(), [9]);
 }
 
+// ------------------------------------------------------------ address space
+
+fn double((inq, outq, n): (Queue<u64>, Queue<u64>, u64)) {
+    for _ in 0..n {
+        let x = inq.get_timeout(GENEROUS).unwrap();
+        outq.put(x * 2).unwrap();
+    }
+}
+
+/// This process's address space in bytes (`VmSize`).
+fn address_space() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Issue 11, item 7: each queue handle mapped its 1 GiB ring whole, so
+/// that under an address-space limit no queue could be made, nor a child
+/// given two queue handles start. A child capped at 512 MiB above what it
+/// uses makes two queues and hands both to a grandchild (started afresh,
+/// under the same cap), and items go round through them.
+#[test]
+fn queues_work_under_an_address_space_limit() {
+    let h = mproc::fork(|| -> Result<u64, String> {
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        let cap = address_space() + (512 << 20);
+        let limit = Rlimit {
+            current: Some(cap),
+            maximum: Some(cap),
+        };
+        setrlimit(Resource::As, limit).map_err(|e| format!("setrlimit: {e}"))?;
+        let text = |e: mproc::Error| e.to_string();
+        let a = Queue::<u64>::new().map_err(text)?;
+        let b = Queue::<u64>::bounded(10).map_err(text)?;
+        let n = 500;
+        let mut grandchild =
+            Process::new(double, (a.clone(), b.clone(), n)).start_method(mproc::StartMethod::Spawn);
+        grandchild.start().map_err(text)?;
+        let mut sum = 0;
+        for i in 0..n {
+            a.put(i).map_err(|e| e.to_string())?;
+            sum += b.get_timeout(GENEROUS).map_err(|e| e.to_string())?;
+        }
+        assert!(grandchild.join_timeout(GENEROUS).map_err(text)?);
+        if grandchild.exitcode() != Some(0) {
+            return Err(format!("grandchild: {:?}", grandchild.exitcode()));
+        }
+        Ok(sum)
+    })
+    .unwrap();
+    assert_eq!(h.join().unwrap(), Ok(500 * 499));
+}
+
 // ------------------------------------------------------------ start methods
 
 fn echo_once((inq, outq): (Queue<String>, Queue<String>)) {

@@ -207,9 +207,7 @@ pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> 
 
 /// Decodes a value encoded by [`encode_plain`].
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    plain()
-        .deserialize(bytes)
-        .map_err(|e| Error::Decode(CodecError(e)))
+    crate::codec::decoding(|| plain().deserialize(bytes))
 }
 
 impl<T> AsFd for SocketConnection<T> {

@@ -14,7 +14,11 @@ type Entries<K, V> = fn((K, V)) -> (K, V);
 
 /// A proxy to a dict in a [`Manager`](crate::Manager)'s server, as
 /// Python's `DictProxy`. Keys are compared by their bincode encoding (equal
-/// keys of one type encode equally). Iteration order is unspecified.
+/// keys of one type encode equally). Entries keep their insertion order,
+/// as in Python: [`keys`](DictProxy::keys) and
+/// [`snapshot`](DictProxy::snapshot) list them in it, a key whose value is
+/// replaced keeps its place, and [`popitem`](DictProxy::popitem) takes the
+/// last one.
 ///
 /// Each call is one round trip to the server: use the batch calls
 /// ([`update`](DictProxy::update), [`get_many`](DictProxy::get_many),
@@ -143,5 +147,27 @@ where
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
         self.call(DictOp::Clear)
+    }
+
+    /// Removes and returns the entry inserted last (`d.popitem()`, LIFO as
+    /// in Python 3.7+); replacing a value does not move its key. An empty
+    /// dict is [`RemoteError::EmptyDict`](crate::RemoteError::EmptyDict)
+    /// (Python's `KeyError`).
+    ///
+    /// ```
+    /// use mproc::{Error, RemoteError};
+    ///
+    /// let m = mproc::Manager::start()?;
+    /// let d = m.dict::<char, u32>()?;
+    /// d.update([('a', 1), ('b', 2)])?;
+    /// d.insert(&'a', &10)?; // 'a' keeps its place
+    /// assert_eq!(d.popitem()?, ('b', 2));
+    /// assert_eq!(d.popitem()?, ('a', 10));
+    /// assert!(matches!(d.popitem(), Err(Error::Remote(RemoteError::EmptyDict))));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn popitem(&self) -> Result<(K, V)> {
+        let (k, v): (Bytes, Bytes) = self.call(DictOp::PopItem)?;
+        Ok((dec(&k)?, dec(&v)?))
     }
 }

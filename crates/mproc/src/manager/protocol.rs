@@ -38,6 +38,13 @@ pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
     super::proxy::collecting(|| crate::connection::encode_plain(value)).map(Bytes)
 }
 
+/// Encodes a value only to compare it with stored elements (`index`,
+/// `count`): the bytes are those a stored copy has, and the proxies in it
+/// take no reference (nothing is stored).
+pub(crate) fn enc_probe<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
+    super::proxy::sizing(|| crate::connection::encode_plain(value)).map(Bytes)
+}
+
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&self.0)
@@ -153,6 +160,8 @@ pub(crate) enum DictOp {
     Items,
     Keys,
     Clear,
+    /// Removes and returns the last inserted entry (`popitem`).
+    PopItem,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,6 +175,27 @@ pub(crate) enum ListOp {
     Len,
     Snapshot,
     Clear,
+    /// `l[start:stop:step]`, bounds as Python takes them (`None`: the
+    /// default for the step's direction); the elements, `Packed`.
+    Slice {
+        start: Option<i64>,
+        stop: Option<i64>,
+        step: i64,
+    },
+    /// The first index in `l[start:stop]` whose element encodes as this.
+    Index(Bytes, Option<i64>, Option<i64>),
+    /// How many elements encode as this.
+    Count(Bytes),
+    Reverse,
+    /// Starts a sort on this connection: returns the list's version and
+    /// its elements (`Packed`); other connections' changes wait until
+    /// `SortEnd` or until this connection closes.
+    SortBegin,
+    /// Ends this connection's sort. With `(version, perm)`, returns
+    /// whether the list is still at that version, and if so makes it
+    /// `old[perm[0]], old[perm[1]], ...` (no `perm`: it is sorted already).
+    /// `None` only ends the sort (it failed in the proxy).
+    SortEnd(Option<(u64, Option<Vec<u32>>)>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -211,6 +241,8 @@ pub(crate) enum QueueOp {
     TaskDone,
     /// Waits until every item put was marked done; returns whether so.
     Join(Option<u64>),
+    /// Whether a bounded queue holds `maxsize` items.
+    Full,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -125,6 +125,22 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         Ok(self.qsize()? == 0)
     }
 
+    /// Whether the queue is full now: a bounded queue holding `maxsize`
+    /// items (`q.full()`); an unbounded one never is.
+    ///
+    /// ```
+    /// let m = mproc::Manager::start()?;
+    /// let q = m.queue::<u8>(1)?;
+    /// assert!(!q.full()?);
+    /// q.put(&1)?;
+    /// assert!(q.full()?);
+    /// assert!(!m.queue::<u8>(0)?.full()?); // 0: no bound
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn full(&self) -> Result<bool> {
+        self.call(QueueOp::Full)
+    }
+
     /// Marks one item taken earlier as processed.
     pub fn task_done(&self) -> Result<()> {
         self.call(QueueOp::TaskDone)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{Bytes, Op};
 use super::proxy::Handle;
 use crate::error::{RemoteError, Result};
+use crate::sys::fnref::FnRef;
 
 /// A type a [`Manager`](crate::Manager)'s server can hold, and the calls it
 /// answers: register it with
@@ -76,21 +77,25 @@ impl<T: Servable> Served for T {
 }
 
 /// Makes a registered object from its encoded `Init`.
-pub(crate) type Factory = fn(&[u8]) -> std::result::Result<Box<dyn Served>, RemoteError>;
+pub(crate) type Factory = fn(Vec<u8>) -> std::result::Result<Box<dyn Served>, RemoteError>;
 
 pub(crate) fn factory<T: Servable>(
-    init: &[u8],
+    init: Vec<u8>,
 ) -> std::result::Result<Box<dyn Served>, RemoteError> {
-    let init = crate::connection::decode_plain(init).map_err(failed)?;
+    let init = crate::connection::decode_plain(&init).map_err(failed)?;
     Ok(Box::new(T::create(init)))
 }
 
-/// A registered type's name and its factory, as an offset in this
-/// executable (the server runs the same one; mproc checks its identity).
+/// A registered type's name and its factory, which travels as an offset in
+/// this executable. Registered types reach the server only in its first
+/// frame, from the process that built the manager: decoded there, the
+/// factory is vouched for; a client can only name a registered type, and
+/// an `Entry` decoded from anyone else is refused unless the decoding
+/// process already vouches for its factory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entry {
     pub(crate) typeid: String,
-    pub(crate) factory: i64,
+    pub(crate) factory: FnRef<Factory>,
 }
 
 impl Entry {
@@ -98,16 +103,12 @@ impl Entry {
         let f: Factory = factory::<T>;
         Entry {
             typeid: typeid.to_string(),
-            factory: crate::sys::image::offset_of(f as usize),
+            factory: FnRef::new(f),
         }
     }
 
     pub(crate) fn factory(&self) -> Factory {
-        // SAFETY: `factory` was taken from a `Factory` by `Entry::new` in the
-        // process that started this server, which runs this same executable
-        // (a child's first frame carries the executable's identity and a
-        // mismatch is refused before any argument is decoded).
-        unsafe { crate::sys::image::fn_from_offset(self.factory) }
+        self.factory.get()
     }
 }
 
@@ -141,5 +142,73 @@ impl<T: Servable> Proxy<T> {
     pub fn call(&self, call: T::Call) -> Result<T::Reply> {
         let bytes = super::protocol::enc(&call)?;
         self.handle.call(Op::Custom(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use crate::sys::{fnref, image};
+
+    /// A registered type's wire form, as anyone could write it.
+    #[derive(Serialize)]
+    struct Forged {
+        typeid: String,
+        factory: i64,
+    }
+
+    struct Never;
+
+    impl Servable for Never {
+        type Init = ();
+        type Call = ();
+        type Reply = ();
+        fn create(_: ()) -> Self {
+            Never
+        }
+        fn call(&mut self, _: ()) -> std::result::Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Registered types reach a server only in its first frame (from the
+    /// process that built the manager), decoded with its parent trusted;
+    /// a factory from anyone else is refused unless the server vouches
+    /// for it already.
+    #[test]
+    fn a_factory_offset_nobody_vouched_for_is_refused() {
+        let f: Factory = factory::<Never>;
+        let forged = Forged {
+            typeid: "Never".into(),
+            factory: image::offset_of(f as usize),
+        };
+        let frame = codec::encode(&forged).unwrap();
+        let e = codec::decode::<Entry>(&frame.bytes, Vec::new()).unwrap_err();
+        assert!(
+            matches!(&e, crate::Error::UntrustedCode { signature, .. } if signature.contains("Served")),
+            "{e}"
+        );
+        let garbage = codec::encode(&Forged {
+            typeid: "Never".into(),
+            factory: 0x1234,
+        })
+        .unwrap();
+        assert!(matches!(
+            codec::decode::<Entry>(&garbage.bytes, Vec::new()),
+            Err(crate::Error::UntrustedCode { .. })
+        ));
+        // From the parent (the server's first frame): vouched for, callable.
+        let entry: Entry =
+            fnref::trusting_parent(|| codec::decode(&frame.bytes, Vec::new())).unwrap();
+        assert!(entry.factory()(codec::encode(&()).unwrap().bytes).is_ok());
+    }
+
+    #[test]
+    fn a_registered_entry_comes_back() {
+        let entry = Entry::new::<Never>("Never");
+        let frame = codec::encode(&entry).unwrap();
+        let back: Entry = codec::decode(&frame.bytes, Vec::new()).unwrap();
+        assert_eq!(back.factory, entry.factory);
     }
 }

@@ -150,7 +150,9 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
             break;
         }
     }
-    // Closed (or its process died): what it held goes.
+    // Closed (or its process died): a sort it had begun ends, and what it
+    // held goes.
+    end_sorts(state, id, held.keys());
     for (object, n) in held {
         for _ in 0..n {
             decref(state, object);
@@ -173,6 +175,20 @@ pub(crate) fn decode_request(bytes: &[u8]) -> crate::Result<()> {
     Ok(())
 }
 
+/// Ends the sorts connection `conn` has in progress on `objects` (every
+/// list it began a sort on is among them, see `dispatch`).
+fn end_sorts<'a>(state: &State, conn: u64, objects: impl Iterator<Item = &'a u64>) {
+    let lists: Vec<Arc<Object>> = {
+        let all = state.objects.lock().unwrap_or_else(|p| p.into_inner());
+        objects.filter_map(|id| all.get(id).cloned()).collect()
+    };
+    for o in lists {
+        if let Object::List(l) = &*o {
+            l.end_sort(conn);
+        }
+    }
+}
+
 fn encode(reply: &Reply) -> Vec<u8> {
     crate::connection::encode_plain(reply).expect("a reply always encodes")
 }
@@ -188,6 +204,10 @@ fn stop_serving(state: &State) {
 fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request) -> Reply {
     let refs = std::mem::take(&mut { req.refs });
     let keeps = !matches!(req.op, Op::Queue(_));
+    if matches!(req.op, Op::List(super::protocol::ListOp::SortBegin)) {
+        // Looked at when the connection closes, to end its sort.
+        held.entry(req.id).or_default();
+    }
     let r = match req.op {
         Op::Create { .. } => dispatch_op(state, conn, req.id, req.op).and_then(|b| {
             let id: u64 = decode_init(&b)?;
@@ -356,7 +376,7 @@ fn dispatch_op(state: &State, conn: u64, id: u64, op: Op) -> Reply {
             _ => wrong(req.id),
         },
         Op::List(op) => match &*object(req.id)? {
-            Object::List(m) => objects::list(m, op),
+            Object::List(l) => l.op(conn, op),
             _ => wrong(req.id),
         },
         Op::Namespace(op) => match &*object(req.id)? {
@@ -460,7 +480,7 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
                 .map(|b| b.map(|b| Bytes(b.to_vec())))
                 .collect::<Result<_, String>>()
                 .map_err(RemoteError::Failed)?;
-            Object::List(Mutex::new(items))
+            Object::List(objects::List::new(items))
         }
         Kind::Namespace => Object::Namespace(Mutex::new(HashMap::new())),
         Kind::Value => Object::Value(Mutex::new(Bytes(init.to_vec()))),
@@ -475,7 +495,7 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError>
                 .registry
                 .get(typeid)
                 .ok_or_else(|| RemoteError::UnknownType(typeid.clone()))?;
-            Object::Custom(typeid.clone(), Mutex::new(f(init)?))
+            Object::Custom(typeid.clone(), Mutex::new(f(init.to_vec())?))
         }
     })
 }

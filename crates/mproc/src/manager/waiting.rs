@@ -95,6 +95,10 @@ impl Queue {
                 out(&())
             }
             QueueOp::Join(us) => out(&wait_until(m, cv, us, |s| s.unfinished == 0).1),
+            QueueOp::Full => {
+                let len = m.lock().unwrap_or_else(|p| p.into_inner()).items.len();
+                out(&(self.maxsize > 0 && len >= self.maxsize))
+            }
         }
     }
 }

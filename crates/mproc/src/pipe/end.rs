@@ -21,6 +21,8 @@ struct Tx {
     closes_seen: u32,
     /// The peer's socket hung up (for good).
     peer_gone: bool,
+    /// The bytes of the ring, from its start, this process has reserved.
+    reserved: u32,
 }
 
 /// What a receiver remembers between calls.
@@ -73,6 +75,7 @@ impl End {
         let tx = Tx {
             closes_seen,
             peer_gone: false,
+            reserved: 0,
         };
         let rx = Rx {
             inbox: Inbox::default(),
@@ -144,6 +147,8 @@ impl End {
             )));
         }
         self.check_peer(&mut tx)?;
+        let ring = self.write_ring();
+        self.reserve(&mut tx, &ring, bytes.len())?;
         if !fds.is_empty() {
             side::send_fds(self.sock(), fds)?;
         }
@@ -151,9 +156,36 @@ impl End {
             len: bytes.len() as u64,
             nfds: fds.len() as u32,
         };
-        let r = self.write_record(&self.write_ring(), &record.encode(), bytes);
+        let r = self.write_record(&ring, &record.encode(), bytes);
         tx.peer_gone = matches!(r, Err(Error::Disconnected));
         r
+    }
+
+    /// Reserves the pages of the ring a record of `len` bytes will write
+    /// (from its tail) that this process has not reserved yet, so that no
+    /// write into the ring can fault for lack of memory: [`Error::NoSpace`]
+    /// before anything is sent. A ring is reserved from its start as its
+    /// writers first reach each part of it (all of it once a record wraps),
+    /// so a pipe that carries small messages holds a few pages, not its
+    /// whole rings, and creating one costs no more than before.
+    fn reserve(&self, tx: &mut Tx, ring: &Ring<'_>, len: usize) -> Result<()> {
+        let cap = self.shared.cap();
+        if tx.reserved >= cap {
+            return Ok(());
+        }
+        const PAGE: u32 = 4096;
+        let end = (ring.tail() & (cap - 1)) as u64 + HEADER as u64 + len as u64;
+        let want = match u32::try_from(end) {
+            // Whole pages, at least twice as many as before: a few calls
+            // in all, and at most twice the pages written.
+            Ok(end) if end < cap => end.next_multiple_of(PAGE).max(2 * tx.reserved).min(cap),
+            _ => cap,
+        };
+        if want > tx.reserved {
+            self.shared.reserve_ring(1 - self.id, tx.reserved, want)?;
+            tx.reserved = want;
+        }
+        Ok(())
     }
 
     /// `Disconnected` if a copy of the peer closed and it was the last.

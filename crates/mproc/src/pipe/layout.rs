@@ -31,12 +31,12 @@
 //! away, so that it looks at the socket, whose hang-up is the truth (it
 //! also covers a process killed before it could bump anything).
 
-use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::ring::Ring;
-use crate::sys::shm::SharedRegion;
+use crate::error::{Error, Result};
+use crate::sys::shm::{reserve, SharedRegion};
 
 /// "mprg": a pipe region.
 pub(super) const MAGIC: u32 = u32::from_le_bytes(*b"mprg");
@@ -67,10 +67,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// A new region with `rings` rings (1 or 2) of `cap` bytes each.
-    pub(super) fn create(rings: usize, cap: u32) -> io::Result<Self> {
+    /// A new region with `rings` rings (1 or 2) of `cap` bytes each. Only
+    /// the header page is reserved now ([`Error::NoSpace`] if the memory
+    /// is not there); the rings' writers reserve their pages as they first
+    /// reach them ([`reserve_ring`](Self::reserve_ring)).
+    pub(super) fn create(rings: usize, cap: u32) -> Result<Self> {
         debug_assert!((1..=2).contains(&rings) && cap.is_power_of_two());
-        let region = SharedRegion::create("mproc-pipe", DATA_AT + rings * cap as usize)?;
+        let len = DATA_AT + rings * cap as usize;
+        let region = SharedRegion::create_reserving("mproc-pipe", len, DATA_AT)
+            .map_err(Error::shm_create("cannot create a pipe", "a pipe", DATA_AT))?;
         let word = |at| region.atomic_u32(at);
         word(MAGIC_AT).store(MAGIC, SeqCst);
         word(VERSION_AT).store(VERSION, SeqCst);
@@ -114,6 +119,24 @@ impl Shared {
         let control = CONTROL_AT + r * CONTROL_LEN;
         let data = DATA_AT + r * self.cap as usize;
         Ring::new(&self.region, control, data, self.cap)
+    }
+
+    /// Reserves bytes `from..to` of ring `r`'s data area (see
+    /// [`reserve`]): [`Error::NoSpace`] if the memory is not there.
+    pub(super) fn reserve_ring(&self, r: usize, from: u32, to: u32) -> Result<()> {
+        assert!(r < self.rings && from <= to && to <= self.cap);
+        let at = (DATA_AT + r * self.cap as usize + from as usize) as u64;
+        let len = (to - from) as usize;
+        reserve(&self.region, at, len as u64).map_err(Error::shm_create(
+            "cannot reserve a pipe's ring",
+            "a pipe's ring",
+            len,
+        ))
+    }
+
+    /// Bytes per ring.
+    pub(super) fn cap(&self) -> u32 {
+        self.cap
     }
 
     /// `closes[end]`.

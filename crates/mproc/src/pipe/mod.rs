@@ -90,7 +90,7 @@ fn pair<T>(
     dirs: [(bool, bool); 2],
 ) -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) = fdpass::stream_pair().map_err(Error::io("cannot create a pipe"))?;
-    let shared = Arc::new(Shared::create(rings, cap).map_err(Error::io("cannot create a pipe"))?);
+    let shared = Arc::new(Shared::create(rings, cap)?);
     let end = |sock, id: usize| {
         let (r, w) = dirs[id];
         End::new(sock, shared.clone(), id, r, w)
@@ -162,6 +162,19 @@ pub struct Connection<T> {
     _type: PhantomData<fn(T) -> T>,
 }
 
+/// The same end, carrying messages of another type: for tests that forge
+/// a message with a lookalike type (what they test is the receiver's
+/// decoding). Not part of the API.
+#[doc(hidden)]
+pub fn __cast_connection<T, U>(mut c: Connection<T>) -> Connection<U> {
+    Connection {
+        end: c.end.take(),
+        readable: c.readable,
+        writable: c.writable,
+        _type: PhantomData,
+    }
+}
+
 impl<T> Connection<T> {
     fn from_end(end: End, readable: bool, writable: bool) -> Self {
         Connection {
@@ -214,6 +227,11 @@ impl<T> Connection<T> {
     }
 
     /// Sends raw bytes as one message.
+    ///
+    /// The pipe's shared memory is reserved as messages first reach each
+    /// part of it: when memory is short (a memory cgroup's limit), a send
+    /// that needs more fails with [`Error::NoSpace`] and sends nothing,
+    /// rather than faulting.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         self.writer()?.send(buf, &[])
     }
@@ -258,7 +276,8 @@ impl<T> Connection<T> {
 
 impl<T: Serialize> Connection<T> {
     /// Sends a value. OS handles inside it (connections, later queues and
-    /// locks) travel with it.
+    /// locks) travel with it. Errors as for
+    /// [`send_bytes`](Connection::send_bytes).
     pub fn send(&self, value: &T) -> Result<()> {
         let w = self.writer()?;
         let frame = codec::encode(value)?;

@@ -13,18 +13,19 @@ use super::worker::{chunk_runner, ChunkFn};
 use super::Pool;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::task::FnOffset;
+use crate::sys::fnref::FnRef;
 
 /// Python's default chunksize for `map`: `ceil(n / (4 × workers))`.
 pub(crate) fn default_chunksize(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers).max(1)
 }
 
-/// A function and its chunk runner, by offset.
+/// A function and its chunk runner, by offset (each vouched for by this
+/// process: made with `FnRef::new`).
 #[derive(Clone, Copy)]
 pub(crate) struct Task {
-    func: FnOffset,
-    runner: FnOffset,
+    func: i64,
+    runner: i64,
 }
 
 impl Task {
@@ -35,13 +36,17 @@ impl Task {
     {
         let runner: ChunkFn = chunk_runner::<A, R>;
         Task {
-            func: FnOffset::of(f as usize),
-            runner: FnOffset::of(runner as usize),
+            func: FnRef::new(f).offset(),
+            runner: FnRef::new(runner).offset(),
         }
     }
 
-    pub(crate) fn from_offsets(func: FnOffset, runner: FnOffset) -> Self {
-        Task { func, runner }
+    /// `func` (an offset vouched for) with the chunk runner `runner`.
+    pub(crate) fn with_runner(func: i64, runner: ChunkFn) -> Self {
+        Task {
+            func,
+            runner: FnRef::new(runner).offset(),
+        }
     }
 }
 

@@ -30,6 +30,9 @@ pub(crate) enum Fail {
     Terminated,
     /// The pool broke (policy, or a replacement worker could not start).
     Broken(String),
+    /// The worker holding it is gone, but how it ended could not be
+    /// learnt (an OS error, kept as its errno: `Fail` is cloned).
+    Unknown { errno: i32 },
 }
 
 impl Fail {
@@ -50,6 +53,10 @@ impl Fail {
             Fail::Terminated => Error::PoolTerminated,
             Fail::Broken(reason) => Error::PoolBroken {
                 reason: reason.clone(),
+            },
+            Fail::Unknown { errno } => Error::Io {
+                context: "cannot learn how a pool worker ended",
+                source: std::io::Error::from_raw_os_error(*errno),
             },
         }
     }

@@ -7,10 +7,11 @@ use super::callback::Callbacks;
 use super::calls::Task;
 use super::result::AsyncResult;
 use super::wire::Status;
-use super::worker::run_items;
+use super::worker::{bad_args, run_items, ChunkArgs};
 use super::Pool;
 use crate::error::Result;
-use crate::task::FnOffset;
+use crate::sys::fnref;
+use crate::sys::fnref::FnRef;
 
 mod sealed {
     pub trait Sealed {}
@@ -23,8 +24,13 @@ mod sealed {
 pub trait StarArgs<R>: sealed::Sealed + Sized {
     /// `fn(A, B, ...) -> R`.
     type Fn: Copy;
+    /// `f`'s offset, vouched for by this process.
     #[doc(hidden)]
-    fn addr(f: Self::Fn) -> usize;
+    fn offset(f: Self::Fn) -> i64;
+    /// The function at `offset`, if this process vouches for it as a
+    /// `Self::Fn`.
+    #[doc(hidden)]
+    fn checked(offset: i64) -> crate::Result<Self::Fn>;
     #[doc(hidden)]
     fn call(f: Self::Fn, args: Self) -> R;
 }
@@ -34,8 +40,11 @@ macro_rules! star_args {
         impl<$($t,)+> sealed::Sealed for ($($t,)+) {}
         impl<$($t,)+ R> StarArgs<R> for ($($t,)+) {
             type Fn = fn($($t),+) -> R;
-            fn addr(f: Self::Fn) -> usize {
-                f as usize
+            fn offset(f: Self::Fn) -> i64 {
+                FnRef::new(f).offset()
+            }
+            fn checked(offset: i64) -> crate::Result<Self::Fn> {
+                Ok(FnRef::<Self::Fn>::checked(offset)?.get())
             }
             #[allow(non_snake_case)]
             fn call(f: Self::Fn, ($($t,)+): Self) -> R {
@@ -55,15 +64,18 @@ star_args!(A, B, C, D, E, F, G);
 star_args!(A, B, C, D, E, F, G, H);
 
 /// The chunk runner for `T::Fn` over tuples `T`.
-pub(crate) fn tuple_runner<T, R>(func: FnOffset, bytes: &[u8], out: &mut Vec<u8>) -> Status
+pub(crate) fn tuple_runner<T, R>(func: i64, args: ChunkArgs, mut out: Vec<u8>) -> (Status, Vec<u8>)
 where
     T: StarArgs<R> + DeserializeOwned,
     R: Serialize,
 {
-    // SAFETY: `func` was taken from a `T::Fn` by `Task::star`, which chose
-    // this very runner for the same `T` and `R`.
-    let f: T::Fn = unsafe { func.get() };
-    run_items(bytes, out, |args: T| T::call(f, args))
+    // From the job pipe: the pool's parent chose this function.
+    let f = match fnref::trusting_parent(|| T::checked(func)) {
+        Ok(f) => f,
+        Err(e) => return bad_args(e, out),
+    };
+    let status = run_items(args.bytes(), &mut out, |args: T| T::call(f, args));
+    (status, out)
 }
 
 impl Task {
@@ -72,8 +84,7 @@ impl Task {
         T: StarArgs<R> + Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let runner: super::worker::ChunkFn = tuple_runner::<T, R>;
-        Task::from_offsets(FnOffset::of(T::addr(f)), FnOffset::of(runner as usize))
+        Task::with_runner(T::offset(f), tuple_runner::<T, R>)
     }
 }
 

@@ -13,6 +13,7 @@
 //! others go back to the front of the queue (they never started).
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,7 +27,6 @@ use crate::error::{Error, Result};
 use crate::pipe::{Connection, Pipe};
 use crate::process::Process;
 use crate::start::StartMethod;
-use crate::task::FnOffset;
 
 /// The most chunks a worker holds: enough that a worker running tiny
 /// tasks stays busy while its supervisor naps (see `wait_reply`).
@@ -42,11 +42,55 @@ const NAP: Duration = Duration::from_micros(50);
 /// How often a waiting supervisor looks at the pool's flags.
 const CHECK: Duration = Duration::from_millis(50);
 
+/// The first wait before another try to start a replacement worker that
+/// could not start for want of resources; it doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+
+/// The longest wait between two tries to start a replacement worker.
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
+/// How long work may wait with no worker at all, none able to start,
+/// before the pool breaks.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a supervisor whose replacement worker could not start does next.
+enum Retry {
+    /// Try to start it again.
+    Again,
+    /// The pool stopped: stop this slot, failing what it holds.
+    Stop(Fail),
+    /// The pool is closed and has nothing left to run: no worker needed.
+    Done,
+    /// Work has waited too long with no worker: break the pool.
+    GiveUp,
+}
+
+/// True if `e` is a shortage that passes: no descriptor (`EMFILE`,
+/// `ENFILE`), no process (`EAGAIN`), no memory (`ENOMEM`), wherever in its
+/// chain of causes the OS error is.
+fn short_of_resources(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if matches!(
+                io.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// A chunk waiting for, or held by, a worker.
 pub(crate) struct Job {
     pub(crate) id: u64,
-    pub(crate) func: FnOffset,
-    pub(crate) chunk_fn: FnOffset,
+    /// The function's offset (a `fn(A) -> R`, or a starmap's `T::Fn`).
+    pub(crate) func: i64,
+    /// The chunk runner's offset (a `ChunkFn`).
+    pub(crate) chunk_fn: i64,
     pub(crate) args: Vec<u8>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) tag: usize,
@@ -213,8 +257,8 @@ impl Worker {
         match w.conn.recv_bytes() {
             Ok(m) if m == [wire::READY] => Ok(w),
             _ => {
-                let code = w.reap();
-                Err(Fail::Died { pid, code }.to_error())
+                let ended = w.reap();
+                Err(Worker::fail_of(pid, ended).to_error())
             }
         }
     }
@@ -223,36 +267,57 @@ impl Worker {
         self.process.child().expect("started")
     }
 
-    /// Asks the worker to leave and reaps it; its exit code.
-    fn quit(mut self) -> i32 {
-        let _ = self.conn.send_bytes(&[wire::QUIT]);
-        if !self.process.join_timeout(CHECK * 20).unwrap_or(false) {
-            self.stop(Duration::ZERO);
-        }
-        self.process.exitcode().unwrap_or(0)
+    /// Waits at most `timeout` for the worker to end: its exit code, `None`
+    /// if it runs on, or why its end could not be learnt.
+    fn wait(&self, timeout: Duration) -> io::Result<Option<i32>> {
+        self.child().wait(Some(Instant::now() + timeout))
     }
 
-    /// SIGTERM, SIGKILL after `grace`, reaped; its exit code.
-    fn stop(&mut self, grace: Duration) -> i32 {
-        let _ = self.process.terminate();
-        if !self.process.join_timeout(grace).unwrap_or(false) {
-            let _ = self.process.kill();
-            let _ = self.process.join();
+    /// Asks the worker to leave and reaps it.
+    fn quit(&mut self) {
+        let _ = self.conn.send_bytes(&[wire::QUIT]);
+        if !matches!(self.wait(CHECK * 20), Ok(Some(_))) {
+            let _ = self.stop(Duration::ZERO);
         }
-        self.process.exitcode().unwrap_or(-libc::SIGKILL)
+    }
+
+    /// SIGTERM, SIGKILL after `grace`, reaped; its exit code. Reaping needs
+    /// no new descriptor, so this fails only if the OS does.
+    fn stop(&mut self, grace: Duration) -> io::Result<i32> {
+        let child = self.child();
+        let _ = child.signal(libc::SIGTERM);
+        if let Some(code) = self.wait(grace)? {
+            return Ok(code);
+        }
+        let _ = child.signal(libc::SIGKILL);
+        loop {
+            if let Some(code) = child.wait(None)? {
+                return Ok(code);
+            }
+            // Seen ended but not yet reapable (a kernel that marks a
+            // pidfd readable when the leader thread exits): soon.
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Reaps a worker whose pipe closed (it is ending on its own: give it
     /// time, so that its status is its own, not our SIGTERM); its exit code.
-    fn reap(&mut self) -> i32 {
-        if self
-            .process
-            .join_timeout(Duration::from_secs(2))
-            .unwrap_or(false)
-        {
-            return self.process.exitcode().unwrap_or(0);
+    fn reap(&mut self) -> io::Result<i32> {
+        match self.wait(Duration::from_secs(2))? {
+            Some(code) => Ok(code),
+            None => self.stop(Duration::ZERO),
         }
-        self.stop(Duration::ZERO)
+    }
+
+    /// Why a worker (`pid`) that is gone failed its chunk: how it ended, as
+    /// [`reap`](Worker::reap) learnt it.
+    fn fail_of(pid: i32, ended: io::Result<i32>) -> Fail {
+        match ended {
+            Ok(code) => Fail::Died { pid, code },
+            Err(e) => Fail::Unknown {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            },
+        }
     }
 
     /// Sends `jobs`, several to a message up to [`MESSAGE`] bytes: the
@@ -285,7 +350,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         if self.process.is_alive() {
-            self.stop(Duration::ZERO);
+            let _ = self.stop(Duration::ZERO);
         }
     }
 }
@@ -350,7 +415,7 @@ impl Supervisor {
                     }
                     Next::Retire => {
                         let w = self.replace_worker();
-                        if let Some(old) = w {
+                        if let Some(mut old) = w {
                             old.quit();
                         } else {
                             return;
@@ -537,7 +602,7 @@ impl Supervisor {
     fn timed_out(&mut self, after: Duration) -> bool {
         let pid = self.worker.pid;
         let at = Instant::now();
-        self.worker.stop(self.shared.cfg.grace);
+        let _ = self.worker.stop(self.shared.cfg.grace);
         self.lost(Fail::Timeout { pid, after }, at)
     }
 
@@ -546,8 +611,8 @@ impl Supervisor {
     fn died(&mut self) -> bool {
         let pid = self.worker.pid;
         let at = Instant::now();
-        let code = self.worker.reap();
-        !self.lost(Fail::Died { pid, code }, at)
+        let ended = self.worker.reap();
+        !self.lost(Worker::fail_of(pid, ended), at)
     }
 
     /// The worker is gone: fail the chunk it ran with `why`, requeue the
@@ -586,7 +651,7 @@ impl Supervisor {
     /// the retry policy allows another run; else gives it back to fail.
     fn retry(&mut self, job: Job, why: &Fail) -> Option<Job> {
         let max = self.shared.cfg.retries;
-        if max == 0 || !matches!(why, Fail::Died { .. }) {
+        if max == 0 || !matches!(why, Fail::Died { .. } | Fail::Unknown { .. }) {
             return Some(job);
         }
         let mut st = self.shared.lock();
@@ -631,28 +696,86 @@ impl Supervisor {
         self.shared.wake_all();
     }
 
-    /// Starts a new worker in this slot; the old one, or `None` (pool
-    /// broken, this supervisor done) if the new one could not start.
+    /// Starts a new worker in this slot; the old one, or `None` when this
+    /// supervisor is done: the pool stopped or broke, or it was closed and
+    /// has nothing left to run while no worker could start.
+    ///
+    /// A start that fails for want of descriptors, processes or memory is
+    /// tried again, less and less often, while the pool waits: such
+    /// shortages pass, and the pool must work again when they do. Only if
+    /// work waits, no other worker is there to run it and none could start
+    /// for [`PATIENCE`] does the pool break, saying why.
     fn replace_worker(&mut self) -> Option<Worker> {
-        match Worker::start(&self.shared.cfg, self.slot) {
-            Ok(w) => {
-                self.shared.lock().workers[self.slot] = Some(w.child());
-                self.done = 0;
-                Some(std::mem::replace(&mut self.worker, w))
+        let mut delay = FIRST_RETRY;
+        let mut stalled = None;
+        loop {
+            let e = match Worker::start(&self.shared.cfg, self.slot) {
+                Ok(w) => {
+                    self.shared.lock().workers[self.slot] = Some(w.child());
+                    self.done = 0;
+                    return Some(std::mem::replace(&mut self.worker, w));
+                }
+                Err(e) => e,
+            };
+            let reason = format!("cannot start a replacement worker: {e}");
+            if short_of_resources(&e) {
+                if !self.worker.process.is_alive() {
+                    // Not a worker others can count on meanwhile.
+                    self.shared.lock().workers[self.slot] = None;
+                }
+                match self.wait_to_retry(delay, &mut stalled) {
+                    Retry::Again => {
+                        delay = (delay * 2).min(LAST_RETRY);
+                        continue;
+                    }
+                    Retry::Stop(why) => {
+                        self.stop(why);
+                        return None;
+                    }
+                    Retry::Done => {
+                        self.worker.quit();
+                        self.shared.lock().workers[self.slot] = None;
+                        return None;
+                    }
+                    Retry::GiveUp => {}
+                }
             }
-            Err(e) => {
-                let reason = format!("cannot start a replacement worker: {e}");
-                self.requeue();
-                self.shared.break_pool(reason.clone());
-                self.stop(Fail::Broken(reason));
-                None
-            }
+            self.requeue();
+            self.shared.break_pool(reason.clone());
+            self.stop(Fail::Broken(reason));
+            return None;
         }
+    }
+
+    /// Waits `delay` (or less, if the pool's state changes) before another
+    /// start; what to do then. `stalled`: since when work waits with no
+    /// worker to run it.
+    fn wait_to_retry(&self, delay: Duration, stalled: &mut Option<Instant>) -> Retry {
+        let shared = &self.shared;
+        let st = shared.lock();
+        if st.terminated {
+            return Retry::Stop(Fail::Terminated);
+        }
+        if let Some(reason) = &st.broken {
+            return Retry::Stop(Fail::Broken(reason.clone()));
+        }
+        if st.closed && st.queue.is_empty() && self.held.is_empty() {
+            return Retry::Done;
+        }
+        let others = (st.workers.iter().enumerate()).any(|(i, w)| i != self.slot && w.is_some());
+        if others || st.queue.is_empty() {
+            *stalled = None;
+        } else if stalled.get_or_insert_with(Instant::now).elapsed() >= PATIENCE {
+            return Retry::GiveUp;
+        }
+        // `wake_all` (close, terminate, break) cuts the wait short.
+        drop(shared.work.wait_timeout(st, delay));
+        Retry::Again
     }
 
     /// Kills the worker and fails what it held.
     fn stop(&mut self, why: Fail) {
-        self.worker.stop(self.shared.cfg.grace);
+        let _ = self.worker.stop(self.shared.cfg.grace);
         for job in self.held.drain(..) {
             job.fail(&why);
         }

@@ -12,14 +12,24 @@
 //! worker appends it to the body it encoded and the supervisor cuts it off,
 //! neither copying the body.
 
-use crate::task::FnOffset;
+use std::ops::Range;
 
-/// A chunk as it travels: which functions, and the encoded `Vec<A>`.
+/// A chunk as it travels: which functions (offsets from this executable's
+/// anchor, checked by the worker), and the encoded `Vec<A>`.
 pub(crate) struct JobWire<'a> {
     pub(crate) id: u64,
-    pub(crate) func: FnOffset,
-    pub(crate) chunk_fn: FnOffset,
+    pub(crate) func: i64,
+    pub(crate) chunk_fn: i64,
     pub(crate) args: &'a [u8],
+}
+
+/// A job as the worker parses it: its arguments as a range of the message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct JobAt {
+    pub(crate) id: u64,
+    pub(crate) func: i64,
+    pub(crate) chunk_fn: i64,
+    pub(crate) args: Range<usize>,
 }
 
 /// How a chunk ended, in a reply.
@@ -42,28 +52,31 @@ pub(crate) const READY: u8 = b'R';
 /// Appends one job to a jobs message (which starts with [`JOBS`]).
 pub(crate) fn put_job(buf: &mut Vec<u8>, job: &JobWire<'_>) {
     buf.extend_from_slice(&job.id.to_le_bytes());
-    buf.extend_from_slice(&job.func.0.to_le_bytes());
-    buf.extend_from_slice(&job.chunk_fn.0.to_le_bytes());
+    buf.extend_from_slice(&job.func.to_le_bytes());
+    buf.extend_from_slice(&job.chunk_fn.to_le_bytes());
     buf.extend_from_slice(&(job.args.len() as u32).to_le_bytes());
     buf.extend_from_slice(job.args);
 }
 
-/// The jobs of a jobs message (without its tag byte); `None` if malformed.
-pub(crate) fn jobs(mut body: &[u8]) -> Option<Vec<JobWire<'_>>> {
+/// The jobs of a jobs message (tag byte included), their arguments as
+/// ranges of `msg`; `None` if malformed.
+pub(crate) fn jobs(msg: &[u8]) -> Option<Vec<JobAt>> {
     let mut out = Vec::new();
-    while !body.is_empty() {
+    let mut at = 1;
+    while at < msg.len() {
+        let body = &msg[at..];
         let id = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
         let func = i64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
         let chunk_fn = i64::from_le_bytes(body.get(16..24)?.try_into().ok()?);
         let len = u32::from_le_bytes(body.get(24..28)?.try_into().ok()?) as usize;
-        let args = body.get(28..28 + len)?;
-        out.push(JobWire {
+        body.get(28..28usize.checked_add(len)?)?;
+        out.push(JobAt {
             id,
-            func: FnOffset(func),
-            chunk_fn: FnOffset(chunk_fn),
-            args,
+            func,
+            chunk_fn,
+            args: at + 28..at + 28 + len,
         });
-        body = &body[28 + len..];
+        at += 28 + len;
     }
     Some(out)
 }
@@ -98,23 +111,23 @@ mod tests {
         for (id, args) in [(7u64, &b"abc"[..]), (8, &b""[..])] {
             let job = JobWire {
                 id,
-                func: FnOffset(-5),
-                chunk_fn: FnOffset(9),
+                func: -5,
+                chunk_fn: 9,
                 args,
             };
             put_job(&mut buf, &job);
         }
-        let jobs = jobs(&buf[1..]).unwrap();
+        let jobs = jobs(&buf).unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(
-            (jobs[0].id, jobs[0].func, jobs[0].args),
-            (7, FnOffset(-5), &b"abc"[..])
+            (jobs[0].id, jobs[0].func, &buf[jobs[0].args.clone()]),
+            (7, -5, &b"abc"[..])
         );
         assert_eq!(
-            (jobs[1].id, jobs[1].chunk_fn, jobs[1].args),
-            (8, FnOffset(9), &b""[..])
+            (jobs[1].id, jobs[1].chunk_fn, &buf[jobs[1].args.clone()]),
+            (8, 9, &b""[..])
         );
-        assert!(super::jobs(&buf[1..5]).is_none());
+        assert!(super::jobs(&buf[..5]).is_none());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! (see `Pool`'s docs).
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::wire::{self, Status};
 use crate::codec::{self, WireFd};
 use crate::pipe::Connection;
-use crate::task::FnOffset;
+use crate::sys::fnref::{self, FnRef};
 
 /// One item's outcome inside a reply.
 #[derive(Serialize, Deserialize)]
@@ -26,11 +28,26 @@ pub(crate) enum ItemOut<R> {
     Encode(String),
 }
 
-/// Runs `func` over an encoded `Vec<A>` into `out`.
-pub(crate) type ChunkFn = fn(FnOffset, &[u8], &mut Vec<u8>) -> Status;
+/// Runs the function at offset `func` over an encoded `Vec<A>`, appending
+/// the reply's body to the buffer it takes and gives back (owned values: a
+/// function reference names no type with higher-ranked lifetimes).
+pub(crate) type ChunkFn = fn(i64, ChunkArgs, Vec<u8>) -> (Status, Vec<u8>);
 
-/// Runs the initializer `func` on its encoded arguments and their handles.
-pub(crate) type InitFn = fn(FnOffset, &[u8], Vec<OwnedFd>);
+/// A chunk's encoded arguments: a range of the jobs message that holds it.
+pub(crate) struct ChunkArgs {
+    msg: Rc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl ChunkArgs {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.msg[self.range.clone()]
+    }
+}
+
+/// Runs the initializer at offset `func` on its encoded arguments and
+/// their handles.
+pub(crate) type InitFn = fn(i64, Vec<u8>, Vec<OwnedFd>);
 
 /// An initializer: its function, its runner, its encoded arguments and the
 /// OS handles they carry (a queue, a lock...). The pool keeps the handles
@@ -38,8 +55,10 @@ pub(crate) type InitFn = fn(FnOffset, &[u8], Vec<OwnedFd>);
 /// duplicates of them in its start arguments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Init {
+    /// A `fn(A)`, checked by its runner.
     func: i64,
-    runner: i64,
+    /// Checked when the worker decodes its arguments (from its parent).
+    runner: FnRef<InitFn>,
     bytes: Vec<u8>,
     fds: Handles,
 }
@@ -50,8 +69,8 @@ impl Init {
         let runner: InitFn = init_runner::<A>;
         let frame = codec::encode(args)?;
         Ok(Init {
-            func: FnOffset::of(f as usize).0,
-            runner: FnOffset::of(runner as usize).0,
+            func: FnRef::new(f).offset(),
+            runner: FnRef::new(runner),
             bytes: frame.bytes,
             fds: Handles(Arc::new(frame.fds)),
         })
@@ -59,12 +78,9 @@ impl Init {
 
     /// Runs it (in the worker).
     fn run(self) {
-        // SAFETY: `Init::new` took `runner` from an `InitFn` and this worker
-        // runs the same executable (checked when it started).
-        let run: InitFn = unsafe { FnOffset(self.runner).get() };
         let fds = Arc::try_unwrap(self.fds.0)
             .unwrap_or_else(|shared| shared.iter().filter_map(|fd| fd.try_clone().ok()).collect());
-        run(FnOffset(self.func), &self.bytes, fds);
+        self.runner.get()(self.func, self.bytes, fds);
     }
 }
 
@@ -127,15 +143,30 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         if msg.first() != Some(&wire::JOBS) {
             return; // QUIT, or garbage
         }
-        let Some(jobs) = wire::jobs(&msg[1..]) else {
+        let Some(jobs) = wire::jobs(&msg) else {
             return;
         };
+        let msg = Rc::new(msg);
         for job in jobs {
             out.clear();
-            // SAFETY: as for the initializer: `chunk_fn` is a `ChunkFn` of
-            // this same executable.
-            let run: ChunkFn = unsafe { job.chunk_fn.get() };
-            let status = run(job.func, job.args, &mut out);
+            // The job pipe comes from the pool's parent, which chose the
+            // functions: their offsets are vouched for on arrival.
+            let status = match fnref::trusting_parent(|| FnRef::<ChunkFn>::checked(job.chunk_fn)) {
+                Ok(run) => {
+                    let chunk = ChunkArgs {
+                        msg: msg.clone(),
+                        range: job.args,
+                    };
+                    let status;
+                    (status, out) = run.get()(job.func, chunk, std::mem::take(&mut out));
+                    status
+                }
+                Err(e) => {
+                    let status;
+                    (status, out) = bad_args(e.into(), std::mem::take(&mut out));
+                    status
+                }
+            };
             wire::seal_reply(&mut out, job.id, status);
             if args.conn.send_bytes(&out).is_err() {
                 return;
@@ -161,34 +192,47 @@ fn quiet_panics() {
 }
 
 /// The initializer's runner for arguments `A`.
-pub(crate) fn init_runner<A: DeserializeOwned>(func: FnOffset, bytes: &[u8], fds: Vec<OwnedFd>) {
-    let args: A = codec::decode(bytes, fds).expect("initializer arguments decode");
-    // SAFETY: `func` was taken from a `fn(A)` by `Builder::initializer`,
-    // which chose this very runner for the same `A`.
-    let f: fn(A) = unsafe { func.get() };
-    f(args)
+pub(crate) fn init_runner<A: DeserializeOwned>(func: i64, bytes: Vec<u8>, fds: Vec<OwnedFd>) {
+    // The initializer came in the worker's first frame, from its parent.
+    let (f, args) = fnref::trusting_parent(|| {
+        let f = FnRef::<fn(A)>::checked(func).expect("the parent vouches for the initializer");
+        let args: A = codec::decode(&bytes, fds).expect("initializer arguments decode");
+        (f, args)
+    });
+    drop(bytes);
+    f.get()(args)
 }
 
 /// The chunk runner for `fn(A) -> R`.
 pub(crate) fn chunk_runner<A: DeserializeOwned, R: Serialize>(
-    func: FnOffset,
-    bytes: &[u8],
-    out: &mut Vec<u8>,
-) -> Status {
-    // SAFETY: `func` was taken from a `fn(A) -> R` by the pool, which chose
-    // this very runner for the same `A` and `R`.
-    let f: fn(A) -> R = unsafe { func.get() };
-    run_items(bytes, out, f)
+    func: i64,
+    args: ChunkArgs,
+    mut out: Vec<u8>,
+) -> (Status, Vec<u8>) {
+    // From the job pipe: the pool's parent chose this function.
+    let f = match fnref::trusting_parent(|| FnRef::<fn(A) -> R>::checked(func)) {
+        Ok(f) => f.get(),
+        Err(e) => return bad_args(e.into(), out),
+    };
+    let status = run_items(args.bytes(), &mut out, f);
+    (status, out)
 }
 
-/// Decodes a `Vec<T>`, calls `call` on each item (a panic fails that
-/// item), encodes the outcomes into `out`.
+/// A chunk that cannot run: its reason as the reply's body.
+pub(crate) fn bad_args(e: crate::Error, mut out: Vec<u8>) -> (Status, Vec<u8>) {
+    out.extend_from_slice(e.to_string().as_bytes());
+    (Status::BadArgs, out)
+}
+
+/// Decodes a `Vec<T>` (bytes from the job pipe: from the pool's parent,
+/// so what they name is vouched for), calls `call` on each item (a panic
+/// fails that item), encodes the outcomes into `out`.
 pub(crate) fn run_items<T: DeserializeOwned, R: Serialize>(
     bytes: &[u8],
     out: &mut Vec<u8>,
     call: impl Fn(T) -> R,
 ) -> Status {
-    let items: Vec<T> = match codec::decode(bytes, Vec::new()) {
+    let items: Vec<T> = match fnref::trusting_parent(|| codec::decode(bytes, Vec::new())) {
         Ok(items) => items,
         Err(e) => {
             out.extend_from_slice(e.to_string().as_bytes());

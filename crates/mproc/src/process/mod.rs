@@ -26,7 +26,8 @@ use payload::{FnTask, Payload};
 /// not decode). A one-line reason is printed on its stderr.
 pub const BOOTSTRAP_EXIT_CODE: i32 = 121;
 
-/// The exit status of a child whose parent died before it could start.
+/// The exit status of a child whose parent died before it could start (a
+/// one-line reason is printed on its stderr).
 pub(crate) const ORPHANED_EXIT_CODE: i32 = 122;
 
 /// A child process running `f(args)`, as Python's `multiprocessing.Process`.

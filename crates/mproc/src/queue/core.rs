@@ -17,6 +17,7 @@ use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::shared::block::ShmBlock;
 use crate::sync::{LockError, SharedMutex};
+use crate::sys::ring::Ring;
 use crate::sys::{fdpass, futex};
 
 /// Bytes in the ring of the queues this process creates: the most bytes
@@ -55,6 +56,10 @@ const DRAIN_LOOK: u32 = 128;
 /// this many more bytes, doubled at each failure up to [`LOOK_MAX`].
 const LOOK_MIN: u32 = 4 << 10;
 const LOOK_MAX: u32 = 1 << 20;
+/// The ring's memory is reserved (`fallocate`) this much at a time up to
+/// [`HOT`], then [`RESERVE_STEP_FAR`] at a time.
+const RESERVE_STEP: u32 = 64 << 10;
+const RESERVE_STEP_FAR: u32 = 1 << 20;
 /// Items whose record is longer than this go in chunks of this many bytes.
 const CHUNK: usize = 256 << 10;
 /// The longest sleep of a consumer inside a chunked item between looks at
@@ -83,14 +88,6 @@ impl Wait {
         Instant::now()
             .checked_add(d)
             .map_or(Wait::Forever, Wait::Until)
-    }
-
-    fn lock_timeout(self) -> Option<Duration> {
-        match self {
-            Wait::Try => Some(Duration::ZERO),
-            Wait::Until(d) => Some(d.saturating_duration_since(Instant::now())),
-            Wait::Forever => None,
-        }
     }
 }
 
@@ -121,14 +118,46 @@ impl Drop for Held<'_> {
     }
 }
 
+/// The longest a waiter for a lock, for room, for data or for `join`
+/// sleeps before it looks again, whatever it was told: a wake-up can be
+/// lost with a process SIGKILLed at the wrong instant, and this bounds
+/// what such a loss costs (see [`acquire`] and [`Core::wait_on`]). An
+/// idle waiter wakes this often; nothing else depends on it.
+const NAP: Duration = Duration::from_millis(50);
+
 /// Takes `m` within `wait`. An owner that died holding it is not an error:
 /// the caller repairs what the dead holder may have left half done.
+///
+/// A wait for the lock is cut into naps of at most [`NAP`] (one
+/// `pthread_mutex_timedlock` each), because glibc's robust mutex can lose
+/// the wake-up of a waiter: its unlock clears the lock word and wakes
+/// **one** sleeper (`FUTEX_WAKE`, 1). If that sleeper was SIGKILLed and
+/// has not yet left the futex queue, the wake is spent on a dying process;
+/// the kernel makes up for it at the exit only if the lock word is still
+/// free then (`handle_futex_death`, "pending op"), but the producer that
+/// just unlocked usually takes the lock again at once, by the fast path,
+/// which does not set `FUTEX_WAITERS`: from then on no unlock wakes
+/// anyone, and the other sleepers sleep until their deadline (for ever for
+/// a `put`). Seen as a queue wedged after a producer was killed. A sleeper
+/// whose nap ends calls again, which sets `FUTEX_WAITERS` anew, so a lost
+/// wake-up costs at most one nap. The first look is a `trylock`, so that
+/// an uncontended acquisition reads no clock.
 fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
-    match m.acquire(wait.lock_timeout()) {
-        Ok(true) | Err(LockError::OwnerDied(_)) => Ok(Held(m)),
-        Ok(false) if matches!(wait, Wait::Try) => Err(Stop::Busy),
-        Ok(false) => Err(Stop::Timeout),
-        Err(LockError::Failed(e)) => Err(Stop::Failed(e)),
+    let mut timeout = Duration::ZERO; // first a `trylock`
+    loop {
+        match m.acquire(Some(timeout)) {
+            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
+            Ok(false) => {}
+            Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
+        }
+        timeout = match wait {
+            Wait::Try => return Err(Stop::Busy),
+            Wait::Until(d) => d.saturating_duration_since(Instant::now()).min(NAP),
+            Wait::Forever => NAP,
+        };
+        if timeout.is_zero() {
+            return Err(Stop::Timeout);
+        }
     }
 }
 
@@ -182,10 +211,31 @@ impl<'de> Deserialize<'de> for Chan {
     }
 }
 
-/// The wire form of a queue: three shared blocks and its socket pair.
+/// The ring of records, shared by every handle of a queue in a process
+/// (each process maps its segments as it meets them).
+#[derive(Clone)]
+struct SharedRing(Arc<Ring>);
+
+impl Serialize for SharedRing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0.as_fd(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedRing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let WireFd(fd) = Deserialize::deserialize(d)?;
+        let ring = Ring::open(fd).map_err(serde::de::Error::custom)?;
+        Ok(SharedRing(Arc::new(ring)))
+    }
+}
+
+/// The wire form of a queue: its header, its ring, its two locks and its
+/// socket pair.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     block: ShmBlock<Header>,
+    ring: SharedRing,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
     chan: Chan,
@@ -217,6 +267,7 @@ fn handles_tag(seq: u32) -> u64 {
 #[serde(into = "Wire", try_from = "Wire")]
 pub(super) struct Core {
     block: ShmBlock<Header>,
+    ring: SharedRing,
     put_lock: SharedMutex,
     get_lock: SharedMutex,
     chan: Chan,
@@ -233,6 +284,7 @@ impl Clone for Core {
     fn clone(&self) -> Self {
         Core {
             block: self.block.clone(),
+            ring: self.ring.clone(),
             put_lock: self.put_lock.clone(),
             get_lock: self.get_lock.clone(),
             chan: self.chan.clone(),
@@ -251,6 +303,7 @@ impl From<Core> for Wire {
     fn from(c: Core) -> Wire {
         Wire {
             block: c.block,
+            ring: c.ring,
             put_lock: c.put_lock,
             get_lock: c.get_lock,
             chan: c.chan,
@@ -263,12 +316,14 @@ impl TryFrom<Wire> for Core {
     fn try_from(w: Wire) -> std::result::Result<Core, String> {
         let h = w.block.header();
         let (cap, maxsize) = (h.cap.load(SeqCst), h.maxsize.load(SeqCst));
-        let room = w.block.region().len() - ShmBlock::<Header>::data_start();
+        let room = w.ring.0.len();
         if !cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&cap) || cap as usize > room {
-            return Err(format!("bad queue ring size {cap} ({room} bytes mapped)"));
+            return Err(format!(
+                "bad queue ring size {cap} ({room} bytes in the ring)"
+            ));
         }
         Ok(Core::with_parts(
-            w.block, w.put_lock, w.get_lock, w.chan, cap, maxsize,
+            w.block, w.ring, w.put_lock, w.get_lock, w.chan, cap, maxsize,
         ))
     }
 }
@@ -278,11 +333,14 @@ impl Core {
     /// `cap` bytes (a power of two).
     pub(super) fn new(maxsize: u32, cap: u32) -> Result<Core> {
         debug_assert!(cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&cap));
-        let block = ShmBlock::<Header>::create("mproc-queue", cap as usize)?;
+        let block = ShmBlock::<Header>::create("mproc-queue", 0)?;
         block.header().cap.store(cap, SeqCst);
         block.header().maxsize.store(maxsize, SeqCst);
+        let ring = Ring::create("mproc-queue-ring", cap as usize)
+            .map_err(Error::io("cannot create a queue's ring"))?;
         Ok(Core::with_parts(
             block,
+            SharedRing(Arc::new(ring)),
             SharedMutex::new(false)?,
             SharedMutex::new(false)?,
             Chan::new()?,
@@ -292,8 +350,10 @@ impl Core {
     }
 
     /// A handle over checked parts, with this process's caches empty.
+    #[allow(clippy::too_many_arguments)]
     fn with_parts(
         block: ShmBlock<Header>,
+        ring: SharedRing,
         put_lock: SharedMutex,
         get_lock: SharedMutex,
         chan: Chan,
@@ -302,6 +362,7 @@ impl Core {
     ) -> Core {
         Core {
             block,
+            ring,
             put_lock,
             get_lock,
             chan,
@@ -365,28 +426,57 @@ impl Core {
         self.h().shut.load(SeqCst) != 0
     }
 
-    /// The one or two pieces (region offset, length) of `n` bytes at `at`.
+    /// The one or two pieces (ring offset, length) of `n` bytes at `at`.
     fn pieces(&self, at: u32, n: usize) -> [(usize, usize); 2] {
-        let base = ShmBlock::<Header>::data_start();
         let pos = (at & (self.cap - 1)) as usize;
         let first = n.min(self.cap as usize - pos);
-        [(base + pos, first), (base, n - first)]
+        [(pos, first), (0, n - first)]
     }
 
-    fn write(&self, at: u32, src: &[u8]) {
+    /// Copies `src` into the ring at `at` (mapping the segments it
+    /// touches in this process first, which may fail).
+    fn write(&self, at: u32, src: &[u8]) -> Result<()> {
         let [(a, n), (b, _)] = self.pieces(at, src.len());
-        self.block.region().write(a, &src[..n]);
-        self.block.region().write(b, &src[n..]);
+        let ring = &self.ring.0;
+        let mut r = ring.write(a, &src[..n]);
+        if n < src.len() {
+            r = r.and_then(|()| ring.write(b, &src[n..]));
+        }
+        r.map_err(Error::io("cannot map a queue's ring"))
     }
 
-    fn append(&self, at: u32, n: usize, out: &mut Vec<u8>) {
-        for (offset, len) in self.pieces(at, n) {
-            self.block.region().append_to(offset, len, out);
+    fn read(&self, at: u32, dst: &mut [u8]) -> Result<()> {
+        let [(a, n), (b, _)] = self.pieces(at, dst.len());
+        let (first, second) = dst.split_at_mut(n);
+        let ring = &self.ring.0;
+        let mut r = ring.read(a, first);
+        if !second.is_empty() {
+            r = r.and_then(|()| ring.read(b, second));
         }
+        r.map_err(Error::io("cannot map a queue's ring"))
+    }
+
+    fn append(&self, at: u32, n: usize, out: &mut Vec<u8>) -> Result<()> {
+        for (offset, len) in self.pieces(at, n) {
+            if len > 0 {
+                self.ring
+                    .0
+                    .append_to(offset, len, out)
+                    .map_err(Error::io("cannot map a queue's ring"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Spins, then sleeps on `seq`, until `check` reports something or
     /// `until` passes (`Ok(None)`).
+    ///
+    /// Each sleep lasts at most [`NAP`]: the side that makes `check` true
+    /// stores its index word, then wakes the sleepers (`notify`), and a
+    /// process SIGKILLed between the two leaves a sleeper that nobody will
+    /// wake (a consumer asleep on an item that is there, a producer on
+    /// room that is there) until some other process happens to notify,
+    /// which may be never. Looking again after a nap bounds that to a nap.
     fn wait_on<R>(
         &self,
         seq: &AtomicU32,
@@ -394,8 +484,9 @@ impl Core {
         until: Option<Instant>,
         check: impl Fn() -> Res<Option<R>>,
     ) -> Res<Option<R>> {
-        let got = futex::wait_until(seq, sleepers, until, |_| check().transpose())
-            .map_err(Error::io("cannot wait on a queue"))?;
+        let got =
+            futex::wait_until_napping(seq, sleepers, until, Some(NAP), |_| check().transpose())
+                .map_err(Error::io("cannot wait on a queue"))?;
         got.transpose()
     }
 
@@ -545,7 +636,10 @@ impl Core {
         let pos = tail & (self.cap - 1);
         let pad = self.cap - pos;
         let end = tail.wrapping_add(pad);
-        self.write(tail, &encode_header(Kind::Pad, pad - 8));
+        let header = encode_header(Kind::Pad, pad - 8);
+        if self.reserve(tail, 8).is_err() || self.write(tail, &header).is_err() {
+            return; // nothing published: the next record goes at `tail`
+        }
         let laps = self.h().laps.load(Relaxed).wrapping_add(1);
         self.h().laps.store(laps, Relaxed);
         self.h().tail.store(header::join(put, end), SeqCst);
@@ -612,15 +706,18 @@ impl Core {
             return;
         }
         self.h().deep.store(0, Relaxed);
-        let base = ShmBlock::<Header>::data_start();
+        // Lowered before the punch: killed in between, this producer
+        // leaves pages backed that need not be, never the other way round.
+        let reserved = &self.h().reserved;
+        reserved.store(reserved.load(Relaxed).min(HOT), Relaxed);
         let (pad_page, after) = (pos / PAGE * PAGE, (pos / PAGE + 1) * PAGE);
-        let region = self.block.region();
+        let ring = &self.ring.0;
         if pad_page > HOT {
-            region.punch_hole(base + HOT as usize, (pad_page - HOT) as usize);
+            ring.punch_hole(HOT as usize, (pad_page - HOT) as usize);
         }
         let end = deep.div_ceil(PAGE) * PAGE;
         if end > after {
-            region.punch_hole(base + after as usize, (end - after) as usize);
+            ring.punch_hole(after as usize, (end - after) as usize);
         }
     }
 
@@ -725,8 +822,9 @@ impl Core {
                 "misaligned queue tail {tail}"
             ))));
         }
-        self.write(tail, &encode_header(kind, data.len() as u32));
-        self.write(tail.wrapping_add(8), data);
+        self.reserve(tail, len)?;
+        self.write(tail, &encode_header(kind, data.len() as u32))?;
+        self.write(tail.wrapping_add(8), data)?;
         let reach = ((tail & (self.cap - 1)) as usize + len).min(self.cap as usize) as u32;
         if reach > self.h().deep.load(Relaxed) {
             self.h().deep.store(reach, Relaxed);
@@ -737,6 +835,51 @@ impl Core {
             .store(header::join(put, tail.wrapping_add(len as u32)), SeqCst);
         notify(&self.h().data_seq, &self.h().get_sleepers);
         Ok(())
+    }
+
+    /// Backs the ring's memory up to the end of `len` bytes at `at` before
+    /// they are written (the caller holds the put lock): a write into a
+    /// page of a `memfd` that the system cannot back kills the writer
+    /// (`SIGBUS`, or the OOM killer) from safe code, where `fallocate`
+    /// says `ENOSPC` or `ENOMEM`, and the `put` returns
+    /// [`Error::NoSpace`] with nothing written.
+    ///
+    /// `reserved` (in the header) is a high-water mark: every byte of the
+    /// ring below it is backed. It grows in steps ([`RESERVE_STEP`], so the
+    /// call stays off the per-item path), from 0 up (a record that wraps
+    /// reaches the ring's end, so its second piece, at the start, is below
+    /// the mark), and is lowered to [`HOT`] before `give_back` punches the
+    /// pages past it. A peer that garbles it can only make this process
+    /// fault, as one that punches holes could.
+    fn reserve(&self, at: u32, len: usize) -> Result<()> {
+        let pos = at & (self.cap - 1);
+        let reach = (pos as usize + len).min(self.cap as usize) as u32;
+        let have = self.h().reserved.load(Relaxed).min(self.cap);
+        if reach <= have {
+            return Ok(());
+        }
+        let step = if reach <= HOT {
+            RESERVE_STEP
+        } else {
+            RESERVE_STEP_FAR
+        };
+        let mut to = reach.next_multiple_of(step).min(self.cap);
+        let mut r = reserve_ring(&self.ring.0, have, to - have);
+        if r.is_err() && to > reach {
+            to = reach; // no room for a step: perhaps for this record
+            r = reserve_ring(&self.ring.0, have, to - have);
+        }
+        match r {
+            Ok(()) => {
+                self.h().reserved.store(to, Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(Error::shm_create(
+                "cannot reserve a queue's memory",
+                "a queue's ring",
+                (to - have) as usize,
+            )(e)),
+        }
     }
 
     // ------------------------------------------------------------ get
@@ -762,8 +905,7 @@ impl Core {
             // frees a `PAD` (checked by `wait_data`).
             let (got, head) = header::split(word);
             let mut h = [0u8; 8];
-            let [(at, _), _] = self.pieces(head, 8);
-            self.block.region().read(at, &mut h);
+            self.read(head, &mut h)?;
             let (kind, len) = decode_header(h, used)?;
             if kind == Kind::Pad {
                 let next = head.wrapping_add(record_len(len as usize) as u32);
@@ -796,7 +938,7 @@ impl Core {
             let keep = !skip && (matches!(kind, Kind::Whole | Kind::First) || in_item);
             if keep && kind != Kind::Abort {
                 in_item = true;
-                self.append(head.wrapping_add(8), len as usize, out);
+                self.append(head.wrapping_add(8), len as usize, out)?;
             }
             let next = head.wrapping_add(record_len(len as usize) as u32);
             let got = got.wrapping_add(counted as u32);
@@ -831,7 +973,7 @@ impl Core {
                 "queue record of handles of {len} bytes"
             ))));
         }
-        self.append(head.wrapping_add(8), len, out);
+        self.append(head.wrapping_add(8), len, out)?;
         let tag = u64::from_le_bytes(out[..8].try_into().unwrap_or_default());
         out.drain(..HANDLES_PREFIX);
         let io = || Error::io("cannot take a queue item's OS handles");
@@ -963,17 +1105,30 @@ impl Core {
 
     /// Waits until every put item is marked done: `false` on timeout.
     pub(super) fn join(&self, deadline: Option<Instant>) -> Result<bool> {
+        // In naps, as `wait_on` and for the same reason: a process killed
+        // between its `done` increment and its wake-up.
         let h = self.h();
-        let r = futex::wait_until(&h.done, &h.join_sleepers, deadline, |done| {
-            match self.indices() {
-                Ok(i) if i.0 == done => Some(Ok(())),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            }
-        })
-        .map_err(Error::io("cannot wait on a queue"))?;
+        let check = || match self.indices() {
+            Ok(i) if i.0 == h.done.load(SeqCst) => Some(Ok(())),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        let r =
+            futex::wait_until_napping(&h.done, &h.join_sleepers, deadline, Some(NAP), |_| check())
+                .map_err(Error::io("cannot wait on a queue"))?;
         r.transpose().map(|r| r.is_some())
     }
+}
+
+/// `fallocate` of `len` ring bytes at `pos`; in unit tests, a failure can
+/// be injected (the kernel's `ENOSPC` is hard to provoke for a `memfd`,
+/// whose filesystem has no size limit, as root).
+fn reserve_ring(ring: &Ring, pos: u32, len: u32) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(errno) = tests::FAIL_RESERVE.with(|f| f.get()) {
+        return Err(std::io::Error::from_raw_os_error(errno));
+    }
+    ring.reserve(pos as usize, len as usize)
 }
 
 /// A `Stop` as the crate's error.
@@ -986,8 +1141,14 @@ pub(super) fn into_error(s: Stop) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// An errno that `fallocate` of the ring fails with, in this thread.
+        pub(super) static FAIL_RESERVE: Cell<Option<i32>> = const { Cell::new(None) };
+    }
 
     fn core() -> Core {
         Core::new(0, MIN_CAP).unwrap()
@@ -1035,8 +1196,7 @@ mod tests {
     fn a_garbled_record_header_is_a_protocol_error() {
         let q = core();
         q.put(b"hello", &[], Wait::Try).unwrap();
-        let at = ShmBlock::<Header>::data_start();
-        q.block.region().write(at + 4, &[0xff; 4]);
+        q.ring.0.write(4, &[0xff; 4]).unwrap();
         let mut out = Vec::new();
         assert!(matches!(
             q.get(&mut out, Wait::Try),
@@ -1063,10 +1223,10 @@ mod tests {
             q.put(&item, &[], Wait::Try).unwrap();
         }
         assert!(pos(&q) > GIVE_BACK);
-        let base = ShmBlock::<Header>::data_start();
+        assert!(q.h().reserved.load(SeqCst) >= pos(&q));
         let written = |at: u32| {
             let mut b = [0u8; 8];
-            q.block.region().read(base + at as usize, &mut b);
+            q.ring.0.read(at as usize, &mut b).unwrap();
             b != [0; 8]
         };
         let probe = GIVE_BACK - 4096 * 7;
@@ -1087,6 +1247,52 @@ mod tests {
         }
         assert!(!written(probe));
         assert_eq!(q.len().unwrap(), 0);
+        // Reserved again only as far as records went since.
+        assert_eq!(q.h().reserved.load(SeqCst), HOT);
+    }
+
+    #[test]
+    fn a_queue_maps_only_the_segments_it_touches() {
+        let q = Core::new(0, RING_CAP).unwrap();
+        assert_eq!(q.ring.0.mapped(), 0);
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            q.put(&i.to_le_bytes(), &[], Wait::Try).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+        }
+        assert_eq!(q.ring.0.mapped(), 1);
+        assert!(q.h().reserved.load(SeqCst) <= HOT);
+    }
+
+    #[test]
+    fn a_failed_reservation_is_no_space_and_leaves_the_queue_untouched() {
+        let q = core();
+        let before = q.h().tail.load(SeqCst);
+        FAIL_RESERVE.with(|f| f.set(Some(libc::ENOSPC)));
+        let r = q.put(b"no room", &[], Wait::Forever);
+        FAIL_RESERVE.with(|f| f.set(None));
+        match r {
+            Err(Stop::Failed(Error::NoSpace {
+                what, requested, ..
+            })) => {
+                assert_eq!(what, "a queue's ring");
+                assert!(requested > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.h().tail.load(SeqCst), before);
+        assert_eq!(q.len().unwrap(), 0);
+        FAIL_RESERVE.with(|f| f.set(Some(libc::EIO)));
+        assert!(matches!(
+            q.put(b"x", &[], Wait::Try),
+            Err(Stop::Failed(Error::Io { .. }))
+        ));
+        FAIL_RESERVE.with(|f| f.set(None));
+        q.put(b"room", &[], Wait::Try).unwrap();
+        let mut out = Vec::new();
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"room");
+        assert_eq!(q.h().reserved.load(SeqCst), MIN_CAP);
     }
 
     fn handles(n: usize) -> Vec<OwnedFd> {

@@ -1,6 +1,6 @@
 //! The shared header of a queue and the records of its ring.
 //!
-//! # Header (one memfd; the ring's data area follows it)
+//! # Header (one memfd; the ring is another, see `sys::ring`)
 //!
 //! | word            | written by                         | meaning                                                              |
 //! |-----------------|------------------------------------|----------------------------------------------------------------------|
@@ -9,6 +9,7 @@
 //! | `put_open`      | put-lock holder                    | 1 while a large item is being streamed in chunks, else 0             |
 //! | `deep`          | put-lock holder                    | the furthest ring offset written since pages were last given back    |
 //! | `laps`          | put-lock holder                    | `PAD`s written to start the ring again (wrapping)                    |
+//! | `reserved`      | put-lock holder                    | the ring's bytes from 0 backed by `fallocate` (lowered before a punch) |
 //! | `head`          | get-lock holder                    | `items_got << 32 \| byte_head`: one store frees a record and counts it |
 //! | `space_seq`     | get-lock holder; `shutdown`        | futex word producers sleep on; bumped to wake them                   |
 //! | `get_open`      | get-lock holder                    | 1 while a large item is being read chunk by chunk, else 0            |
@@ -49,7 +50,8 @@ pub(super) struct Header {
     pub(super) put_open: AtomicU32,
     pub(super) deep: AtomicU32,
     pub(super) laps: AtomicU32,
-    _line0: [u8; 104],
+    pub(super) reserved: AtomicU32,
+    _line0: [u8; 100],
     pub(super) head: AtomicU64,
     pub(super) space_seq: AtomicU32,
     pub(super) get_open: AtomicU32,

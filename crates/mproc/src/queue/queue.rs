@@ -53,8 +53,12 @@ const SCRATCH_KEEP: usize = 4 << 20;
 /// - [`Queue::new`] has no limit on the number of items; its ring holds
 ///   1 GiB of queued bytes (each item: its encoding plus 8 to 15 bytes),
 ///   and only a `put` that finds it full waits for a consumer (CPython
-///   buffers without limit in the producer). Memory is used only as far as
-///   the backlog reaches, and given back once the queue has drained. Items
+///   buffers without limit in the producer). Memory (and address space)
+///   is used only as far as the backlog reaches, and memory given back
+///   once the queue has drained. Memory is reserved before it is written:
+///   a `put` that finds none left fails with [`Error::NoSpace`] (in
+///   [`PutError::Failed`]), the queue unchanged, instead of the process
+///   being killed. Items
 ///   larger than a quarter of a MiB are streamed in chunks and may be any
 ///   size. [`Queue::with_byte_limit`] sets a smaller ring.
 /// - A `put` of a small item while more than 64 KiB are queued, or that
@@ -70,6 +74,8 @@ const SCRATCH_KEEP: usize = 4 << 20;
 ///   consumer (`try_put`: `Full`), without holding up other puts' locks.
 /// - A process killed inside `put` or `get` does not wedge the queue: the
 ///   item it was writing or reading may be lost with it, nothing else is.
+///   A waiter that a killed process should have woken looks again within
+///   50 ms (every sleep of a queue is cut in such naps).
 /// - A consumer waiting on an empty queue whose producers all died waits
 ///   for ever: use [`get_timeout`](Queue::get_timeout).
 /// - A `get` (even `try_get` or `get_timeout`) that has begun reading a

@@ -51,13 +51,17 @@ impl<T> Clone for ShmBlock<T> {
 }
 
 impl<T: ShmSafe> ShmBlock<T> {
-    /// A zero-filled block with room for `data_len` bytes after the header.
+    /// A zero-filled block with room for `data_len` bytes after the header,
+    /// all reserved ([`Error::NoSpace`] if the memory is not there).
     pub(crate) fn create(name: &str, data_len: usize) -> Result<Self> {
         let len = data_offset::<T>().checked_add(data_len).ok_or_else(|| {
             Error::InvalidArgument(format!("{data_len} bytes of shared memory is too large"))
         })?;
-        let region =
-            SharedRegion::create(name, len).map_err(Error::io("cannot create shared memory"))?;
+        let region = SharedRegion::create(name, len).map_err(Error::shm_create(
+            "cannot create shared memory",
+            name,
+            len,
+        ))?;
         Ok(ShmBlock {
             region: Arc::new(region),
             _type: PhantomData,
@@ -88,17 +92,6 @@ impl<T: ShmSafe> ShmBlock<T> {
 }
 
 impl<T> ShmBlock<T> {
-    /// The whole mapping (header included), for users that copy bytes in
-    /// and out of the data area themselves (the queues' rings).
-    pub(crate) fn region(&self) -> &SharedRegion {
-        &self.region
-    }
-
-    /// Where the data area starts in [`region`](Self::region).
-    pub(crate) const fn data_start() -> usize {
-        data_offset::<T>()
-    }
-
     /// `len` cells of `U` in the data area, after checking they fit.
     pub(crate) fn cells<U: Plain>(&self, len: usize) -> std::result::Result<Cells<U>, String> {
         Cells::new(self.region.clone(), data_offset::<T>(), len)

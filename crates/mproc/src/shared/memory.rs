@@ -22,6 +22,15 @@
 //! one not yet sized. Staging files left by a crash are swept once their
 //! pid is dead and their lock free.
 //!
+//! # Space
+//!
+//! A segment is reserved whole when created (`fallocate`, in the staging
+//! file, before it is published): a `/dev/shm` too full for it (Docker's
+//! is 64 MiB) makes `create` fail with `Error::NoSpace` and leave nothing
+//! behind, where a file only sized with `ftruncate` would kill the process
+//! with `SIGBUS` at the first write of a page the file system has no room
+//! for. Anonymous memory (a memfd) is reserved the same way.
+//!
 //! So after an owner crashes, its name lasts until the next `create` or
 //! `open` by any mproc process on the machine (or the next
 //! [`SharedMemory::sweep`]); meanwhile the memory stays readable by the
@@ -45,7 +54,7 @@ use crate::codec::WireFd;
 use crate::error::{Error, Result};
 use crate::sys::posix_shm as posix;
 use crate::sys::proc::getpid;
-use crate::sys::shm::SharedRegion;
+use crate::sys::shm::{reserve, SharedRegion};
 
 /// The prefix of every published segment's file name.
 const PREFIX: &str = "mproc.";
@@ -107,6 +116,13 @@ const NAME_MAX: usize = 255;
 /// file, not to a pid, so pid reuse cannot fool the sweep; a child that was
 /// *forked* from the owner shares the owner's open file and keeps the name
 /// alive until it ends too.
+///
+/// # Space
+///
+/// The memory is reserved when the segment is created, so a full
+/// `/dev/shm` (Docker's default is 64 MiB) or a memory limit is an error
+/// from [`create`](Self::create) or [`anonymous`](Self::anonymous)
+/// ([`Error::NoSpace`]), never a `SIGBUS` at a later write.
 #[derive(Clone)]
 pub struct SharedMemory {
     inner: Arc<Inner>,
@@ -126,9 +142,12 @@ impl SharedMemory {
     /// Creates the named segment `name` of `size` zeroed bytes; this
     /// handle is its owner.
     ///
+    /// The memory is reserved now: [`Error::NoSpace`] if `/dev/shm` has
+    /// not `size` bytes free, and no file is left behind then.
+    ///
     /// Errors: [`Error::AlreadyExists`] if the name is taken,
-    /// [`Error::InvalidArgument`] for a size of 0 or a name that is empty,
-    /// holds `/` or NUL, or is too long.
+    /// [`Error::NoSpace`], [`Error::InvalidArgument`] for a size of 0 or a
+    /// name that is empty, holds `/` or NUL, or is too long.
     ///
     /// ```
     /// # let name = format!("doc-create-{}", std::process::id());
@@ -155,7 +174,11 @@ impl SharedMemory {
         let _ = Self::sweep();
         let fd = publish(&file, size).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: name.into() },
-            _ => Error::io("cannot create shared memory")(e),
+            _ => Error::shm_create(
+                "cannot create shared memory",
+                &format!("shared memory '{name}'"),
+                size,
+            )(e),
         })?;
         let region = SharedRegion::open(fd).map_err(Error::io("cannot map shared memory"))?;
         Ok(Self::from_parts(region, Some(name.into()), Some(getpid())))
@@ -163,6 +186,13 @@ impl SharedMemory {
 
     /// Attaches to the existing named segment `name`; its size is the
     /// segment's. [`Error::NotFound`] if there is none.
+    ///
+    /// Attaching allocates nothing: a segment made by
+    /// [`create`](Self::create) was reserved whole by its creator, so
+    /// writing it cannot fault for lack of space. (A segment another
+    /// program made with `ftruncate` alone, as Python's `SharedMemory`
+    /// does, may not be: writing a page a full `/dev/shm` has no room for
+    /// raises `SIGBUS`.)
     ///
     /// ```
     /// # let name = format!("doc-open-{}", std::process::id());
@@ -190,7 +220,8 @@ impl SharedMemory {
 
     /// `size` zeroed bytes of anonymous shared memory (a `memfd`): no name,
     /// nothing to unlink, gone when the last process holding it lets go.
-    /// Share it by passing it to a child.
+    /// Share it by passing it to a child. The memory is reserved now:
+    /// [`Error::NoSpace`] if it is not there (a memory limit).
     ///
     /// ```
     /// let shm = mproc::SharedMemory::anonymous(8)?;
@@ -205,8 +236,11 @@ impl SharedMemory {
                 "shared memory of size 0 cannot be created".into(),
             ));
         }
-        let region = SharedRegion::create("mproc-shm", size)
-            .map_err(Error::io("cannot create shared memory"))?;
+        let region = SharedRegion::create("mproc-shm", size).map_err(Error::shm_create(
+            "cannot create shared memory",
+            "anonymous shared memory",
+            size,
+        ))?;
         Ok(Self::from_parts(region, None, None))
     }
 
@@ -500,8 +534,9 @@ fn file_name(name: &str) -> Result<String> {
     Ok(format!("{PREFIX}{name}"))
 }
 
-/// Creates `file` of `size` bytes, locked by the returned descriptor: made
-/// under a staging name, then renamed into place (see the module docs).
+/// Creates `file` of `size` bytes, reserved and locked by the returned
+/// descriptor: made under a staging name, then renamed into place (see the
+/// module docs). On error, nothing is left: the staging file is unlinked.
 fn publish(file: &str, size: usize) -> std::io::Result<OwnedFd> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let staging = format!(
@@ -512,6 +547,7 @@ fn publish(file: &str, size: usize) -> std::io::Result<OwnedFd> {
     let fd = posix::create_exclusive(&staging)?;
     let r = (|| {
         posix::set_len(&fd, size)?;
+        reserve(&fd, 0, size as u64)?;
         if !posix::try_lock_exclusive(&fd)? {
             return Err(std::io::Error::other("a fresh segment is locked"));
         }

@@ -1,14 +1,38 @@
 //! The child's side: from a fresh process to a finished task.
 //!
 //! Every binary linking mproc carries [`bootstrap`], an ELF constructor that
-//! runs before `main`. It does nothing unless [`ENV_CHILD`] is set; then the
-//! process is an mproc child (or the fork server): it removes the variable
-//! (so its own children start clean), reads its first frame from the
-//! inherited descriptor the variable names, runs it and leaves with
-//! `_exit`, never entering `main`.
+//! runs before `main`. It does nothing unless [`ENV_CHILD`] is set; then it
+//! removes the variable (so neither the program nor what it runs sees it)
+//! and, if the process may trust it, becomes an mproc child (or the fork
+//! server): it reads its first frame from the descriptor the variable names,
+//! runs it and leaves with `_exit`, never entering `main`.
+//!
+//! # Trust
+//!
+//! The variable runs code chosen by whoever wrote the first frame, so the
+//! child believes it only when that writer is its own parent, which already
+//! chose this program, its environment and its descriptors, and could run
+//! anything as this user anyway:
+//!
+//! - never in a secure-execution process (`AT_SECURE`: setuid, setgid or file
+//!   capabilities), where the environment comes from a less privileged user;
+//! - only when the descriptor is a Unix stream socket whose peer (the
+//!   process that created the socket pair) is the pid the variable names,
+//!   which must be our parent, with our effective uid.
+//!
+//! A value that fails these checks prints one line on stderr and `main`
+//! runs, nothing else: the descriptor is left as it is (it may be the
+//! program's own). One exception: a socket from the named process that is
+//! no longer our parent is a child whose parent died before it started; it
+//! leaves with [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE)
+//! (with one line) rather than run the program as an orphan. The adopted
+//! socket is made close-on-exec, so programs the child executes do not
+//! inherit it.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
@@ -29,30 +53,140 @@ fn bootstrap() {
         return;
     };
     std::env::remove_var(ENV_CHILD);
-    let value = value.to_string_lossy().into_owned();
-    let Some((kind, fd, parent)) = parse_env(&value) else {
-        fail(&format!("bad {ENV_CHILD} value {value:?}"));
+    let (kind, fd, parent) = match parse_env(&value, proc::secure_execution()) {
+        Ok(parsed) => parsed,
+        Err(reason) => return ignore(&value, &reason),
     };
+    let peer = proc::socket_peer(fd).map_err(|e| e.to_string());
+    match judge_peer(peer, parent, proc::getppid(), proc::geteuid()) {
+        PeerVerdict::Trusted => {}
+        PeerVerdict::Orphaned => proc::orphaned(parent, proc::getppid()),
+        PeerVerdict::Untrusted(reason) => return ignore(&value, &reason),
+    }
     if proc::die_with_parent(parent).is_err() {
         fail("cannot set the parent-death signal");
     }
-    // SAFETY: the parent left this descriptor open for us across exec and
-    // nothing else in this fresh process knows of it.
+    // SAFETY: the parent left this descriptor open for us across exec (its
+    // peer is our parent: checked above) and nothing else in this fresh
+    // process knows of it.
     let ctl = unsafe { proc::adopt_fd(fd) };
+    if proc::set_cloexec(ctl.as_fd()).is_err() {
+        fail("cannot make the control socket close-on-exec");
+    }
+    take_parent_name(parent);
     match kind {
-        "task" => run_task_child(ctl),
-        "forkserver" => super::forkserver::serve(ctl),
-        _ => fail(&format!("bad {ENV_CHILD} value {value:?}")),
+        Kind::Task => run_task_child(ctl),
+        Kind::ForkServer => super::forkserver::serve(ctl),
     }
 }
 
-/// `kind:fd:parent_pid`, with `fd` an open descriptor above stdio.
-fn parse_env(value: &str) -> Option<(&str, i32, i32)> {
+/// What a child is asked to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A child that runs one task.
+    Task,
+    /// The fork server.
+    ForkServer,
+}
+
+/// Reads `kind:fd:parent_pid`. An error (the reason, for one line on
+/// stderr) when the value is malformed or the process runs in secure
+/// execution (`secure`), where the environment is not to be trusted.
+fn parse_env(value: &OsStr, secure: bool) -> Result<(Kind, i32, i32), String> {
+    if secure {
+        return Err("secure-execution process (setuid, setgid or capabilities)".into());
+    }
+    let malformed = || "expected kind:fd:parent_pid".to_string();
+    let value = std::str::from_utf8(value.as_bytes()).map_err(|_| malformed())?;
     let mut parts = value.split(':');
-    let kind = parts.next()?;
-    let fd = parts.next()?.parse::<i32>().ok()?;
-    let parent = parts.next()?.parse::<i32>().ok()?;
-    (parts.next().is_none() && fd > 2 && proc::fd_is_open(fd)).then_some((kind, fd, parent))
+    let kind = match parts.next() {
+        Some("task") => Kind::Task,
+        Some("forkserver") => Kind::ForkServer,
+        _ => return Err(malformed()),
+    };
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<i32>().ok()).filter(|&n| n > 0);
+    let (Some(fd), Some(parent), None) = (number(parts.next()), number(parts.next()), parts.next())
+    else {
+        return Err(malformed());
+    };
+    if fd <= 2 {
+        return Err(format!("descriptor {fd} is stdio"));
+    }
+    Ok((kind, fd, parent))
+}
+
+/// The bootstrap's judgement of the descriptor the variable names.
+#[derive(Debug, PartialEq, Eq)]
+enum PeerVerdict {
+    /// Our parent's socket: run what it sends.
+    Trusted,
+    /// The named process made the socket but is no longer our parent: it
+    /// died before we started.
+    Orphaned,
+    /// Not our parent's socket (the reason).
+    Untrusted(String),
+}
+
+/// Decides whether descriptor facts `peer` (or why they could not be had)
+/// show a control socket from `parent`, given our parent `ppid` and
+/// effective uid `euid`.
+fn judge_peer(peer: Result<proc::Peer, String>, parent: i32, ppid: i32, euid: u32) -> PeerVerdict {
+    let peer = match peer {
+        Ok(peer) => peer,
+        Err(e) => return PeerVerdict::Untrusted(format!("descriptor is not a socket: {e}")),
+    };
+    if !peer.unix || !peer.stream {
+        return PeerVerdict::Untrusted("descriptor is not a Unix stream socket".into());
+    }
+    if peer.uid != euid {
+        return PeerVerdict::Untrusted(format!(
+            "socket belongs to uid {}, not to our uid {euid}",
+            peer.uid
+        ));
+    }
+    if peer.pid != parent {
+        return PeerVerdict::Untrusted(format!(
+            "socket comes from pid {}, not from pid {parent}",
+            peer.pid
+        ));
+    }
+    if ppid != parent {
+        return PeerVerdict::Orphaned;
+    }
+    PeerVerdict::Trusted
+}
+
+/// Prints one line on stderr saying the variable is ignored; `main` runs.
+fn ignore(value: &OsStr, reason: &str) {
+    let mut shown = value.to_string_lossy().into_owned();
+    if shown.len() > 64 {
+        let mut end = 64;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "mproc: ignoring {ENV_CHILD}={shown:?}: {reason}"
+    );
+}
+
+/// Takes the parent's name (`/proc/<parent>/comm`) as ours: an executed
+/// `/proc/self/exe` would otherwise show as `exe` in `ps`.
+fn take_parent_name(parent: i32) {
+    let name = std::fs::read(format!("/proc/{parent}/comm"))
+        .ok()
+        .or_else(|| {
+            let arg0 = std::env::args_os().next()?;
+            let path = std::path::Path::new(&arg0);
+            Some(path.file_name()?.as_bytes().to_vec())
+        });
+    if let Some(name) = name {
+        let name = name.strip_suffix(b"\n").unwrap_or(&name);
+        proc::set_thread_name(name);
+    }
 }
 
 /// Prints one line on stderr and leaves with the bootstrap exit code.
@@ -74,16 +208,17 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
             Outcome::Refused(format!("cannot read the first frame: {e}")),
         ),
     };
-    let (header, args) = match task::parse_first_frame(&body) {
+    let (header, start) = match task::parse_first_frame(&body) {
         Ok(parsed) => parsed,
         Err(outcome) => refuse(&ctl, outcome),
     };
     process::set_current(header.me.clone(), Some(header.parent.clone()));
     let want = header.want_result;
-    run_and_exit(ctl, want, || task::run_wire(&header, args, fds))
+    run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
 }
 
-fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
+/// Tells the parent why this child cannot start, prints it, exits.
+pub(super) fn refuse(ctl: &OwnedFd, outcome: Outcome) -> ! {
     let line = match &outcome {
         Outcome::Mismatch { expected, found } => format!(
             "binary mismatch: the parent runs build {}, this child runs build {}",
@@ -178,7 +313,7 @@ pub(crate) fn run_and_exit(
             frame.fds,
             0,
         ),
-        Ok(Err(Error::Decode(e))) => {
+        Ok(Err(e @ (Error::Decode(_) | Error::UntrustedCode { .. }))) => {
             let reason = format!("cannot decode the task's arguments: {e}");
             let _ = writeln!(std::io::stderr(), "mproc: child cannot start: {reason}");
             (
@@ -219,7 +354,8 @@ pub(crate) fn run_and_exit(
 
 /// Puts a freshly forked child in order: the parent's children, launcher
 /// and fork server are not its own; it dies with its parent; the locks
-/// held across the fork are released.
+/// held across the fork are released; stdio the parent had closed is
+/// `/dev/null`; it takes the parent's name.
 pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me: ProcessInfo) {
     let super::fork::ForkLocks {
         stdout,
@@ -232,5 +368,112 @@ pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me
     crate::child::forget_all_after_fork(registry);
     process::become_forked_child(record, me, parent);
     drop((stdout, stderr, default_method, launcher));
+    proc::fill_missing_stdio();
     let _ = proc::die_with_parent(parent);
+    // Forked by the launcher thread, the child bears that thread's name.
+    take_parent_name(parent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str, secure: bool) -> Result<(Kind, i32, i32), String> {
+        parse_env(OsStr::new(value), secure)
+    }
+
+    #[test]
+    fn a_well_formed_value_is_read() {
+        assert_eq!(parse("task:3:77", false), Ok((Kind::Task, 3, 77)));
+        assert_eq!(
+            parse("forkserver:9:1234", false),
+            Ok((Kind::ForkServer, 9, 1234))
+        );
+    }
+
+    #[test]
+    fn secure_execution_ignores_every_value() {
+        for value in ["task:3:77", "forkserver:3:77", "", "garbage"] {
+            let reason = parse(value, true).unwrap_err();
+            assert!(reason.contains("secure-execution"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        for value in [
+            "",
+            "garbage",
+            "task",
+            "task:",
+            "task:3",
+            "task:3:",
+            "task:x:77",
+            "task:3:77:1",
+            "task:-3:77",
+            "task:3:0",
+            "task:3:-1",
+            "other:3:77",
+            "task:1:77",
+            "task:99999999999:77",
+        ] {
+            assert!(parse(value, false).is_err(), "{value:?} accepted");
+        }
+        let bytes = OsStr::from_bytes(b"task:\xff:1");
+        assert!(parse_env(bytes, false).is_err());
+    }
+
+    fn peer(unix: bool, stream: bool, pid: i32, uid: u32) -> Result<proc::Peer, String> {
+        Ok(proc::Peer {
+            unix,
+            stream,
+            pid,
+            uid,
+        })
+    }
+
+    #[test]
+    fn only_a_stream_socket_from_the_parent_with_our_uid_is_trusted() {
+        use PeerVerdict::*;
+        assert_eq!(
+            judge_peer(peer(true, true, 10, 1000), 10, 10, 1000),
+            Trusted
+        );
+        let untrusted = |v: PeerVerdict| matches!(v, Untrusted(_));
+        // Not a socket, not Unix, not a stream.
+        assert!(untrusted(judge_peer(Err("ENOTSOCK".into()), 10, 10, 1000)));
+        assert!(untrusted(judge_peer(
+            peer(false, true, 10, 1000),
+            10,
+            10,
+            1000
+        )));
+        assert!(untrusted(judge_peer(
+            peer(true, false, 10, 1000),
+            10,
+            10,
+            1000
+        )));
+        // Another user's socket (a setuid program's caller).
+        assert!(untrusted(judge_peer(peer(true, true, 10, 1000), 10, 10, 0)));
+        // Made by another process than the one named, which is our parent.
+        assert!(untrusted(judge_peer(
+            peer(true, true, 11, 1000),
+            10,
+            10,
+            1000
+        )));
+        // Our parent's socket, but the value names someone else.
+        assert!(untrusted(judge_peer(
+            peer(true, true, 10, 1000),
+            12,
+            10,
+            1000
+        )));
+        // The named process made it but is not our parent (any more).
+        assert_eq!(
+            judge_peer(peer(true, true, 10, 1000), 10, 1, 1000),
+            Orphaned
+        );
+    }
 }

@@ -37,6 +37,48 @@ pub enum StartMethod {
     /// Execute a fresh copy of the program.
     Spawn,
     /// Ask a fork server (started once by spawn) to fork a clean child.
+    ///
+    /// The server starts with the first such child and serves every later
+    /// one, so each start sends what a child must take from its parent *as
+    /// the parent is then*, and the child takes it on before its task runs:
+    ///
+    /// - the whole environment (as [`std::env::vars_os`] shows it);
+    /// - the current directory: the directory itself, sent as a descriptor,
+    ///   so that a path too long to send or a removed directory still works;
+    /// - the umask;
+    /// - every resource limit (`RLIMIT_*`). A limit lowered is applied as
+    ///   it is, a hard limit lowered included; one raised beyond what the
+    ///   server's own hard limit allows (a privilege the child lacks) is
+    ///   raised as far as allowed.
+    ///
+    /// It does not inherit, unlike a [`Fork`](StartMethod::Fork) child:
+    ///
+    /// - the parent's memory (statics, heap, locks) or threads: it starts
+    ///   from the clean server, as a [`Spawn`](StartMethod::Spawn) child;
+    /// - descriptors, but for those that travel in its arguments;
+    /// - signal dispositions and the signal mask: the server's, as set when
+    ///   it started (SIGINT at its default, nothing blocked by mproc);
+    /// - what the server took from the parent once, at its own start, and
+    ///   keeps: standard input, output and error, credentials (user,
+    ///   groups, capabilities), namespaces, cgroup, root directory,
+    ///   scheduling priority and CPU affinity. A parent that changes these
+    ///   after its first `ForkServer` child and wants its children to
+    ///   follow uses `Spawn`.
+    ///
+    /// ```
+    /// use mproc::StartMethod;
+    ///
+    /// fn var(name: String) -> Option<String> {
+    ///     std::env::var(name).ok()
+    /// }
+    ///
+    /// let ctx = mproc::get_context(Some(StartMethod::ForkServer));
+    /// ctx.spawn(var, "HOME".to_string())?.join()?; // the server runs now
+    /// std::env::set_var("MPROC_DOC_EXAMPLE", "later");
+    /// let seen = ctx.spawn(var, "MPROC_DOC_EXAMPLE".to_string())?.join()?;
+    /// assert_eq!(seen.as_deref(), Some("later"));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
     ForkServer,
 }
 

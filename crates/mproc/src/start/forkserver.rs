@@ -6,13 +6,21 @@
 //! # Protocol
 //!
 //! The user process holds one end of the server's *control* socket. To start
-//! a child it sends a frame carrying two descriptors: the child's end of a
-//! new control socket (its task will arrive there, as for spawn) and the
-//! write end of a *status* pipe. The server forks; the child runs the task
-//! child bootstrap on its socket; the server writes the child's pid (4 bytes,
-//! little-endian) on the status pipe, reaps the child when it ends and
-//! writes its exit code (4 bytes) there. The user process reads both; the
-//! status pipe is the child's sentinel.
+//! a child it sends a request frame ([`REQUEST`], nothing else) carrying two
+//! descriptors: the child's end of a new control socket (its task will
+//! arrive there, as for spawn) and the write end of a *status* pipe. The
+//! server forks; the server writes the child's pid (4 bytes, little-endian)
+//! on the status pipe, reaps the child when it ends and writes its exit
+//! code (4 bytes) there. The user process reads both; the status pipe is
+//! the child's sentinel. A request of other bytes is refused (a pid of 0,
+//! no fork); a failed fork is told as `-errno` in place of the pid.
+//!
+//! While the server forks, the user captures what the child must inherit
+//! from it *now* ([`State`]: environment, umask, resource limits, and its
+//! current directory as a descriptor) and sends it to the child itself,
+//! first on the child's control socket. The child takes it on, then runs
+//! the task child bootstrap on that socket. The server never reads it, and
+//! its capture costs the start nothing it would not wait for anyway.
 //!
 //! The server dies with its user (`PR_SET_PDEATHSIG`, and end of file on the
 //! control socket) and its children die with it; at a normal exit the user
@@ -25,12 +33,11 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::pipe::{pipe_with, PipeFlags};
-
 use super::{bootstrap, spawn, Started};
 use crate::child::Waiter;
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
+use crate::task::Outcome;
 
 /// A guard against a server that stops answering (it never should).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,9 +97,10 @@ fn slot() -> &'static Slot {
 pub(crate) fn start() -> Result<Started> {
     let mut last = None;
     for _ in 0..2 {
-        match request() {
+        match request(REQUEST, || State::capture().map(|s| s.bytes)) {
             Ok(started) => return Ok(started),
-            Err(e) => {
+            Err(Failed::Here(e)) => return Err(e),
+            Err(Failed::Server(e)) => {
                 retire_server();
                 last = Some(e);
             }
@@ -101,34 +109,245 @@ pub(crate) fn start() -> Result<Started> {
     Err(last.unwrap_or(Error::InvalidState("fork server unavailable")))
 }
 
-fn request() -> Result<Started> {
+/// Why a request failed: on our side (no descriptor left, a refusal: the
+/// server is fine and stays), or the server's (it is retired and the
+/// request tried once more with a new one). Retiring a server kills its
+/// children, so a shortage of descriptors here must never do it.
+enum Failed {
+    Here(Error),
+    Server(Error),
+}
+
+/// A start request, all of it: this protocol's tag and version, sent with
+/// two descriptors (the child's control socket, the status pipe's write
+/// end). Anything else is refused.
+const REQUEST: &[u8] = b"mproc-f2";
+
+/// The longest request frame the server reads: a longer one leaves a
+/// stream it cannot follow, and the server leaves (its user starts
+/// another).
+const MAX_REQUEST: u64 = 64;
+
+/// Asks for a child: sends `request`, then, while the server forks, makes
+/// the child's state frame with `state` and sends it to the child.
+fn request(
+    request: &[u8],
+    state: impl FnOnce() -> Result<Vec<u8>>,
+) -> std::result::Result<Started, Failed> {
+    let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
     let (ctl, child_end) =
-        fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
-    let (status_r, status_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("cannot create a pipe")(e.into()))?;
+        fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
+    let (status_r, status_w) = fdpass::pipe().map_err(here("cannot create a pipe"))?;
+    let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
     {
         let mut guard = server();
         if guard.is_none() {
-            *guard = Some(launch()?);
+            *guard = Some(launch().map_err(Failed::Here)?);
         }
         let server = guard.as_ref().expect("server set above");
         fdpass::send_frame(
             server.control.as_fd(),
-            b"fork",
+            request,
             &[child_end.as_fd(), status_w.as_fd()],
         )
-        .map_err(Error::io("cannot reach the fork server"))?;
+        .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
     }
     drop((child_end, status_w));
-    let pid = read_i32(&status_r)?;
-    // The child is alive: it waits for the first frame we have not sent.
-    let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
-    Ok(Started {
-        pid,
-        pidfd,
-        waiter: Waiter::Served { status: status_r },
-        ctl,
-    })
+    // While the server forks: the child's state, sent at once if the
+    // socket's buffer surely holds it (then the child finds it there when
+    // it starts, and a fork that fails leaves no send blocked); after the
+    // pid came if it is larger.
+    let mut state = state().map(Some);
+    if let Ok(Some(bytes)) = &state {
+        if bytes.len() <= EARLY_STATE {
+            state = fdpass::send_frame(ctl.as_fd(), bytes, &[cwd.as_fd()])
+                .map(|()| None)
+                .map_err(Error::io("cannot reach a new child"));
+        }
+    }
+    let pid = read_i32(&status_r).map_err(Failed::Server)?;
+    if pid < 0 {
+        return Err(Failed::Here(Error::Io {
+            context: "the fork server cannot fork",
+            source: std::io::Error::from_raw_os_error(-pid),
+        }));
+    }
+    if pid == 0 {
+        return Err(Failed::Here(Error::Protocol(
+            "the fork server refused the start request".into(),
+        )));
+    }
+    // The child is alive: it waits for its state, then its first frame.
+    let pidfd = state.and_then(|late| {
+        if let Some(bytes) = late {
+            fdpass::send_frame(ctl.as_fd(), &bytes, &[cwd.as_fd()])
+                .map_err(Error::io("cannot reach a new child"))?;
+        }
+        proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))
+    });
+    match pidfd {
+        Ok(pidfd) => Ok(Started {
+            pid,
+            pidfd,
+            waiter: Waiter::Served { status: status_r },
+            ctl,
+        }),
+        Err(e) => {
+            // It ends at the end of file on its control socket: take its
+            // status, as the server tells it.
+            drop(ctl);
+            let _ = read_i32(&status_r);
+            Err(Failed::Here(e))
+        }
+    }
+}
+
+/// A state frame up to this size is sent before the child exists: a new
+/// socket's buffer (over 200 KiB by default) holds it.
+const EARLY_STATE: usize = 32 << 10;
+
+/// The first bytes of a state frame (its version).
+const STATE_TAG: &[u8; 8] = b"mproc-s1";
+
+/// The longest state frame a child reads (the environment is most of it).
+const MAX_STATE: usize = 16 << 20;
+
+/// What a child inherits from its user, captured at each start (the fork
+/// server started long before, and the user may have changed all of it
+/// since) and sent to the child itself on its control socket, before its
+/// first frame: the server never reads it. Its bytes:
+///
+/// ```text
+/// tag        8 bytes   STATE_TAG
+/// umask      u32       u32::MAX: unknown (the child keeps the server's)
+/// limits     u32 n, then n x (soft u64, hard u64), RLIMIT_* order
+/// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL)
+/// ```
+///
+/// all little-endian; sent with one descriptor, the current directory.
+struct State {
+    bytes: Vec<u8>,
+}
+
+impl State {
+    /// This process's state, now.
+    fn capture() -> Result<State> {
+        let env: Vec<_> = std::env::vars_os().collect();
+        let mut bytes = Vec::with_capacity(256 + env.len() * 64);
+        bytes.extend_from_slice(STATE_TAG);
+        let umask = proc::current_umask().unwrap_or(u32::MAX);
+        bytes.extend_from_slice(&umask.to_le_bytes());
+        let limits = proc::resource_limits();
+        put_u32(&mut bytes, limits.len());
+        for (soft, hard) in limits {
+            bytes.extend_from_slice(&soft.to_le_bytes());
+            bytes.extend_from_slice(&hard.to_le_bytes());
+        }
+        put_u32(&mut bytes, env.len());
+        for (k, v) in &env {
+            let (k, v) = (k.as_encoded_bytes(), v.as_encoded_bytes());
+            put_u32(&mut bytes, k.len() + 1 + v.len());
+            bytes.extend_from_slice(k);
+            bytes.push(b'=');
+            bytes.extend_from_slice(v);
+        }
+        if bytes.len() > MAX_STATE {
+            return Err(Error::InvalidArgument(format!(
+                "the environment is too large for a fork-server child ({} bytes, at most {MAX_STATE})",
+                bytes.len()
+            )));
+        }
+        Ok(State { bytes })
+    }
+}
+
+fn put_u32(buf: &mut Vec<u8>, n: usize) {
+    // Every count and length is below MAX_STATE (checked before sending).
+    buf.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// A state frame as the child reads it: checked, borrowing its bytes.
+struct Inherited<'a> {
+    umask: Option<u32>,
+    limits: Vec<proc::Limit>,
+    env: Vec<&'a [u8]>,
+}
+
+/// Reads a state frame; `None` if it is not one (wrong tag, truncated,
+/// longer than it says, a count beyond the bytes there are, a NUL in the
+/// environment, a value out of range).
+fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
+    let mut rest = bytes.strip_prefix(STATE_TAG)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let umask = Some(u32_at(take(4)?)).filter(|&m| m != u32::MAX);
+    if umask.is_some_and(|m| m > 0o777) {
+        return None;
+    }
+    let n = u32_at(take(4)?) as usize;
+    if n > proc::RESOURCE_COUNT {
+        return None;
+    }
+    let mut limits = Vec::with_capacity(n);
+    for _ in 0..n {
+        let pair = take(16)?;
+        let (soft, hard) = (u64_at(&pair[..8]), u64_at(&pair[8..]));
+        if soft > hard {
+            return None;
+        }
+        limits.push((soft, hard));
+    }
+    let n = u32_at(take(4)?) as usize;
+    let mut env = Vec::with_capacity(n.min(bytes.len() / 4));
+    for _ in 0..n {
+        let len = u32_at(take(4)?) as usize;
+        let entry = take(len)?;
+        if entry.contains(&0) || !entry.contains(&b'=') {
+            return None;
+        }
+        env.push(entry);
+    }
+    rest.is_empty().then_some(Inherited { umask, limits, env })
+}
+
+/// In the forked child, before its task: reads its user's state on `ctl`
+/// and takes it on. The limits come last (a lowered address-space limit
+/// must not stop the environment's copy). A state it cannot read or a
+/// directory it cannot enter ends it (its parent is told why): running in
+/// another directory or environment than its user's would be the silent
+/// error this is here to prevent.
+fn take_on(ctl: &OwnedFd) {
+    let refuse = |why: String| -> ! { bootstrap::refuse(ctl, Outcome::Refused(why)) };
+    let (bytes, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_STATE as u64) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => refuse("end of file before its parent's state".into()),
+        Err(e) => refuse(format!("cannot read its parent's state: {e}")),
+    };
+    let Ok::<[OwnedFd; 1], _>([cwd]) = fds.try_into() else {
+        refuse("its parent's state came without its directory".into())
+    };
+    let Some(inherited) = parse_state(&bytes) else {
+        refuse("its parent's state is garbled".into())
+    };
+    if let Err(e) = proc::enter_dir(cwd.as_fd()) {
+        refuse(format!("cannot enter its parent's current directory: {e}"));
+    }
+    drop(cwd);
+    let env = (inherited.env.iter())
+        .filter_map(|e| std::ffi::CString::new(*e).ok())
+        .collect();
+    // SAFETY: a child just forked from the single-threaded server has one
+    // thread.
+    unsafe { proc::replace_environment(env) };
+    if let Some(mask) = inherited.umask {
+        proc::set_umask(mask);
+    }
+    proc::set_resource_limits(&inherited.limits);
 }
 
 fn read_i32(fd: &OwnedFd) -> Result<i32> {
@@ -208,6 +427,24 @@ pub fn kill_server() -> Option<i32> {
     Some(s.pid)
 }
 
+/// Starts a fork-server child with a request and a state frame of the
+/// caller's choosing (tests of the checks on both): the child's exit code
+/// once it ended (it never gets a first frame), or the server's refusal.
+#[doc(hidden)]
+pub fn raw_request(request: &[u8], state: &[u8]) -> Result<i32> {
+    match self::request(request, || Ok(state.to_vec())) {
+        Ok(started) => {
+            let Waiter::Served { status } = &started.waiter else {
+                unreachable!("a fork-server child is served")
+            };
+            // It waits for its first frame: none comes.
+            drop(started.ctl);
+            read_i32(status)
+        }
+        Err(Failed::Here(e) | Failed::Server(e)) => Err(e),
+    }
+}
+
 /// One child of the server: its pidfd and the status pipe to report on.
 struct Kid {
     pidfd: OwnedFd,
@@ -237,17 +474,25 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             let _ = rustix::io::write(&kid.status, &code.to_le_bytes());
         }
         if ready.first() == Some(&0) {
-            match fdpass::recv_frame(control.as_fd(), None, 64) {
-                Ok(Some((_, fds))) if fds.len() == 2 => {
-                    let mut fds = fds.into_iter();
-                    let (ctl, status) = (fds.next().unwrap(), fds.next().unwrap());
+            match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST) {
+                Ok(Some((bytes, fds))) => {
+                    let Ok::<[OwnedFd; 2], _>([ctl, status]) = fds.try_into() else {
+                        // Not ours: drop what came (the user sees an end
+                        // of file where the pid should be).
+                        continue;
+                    };
+                    if bytes != REQUEST {
+                        let _ = rustix::io::write(&status, &0i32.to_le_bytes());
+                        continue;
+                    }
                     if let Some(kid) = fork_child(me, &control, &mut kids, ctl, status) {
                         kids.push(kid);
                     }
                 }
-                Ok(Some(_)) => {}
-                // The user process closed its end or died: our children
-                // die with us (their death signal).
+                // The user process closed its end or died (or sent a frame
+                // too long to be a request, after which the stream cannot
+                // be followed): our children die with us (their death
+                // signal).
                 Ok(None) | Err(_) => proc::exit_now(0),
             }
         }
@@ -271,6 +516,7 @@ fn fork_child(
             proc::close_raw(proc::raw(control));
             proc::block_sigint(false);
             let _ = proc::die_with_parent(me);
+            take_on(&ctl);
             bootstrap::run_task_child(ctl)
         }
         Ok(proc::Forked::Parent(pid)) => {
@@ -281,6 +527,131 @@ fn fork_child(
                 Err(_) => None,
             }
         }
-        Err(_) => None,
+        Err(e) => {
+            // Tell the user why (a pid limit, no memory): the server is
+            // fine and must not be retired for it.
+            let errno = e.raw_os_error().unwrap_or(libc::EAGAIN);
+            let _ = rustix::io::write(&status, &(-errno).to_le_bytes());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured() -> Vec<u8> {
+        State::capture().unwrap().bytes
+    }
+
+    #[test]
+    fn a_captured_state_reads_back_as_this_process_state() {
+        let bytes = captured();
+        let got = parse_state(&bytes).expect("our own state");
+        assert_eq!(got.umask, proc::current_umask());
+        assert_eq!(got.limits, proc::resource_limits().to_vec());
+        let env: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
+            .collect();
+        assert_eq!(got.env, env.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn garbled_state_frames_are_refused() {
+        let good = captured();
+        // Every truncation, and one byte too many.
+        for n in 0..good.len() {
+            assert!(parse_state(&good[..n]).is_none(), "truncated at {n}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(parse_state(&longer).is_none());
+        // Another frame, a wrong version.
+        assert!(parse_state(b"fork").is_none());
+        assert!(parse_state(REQUEST).is_none());
+        let mut other = good.clone();
+        other[7] = b'0';
+        assert!(parse_state(&other).is_none());
+        // Counts beyond the bytes, limits beyond Linux's, bad values.
+        let head = |umask: u32| [&STATE_TAG[..], &umask.to_le_bytes()].concat();
+        let with = |parts: &[&[u8]]| [&head(0o22)[..], &parts.concat()].concat();
+        let n = |v: u32| v.to_le_bytes().to_vec();
+        assert!(parse_state(&with(&[&n(u32::MAX)])).is_none());
+        assert!(parse_state(&with(&[&n(17)])).is_none());
+        let inverted = [&5u64.to_le_bytes()[..], &4u64.to_le_bytes()].concat();
+        assert!(parse_state(&with(&[&n(1), &inverted, &n(0)])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(u32::MAX)])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
+        assert!(parse_state(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
+        let minimal = with(&[&n(0), &n(1), &n(3), b"A=b"]);
+        let ok = parse_state(&minimal).expect("a minimal state frame");
+        assert_eq!((ok.umask, ok.env), (Some(0o22), vec![&b"A=b"[..]]));
+        // Noise never panics.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..2000 {
+            let mut noise = good[..len.min(good.len())].to_vec();
+            for b in noise.iter_mut().skip(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 7 == 0 {
+                    *b = x as u8;
+                }
+            }
+            let _ = parse_state(&noise);
+        }
+    }
+
+    /// Changes the umask of the test process for a moment, to masks that
+    /// only take rights from group and others: harmless to tests running
+    /// beside it as the same user.
+    #[test]
+    fn the_umask_read_follows_changes() {
+        let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+        let seen = (proc::current_umask(), {
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o027));
+            proc::current_umask()
+        });
+        rustix::process::umask(old);
+        assert_eq!(seen, (Some(0o077), Some(0o027)));
+        assert_eq!(proc::current_umask(), Some(old.bits()));
+    }
+
+    /// The cost of capturing the state (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn capture_cost() {
+        let n = 2000;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(State::capture().unwrap());
+        }
+        let each = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::current_umask());
+        }
+        let umask = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::current_dir_fd().unwrap());
+        }
+        let cwd = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(proc::resource_limits());
+        }
+        let limits = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(std::env::vars_os().count());
+        }
+        let env = t.elapsed() / n;
+        println!(
+            "capture {each:?}, of which umask {umask:?}, limits {limits:?}, env {env:?}; \
+             cwd fd {cwd:?}"
+        );
     }
 }

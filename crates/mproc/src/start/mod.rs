@@ -37,4 +37,6 @@ pub(crate) struct Started {
 
 pub use forkserver::kill_server as kill_fork_server;
 #[doc(hidden)]
+pub use forkserver::raw_request as fork_server_raw_request;
+#[doc(hidden)]
 pub use forkserver::server_pid as fork_server_pid;

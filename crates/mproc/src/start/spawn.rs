@@ -2,7 +2,7 @@
 //! bootstrap constructor turns into a child before `main`.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use super::{launcher, Started, ENV_CHILD};
 use crate::child::Waiter;
@@ -24,9 +24,20 @@ pub(crate) fn start() -> Result<Started> {
 }
 
 /// Executes this program as an mproc child of `kind`, handing it `fd`.
+///
+/// Refused in a secure-execution process (a setuid or setgid program run by
+/// another user): the executed copy would be one too, whose bootstrap
+/// ignores [`ENV_CHILD`] and would run `main` instead of the task.
 pub(crate) fn exec_self(kind: &'static str, fd: std::os::fd::OwnedFd) -> Result<i32> {
+    if proc::secure_execution() {
+        return Err(Error::InvalidState(
+            "Spawn and ForkServer children cannot start in a setuid or setgid process \
+             (secure execution): use StartMethod::Fork",
+        ));
+    }
     launcher::on_lasting_thread(move || {
-        let value = OsString::from(format!("{kind}:{}:{}", fd.as_raw_fd(), proc::getpid()));
+        let ctl = proc::CHILD_CTL_FD;
+        let value = OsString::from(format!("{kind}:{ctl}:{}", proc::getpid()));
         proc::spawn_self(&[(ENV_CHILD, value)], fd.as_fd())
     })
     .map_err(Error::io("cannot reach the launcher thread"))?

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
 use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::sys::fnref::FnRef;
 use crate::sys::{futex, image};
 
 /// The largest number of parties a [`Barrier`] can have.
@@ -178,8 +179,10 @@ enum Woken {
 /// The action as this process knows it.
 #[derive(Clone, Copy)]
 enum Action {
-    /// A function of this executable.
-    Local(fn()),
+    /// A function of this executable this process vouches for: it made the
+    /// barrier, or received it from its parent, or vouches for the function
+    /// otherwise (see `sys::fnref`).
+    Local(FnRef<fn()>),
     /// Received from a process running another executable: not callable.
     Foreign,
 }
@@ -198,6 +201,18 @@ enum Action {
 /// A party killed while others wait leaves them waiting unless they wait
 /// with a timeout; give the barrier a default timeout
 /// ([`BarrierBuilder::timeout`]) when parties may die.
+///
+/// # Trust
+///
+/// The action travels as the function's address in the executable. A
+/// process runs only an action it vouches for: one it gave a barrier
+/// itself, or received from its parent (in a child's arguments, a pool's
+/// initializer). A barrier with any other action, received from a child,
+/// a sibling or a peer (through a [`Connection`](crate::Connection), a
+/// [`Queue`](crate::Queue)...), does not decode: the receiver gets
+/// [`Error::UntrustedCode`] and nothing runs. So a child cannot make its
+/// parent call a function of its choice, nor crash it with a garbage
+/// address.
 ///
 /// # Examples
 ///
@@ -309,7 +324,7 @@ impl BarrierBuilder {
             block: ShmBlock::create("mproc-barrier", 0)?,
             parties: self.parties,
             timeout: self.timeout,
-            action: self.action.map(Action::Local),
+            action: self.action.map(|f| Action::Local(FnRef::new(f))),
         })
     }
 }
@@ -576,7 +591,7 @@ impl Barrier {
         match self.action {
             None => {}
             Some(Action::Local(action)) => {
-                if let Err(panic) = catch_unwind(action) {
+                if let Err(panic) = catch_unwind(action.get()) {
                     state.break_cycle(full.cycle);
                     resume_unwind(panic);
                 }
@@ -608,7 +623,11 @@ impl fmt::Debug for Barrier {
 }
 
 /// A barrier on the wire: the action travels as an offset in this
-/// executable, with the executable's identity.
+/// executable, with the executable's identity. A receiver keeps the action
+/// only if it vouches for that offset as a `fn()`; otherwise the barrier
+/// does not decode ([`Error::UntrustedCode`]): a peer cannot make this
+/// process call an address of its choice, and a barrier this process holds
+/// always has an action it may pass on to its own children.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     block: ShmBlock<BarrierState>,
@@ -621,9 +640,7 @@ impl From<Barrier> for Wire {
     fn from(b: Barrier) -> Wire {
         let action = match b.action {
             None => None,
-            Some(Action::Local(f)) => {
-                Some((image::offset_of(f as usize), image::identity().to_vec()))
-            }
+            Some(Action::Local(f)) => Some((f.offset(), image::identity().to_vec())),
             // Not ours to call, nor to describe: the receiver cannot call it either.
             Some(Action::Foreign) => Some((0, Vec::new())),
         };
@@ -641,16 +658,13 @@ impl TryFrom<Wire> for Barrier {
 
     fn try_from(w: Wire) -> std::result::Result<Barrier, String> {
         check_parties(w.parties)?;
-        let action = w.action.map(|(offset, identity)| {
-            if identity == image::identity() {
-                // SAFETY: the offset was taken by `From<Barrier> for Wire`
-                // from a `fn()` in a process running this same executable
-                // (the identities match).
-                Action::Local(unsafe { image::fn_from_offset::<fn()>(offset) })
-            } else {
-                Action::Foreign
-            }
-        });
+        let action = match w.action {
+            None => None,
+            Some((offset, identity)) if identity == image::identity() => Some(Action::Local(
+                FnRef::checked(offset).map_err(crate::codec::refuse_untrusted)?,
+            )),
+            Some(_) => Some(Action::Foreign),
+        };
         Ok(Barrier {
             block: w.block,
             parties: w.parties,

@@ -17,7 +17,7 @@ use rustix::net::{
     SocketType,
 };
 
-use super::{remaining, timespec};
+use super::{above_stdio, remaining, timespec};
 
 /// The kernel's limit on descriptors in one message (`SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;
@@ -28,12 +28,22 @@ pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn unix_pair(kind: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socketpair(
-        AddressFamily::UNIX,
-        kind,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    let (a, b) = socketpair(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?;
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// A pipe (read end, write end), close-on-exec, both above stdio.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// Moves received descriptors above stdio (see [`above_stdio`]).
+fn take_rights(rights: impl Iterator<Item = OwnedFd>, fds: &mut Vec<OwnedFd>) -> io::Result<()> {
+    for fd in rights {
+        fds.push(above_stdio(fd)?);
+    }
+    Ok(())
 }
 
 /// Sends one frame: `body` with `fds` attached. Never raises `SIGPIPE`.
@@ -147,11 +157,13 @@ fn recv_some(
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = retry(|| recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))?;
+    let mut moved = Ok(());
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(rights) = m {
-            fds.extend(rights);
+            moved = moved.and(take_rights(rights, fds));
         }
     }
+    moved?;
     Ok(msg.bytes)
 }
 
@@ -260,11 +272,13 @@ pub(crate) fn recv_tagged(
         Err(e) => return Err(e),
     };
     let mut fds = Vec::new();
+    let mut moved = Ok(());
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(rights) = m {
-            fds.extend(rights);
+            moved = moved.and(take_rights(rights, &mut fds));
         }
     }
+    moved?;
     if msg.flags.contains(ReturnFlags::CTRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

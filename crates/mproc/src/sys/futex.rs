@@ -84,6 +84,21 @@ pub(crate) fn wait_until<T>(
     word: &AtomicU32,
     sleepers: &AtomicU32,
     deadline: Option<Instant>,
+    check: impl FnMut(u32) -> Option<T>,
+) -> io::Result<Option<T>> {
+    wait_until_napping(word, sleepers, deadline, None, check)
+}
+
+/// As [`wait_until`], but no sleep lasts longer than `nap`: the waiter then
+/// looks at its condition again, whether woken or not. For waiters whose
+/// waker may be killed between making the condition true and waking them
+/// (the wake-up is lost with it): a nap bounds the loss. Costs nothing
+/// before the waiter goes to sleep.
+pub(crate) fn wait_until_napping<T>(
+    word: &AtomicU32,
+    sleepers: &AtomicU32,
+    deadline: Option<Instant>,
+    nap: Option<Duration>,
     mut check: impl FnMut(u32) -> Option<T>,
 ) -> io::Result<Option<T>> {
     if let Some(v) = check(word.load(Ordering::SeqCst)) {
@@ -103,7 +118,11 @@ pub(crate) fn wait_until<T>(
         let seen = word.load(Ordering::SeqCst);
         let ready = check(seen);
         if ready.is_none() {
-            let r = wait(word, seen, left);
+            let sleep = match (left, nap) {
+                (Some(left), Some(nap)) => Some(left.min(nap)),
+                (left, nap) => left.or(nap),
+            };
+            let r = wait(word, seen, sleep);
             sleepers.fetch_sub(1, Ordering::SeqCst);
             r?;
             continue;

@@ -3,7 +3,8 @@
 //! A function travels to a child as an offset from an anchor function of
 //! this crate. Both processes run the same executable (checked through its
 //! identity), so the offset names the same code in both, whatever address
-//! the loader chose.
+//! the loader chose. An offset becomes a function again only through
+//! [`super::fnref::FnRef`], which checks that this process vouches for it.
 
 use std::ffi::c_void;
 use std::io::Read;
@@ -15,29 +16,13 @@ fn anchor() -> u64 {
     std::hint::black_box(0x6d70_726f_6321)
 }
 
-fn anchor_addr() -> usize {
+pub(super) fn anchor_addr() -> usize {
     anchor as fn() -> u64 as usize
 }
 
 /// The offset of a code address from the anchor.
 pub(crate) fn offset_of(addr: usize) -> i64 {
     addr.wrapping_sub(anchor_addr()) as i64
-}
-
-/// Turns an offset received from a process running the same executable back
-/// into a function pointer of type `F`.
-///
-/// # Safety
-///
-/// `offset` must come from [`offset_of`] applied to a function of type `F`
-/// in a process running this same executable (its [`identity`] matched).
-pub(crate) unsafe fn fn_from_offset<F: Copy>(offset: i64) -> F {
-    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
-    let addr = anchor_addr().wrapping_add(offset as usize);
-    // SAFETY: by the caller's contract `addr` is the address of a function of
-    // type `F` in this executable; `F` is a function pointer type of the
-    // same size as `usize` (checked above).
-    unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
 }
 
 /// The executable's identity: its ELF build-id when the linker wrote one,
@@ -127,19 +112,6 @@ fn content_hash() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn double(x: u32) -> u32 {
-        x * 2
-    }
-
-    #[test]
-    fn offsets_round_trip() {
-        let f: fn(u32) -> u32 = double;
-        let off = offset_of(f as usize);
-        // SAFETY: the offset was taken from a `fn(u32) -> u32` just above.
-        let g: fn(u32) -> u32 = unsafe { fn_from_offset(off) };
-        assert_eq!(g(21), 42);
-    }
 
     #[test]
     fn identity_is_stable_and_non_empty() {

@@ -5,14 +5,17 @@
 //! functions returning `io::Result`.
 
 pub(crate) mod fdpass;
+pub(crate) mod fnref;
 pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
+pub(crate) mod ring;
 pub(crate) mod robust;
 pub(crate) mod shm;
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Turns a `-1`-on-error libc return value into an `io::Result`.
@@ -22,6 +25,19 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// Moves a descriptor mproc just created to a number above 2 (close-on-exec).
+///
+/// A process whose stdin, stdout or stderr is closed (a daemon) gets its
+/// next descriptors at 0, 1 or 2; one of mproc's sockets there would be
+/// taken for stdio by a child (or by `println!`). Every descriptor mproc
+/// creates and keeps goes through this. Numbers above 2 pass unchanged.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// Time left until `deadline` (`None`: wait forever), saturating at zero.

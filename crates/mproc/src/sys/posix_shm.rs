@@ -25,12 +25,12 @@ fn path(name: &str) -> String {
 /// Creates `name`, failing with `AlreadyExists` if it exists; mode 0600.
 pub(crate) fn create_exclusive(name: &str) -> io::Result<OwnedFd> {
     let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-    Ok(shm::open(name, flags, Mode::RUSR | Mode::WUSR)?)
+    super::above_stdio(shm::open(name, flags, Mode::RUSR | Mode::WUSR)?)
 }
 
 /// Opens an existing `name` for reading and writing (`NotFound` if absent).
 pub(crate) fn open_existing(name: &str) -> io::Result<OwnedFd> {
-    Ok(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
+    super::above_stdio(shm::open(name, shm::OFlags::RDWR, Mode::empty())?)
 }
 
 /// Removes `name` (`NotFound` if absent).
@@ -38,8 +38,11 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(shm::unlink(name)?)
 }
 
-/// Sets the size of a segment.
+/// Sets the size of a segment (`EFBIG` over the file size limit, without
+/// the `SIGXFSZ` that would kill the process: see
+/// [`check_file_size_limit`](super::shm::check_file_size_limit)).
 pub(crate) fn set_len(fd: impl AsFd, len: usize) -> io::Result<()> {
+    super::shm::check_file_size_limit(len as u64)?;
     Ok(ftruncate(fd, len as u64)?)
 }
 
@@ -92,7 +95,7 @@ pub(crate) fn list(prefix: &str) -> io::Result<Vec<String>> {
 /// description.
 pub(crate) fn reopen(fd: impl AsFd) -> io::Result<OwnedFd> {
     let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
-    Ok(rustix::fs::open(
+    super::above_stdio(rustix::fs::open(
         link,
         OFlags::RDWR | OFlags::CLOEXEC,
         Mode::empty(),

@@ -1,13 +1,13 @@
 //! Process creation, reaping and signals.
 
 use std::ffi::{CString, OsString};
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rustix::process::{
-    pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
-    WaitIdStatus,
+    getrlimit, pidfd_open, pidfd_send_signal, setrlimit, waitid, Pid, PidfdFlags, Resource, Rlimit,
+    Signal, WaitId, WaitIdOptions, WaitIdStatus,
 };
 
 use super::cvt;
@@ -47,12 +47,112 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// Asks the kernel to SIGKILL this process when the thread that created it
 /// ends, then checks the parent did not end already (`expected_parent`).
+/// A child whose parent already ended prints one line on stderr and leaves
+/// with [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
 pub(crate) fn die_with_parent(expected_parent: i32) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-    if getppid() != expected_parent {
-        exit_now(crate::process::ORPHANED_EXIT_CODE);
+    let ppid = getppid();
+    if ppid != expected_parent {
+        orphaned(expected_parent, ppid);
     }
     Ok(())
+}
+
+/// Prints why a child will not run (the process that started it is no
+/// longer its parent: it exited) and leaves with
+/// [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
+pub(crate) fn orphaned(expected_parent: i32, ppid: i32) -> ! {
+    let _ = writeln!(
+        io::stderr(),
+        "mproc: child {} not started: process {expected_parent} is no longer its parent (now {ppid}); did it exit?",
+        getpid()
+    );
+    exit_now(crate::process::ORPHANED_EXIT_CODE)
+}
+
+/// True in a secure-execution process (`getauxval(AT_SECURE)`): started
+/// setuid or setgid, or with file capabilities, by a less privileged user.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` only reads the auxiliary vector the kernel gave
+    // this process; an absent entry reads as 0.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// This process's effective user id.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// What a descriptor is, for the bootstrap's trust check: a Unix stream
+/// socket and the credentials of the process that made its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// An `AF_UNIX` socket.
+    pub(crate) unix: bool,
+    /// A `SOCK_STREAM` socket.
+    pub(crate) stream: bool,
+    /// The peer's process id (`SO_PEERCRED`): for a socket pair, the
+    /// process that created the pair.
+    pub(crate) pid: i32,
+    /// The peer's effective user id when it created the socket.
+    pub(crate) uid: u32,
+}
+
+/// The facts [`Peer`] holds about descriptor number `fd`; an error when it
+/// is not open or not a connected socket.
+pub(crate) fn socket_peer(fd: RawFd) -> io::Result<Peer> {
+    if fd < 0 || !fd_is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is open (checked above) and the borrow does not outlive
+    // this function; nothing here closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let family = rustix::net::sockopt::socket_domain(fd)?;
+    let kind = rustix::net::sockopt::socket_type(fd)?;
+    let cred = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok(Peer {
+        unix: family == rustix::net::AddressFamily::UNIX,
+        stream: kind == rustix::net::SocketType::STREAM,
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid: cred.uid.as_raw(),
+    })
+}
+
+/// Marks `fd` close-on-exec (an adopted control socket: programs the
+/// child executes must not inherit it).
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?)
+}
+
+/// Gives each of descriptors 0, 1 and 2 that is closed `/dev/null` (a
+/// forked child of a parent that closed its stdio), as CPython does, so
+/// that the child's own descriptors never take their numbers.
+pub(crate) fn fill_missing_stdio() {
+    for fd in 0..3 {
+        if fd_is_open(fd) {
+            continue;
+        }
+        // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close`
+        // act on descriptor numbers only: `got` is the descriptor just
+        // opened here, owned by nobody else, and `fd` was closed.
+        unsafe {
+            let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if got >= 0 && got != fd {
+                libc::dup2(got, fd);
+                libc::close(got);
+            }
+        }
+    }
+}
+
+/// Sets this thread's name (what `ps` and `/proc/<pid>/comm` show),
+/// truncated to the kernel's 15 bytes.
+pub(crate) fn set_thread_name(name: &[u8]) {
+    let mut name: Vec<u8> = name.iter().copied().filter(|&b| b != 0).take(15).collect();
+    name.push(0);
+    if let Ok(name) = std::ffi::CStr::from_bytes_with_nul(&name) {
+        let _ = rustix::thread::set_name(name);
+    }
 }
 
 /// This process's pid.
@@ -85,7 +185,7 @@ pub(crate) fn thread_count() -> usize {
 /// A pidfd for `pid`, which must be alive and not yet reaped.
 pub(crate) fn open_pidfd(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(pidfd_open(pid, PidfdFlags::empty())?)
+    super::above_stdio(pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// Sends `signal` through a pidfd (immune to pid reuse). A process that has
@@ -126,10 +226,18 @@ fn code_of(st: &WaitIdStatus) -> Option<i32> {
     }
 }
 
+/// The descriptor number a spawned child finds its control socket at.
+pub(crate) const CHILD_CTL_FD: RawFd = 3;
+
 /// Starts a fresh copy of this executable (`/proc/self/exe`) with `env` added
-/// and `keep` left open across the exec (at the same number). Uses
-/// `posix_spawn`, which the C library implements with `vfork` semantics: no
-/// copy of the parent's page tables. Returns the new process's pid.
+/// and `keep` at descriptor [`CHILD_CTL_FD`]. Uses `posix_spawn`, which the
+/// C library implements with `vfork` semantics: no copy of the parent's
+/// page tables. Returns the new process's pid.
+///
+/// The child inherits no other descriptor: 0, 1 and 2 are the parent's
+/// stdio, or `/dev/null` where the parent has none open (a daemon), and
+/// everything above [`CHILD_CTL_FD`] is closed before the exec, whether
+/// close-on-exec or not (a C library's descriptor, an inherited pipe end).
 ///
 /// The child cannot set its death signal before the exec here; the bootstrap
 /// constructor does it first thing (and checks the parent is still there).
@@ -153,19 +261,41 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
     let envp = null_terminated(&env_owned);
     let path = c"/proc/self/exe";
     let fd = keep.as_raw_fd();
+    // Stdio the child would not have after the exec: closed here, or
+    // close-on-exec.
+    let missing: Vec<RawFd> = (0..3).filter(|&n| !inherited(n)).collect();
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer handed to the C library points to a live,
     // NUL-terminated string or a null-terminated array of them, all of
     // which outlive the call; `actions` is initialised before use and
-    // destroyed after. `dup2(fd, fd)` in the file actions clears
-    // FD_CLOEXEC on `fd` in the child only (POSIX.1-2024, glibc 2.29+).
+    // destroyed after. The actions run in the child, in order: `dup2`
+    // puts the control socket at CHILD_CTL_FD without close-on-exec
+    // (`dup2(fd, fd)` clears the flag: POSIX.1-2024, glibc 2.29+), `open`
+    // fills the missing stdio, `closefrom` closes the rest (glibc 2.34+).
     let ret = unsafe {
         let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
         let r = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
-        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, fd);
+        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, CHILD_CTL_FD);
+        for &n in &missing {
+            if r == 0 {
+                r = libc::posix_spawn_file_actions_addopen(
+                    actions.as_mut_ptr(),
+                    n,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDWR,
+                    0,
+                );
+            }
+        }
+        if r == 0 {
+            r = libc::posix_spawn_file_actions_addclosefrom_np(
+                actions.as_mut_ptr(),
+                CHILD_CTL_FD + 1,
+            );
+        }
         if r == 0 {
             r = libc::posix_spawn(
                 &mut pid,
@@ -183,6 +313,13 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
         return Err(io::Error::from_raw_os_error(ret));
     }
     Ok(pid)
+}
+
+/// Whether descriptor `fd` is open and survives an exec.
+fn inherited(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on any integer is harmless; EBADF means closed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags != -1 && flags & libc::FD_CLOEXEC == 0
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
@@ -262,5 +399,155 @@ pub(crate) fn ignore_sigint() -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+/// Every resource limit, in the order a fork-server request carries them
+/// (all sixteen `RLIMIT_*` of Linux).
+const RESOURCES: [Resource; 16] = [
+    Resource::Cpu,
+    Resource::Fsize,
+    Resource::Data,
+    Resource::Stack,
+    Resource::Core,
+    Resource::Rss,
+    Resource::Nproc,
+    Resource::Nofile,
+    Resource::Memlock,
+    Resource::As,
+    Resource::Locks,
+    Resource::Sigpending,
+    Resource::Msgqueue,
+    Resource::Nice,
+    Resource::Rtprio,
+    Resource::Rttime,
+];
+
+/// How many resource limits there are (see [`resource_limits`]).
+pub(crate) const RESOURCE_COUNT: usize = RESOURCES.len();
+
+/// A resource limit as `(soft, hard)`, `u64::MAX` for no limit (the
+/// kernel's `RLIM_INFINITY`).
+pub(crate) type Limit = (u64, u64);
+
+const NO_LIMIT: u64 = u64::MAX;
+
+fn to_limit(r: &Rlimit) -> Limit {
+    (r.current.unwrap_or(NO_LIMIT), r.maximum.unwrap_or(NO_LIMIT))
+}
+
+fn to_rlimit((soft, hard): Limit) -> Rlimit {
+    let some = |v: u64| (v != NO_LIMIT).then_some(v);
+    Rlimit {
+        current: some(soft),
+        maximum: some(hard),
+    }
+}
+
+/// This process's resource limits, in the order of `RESOURCES`.
+pub(crate) fn resource_limits() -> [Limit; RESOURCE_COUNT] {
+    RESOURCES.map(|r| to_limit(&getrlimit(r)))
+}
+
+/// Gives this process the limits `wanted` (in the order of `RESOURCES`;
+/// missing ones are left as they are). A limit that cannot be raised (a
+/// hard limit above ours, for an unprivileged process) is raised as far as
+/// allowed: the hard limit stays ours and the soft limit goes no higher.
+/// Lower limits are always applied as they are.
+pub(crate) fn set_resource_limits(wanted: &[Limit]) {
+    for (&r, &want) in RESOURCES.iter().zip(wanted) {
+        let have = to_limit(&getrlimit(r));
+        if have == want {
+            continue;
+        }
+        if setrlimit(r, to_rlimit(want)).is_err() {
+            let hard = want.1.min(have.1);
+            let _ = setrlimit(r, to_rlimit((want.0.min(hard), hard)));
+        }
+    }
+}
+
+/// This process's file-mode creation mask, read without changing it: the
+/// `Umask:` line of `/proc/self/status` (Linux 4.7 and later; `None`
+/// before). `umask(2)` can only read the mask by setting it, and another
+/// thread creating a file between that call and the one that restores the
+/// mask would create it with the wrong mode.
+///
+/// The file stays open (read again from its start, which makes the kernel
+/// write it anew): half the cost of opening it each time. It is this
+/// process's: a forked child, which inherits the descriptor, opens its own.
+pub(crate) fn current_umask() -> Option<u32> {
+    static STATUS: std::sync::Mutex<Option<(i32, OwnedFd)>> = std::sync::Mutex::new(None);
+    let me = getpid();
+    // A lock another thread held at a fork stays held in the child: never
+    // wait for it, read without the kept descriptor instead.
+    let Ok(mut kept) = STATUS.try_lock() else {
+        return umask_from(open_status()?.as_fd());
+    };
+    if let Some((pid, fd)) = kept.as_ref() {
+        if *pid == me {
+            if let Some(mask) = umask_from(fd.as_fd()) {
+                return Some(mask);
+            }
+        }
+    }
+    let fd = open_status()?;
+    let mask = umask_from(fd.as_fd());
+    *kept = Some((me, fd));
+    mask
+}
+
+fn open_status() -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(c"/proc/self/status", flags, Mode::empty()).ok()?;
+    super::above_stdio(fd).ok()
+}
+
+fn umask_from(status: BorrowedFd<'_>) -> Option<u32> {
+    // The line is among the first few: one read of 1 KiB holds it.
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::pread(status, &mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Sets this process's file-mode creation mask.
+pub(crate) fn set_umask(mask: u32) {
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
+}
+
+/// A descriptor for this process's current directory (`O_PATH`): a child
+/// that enters it with [`enter_dir`] gets the same directory even when its
+/// path is too long to send, or has been removed.
+pub(crate) fn current_dir_fd() -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    super::above_stdio(rustix::fs::open(c".", flags, Mode::empty())?)
+}
+
+/// Makes the directory `dir` names this process's current directory.
+pub(crate) fn enter_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::process::fchdir(dir)?)
+}
+
+/// Replaces this process's whole environment with `entries` (each
+/// `NAME=value`), which are leaked: the C library keeps pointers to them.
+///
+/// # Safety
+///
+/// The process must have a single thread (a freshly forked child): nothing
+/// may read or change the environment meanwhile.
+pub(crate) unsafe fn replace_environment(entries: Vec<CString>) {
+    // SAFETY: single-threaded (the caller's contract), so no other thread
+    // reads `environ` while it is cleared and refilled; each string handed
+    // to `putenv` is leaked, so it lives as long as the environment that
+    // points to it.
+    unsafe {
+        libc::clearenv();
+        for entry in entries {
+            libc::putenv(entry.into_raw());
+        }
     }
 }

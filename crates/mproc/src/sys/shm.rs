@@ -9,6 +9,11 @@
 //! descriptor may write any byte at any time. So the region hands out no
 //! `&[u8]`, only atomics and copies, and callers treat what they read as
 //! untrusted.
+//!
+//! A region is also *reserved* when created ([`reserve`]): its pages are
+//! allocated at once, so that running out of memory (a full tmpfs, a
+//! memory cgroup's limit) is an error from `create`, not a `SIGBUS` (or an
+//! OOM kill) at the first write of some page later.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -17,8 +22,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
 use rustix::fs::{
-    fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, MemfdFlags, SealFlags,
+    fallocate, fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, FallocateFlags,
+    MemfdFlags, SealFlags,
 };
+use rustix::io::Errno;
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 /// A shared mapping of a whole memfd.
@@ -36,10 +43,24 @@ unsafe impl Send for SharedRegion {}
 unsafe impl Sync for SharedRegion {}
 
 impl SharedRegion {
-    /// Creates a zero-filled region of `len` bytes, sealed against resizing.
+    /// Creates a zero-filled region of `len` bytes, sealed against resizing
+    /// and [reserved](reserve) whole: an error of kind
+    /// [`StorageFull`](io::ErrorKind::StorageFull) if the memory is not
+    /// there.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
+        Self::create_reserving(name, len, len)
+    }
+
+    /// As [`create`](Self::create), reserving only the first `reserved`
+    /// bytes: the rest is backed page by page as it is first written, and
+    /// its user must [`reserve`] a page before writing it (a pipe's
+    /// rings).
+    pub(crate) fn create_reserving(name: &str, len: usize, reserved: usize) -> io::Result<Self> {
+        check_file_size_limit(len as u64)?;
         let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        let fd = super::above_stdio(fd)?;
         ftruncate(&fd, len as u64)?;
+        reserve(&fd, 0, reserved.min(len) as u64)?;
         fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Self::map(fd, len)
     }
@@ -91,16 +112,6 @@ impl SharedRegion {
     /// The mapping's length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Gives the memory behind `offset..offset + len` back to the system
-    /// (`fallocate(PUNCH_HOLE)`): the bytes read as zeros afterwards, in
-    /// every process mapping the region, and are backed again when next
-    /// written. Advice only: a failure changes nothing but the memory used.
-    pub(crate) fn punch_hole(&self, offset: usize, len: usize) {
-        self.check(offset, len);
-        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-        let _ = rustix::fs::fallocate(&self.fd, flags, offset as u64, len as u64);
     }
 
     /// Panics unless `offset..offset + n` lies in the mapping: the callers'
@@ -172,6 +183,52 @@ impl SharedRegion {
             );
             out.set_len(out.len() + n);
         }
+    }
+}
+
+/// Allocates the pages of `offset..offset + len` of the shared-memory file
+/// `fd` (`fallocate`, mode 0: the size and the contents do not change), so
+/// that writing them later cannot fault for lack of memory.
+///
+/// Lack of room — `ENOSPC` (the tmpfs behind `/dev/shm` is full) or
+/// `ENOMEM` (a memory cgroup's limit, or memory is short) — is an error of
+/// kind [`StorageFull`](io::ErrorKind::StorageFull) whatever the errno (the
+/// OS error is its inner error), so callers need test only the kind; other
+/// errors are the OS's. A file system that cannot reserve (`EOPNOTSUPP`;
+/// not tmpfs nor memfd) is not an error: its pages are backed when written,
+/// as without this call. An interrupted call is retried.
+///
+/// Under a memory cgroup that may OOM-kill, the kernel may kill a process
+/// of the cgroup (as a page fault would) rather than fail the call.
+pub(crate) fn reserve(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let r = loop {
+        match fallocate(&fd, FallocateFlags::empty(), offset, len) {
+            Err(Errno::INTR) => {}
+            r => break r,
+        }
+    };
+    match r {
+        Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+        Err(e @ (Errno::NOSPC | Errno::NOMEM)) => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            io::Error::from(e),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `EFBIG` (kind [`FileTooLarge`](io::ErrorKind::FileTooLarge)) if a file
+/// of `len` bytes is over this process's file size limit (`RLIMIT_FSIZE`,
+/// `ulimit -f`). Call it before `ftruncate`, which would fail the same way
+/// but first send the process `SIGXFSZ`, whose default action kills it.
+pub(crate) fn check_file_size_limit(len: u64) -> io::Result<()> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize);
+    match limit.current {
+        Some(max) if len > max => Err(Errno::FBIG.into()),
+        _ => Ok(()),
     }
 }
 
