@@ -52,7 +52,7 @@ impl Client {
 
     /// Connects to `addr`; see [`Client`].
     pub fn connect<T>(addr: &Address, authkey: Option<&[u8]>) -> Result<SocketConnection<T>> {
-        Self::connect_until(addr, authkey, None)
+        Self::connect_until(addr, authkey, None, Self::KEYLESS_CHALLENGE_WAIT)
     }
 
     /// Connects to `addr`, giving up if the connection and the handshake
@@ -65,13 +65,32 @@ impl Client {
         authkey: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<SocketConnection<T>> {
-        Self::connect_until(addr, authkey, Some(Instant::now() + timeout))
+        Self::connect_until(
+            addr,
+            authkey,
+            Some(Instant::now() + timeout),
+            Self::KEYLESS_CHALLENGE_WAIT,
+        )
+    }
+
+    /// As [`connect_timeout`](Self::connect_timeout), for a peer known to
+    /// share this key (a manager's own proxies): a keyless connection does
+    /// not wait for a challenge that its server will not send (a late one
+    /// still fails the first receive).
+    pub(crate) fn connect_known<T>(
+        addr: &Address,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<SocketConnection<T>> {
+        let deadline = Some(Instant::now() + timeout);
+        Self::connect_until(addr, authkey, deadline, Duration::ZERO)
     }
 
     fn connect_until<T>(
         addr: &Address,
         authkey: Option<&[u8]>,
         deadline: Option<Instant>,
+        keyless_wait: Duration,
     ) -> Result<SocketConnection<T>> {
         let stream = Stream::connect(addr, crate::sys::remaining(deadline))
             .map_err(|e| frame::map_io(e, "cannot connect"))?;
@@ -83,7 +102,7 @@ impl Client {
                 Ok(SocketConnection::new(stream))
             }
             None => {
-                let wait = Instant::now() + Self::KEYLESS_CHALLENGE_WAIT;
+                let wait = Instant::now() + keyless_wait;
                 refuse_challenge(&stream, deadline.map_or(wait, |d| d.min(wait)))?;
                 Ok(SocketConnection::new(stream).refusing_challenge())
             }
