@@ -31,7 +31,7 @@ use super::auth::{FrameReader, Responder, Step};
 use super::frame;
 use super::stream::Stream;
 use crate::error::{AuthError, Error, Result};
-use crate::sys::fdpass;
+use crate::sys::{fdpass, keep_above_stdio};
 
 /// The most handshakes in progress at once.
 pub(crate) const MAX_PENDING: usize = 128;
@@ -66,10 +66,12 @@ impl Sock {
 
     fn accept(&self) -> io::Result<Stream> {
         match self {
-            Sock::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Sock::Unix(l) => l
+                .accept()
+                .and_then(|(s, _)| Ok(Stream::Unix(keep_above_stdio(s)?))),
             Sock::Tcp(l) => l.accept().and_then(|(s, _)| {
                 s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
+                Ok(Stream::Tcp(keep_above_stdio(s)?))
             }),
         }
     }
@@ -117,8 +119,9 @@ impl Acceptor {
     pub(crate) fn start(sock: Sock, policy: Policy) -> Result<Acceptor> {
         sock.set_nonblocking()
             .map_err(Error::io("cannot make a listener non-blocking"))?;
-        let (wake, woken) =
-            UnixStream::pair().map_err(Error::io("cannot make a listener's wake-up pair"))?;
+        let (wake, woken) = UnixStream::pair()
+            .and_then(|(a, b)| Ok((keep_above_stdio(a)?, keep_above_stdio(b)?)))
+            .map_err(Error::io("cannot make a listener's wake-up pair"))?;
         let shared = Arc::new(Shared {
             ready: Mutex::new(Ready::default()),
             cond: Condvar::new(),

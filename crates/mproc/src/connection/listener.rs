@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::acceptor::{Acceptor, Policy, Sock};
 use super::{Address, SocketConnection};
 use crate::error::{Error, Result};
+use crate::sys::keep_above_stdio;
 
 /// How long an accepted peer has to finish the handshake by default, and
 /// how long a [`Client`](crate::Client) gives a listener to finish it.
@@ -147,13 +148,16 @@ impl ListenerBuilder {
 
 fn bind(addr: &Address) -> std::io::Result<(Sock, Address)> {
     Ok(match addr {
-        Address::Unix(p) => (Sock::Unix(UnixListener::bind(p)?), addr.clone()),
+        Address::Unix(p) => (
+            Sock::Unix(keep_above_stdio(UnixListener::bind(p)?)?),
+            addr.clone(),
+        ),
         Address::Abstract(n) => {
             let l = UnixListener::bind_addr(&UnixAddr::from_abstract_name(n)?)?;
-            (Sock::Unix(l), addr.clone())
+            (Sock::Unix(keep_above_stdio(l)?), addr.clone())
         }
         Address::Tcp(a) => {
-            let l = TcpListener::bind(a)?;
+            let l = keep_above_stdio(TcpListener::bind(a)?)?;
             let local = l.local_addr()?;
             (Sock::Tcp(l), Address::Tcp(local))
         }
