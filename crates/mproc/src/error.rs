@@ -276,6 +276,14 @@ pub enum AuthError {
     /// truncated message, an unknown digest).
     #[error("bad handshake: {0}")]
     Malformed(String),
+    /// The listener asked for a key (it sent a challenge) and this client
+    /// has none (or an empty one).
+    #[error("the listener requires an authkey and none was given")]
+    KeyRequired,
+    /// The handshake did not finish in time: the peer accepted the
+    /// connection but never completed (or never started) the handshake.
+    #[error("the handshake timed out")]
+    HandshakeTimeout,
 }
 
 impl Error {

@@ -211,22 +211,57 @@ fn an_oversized_preauth_message_is_refused_unread() {
     t.join().unwrap();
 }
 
+/// Reads one frame (CPython's short form) from a raw socket.
+fn read_frame(s: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    let mut body = vec![0u8; i32::from_be_bytes(head) as usize];
+    s.read_exact(&mut body)?;
+    Ok(body)
+}
+
+fn write_frame(s: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
+    s.write_all(&[&(body.len() as i32).to_be_bytes()[..], body].concat())
+}
+
+/// Connects a raw socket to the abstract listener `addr`.
+fn raw_connect(addr: &Address) -> UnixStream {
+    use std::os::linux::net::SocketAddrExt;
+    let Address::Abstract(name) = addr else {
+        unreachable!()
+    };
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    UnixStream::connect_addr(&a).unwrap()
+}
+
 #[test]
 fn garbage_instead_of_an_answer_is_refused() {
     let addr = Address::unique_abstract().unwrap();
     let l = Listener::bind(&addr, Some(KEY)).unwrap();
-    let t = thread::spawn(move || {
-        // A client without a key: it reads the challenge as a message and
-        // sends garbage.
-        let c = Client::connect::<()>(&addr, None).unwrap();
-        let challenge = c.recv_bytes().unwrap();
-        assert!(challenge.starts_with(b"#CHALLENGE#{sha256}"));
-        c.send_bytes(&[0xAB; 100]).unwrap();
-        c.recv_bytes().unwrap()
-    });
+    let mut peer = raw_connect(&addr);
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap(); // a guard
+    let challenge = read_frame(&mut peer).unwrap();
+    assert!(challenge.starts_with(b"#CHALLENGE#{sha256}"));
+    write_frame(&mut peer, &[0xAB; 100]).unwrap();
     let e = l.accept::<()>().unwrap_err();
     assert!(matches!(auth_kind(e), AuthError::Malformed(_)));
-    assert_eq!(t.join().unwrap(), b"#FAILURE#");
+    assert_eq!(read_frame(&mut peer).unwrap(), b"#FAILURE#");
+}
+
+/// Whether the listener hangs up on `peer` (end of file or a reset)
+/// within `guard`.
+fn hung_up_within(peer: &mut UnixStream, guard: Duration) -> bool {
+    peer.set_read_timeout(Some(guard)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match peer.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {} // the challenge
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
 }
 
 #[test]
@@ -237,11 +272,15 @@ fn a_silent_peer_is_dropped_after_the_handshake_timeout() {
         .handshake_timeout(Duration::from_millis(200))
         .bind()
         .unwrap();
-    let silent = Client::connect::<()>(&addr, None).unwrap();
+    let mut silent = raw_connect(&addr);
     let t0 = Instant::now();
-    assert!(matches!(l.accept::<()>(), Err(Error::Timeout)));
-    assert!(t0.elapsed() < Duration::from_secs(3));
-    drop(silent);
+    assert!(hung_up_within(&mut silent, Duration::from_secs(10)));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // Dropped without a word: `accept` has nothing to say about it.
+    assert!(matches!(
+        l.accept_timeout::<()>(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
 }
 
 #[test]
@@ -253,10 +292,13 @@ fn accept_and_connect_time_out() {
         Err(Error::Timeout)
     ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
-    // A listener that never answers the handshake: the client gives up.
+    // A listener that never answers the handshake: the client gives up,
+    // with an error of its own.
     let quiet = Listener::bind(&Address::unique_abstract().unwrap(), None).unwrap();
+    let t0 = Instant::now();
     let e = Client::connect_timeout::<()>(quiet.address(), Some(KEY), Duration::from_millis(100));
-    assert!(matches!(e, Err(Error::Timeout)), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(auth_kind(e.unwrap_err()), AuthError::HandshakeTimeout);
 }
 
 #[test]
@@ -349,25 +391,29 @@ fn a_peer_dribbling_its_answer_is_dropped_at_the_handshake_deadline() {
     // Announces a 100-byte answer, then sends a byte every 100 ms: each
     // read is quick, the whole would take 10 s.
     let mut peer = raw_peer(&addr, 100i32.to_be_bytes().to_vec());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dribbler = {
-        let stop = stop.clone();
         thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // A guard: gives up after 20 s (100 bytes would have been sent).
+            for _ in 0..200 {
                 if peer.write_all(b"x").is_err() {
-                    return;
+                    return true;
                 }
                 thread::sleep(Duration::from_millis(100));
             }
+            false
         })
     };
     let t0 = Instant::now();
-    let e = l.accept::<()>().unwrap_err();
+    // The listener hangs up on it at the deadline: its writes fail.
+    let cut_off = dribbler.join().unwrap();
     let took = t0.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    dribbler.join().unwrap();
-    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(cut_off, "the dribbler was never dropped");
     assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Dropped without a word: `accept` has nothing to say about it.
+    assert!(matches!(
+        l.accept_timeout::<()>(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
 }
 
 /// Adler-32, as Python's `zlib.adler32`.
@@ -586,4 +632,298 @@ fn an_mproc_client_with_a_wrong_key_fails_with_a_cpython_312_listener() {
         out.contains("AuthenticationError digest received was wrong ['got {sha256}']"),
         "{out}"
     );
+}
+
+// ---- Keys that are not keys -------------------------------------------
+
+#[test]
+fn an_empty_key_is_no_key() {
+    let tcp = Address::tcp("127.0.0.1:0").unwrap();
+    for e in [
+        Listener::bind(&tcp, Some(b"")).unwrap_err(),
+        Listener::builder(tcp.clone())
+            .authkey(Vec::new())
+            .bind()
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+    // On a local socket it is a keyless listener: a keyless client (or
+    // one with an empty key) talks to it with no handshake.
+    let l = Listener::bind(&Address::unique_abstract().unwrap(), Some(b"")).unwrap();
+    let at = l.address().clone();
+    let t = thread::spawn(move || {
+        let c = Client::connect::<u8>(&at, Some(b"")).unwrap();
+        c.send(&7).unwrap();
+        c.recv().unwrap()
+    });
+    let s = l.accept::<u8>().unwrap();
+    assert_eq!(s.recv().unwrap(), 7);
+    s.send(&8).unwrap();
+    assert_eq!(t.join().unwrap(), 8);
+}
+
+#[test]
+fn a_keyless_client_of_a_keyed_listener_fails_at_connect() {
+    let path = temp_path("keyless");
+    for addr in [
+        Address::unix(&path),
+        Address::unique_abstract().unwrap(),
+        Address::tcp("127.0.0.1:0").unwrap(),
+    ] {
+        let l = Listener::bind(&addr, Some(KEY)).unwrap();
+        for key in [None, Some(&b""[..])] {
+            assert_eq!(
+                key_required(l.address(), key),
+                AuthError::KeyRequired,
+                "{addr:?}"
+            );
+        }
+    }
+}
+
+/// The error of a keyless client of a keyed listener: at connect, or on a
+/// machine too loaded for the listener to speak within
+/// `Client::KEYLESS_CHALLENGE_WAIT`, at the first receive.
+fn key_required(addr: &Address, key: Option<&[u8]>) -> AuthError {
+    match Client::connect::<()>(addr, key) {
+        Err(e) => auth_kind(e),
+        Ok(c) => {
+            eprintln!("note: the challenge came after the connect's wait");
+            auth_kind(c.recv_bytes().unwrap_err())
+        }
+    }
+}
+
+#[test]
+fn a_late_challenge_fails_the_first_receive() {
+    // A listener that only speaks once the client is connected (as a
+    // CPython listener does when it calls `accept` late).
+    let addr = Address::unique_abstract().unwrap();
+    let Address::Abstract(name) = &addr else {
+        unreachable!()
+    };
+    use std::os::linux::net::SocketAddrExt;
+    let raw = std::os::unix::net::UnixListener::bind_addr(
+        &std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap(),
+    )
+    .unwrap();
+    let c = Client::connect::<()>(&addr, None).unwrap();
+    let (mut s, _) = raw.accept().unwrap();
+    write_frame(&mut s, &[&b"#CHALLENGE#{sha256}"[..], &[1u8; 40]].concat()).unwrap();
+    assert_eq!(
+        auth_kind(c.recv_bytes().unwrap_err()),
+        AuthError::KeyRequired
+    );
+    // Only the first message is looked at.
+    let c = Client::connect::<()>(&addr, None).unwrap();
+    let (mut s, _) = raw.accept().unwrap();
+    write_frame(&mut s, b"hello").unwrap();
+    write_frame(&mut s, b"#CHALLENGE# is just bytes now").unwrap();
+    assert_eq!(c.recv_bytes().unwrap(), b"hello");
+    assert_eq!(c.recv_bytes().unwrap(), b"#CHALLENGE# is just bytes now");
+    // A listener that speaks first without a challenge: its message is
+    // left for the client to read.
+    let c = Client::connect::<()>(&addr, None);
+    let (mut s, _) = raw.accept().unwrap();
+    write_frame(&mut s, b"welcome").unwrap();
+    assert_eq!(c.unwrap().recv_bytes().unwrap(), b"welcome");
+}
+
+const PY_LATE_LISTENER: &str = r#"
+import sys
+from multiprocessing.connection import Listener
+path, key = sys.argv[1].split(",")
+with Listener(path, authkey=key.encode()) as l:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    try:
+        c = l.accept()
+    except Exception as e:
+        print(type(e).__name__, flush=True)
+        sys.exit(0)
+"#;
+
+#[test]
+fn a_keyless_client_of_a_keyed_cpython_listener_fails_typed() {
+    // At connect: the CPython listener is already in `accept`.
+    let (py, addr) = python_listener("pyl-keyless", "the key");
+    assert_eq!(key_required(&addr, None), AuthError::KeyRequired);
+    let (ok, out, _) = finish(py);
+    assert!(!ok, "{out}"); // its handshake failed
+                           // Late: CPython calls `accept` only after the client has connected.
+    let path = temp_path("pyl-late");
+    let _ = std::fs::remove_file(&path);
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            PY_LATE_LISTENER,
+            &format!("{},the key", path.display()),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let c = Client::connect::<()>(&Address::unix(&path), None).unwrap();
+    py.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(
+        auth_kind(c.recv_bytes().unwrap_err()),
+        AuthError::KeyRequired
+    );
+    drop(c);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("Error"), "{line}");
+    assert!(py.wait().unwrap().success());
+}
+
+/// Python, run as the user `nobody`, connects to the abstract `name`,
+/// sends a message and prints what it gets back (or `closed`).
+const PY_OTHER_USER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\0" + sys.argv[1])
+s.settimeout(20)  # a guard
+try:
+    s.sendall(struct.pack("!i", 5) + b"hello")
+    data = s.recv(100)
+except (ConnectionResetError, BrokenPipeError):
+    data = b""
+except socket.timeout:
+    print("no answer", flush=True)
+    sys.exit(0)
+print("closed" if not data else "answered", flush=True)
+"#;
+
+fn as_nobody(name: &[u8]) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new("python3")
+        .args(["-c", PY_OTHER_USER, std::str::from_utf8(name).unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+#[test]
+fn a_keyless_abstract_listener_accepts_only_its_own_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a peer as another user");
+        return;
+    }
+    let addr = Address::unique_abstract().unwrap();
+    let Address::Abstract(name) = addr.clone() else {
+        unreachable!()
+    };
+    let l = Listener::bind(&addr, None).unwrap();
+    let Some(py) = as_nobody(&name) else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    // The other user's peer is dropped, never returned by `accept`.
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    assert_eq!(out, "closed\n");
+    assert!(matches!(
+        l.accept_timeout::<()>(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    // Its own user is served.
+    let at = addr.clone();
+    let t = thread::spawn(move || Client::connect::<u8>(&at, None).unwrap().send(&1));
+    assert_eq!(l.accept::<u8>().unwrap().recv().unwrap(), 1);
+    t.join().unwrap().unwrap();
+    drop(l);
+    // With the opt-in, every user is.
+    let l = Listener::builder(addr)
+        .allow_unauthenticated_abstract()
+        .bind()
+        .unwrap();
+    let py = as_nobody(&name).unwrap();
+    let s = l.accept::<()>().unwrap();
+    assert_eq!(s.recv_bytes().unwrap(), b"hello");
+    s.send_bytes(b"hi").unwrap();
+    let (ok, out, err) = finish(py);
+    assert!(ok, "{err}");
+    assert_eq!(out, "answered\n");
+}
+
+// ---- Accepting while others stall ---------------------------------------
+
+#[test]
+fn silent_sockets_do_not_delay_a_good_client() {
+    let addr = Address::unique_abstract().unwrap();
+    let l = Listener::bind(&addr, Some(KEY)).unwrap();
+    let silent: Vec<UnixStream> = (0..50).map(|_| raw_connect(&addr)).collect();
+    let t0 = Instant::now();
+    let at = addr.clone();
+    let t = thread::spawn(move || Client::connect::<u8>(&at, Some(KEY)).unwrap().send(&9));
+    let conn = l.accept_timeout::<u8>(Duration::from_secs(15)).unwrap();
+    assert_eq!(conn.recv().unwrap(), 9);
+    t.join().unwrap().unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(silent);
+}
+
+#[test]
+fn more_silent_sockets_than_pending_handshakes_do_not_lock_a_client_out() {
+    // Over TCP, more silent peers than the listener keeps handshakes for:
+    // the newest peer is always served.
+    let l = Listener::bind(&Address::tcp("127.0.0.1:0").unwrap(), Some(KEY)).unwrap();
+    let Address::Tcp(a) = *l.address() else {
+        unreachable!()
+    };
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        // A full backlog would make a connect wait: bounded.
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
+            Ok(s) => silent.push(s),
+            Err(_) => break, // the backlog is full: enough
+        }
+    }
+    let t0 = Instant::now();
+    let at = l.address().clone();
+    let t = thread::spawn(move || Client::connect::<u8>(&at, Some(KEY)).unwrap().send(&3));
+    let conn = l.accept_timeout::<u8>(Duration::from_secs(15)).unwrap();
+    assert_eq!(conn.recv().unwrap(), 3);
+    t.join().unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn accept_timeout_bounds_the_whole_call() {
+    let addr = Address::unique_abstract().unwrap();
+    let l = Listener::bind(&addr, Some(KEY)).unwrap();
+    let _silent = raw_connect(&addr);
+    let t0 = Instant::now();
+    assert!(matches!(
+        l.accept_timeout::<()>(Duration::from_millis(200)),
+        Err(Error::Timeout)
+    ));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_client_of_a_listener_that_never_answers_times_out_typed() {
+    // A socket that is listened on but never accepted from: the connect
+    // succeeds (the backlog), the handshake never starts.
+    let raw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(raw.local_addr().unwrap());
+    let t0 = Instant::now();
+    let e =
+        Client::connect_timeout::<()>(&addr, Some(KEY), Duration::from_millis(300)).unwrap_err();
+    assert_eq!(auth_kind(e), AuthError::HandshakeTimeout);
+    assert!(t0.elapsed() < Duration::from_secs(5));
 }

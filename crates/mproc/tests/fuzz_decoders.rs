@@ -187,9 +187,13 @@ fn a_huge_length_prefix_allocates_only_what_arrives() {
 fn handshake_halves_fail_typed() {
     for input in inputs("handshake", 0x2545_F491_4F6C_DD1D) {
         let mut r = (Ok(()), Ok(()));
-        let peak = largest_during(|| r = fuzz::handshake(&input));
+        let mut polled = Ok(());
+        let peak = largest_during(|| {
+            r = fuzz::handshake(&input);
+            polled = fuzz::polled_handshake(&input);
+        });
         assert!(peak <= 4096, "{peak} bytes for {input:?}");
-        for half in [r.0, r.1] {
+        for half in [r.0, r.1, polled] {
             match half {
                 // A fuzzer cannot know the key or the random challenge.
                 Ok(()) => panic!("authenticated without the key: {input:?}"),

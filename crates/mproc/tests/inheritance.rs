@@ -130,7 +130,10 @@ fn daemon_probe() {
         // owned objects, and std's stdio handles accept a closed descriptor.
         unsafe { rustix::io::close(fd) };
     }
-    let mut lines = Vec::new();
+    let mut lines = vec![format!(
+        "a listener and its clients keep stdio free: {:?}",
+        listener_keeps_stdio_free()
+    )];
     for m in mproc::all_start_methods() {
         let got = mproc::get_context(Some(m))
             .spawn(chatty, 21)
@@ -142,6 +145,29 @@ fn daemon_probe() {
         lines.push(format!("{} opens above stdio: {got:?}", m.name()));
     }
     std::fs::write(report, lines.join("\n")).unwrap();
+}
+
+/// With 0, 1 and 2 closed: a keyed `Listener`, a `Client` and the accepted
+/// connection exchange a message, and none of their sockets took a
+/// standard descriptor.
+fn listener_keeps_stdio_free() -> mproc::Result<bool> {
+    use mproc::{Address, Client, Listener};
+    let addr = Address::unique_abstract()?;
+    let listener = Listener::bind(&addr, Some(b"key"))?;
+    let client = std::thread::spawn(move || {
+        let c = Client::connect::<u32>(&addr, Some(b"key"))?;
+        c.send(&7)?;
+        c.recv()
+    });
+    let served = listener.accept::<u32>()?;
+    let got = served.recv()?;
+    served.send(&(got + 1))?;
+    let answer = client.join().expect("client thread")?;
+    let stdio_closed = (0..3).all(|fd| {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) == -1 }
+    });
+    Ok(answer == 8 && stdio_closed)
 }
 
 #[test]
@@ -158,6 +184,10 @@ fn children_of_a_parent_without_stdio_start_and_report() {
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     let _ = std::fs::remove_file(&report);
     assert!(status.success(), "{status:?} {text}");
+    assert!(
+        text.contains("a listener and its clients keep stdio free: Ok(true)"),
+        "{text}"
+    );
     for m in mproc::all_start_methods() {
         assert!(
             text.contains(&format!("{}: Ok(42)", m.name())),

@@ -342,7 +342,12 @@ fn a_silent_peer_does_not_hold_up_the_server() {
     let _g = common::shared();
     let m = Manager::start().unwrap();
     // Connects, never answers the challenge.
-    let silent = mproc::Client::connect::<()>(m.address(), None).unwrap();
+    let Address::Abstract(name) = m.address() else {
+        unreachable!("a manager listens on an abstract address by default")
+    };
+    use std::os::linux::net::SocketAddrExt;
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let silent = std::os::unix::net::UnixStream::connect_addr(&a).unwrap();
     let t0 = std::time::Instant::now();
     let v = m.value(5u8).unwrap();
     assert_eq!(v.get().unwrap(), 5);
@@ -638,4 +643,94 @@ fn a_proxy_on_a_queue_stays_alive_until_its_getter_drops_it() {
     assert_eq!(l.to_vec().unwrap(), vec![5]);
     drop(l);
     assert!(count_reaches(&m, 1), "{} left", m.object_count().unwrap());
+}
+
+#[test]
+fn an_empty_key_is_no_key_and_tcp_refuses_it() {
+    let _g = common::shared();
+    let tcp = Address::tcp("127.0.0.1:0").unwrap();
+    for r in [
+        Manager::serve(&tcp, b""),
+        Manager::builder().address(tcp.clone()).authkey("").start(),
+    ] {
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+    }
+}
+
+/// Opens `n` TCP connections to `addr` that never send a byte.
+fn idle_sockets(addr: &Address, n: usize) -> Vec<std::net::TcpStream> {
+    let Address::Tcp(a) = addr else {
+        unreachable!()
+    };
+    (0..n)
+        .map_while(|_| std::net::TcpStream::connect_timeout(a, Duration::from_secs(1)).ok())
+        .collect()
+}
+
+#[test]
+fn a_flood_of_idle_sockets_does_not_stop_the_server() {
+    let _g = common::shared();
+    let m = Manager::serve(&Address::tcp("127.0.0.1:0").unwrap(), b"flood key").unwrap();
+    let pid = m.pid().unwrap();
+    let flood = idle_sockets(m.address(), 300);
+    assert!(flood.len() >= 100, "only {} sockets", flood.len());
+    let t0 = std::time::Instant::now();
+    let d = m.dict::<u32, u32>().unwrap();
+    d.insert(&1, &2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    drop(flood);
+    assert!(alive(pid));
+    assert_eq!(m.object_count().unwrap(), 1);
+}
+
+fn vm_size(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+fn limit_address_space(pid: i32, bytes: Option<u64>) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let lim = Rlimit {
+        current: bytes,
+        maximum: None,
+    };
+    prlimit(Pid::from_raw(pid), Resource::As, lim).unwrap();
+}
+
+/// A container-style cap: the server's address space is capped just above
+/// what it uses, so that no thread stack (2 MiB) can be mapped. Idle
+/// sockets flood it; it must neither die nor stop serving the connection
+/// it has, and once the cap is lifted it serves new ones.
+#[test]
+fn a_server_that_cannot_start_threads_survives_a_flood() {
+    let _g = common::shared();
+    let key = b"capped key";
+    let m = Manager::serve(&Address::tcp("127.0.0.1:0").unwrap(), key).unwrap();
+    let pid = m.pid().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    d.insert(&1, &1).unwrap();
+    limit_address_space(pid, Some(vm_size(pid) + (1 << 20)));
+    let flood = idle_sockets(m.address(), 300);
+    // A new client's connection needs a thread the server cannot start:
+    // that connection is closed, nothing else.
+    let refused = Manager::connect(m.address(), key);
+    assert!(refused.is_err(), "a thread could still be started");
+    d.insert(&2, &2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(1));
+    assert!(alive(pid));
+    limit_address_space(pid, None);
+    drop(flood);
+    let other = Manager::connect(m.address(), key).unwrap();
+    assert_eq!(other.object_count().unwrap(), 1);
+    assert_eq!(d.len().unwrap(), 2);
 }

@@ -155,18 +155,34 @@ fn recv_bounded(stream: &mut impl Read) -> Result<Vec<u8>> {
 
 /// The checking half: sends a challenge, checks the digest that comes back.
 pub(crate) fn deliver_challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
+    let message = new_challenge()?;
+    frame::send(&mut *stream, &[CHALLENGE, &message].concat())?;
+    let response = recv_bounded(stream)?;
+    let (verdict, result) = judge(key, &message, &response);
+    match result {
+        Ok(()) => frame::send(&mut *stream, verdict),
+        Err(e) => {
+            let _ = frame::send(&mut *stream, verdict);
+            Err(e)
+        }
+    }
+}
+
+/// A fresh challenge (what follows `#CHALLENGE#`): `{sha256}` and 40
+/// random bytes.
+fn new_challenge() -> Result<Vec<u8>> {
     let mut message = b"{sha256}".to_vec();
     let mut nonce = [0u8; NONCE_LEN];
     random(&mut nonce)?;
     message.extend_from_slice(&nonce);
-    frame::send(&mut *stream, &[CHALLENGE, &message].concat())?;
-    let response = recv_bounded(stream)?;
-    match verify(key, &message, &response) {
-        Ok(()) => frame::send(&mut *stream, WELCOME),
-        Err(e) => {
-            let _ = frame::send(&mut *stream, FAILURE);
-            Err(e)
-        }
+    Ok(message)
+}
+
+/// The verdict on a peer's `response` to `message`, and the outcome.
+fn judge(key: &[u8], message: &[u8], response: &[u8]) -> (&'static [u8], Result<()>) {
+    match verify(key, message, response) {
+        Ok(()) => (WELCOME, Ok(())),
+        Err(e) => (FAILURE, Err(e)),
     }
 }
 
@@ -186,6 +202,12 @@ fn verify(key: &[u8], message: &[u8], response: &[u8]) -> Result<()> {
 /// The answering half: proves it knows the key, then reads the verdict.
 pub(crate) fn answer_challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
     let got = recv_bounded(stream)?;
+    frame::send(&mut *stream, &answer(key, &got)?)?;
+    check_verdict(&recv_bounded(stream)?)
+}
+
+/// The answer to a received challenge message (`#CHALLENGE#...`).
+fn answer(key: &[u8], got: &[u8]) -> Result<Vec<u8>> {
     let message = got
         .strip_prefix(CHALLENGE)
         .ok_or_else(|| malformed("expected a challenge".into()))?;
@@ -195,11 +217,138 @@ pub(crate) fn answer_challenge(stream: &mut (impl Read + Write), key: &[u8]) -> 
             message.len()
         )));
     }
-    frame::send(&mut *stream, &respond(key, message)?)?;
-    if recv_bounded(stream)? == WELCOME {
+    respond(key, message)
+}
+
+fn check_verdict(got: &[u8]) -> Result<()> {
+    if got == WELCOME {
         Ok(())
     } else {
         Err(Error::Authentication(AuthError::DigestSentRejected))
+    }
+}
+
+/// Whether `frame` (a header and what follows, as read or peeked from a
+/// socket) starts a challenge: what a keyed listener sends first.
+pub(crate) fn is_challenge_frame(frame: &[u8]) -> bool {
+    frame.len() >= 4 + CHALLENGE.len()
+        && i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) >= CHALLENGE.len() as i32
+        && frame[4..].starts_with(CHALLENGE)
+}
+
+/// Whether a received message is a challenge.
+pub(crate) fn is_challenge(message: &[u8]) -> bool {
+    message.starts_with(CHALLENGE)
+}
+
+/// The listener's half of the handshake driven by a poll loop: it is fed
+/// the peer's messages one at a time and says what to send back, so that
+/// one thread can authenticate many peers at once. The same steps as
+/// [`deliver_challenge`] then [`answer_challenge`].
+pub(crate) struct Responder {
+    key: std::sync::Arc<[u8]>,
+    message: Vec<u8>,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waits for the answer to our challenge.
+    Response,
+    /// Waits for the peer's challenge.
+    Challenge,
+    /// Waits for the peer's verdict on our answer.
+    Verdict,
+}
+
+/// What a [`Responder`] made of a message.
+pub(crate) enum Step {
+    /// More messages are expected.
+    More,
+    /// The peer is authenticated.
+    Done,
+}
+
+impl Responder {
+    /// A responder and the frame to send first (the challenge).
+    pub(crate) fn start(key: std::sync::Arc<[u8]>) -> Result<(Responder, Vec<u8>)> {
+        let message = new_challenge()?;
+        let first = [CHALLENGE, &message].concat();
+        let r = Responder {
+            key,
+            message,
+            phase: Phase::Response,
+        };
+        Ok((r, first))
+    }
+
+    /// Takes the peer's next message; `reply` receives the payload to send
+    /// back (also on an error: the `#FAILURE#` verdict).
+    pub(crate) fn on_message(&mut self, msg: &[u8], reply: &mut Option<Vec<u8>>) -> Result<Step> {
+        match self.phase {
+            Phase::Response => {
+                let (verdict, result) = judge(&self.key, &self.message, msg);
+                *reply = Some(verdict.to_vec());
+                result?;
+                self.phase = Phase::Challenge;
+                Ok(Step::More)
+            }
+            Phase::Challenge => {
+                *reply = Some(answer(&self.key, msg)?);
+                self.phase = Phase::Verdict;
+                Ok(Step::More)
+            }
+            Phase::Verdict => {
+                check_verdict(msg)?;
+                Ok(Step::Done)
+            }
+        }
+    }
+}
+
+/// Reads one bounded handshake frame from a non-blocking socket, in as
+/// many pieces as it arrives, never past its end (what follows belongs to
+/// the connection).
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    head: [u8; 4],
+    got: usize,
+    body: Option<Vec<u8>>,
+}
+
+impl FrameReader {
+    /// Reads what is there: `Ok(Some(message))` once complete,
+    /// `Ok(None)` when the socket has nothing more for now.
+    pub(crate) fn read_from(&mut self, mut r: impl Read) -> Result<Option<Vec<u8>>> {
+        loop {
+            let buf = match &mut self.body {
+                None => &mut self.head[self.got..],
+                Some(body) => {
+                    if self.got == body.len() {
+                        self.got = 0;
+                        return Ok(self.body.take());
+                    }
+                    &mut body[self.got..]
+                }
+            };
+            match r.read(buf) {
+                Ok(0) => return Err(Error::Disconnected),
+                Ok(n) => self.got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(frame::map_io(e, "cannot receive a handshake message")),
+            }
+            if self.body.is_none() && self.got == 4 {
+                let n = i32::from_be_bytes(self.head);
+                if n < 0 || n as u64 > MAX_READ {
+                    return Err(malformed(format!(
+                        "a handshake message announced as {n} bytes (at most {MAX_READ})"
+                    )));
+                }
+                self.body = Some(vec![0; n as usize]);
+                self.got = 0;
+            }
+        }
     }
 }
 

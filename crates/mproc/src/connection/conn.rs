@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::frame;
 use super::stream::Stream;
-use crate::error::{CodecError, Error, Result};
+use crate::error::{AuthError, CodecError, Error, Result};
 use crate::sys::fdpass;
 
 /// One end of a connection made by a [`Listener`](crate::Listener) or a
@@ -59,6 +59,9 @@ pub struct SocketConnection<T = Vec<u8>> {
     /// Reads ahead: a small message costs one `read`, not two.
     reader: Mutex<BufReader<Reader>>,
     timed: AtomicBool,
+    /// A keyless client's connection: its first message must not be a
+    /// challenge (the listener wanted a key).
+    no_challenge: AtomicBool,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -70,8 +73,16 @@ impl<T> SocketConnection<T> {
             stream,
             send_lock: Mutex::new(()),
             timed: AtomicBool::new(false),
+            no_challenge: AtomicBool::new(false),
             _t: PhantomData,
         }
+    }
+
+    /// Marks a keyless client's connection: a challenge as its first
+    /// message is [`AuthError::KeyRequired`](crate::AuthError::KeyRequired).
+    pub(crate) fn refusing_challenge(self) -> Self {
+        self.no_challenge.store(true, Ordering::Relaxed);
+        self
     }
 
     /// Sends `buf` as one message.
@@ -105,7 +116,14 @@ impl<T> SocketConnection<T> {
                 .map_err(|e| frame::map_io(e, "cannot set a receive timeout"))?;
             self.timed.store(deadline.is_some(), Ordering::Relaxed);
         }
-        frame::recv(&mut *reader, max)
+        let msg = frame::recv(&mut *reader, max)?;
+        if self.no_challenge.load(Ordering::Relaxed) {
+            self.no_challenge.store(false, Ordering::Relaxed);
+            if super::auth::is_challenge(&msg) {
+                return Err(Error::Authentication(AuthError::KeyRequired));
+            }
+        }
+        Ok(msg)
     }
 
     /// Whether a message (or the peer's hang-up) is ready within `timeout`.
@@ -130,6 +148,7 @@ impl<T> SocketConnection<T> {
             send_lock: self.send_lock,
             reader: self.reader,
             timed: self.timed,
+            no_challenge: self.no_challenge,
             _t: PhantomData,
         }
     }

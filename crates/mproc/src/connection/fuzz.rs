@@ -64,6 +64,24 @@ pub fn handshake(data: &[u8]) -> (Result<()>, Result<()>) {
     (listener, client)
 }
 
+/// Runs the listener's half of the handshake as a listener's acceptor runs
+/// it (a message at a time, read in pieces as they come) against a peer
+/// that sends `data`.
+pub fn polled_handshake(data: &[u8]) -> Result<()> {
+    let (mut responder, _challenge) = super::auth::Responder::start(b"fuzz key"[..].into())?;
+    let mut reader = super::auth::FrameReader::default();
+    let mut peer = Scripted(data);
+    loop {
+        let Some(msg) = reader.read_from(&mut peer)? else {
+            return Err(crate::Error::Disconnected);
+        };
+        let mut reply = None;
+        if let super::auth::Step::Done = responder.on_message(&msg, &mut reply)? {
+            return Ok(());
+        }
+    }
+}
+
 /// Decodes `data` as a manager request, as the server does with every
 /// message of an authenticated peer.
 pub fn manager_request(data: &[u8]) -> Result<()> {

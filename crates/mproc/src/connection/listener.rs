@@ -1,36 +1,52 @@
 //! `Listener`: accepts authenticated connections on an address.
 
 use std::net::TcpListener;
-use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::stream::Stream;
-use super::{auth, Address, SocketConnection};
+use super::acceptor::{Acceptor, Policy, Sock};
+use super::{Address, SocketConnection};
 use crate::error::{Error, Result};
-use crate::sys::fdpass;
+use crate::sys::keep_above_stdio;
 
-/// How long an accepted peer has to finish the handshake by default.
+/// How long an accepted peer has to finish the handshake by default, and
+/// how long a [`Client`](crate::Client) gives a listener to finish it.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-
-#[derive(Debug)]
-enum Sock {
-    Unix(UnixListener),
-    Tcp(TcpListener),
-}
 
 /// Listens on an address, as Python's `multiprocessing.connection.Listener`.
 ///
-/// With a key, each accepted peer must pass the mutual challenge–response
-/// handshake (HMAC-SHA256, or CPython 3.11's HMAC-MD5) before `accept`
-/// returns it; nothing the peer sends is decoded before that, each
-/// handshake read is capped at 256 bytes, and a peer that stalls is dropped
-/// after the handshake timeout. A TCP listener without a key must be asked
-/// for with [`ListenerBuilder::allow_unauthenticated_tcp`].
+/// With a key, each peer must pass the mutual challenge–response handshake
+/// (HMAC-SHA256, or CPython 3.11's HMAC-MD5) before `accept` returns it;
+/// nothing the peer sends is decoded before that, each handshake read is
+/// capped at 256 bytes, and a peer that stalls is dropped after the
+/// handshake timeout. An empty key is no key.
+///
+/// Peers are accepted and authenticated in the background, concurrently
+/// (one thread per listener, driven by `poll`), from the moment the
+/// listener is bound: a peer that stays silent holds up nobody else, and
+/// [`accept`](Listener::accept) returns the first peer that has
+/// authenticated. A peer that fails the handshake (a wrong key, garbage)
+/// makes `accept` return its [`Error::Authentication`], as CPython's
+/// `accept` raises it; a peer that times out or hangs up mid-handshake is
+/// dropped without a word. At most 128 handshakes are in progress at once
+/// (a newer peer drops the oldest).
+///
+/// Who may connect without a key:
+/// - TCP: anyone who reaches the port, so it must be asked for with
+///   [`ListenerBuilder::allow_unauthenticated_tcp`].
+/// - A Linux abstract name: anyone in the network namespace, so only
+///   peers running as this process's user (or root) are accepted (checked
+///   by `SO_PEERCRED`; others are dropped), unless
+///   [`ListenerBuilder::allow_unauthenticated_abstract`] opens it to all.
+/// - A Unix socket file: whoever the file's permissions let write to it.
 ///
 /// A Unix socket file is removed when its listener is closed or dropped;
-/// after [`close`](Listener::close), `accept` is an error.
+/// after [`close`](Listener::close), `accept` is an error. Closing or
+/// dropping the listener stops its background thread and closes every
+/// socket it held. The thread belongs to the process that bound the
+/// listener: in a forked copy `accept` is [`Error::InvalidState`].
 ///
 /// ```
 /// use mproc::{Address, Error, Listener};
@@ -43,16 +59,15 @@ enum Sock {
 /// l.close();
 /// assert!(!dir.exists());
 /// assert!(matches!(l.accept::<()>(), Err(Error::InvalidState(_))));
-/// // Plain TCP needs an opt-in:
+/// // Plain TCP needs an opt-in, and an empty key is no key:
 /// assert!(Listener::bind(&Address::tcp("127.0.0.1:0")?, None).is_err());
+/// assert!(Listener::bind(&Address::tcp("127.0.0.1:0")?, Some(b"")).is_err());
 /// # Ok::<(), mproc::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Listener {
-    sock: Option<Sock>,
+    acceptor: Option<Acceptor>,
     address: Address,
-    authkey: Option<Vec<u8>>,
-    handshake_timeout: Duration,
     owner: u32,
 }
 
@@ -62,11 +77,12 @@ pub struct ListenerBuilder {
     address: Address,
     authkey: Option<Vec<u8>>,
     allow_plain_tcp: bool,
+    allow_any_user: bool,
     handshake_timeout: Duration,
 }
 
 impl ListenerBuilder {
-    /// The key peers must prove they hold.
+    /// The key peers must prove they hold (an empty key is no key).
     pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.authkey = Some(key.into());
         self
@@ -79,6 +95,14 @@ impl ListenerBuilder {
         self
     }
 
+    /// Lets a keyless listener on a Linux abstract name accept peers of
+    /// every user (by default only this process's user and root may
+    /// connect: an abstract name has no file permissions to guard it).
+    pub fn allow_unauthenticated_abstract(mut self) -> Self {
+        self.allow_any_user = true;
+        self
+    }
+
     /// How long an accepted peer has to complete the handshake
     /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] by default).
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
@@ -86,33 +110,54 @@ impl ListenerBuilder {
         self
     }
 
-    /// Binds and listens.
+    /// Binds and listens; from now on peers are accepted and
+    /// authenticated in the background.
     pub fn bind(self) -> Result<Listener> {
-        if self.address.is_tcp() && self.authkey.is_none() && !self.allow_plain_tcp {
+        let authkey: Option<Arc<[u8]>> = self.authkey.filter(|k| !k.is_empty()).map(Into::into);
+        if self.address.is_tcp() && authkey.is_none() && !self.allow_plain_tcp {
             return Err(Error::InvalidArgument(
                 "a TCP listener without an authkey needs allow_unauthenticated_tcp()".into(),
             ));
         }
+        let same_user_only = matches!(self.address, Address::Abstract(_))
+            && authkey.is_none()
+            && !self.allow_any_user;
         let (sock, address) = bind(&self.address).map_err(Error::io("cannot bind a listener"))?;
+        let policy = Policy {
+            authkey,
+            timeout: self.handshake_timeout,
+            same_user_only,
+        };
+        let owner = std::process::id();
+        let acceptor = match Acceptor::start(sock, policy) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Address::Unix(p) = &address {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+        };
         Ok(Listener {
-            sock: Some(sock),
+            acceptor: Some(acceptor),
             address,
-            authkey: self.authkey,
-            handshake_timeout: self.handshake_timeout,
-            owner: std::process::id(),
+            owner,
         })
     }
 }
 
 fn bind(addr: &Address) -> std::io::Result<(Sock, Address)> {
     Ok(match addr {
-        Address::Unix(p) => (Sock::Unix(UnixListener::bind(p)?), addr.clone()),
+        Address::Unix(p) => (
+            Sock::Unix(keep_above_stdio(UnixListener::bind(p)?)?),
+            addr.clone(),
+        ),
         Address::Abstract(n) => {
             let l = UnixListener::bind_addr(&UnixAddr::from_abstract_name(n)?)?;
-            (Sock::Unix(l), addr.clone())
+            (Sock::Unix(keep_above_stdio(l)?), addr.clone())
         }
         Address::Tcp(a) => {
-            let l = TcpListener::bind(a)?;
+            let l = keep_above_stdio(TcpListener::bind(a)?)?;
             let local = l.local_addr()?;
             (Sock::Tcp(l), Address::Tcp(local))
         }
@@ -134,6 +179,7 @@ impl Listener {
             address: addr,
             authkey: None,
             allow_plain_tcp: false,
+            allow_any_user: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
@@ -143,92 +189,52 @@ impl Listener {
         &self.address
     }
 
-    /// Waits for a peer and authenticates it.
+    /// Returns the next authenticated peer, waiting for one; the error of
+    /// a peer that failed the handshake (see [`Listener`]).
     pub fn accept<T>(&self) -> Result<SocketConnection<T>> {
         self.accept_until(None)
     }
 
     /// As [`accept`](Listener::accept), giving up with [`Error::Timeout`]
-    /// if no peer arrives within `timeout` (the handshake has its own).
+    /// if no peer has authenticated within `timeout` (the whole call is
+    /// bounded by it, whatever peers are in the middle of a handshake).
     pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<SocketConnection<T>> {
         self.accept_until(Some(Instant::now() + timeout))
     }
 
     fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<SocketConnection<T>> {
-        self.accept_pending(deadline)?.authenticate()
-    }
-
-    /// Takes the next peer without authenticating it: the caller runs
-    /// [`Pending::authenticate`] (on another thread, so that a slow peer
-    /// does not hold up the others).
-    pub(crate) fn accept_pending(&self, deadline: Option<Instant>) -> Result<Pending> {
-        let sock = self
-            .sock
+        let acceptor = self
+            .acceptor
             .as_ref()
             .ok_or(Error::InvalidState("listener is closed"))?;
-        let fd = match sock {
-            Sock::Unix(l) => l.as_fd(),
-            Sock::Tcp(l) => l.as_fd(),
-        };
-        if !fdpass::wait_readable(fd, deadline).map_err(Error::io("cannot accept"))? {
-            return Err(Error::Timeout);
+        if self.owner != std::process::id() {
+            return Err(Error::InvalidState(
+                "a listener accepts only in the process that bound it",
+            ));
         }
-        let stream = match sock {
-            Sock::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
-            Sock::Tcp(l) => l.accept().and_then(|(s, _)| {
-                s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
-            }),
-        }
-        .map_err(Error::io("cannot accept"))?;
-        Ok(Pending {
-            stream,
-            authkey: self.authkey.clone(),
-            timeout: self.handshake_timeout,
-        })
+        acceptor.next(deadline).map(SocketConnection::new)
     }
 
     /// Stops listening and removes a Unix socket file. Idempotent.
     pub fn close(&mut self) {
-        if self.sock.take().is_some() && self.owner == std::process::id() {
-            if let Address::Unix(p) = &self.address {
-                let _ = std::fs::remove_file(p);
-            }
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        if self.owner != std::process::id() {
+            // A forked copy: the thread and the socket file are the parent's.
+            acceptor.forget();
+            return;
+        }
+        acceptor.stop();
+        if let Address::Unix(p) = &self.address {
+            let _ = std::fs::remove_file(p);
         }
     }
 
     /// Whether [`close`](Listener::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.sock.is_none()
+        self.acceptor.is_none()
     }
-}
-
-/// An accepted peer that has not authenticated yet.
-pub(crate) struct Pending {
-    stream: Stream,
-    authkey: Option<Vec<u8>>,
-    timeout: Duration,
-}
-
-impl Pending {
-    /// Runs the listener's half of the handshake (when it has a key),
-    /// bounded by its handshake timeout.
-    pub(crate) fn authenticate<T>(self) -> Result<SocketConnection<T>> {
-        if let Some(key) = &self.authkey {
-            let deadline = Some(Instant::now() + self.timeout);
-            handshake(&self.stream, key, deadline)?;
-        }
-        Ok(SocketConnection::new(self.stream))
-    }
-}
-
-fn handshake(stream: &Stream, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    let mut io = auth::Bounded::new(stream, deadline);
-    auth::deliver_challenge(&mut io, key)?;
-    auth::answer_challenge(&mut io, key)?;
-    stream
-        .set_deadline(None)
-        .map_err(Error::io("cannot clear a timeout"))
 }
 
 impl Drop for Listener {

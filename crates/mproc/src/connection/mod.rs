@@ -5,7 +5,8 @@
 //! | file          | what                                                   |
 //! |---------------|--------------------------------------------------------|
 //! | `address.rs`  | `Address`: where to listen or connect                  |
-//! | `listener.rs` | `Listener`: bind, accept, authenticate                 |
+//! | `listener.rs` | `Listener`: bind, accept                               |
+//! | `acceptor.rs` | accepting in the background, handshakes concurrently   |
 //! | `client.rs`   | `Client`: connect, authenticate                        |
 //! | `conn.rs`     | `SocketConnection<T>`: framed messages on a socket     |
 //! | `frame.rs`    | CPython's length-prefixed framing                      |
@@ -13,6 +14,7 @@
 //! | `stream.rs`   | a Unix or TCP socket with deadlines                    |
 //! | `fuzz.rs`     | entry points for fuzzing the decoders (not API)        |
 
+mod acceptor;
 mod address;
 pub(crate) mod auth;
 mod client;

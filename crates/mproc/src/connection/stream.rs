@@ -8,6 +8,7 @@ use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
 use std::time::{Duration, Instant};
 
 use super::Address;
+use crate::sys::keep_above_stdio;
 
 /// One connected socket.
 #[derive(Debug)]
@@ -21,9 +22,10 @@ impl Stream {
     /// does not wait).
     pub(crate) fn connect(addr: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
         match addr {
-            Address::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+            Address::Unix(p) => Ok(Stream::Unix(keep_above_stdio(UnixStream::connect(p)?)?)),
             Address::Abstract(n) => {
-                UnixStream::connect_addr(&UnixAddr::from_abstract_name(n)?).map(Stream::Unix)
+                let s = UnixStream::connect_addr(&UnixAddr::from_abstract_name(n)?)?;
+                Ok(Stream::Unix(keep_above_stdio(s)?))
             }
             Address::Tcp(a) => {
                 let s = match timeout {
@@ -31,7 +33,7 @@ impl Stream {
                     None => TcpStream::connect(a)?,
                 };
                 s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
+                Ok(Stream::Tcp(keep_above_stdio(s)?))
             }
         }
     }
@@ -49,6 +51,13 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(t),
             Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_nonblocking(on),
+            Stream::Tcp(s) => s.set_nonblocking(on),
         }
     }
 

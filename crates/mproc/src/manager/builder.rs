@@ -116,7 +116,9 @@ impl ManagerBuilder {
         self
     }
 
-    /// The key clients must hold (default: 32 random bytes).
+    /// The key clients must hold (default: 32 random bytes). An empty key
+    /// is no key: refused on TCP, and on a Linux abstract address only
+    /// clients of the server's user (or root) may connect.
     pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.authkey = Some(key.into());
         self
@@ -145,6 +147,11 @@ impl ManagerBuilder {
             Some(a) => a,
             None => Address::unique_abstract()?,
         };
+        if address.is_tcp() && self.authkey.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::InvalidArgument(
+                "a TCP manager needs a non-empty authkey (an empty key is no key)".into(),
+            ));
+        }
         let authkey = match self.authkey {
             Some(k) => k,
             None => {
@@ -204,7 +211,8 @@ impl Manager {
     }
 
     /// Starts a server process listening on `address` with `authkey`, for
-    /// other processes to [`connect`](Manager::connect) to.
+    /// other processes to [`connect`](Manager::connect) to. On TCP the key
+    /// must not be empty ([`Error::InvalidArgument`]).
     pub fn serve(address: &Address, authkey: &[u8]) -> Result<Manager> {
         Self::builder()
             .address(address.clone())

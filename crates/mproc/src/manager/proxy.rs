@@ -223,7 +223,7 @@ fn send_and_wait(conn: &Link, req: &Request) -> Result<Reply> {
 
 /// Connects to the server behind `target`.
 pub(crate) fn connect(target: &Target) -> Result<SocketConnection<()>> {
-    Client::connect_timeout(&target.address, Some(&target.authkey), CONNECT_TIMEOUT).map_err(gone)
+    Client::connect_known(&target.address, Some(&target.authkey), CONNECT_TIMEOUT).map_err(gone)
 }
 
 /// A server that refuses connections or hangs up is gone.

@@ -1,5 +1,6 @@
 //! The server: a process that owns the objects and answers proxies, one
-//! thread per connection (a proxy waiting on a lock blocks only its own).
+//! thread per authenticated connection (a proxy waiting on a lock blocks
+//! only its own).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,18 +91,28 @@ pub(crate) fn main(setup: Setup) {
     serve(&listener, &state);
 }
 
+/// Serves each authenticated peer on a thread of its own. Handshakes run
+/// in the listener's acceptor thread (bounded, no thread per peer), so a
+/// flood of sockets that never authenticate costs no threads. A thread
+/// that cannot be started (a thread or address-space limit) costs only
+/// that connection, which is closed; the server keeps serving.
 fn serve(listener: &Listener, state: &Arc<State>) {
+    static TOLD: AtomicBool = AtomicBool::new(false);
     while !state.stopping.load(Ordering::SeqCst) {
-        match listener.accept_pending(None) {
-            Ok(peer) => {
-                let state = state.clone();
-                // The handshake runs on the peer's thread: a peer that
-                // stalls holds up nobody else.
-                std::thread::spawn(move || {
-                    if let Ok(conn) = peer.authenticate() {
-                        handle(conn, &state);
+        match listener.accept::<()>() {
+            Ok(conn) => {
+                let st = state.clone();
+                let started = std::thread::Builder::new()
+                    .name("mproc-manager-conn".into())
+                    .spawn(move || handle(conn, &st));
+                if let Err(e) = started {
+                    if !TOLD.swap(true, Ordering::Relaxed) {
+                        eprintln!(
+                            "mproc manager server: cannot start a thread for a connection \
+                             ({e}); such connections are closed"
+                        );
                     }
-                });
+                }
             }
             Err(Error::InvalidState(_)) => return,
             Err(_) => {}

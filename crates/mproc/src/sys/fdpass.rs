@@ -359,6 +359,24 @@ pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(|f| f.as_fd()).collect()
 }
 
+/// Whether `e` says the process or the system is out of descriptors or
+/// memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`).
+pub(crate) fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Whether the process at the other end of the Unix socket `sock` runs
+/// with this process's effective uid, or as root (`SO_PEERCRED`: the
+/// credentials the peer had when it connected).
+pub(crate) fn peer_is_same_user(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    let uid = cred.uid.as_raw();
+    Ok(uid == 0 || uid == rustix::process::geteuid().as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

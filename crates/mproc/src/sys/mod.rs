@@ -40,6 +40,12 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
+/// [`above_stdio`] for a std socket or file (a `Listener`'s or `Client`'s
+/// socket): the same object, on a number above 2.
+pub(crate) fn keep_above_stdio<T: From<OwnedFd> + Into<OwnedFd>>(obj: T) -> io::Result<T> {
+    above_stdio(obj.into()).map(T::from)
+}
+
 /// Time left until `deadline` (`None`: wait forever), saturating at zero.
 pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
