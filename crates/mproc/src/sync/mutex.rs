@@ -14,6 +14,10 @@ use crate::sys::robust::{Locked, RobustMutex};
 // can be handed, zeros are a default mutex) used only through glibc.
 unsafe impl ShmSafe for RobustMutex {}
 
+/// The longest a blocked acquisition sleeps before it tries again (see
+/// [`SharedMutex::lock_napping`]).
+const NAP: Duration = Duration::from_millis(50);
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct SharedMutex {
@@ -64,13 +68,39 @@ impl SharedMutex {
                 Err(e) if e.raw_os_error() == Some(libc::EDEADLK) => Ok(None),
                 r => r,
             },
-            Some(t) => self.raw().lock(Some(Instant::now() + t)),
-            None => self.raw().lock(None),
+            Some(t) => self.lock_napping(Some(Instant::now() + t)),
+            None => self.lock_napping(None),
         };
         match r.map_err(failed("cannot acquire a lock"))? {
             None => Ok(false),
             Some(Locked::Clean) => Ok(true),
             Some(Locked::OwnerDied) => Err(LockError::OwnerDied(true)),
+        }
+    }
+
+    /// A blocking lock that never relies on a wake-up: a `trylock`, then
+    /// timed locks of at most [`NAP`] until `deadline`.
+    ///
+    /// glibc's robust mutex wakes one sleeper on unlock. If that sleeper is
+    /// being killed (SIGKILL) the wake dies with it, and the kernel's exit
+    /// handling makes up for it only when the lock is still free, which it
+    /// rarely is: the unlocker retakes it by the fast path, which does not
+    /// mark waiters. The other waiters would then sleep until their
+    /// deadline, or forever. Each new timed attempt marks the lock as waited
+    /// on again, so a lost wake costs at most one nap.
+    fn lock_napping(&self, deadline: Option<Instant>) -> std::io::Result<Option<Locked>> {
+        if let Some(locked) = self.raw().try_lock()? {
+            return Ok(Some(locked));
+        }
+        loop {
+            let nap = Instant::now() + NAP;
+            let until = deadline.map_or(nap, |d| d.min(nap));
+            if let Some(locked) = self.raw().lock(Some(until))? {
+                return Ok(Some(locked));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
         }
     }
 
