@@ -18,12 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::process::ProcessInfo;
+use crate::exit::UNKNOWN_EXIT_CODE;
+use crate::identity::ProcessInfo;
 use crate::sys::{fdpass, proc};
-
-/// The exit code reported when the fork server died before telling a
-/// child's status (as CPython does).
-pub(crate) const UNKNOWN_EXIT_CODE: i32 = 255;
 
 /// How to learn that a child ended.
 pub(crate) enum Waiter {
@@ -152,8 +149,7 @@ fn registry() -> std::sync::MutexGuard<'static, Vec<Arc<Child>>> {
 fn register(child: Arc<Child>) {
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds.
-        unsafe { libc::atexit(at_exit) };
+        let _ = proc::at_exit(at_exit);
     });
     registry().push(child);
 }

@@ -172,6 +172,8 @@ mod child;
 mod codec;
 mod connection;
 mod error;
+mod exit;
+mod identity;
 pub mod manager;
 mod pipe;
 mod pool;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Frame};
 use crate::error::{Error, Result};
+use crate::identity::{self, ProcessInfo};
 use crate::sys::fnref::{self, FnRef};
 use crate::sys::image;
 
@@ -31,8 +32,8 @@ pub(crate) struct Header {
     pub(crate) func: i64,
     pub(crate) trampoline: i64,
     pub(crate) want_result: bool,
-    pub(crate) me: crate::process::ProcessInfo,
-    pub(crate) parent: crate::process::ProcessInfo,
+    pub(crate) me: ProcessInfo,
+    pub(crate) parent: ProcessInfo,
 }
 
 /// How a child's task ended, sent to the parent on the control socket.
@@ -100,11 +101,7 @@ impl Wire {
     }
 
     /// The first frame's body: header length, header, arguments.
-    pub(crate) fn first_frame(
-        &self,
-        want_result: bool,
-        me: crate::process::ProcessInfo,
-    ) -> Result<Vec<u8>> {
+    pub(crate) fn first_frame(&self, want_result: bool, me: ProcessInfo) -> Result<Vec<u8>> {
         self.first_frame_claiming(image::identity().to_vec(), want_result, me)
     }
 
@@ -112,7 +109,7 @@ impl Wire {
         &self,
         identity: Vec<u8>,
         want_result: bool,
-        me: crate::process::ProcessInfo,
+        me: ProcessInfo,
     ) -> Result<Vec<u8>> {
         let header = Header {
             version: WIRE_VERSION,
@@ -121,7 +118,7 @@ impl Wire {
             trampoline: self.trampoline,
             want_result,
             me,
-            parent: crate::process::current_process(),
+            parent: identity::current_process(),
         };
         let mut body = vec![0u8; 4];
         codec::encode_into(&header, &mut body)?;
@@ -140,7 +137,7 @@ impl Wire {
 pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
     fn nothing(_: ()) {}
     let wire = Wire::new(nothing, &()).expect("() always encodes");
-    let me = crate::process::current_process();
+    let me = identity::current_process();
     let body = wire
         .first_frame_claiming(identity, true, me)
         .expect("a header always encodes");

@@ -1,13 +1,12 @@
 //! `Process`, `spawn`/`JoinHandle`, exit codes, and who is who.
 
 mod handle;
-mod info;
 mod payload;
 
+pub use crate::exit::BOOTSTRAP_EXIT_CODE;
+pub use crate::identity::{cpu_count, current_process, parent_process, ProcessInfo};
 pub(crate) use handle::spawn_with;
 pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
-pub(crate) use info::{become_forked_child, lock_for_fork, set_current, MeGuard};
-pub use info::{cpu_count, current_process, parent_process, ProcessInfo};
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
@@ -20,15 +19,6 @@ use crate::child::{self, Child};
 use crate::error::{Error, Result};
 use crate::start::{get_start_method, StartMethod};
 use payload::{FnTask, Payload};
-
-/// The exit status of a child that could not start its task (garbage or
-/// truncated first frame, another build of the program, arguments that do
-/// not decode). A one-line reason is printed on its stderr.
-pub const BOOTSTRAP_EXIT_CODE: i32 = 121;
-
-/// The exit status of a child whose parent died before it could start (a
-/// one-line reason is printed on its stderr).
-pub(crate) const ORPHANED_EXIT_CODE: i32 = 122;
 
 /// A child process running `f(args)`, as Python's `multiprocessing.Process`.
 ///
@@ -89,7 +79,7 @@ impl Process {
     }
 
     pub(crate) fn with_payload(payload: Box<dyn Payload>) -> Process {
-        let (identity, name) = info::next_child_identity();
+        let (identity, name) = crate::identity::next_child_identity();
         Process {
             name,
             identity,

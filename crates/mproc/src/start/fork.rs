@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{launcher, Started};
 use crate::child::{self, Waiter};
 use crate::error::{Error, Result};
-use crate::process::ProcessInfo;
+use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};
 
 static WARN: AtomicBool = AtomicBool::new(true);
@@ -67,29 +67,26 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
     let _ = std::io::stderr().flush();
     let parent = proc::getpid();
     let locks = ForkLocks::take();
-    // SAFETY: the child takes only locks this thread held at the fork
-    // (`ForkLocks`, released in `after_fork_in_child`) or that the
-    // documented hazard above covers, and leaves through `run_and_exit`
-    // (`_exit`).
-    match unsafe { proc::fork() }.map_err(Error::io("fork failed"))? {
-        proc::Forked::Child => {
-            drop(parent_end);
-            super::after_fork_in_child(locks, parent, me);
-            body(child_end);
-            proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE)
-        }
-        proc::Forked::Parent(pid) => {
-            drop(locks);
-            drop(child_end);
-            let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
-            Ok(Started {
-                pid,
-                pidfd,
-                waiter: Waiter::Direct,
-                ctl: parent_end,
-            })
-        }
-    }
+    let parent_raw = proc::raw(&parent_end);
+    // The child takes only locks this thread held at the fork (`ForkLocks`,
+    // released in `after_fork_in_child`) or that the documented hazard
+    // above covers, and leaves through `run_and_exit` (`_exit`). In the
+    // parent, the closure is dropped unrun: the locks are released and the
+    // child's end closed.
+    let in_child = move || {
+        proc::close_raw(parent_raw);
+        super::after_fork_in_child(locks, parent, me);
+        body(child_end);
+        crate::exit::BOOTSTRAP_EXIT_CODE
+    };
+    let pid = proc::fork_then_exit(in_child).map_err(Error::io("fork failed"))?;
+    let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
+    Ok(Started {
+        pid,
+        pidfd,
+        waiter: Waiter::Direct,
+        ctl: parent_end,
+    })
 }
 
 /// The locks a forked child takes that another thread of the parent may
@@ -108,7 +105,7 @@ pub(crate) struct ForkLocks {
     pub(crate) stdout: StdoutLock<'static>,
     pub(crate) stderr: StderrLock<'static>,
     pub(crate) registry: child::RegistryGuard,
-    pub(crate) me: crate::process::MeGuard,
+    pub(crate) me: identity::MeGuard,
     pub(crate) default_method: std::sync::MutexGuard<'static, Option<super::StartMethod>>,
     pub(crate) launcher: launcher::LauncherGuard,
 }
@@ -119,7 +116,7 @@ impl ForkLocks {
             stdout: std::io::stdout().lock(),
             stderr: std::io::stderr().lock(),
             registry: child::lock_for_fork(),
-            me: crate::process::lock_for_fork(),
+            me: identity::lock_for_fork(),
             default_method: super::context::lock_for_fork(),
             launcher: launcher::lock_for_fork(),
         }
