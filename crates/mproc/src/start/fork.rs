@@ -117,7 +117,7 @@ impl ForkLocks {
             stderr: std::io::stderr().lock(),
             registry: child::lock_for_fork(),
             me: identity::lock_for_fork(),
-            default_method: super::context::lock_for_fork(),
+            default_method: super::method::lock_for_fork(),
             launcher: launcher::lock_for_fork(),
         }
     }

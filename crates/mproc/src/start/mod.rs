@@ -2,16 +2,14 @@
 //! selects one, and the bootstrap that turns a fresh process into a child.
 
 mod bootstrap;
-mod context;
 pub(crate) mod fork;
 mod forkserver;
 mod launcher;
+mod method;
 mod spawn;
 
-pub use context::{
-    all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod,
-};
 pub use fork::set_fork_warning;
+pub use method::{all_start_methods, get_start_method, set_start_method, StartMethod};
 
 pub(crate) use bootstrap::{
     after_fork_in_child, payload_message, prepare_fork, run_and_exit, ENV_CHILD,
