@@ -20,15 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::exit::UNKNOWN_EXIT_CODE;
 use crate::identity::ProcessInfo;
+use crate::start::Waiter;
 use crate::sys::{fdpass, proc};
-
-/// How to learn that a child ended.
-pub(crate) enum Waiter {
-    /// Our own child: reap it through its pidfd.
-    Direct,
-    /// The fork server's child: read its status from this pipe.
-    Served { status: OwnedFd },
-}
 
 /// A started child process.
 pub(crate) struct Child {

@@ -18,8 +18,8 @@ use crate::identity::{self, ProcessInfo};
 use crate::sys::fnref::{self, FnRef};
 use crate::sys::image;
 
-/// Bumped whenever the header's layout changes.
-pub(crate) const WIRE_VERSION: u32 = 1;
+/// Bumped whenever the header's layout changes (2: [`Settings`] added).
+pub(crate) const WIRE_VERSION: u32 = 2;
 
 /// Frames larger than this are refused before allocation (garbage lengths).
 pub(crate) const MAX_FRAME: u64 = 1 << 40;
@@ -34,7 +34,18 @@ pub(crate) struct Header {
     pub(crate) want_result: bool,
     pub(crate) me: ProcessInfo,
     pub(crate) parent: ProcessInfo,
+    pub(crate) settings: Settings,
 }
+
+/// What a child applies to itself before its task runs, chosen per child
+/// by its `Process` and carried in its task header (a forked child gets
+/// them in memory). Applied in one place, `start::bootstrap::apply`.
+///
+/// Empty today: this is where per-process settings such as resource limits
+/// will go. A field added here changes the header's layout: bump
+/// [`WIRE_VERSION`] with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Settings {}
 
 /// How a child's task ended, sent to the parent on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,8 +112,13 @@ impl Wire {
     }
 
     /// The first frame's body: header length, header, arguments.
-    pub(crate) fn first_frame(&self, want_result: bool, me: ProcessInfo) -> Result<Vec<u8>> {
-        self.first_frame_claiming(image::identity().to_vec(), want_result, me)
+    pub(crate) fn first_frame(
+        &self,
+        want_result: bool,
+        me: ProcessInfo,
+        settings: Settings,
+    ) -> Result<Vec<u8>> {
+        self.first_frame_claiming(image::identity().to_vec(), want_result, me, settings)
     }
 
     fn first_frame_claiming(
@@ -110,6 +126,7 @@ impl Wire {
         identity: Vec<u8>,
         want_result: bool,
         me: ProcessInfo,
+        settings: Settings,
     ) -> Result<Vec<u8>> {
         let header = Header {
             version: WIRE_VERSION,
@@ -119,6 +136,7 @@ impl Wire {
             want_result,
             me,
             parent: identity::current_process(),
+            settings,
         };
         let mut body = vec![0u8; 4];
         codec::encode_into(&header, &mut body)?;
@@ -139,7 +157,7 @@ pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
     let wire = Wire::new(nothing, &()).expect("() always encodes");
     let me = identity::current_process();
     let body = wire
-        .first_frame_claiming(identity, true, me)
+        .first_frame_claiming(identity, true, me, Settings::default())
         .expect("a header always encodes");
     // The transport's framing (`sys::fdpass`): an 8-byte length, the body.
     let mut frame = (body.len() as u64).to_le_bytes().to_vec();

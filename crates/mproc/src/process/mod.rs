@@ -1,4 +1,14 @@
-//! `Process`, `spawn`/`JoinHandle`, exit codes, and who is who.
+//! `Process`, `spawn`/`JoinHandle`: the user's handles on a child.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`Process`] (Python's), [`active_children`]; re-exports who is who (`crate::identity`) and the bootstrap exit code (`crate::exit`) |
+//! | `handle.rs` | [`spawn`], [`fork`], [`JoinHandle`]: a child's value back, or why there is none |
+//! | `payload.rs` | the tasks a `Process` carries until it starts (`FnTask`, `ClosureTask`, `RawFrame`), as `start::Payload`s |
+//!
+//! Layer: above `start/` (which it asks for a child with `start::start`)
+//! and the child registry (`crate::child`, which records and reaps it);
+//! below `context.rs`, `pool/` and `manager/`.
 
 mod handle;
 mod payload;
@@ -17,8 +27,8 @@ use serde::Serialize;
 
 use crate::child::{self, Child};
 use crate::error::{Error, Result};
-use crate::start::{get_start_method, StartMethod};
-use payload::{FnTask, Payload};
+use crate::start::{self, get_start_method, Payload, Settings, StartMethod};
+use payload::FnTask;
 
 /// A child process running `f(args)`, as Python's `multiprocessing.Process`.
 ///
@@ -65,6 +75,9 @@ pub struct Process {
     /// `None`: the default in force when the process starts.
     method: Option<StartMethod>,
     payload: Option<Box<dyn Payload>>,
+    /// What the child applies to itself before its task (carried in its
+    /// task header): where per-process settings such as limits will go.
+    settings: Settings,
     child: Option<Arc<Child>>,
 }
 
@@ -86,6 +99,7 @@ impl Process {
             daemon: current_process().daemon,
             method: None,
             payload: Some(payload),
+            settings: Settings::default(),
             child: None,
         }
     }
@@ -144,7 +158,13 @@ impl Process {
         };
         let payload = self.payload.take().expect("checked above");
         let method = self.method.unwrap_or_else(get_start_method);
-        let started = payload.launch(method, me.clone(), want_result)?;
+        let started = start::start(
+            method,
+            payload,
+            me.clone(),
+            self.settings.clone(),
+            want_result,
+        )?;
         self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         Ok(started.ctl)
     }

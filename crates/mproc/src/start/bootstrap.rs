@@ -42,7 +42,7 @@ use crate::error::Error;
 use crate::exit::{BOOTSTRAP_EXIT_CODE, ORPHANED_EXIT_CODE};
 use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};
-use crate::task::{self, Outcome, MAX_FRAME};
+use crate::task::{self, Outcome, Settings, MAX_FRAME};
 
 /// The environment variable that marks a process as an mproc child:
 /// `task:<fd>:<parent pid>` or `forkserver:<fd>:<parent pid>`.
@@ -236,9 +236,18 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
         Ok(parsed) => parsed,
         Err(outcome) => refuse(&ctl, outcome),
     };
+    apply(&header.settings);
     identity::set_current(header.me.clone(), Some(header.parent.clone()));
     let want = header.want_result;
     run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
+}
+
+/// Applies the per-child settings its `Process` chose (carried in the task
+/// header, or in memory for a forked child), before the task runs: the one
+/// place where a child changes itself as its parent asked. Nothing to apply
+/// yet; resource limits per process will be applied here.
+pub(super) fn apply(settings: &Settings) {
+    let Settings {} = settings;
 }
 
 /// Tells the parent why this child cannot start, prints it, exits.
@@ -324,7 +333,7 @@ pub(crate) fn prepare_fork() {
 
 /// Runs a child's task, reports how it ended on `ctl` and exits: status 0
 /// on return, 1 on a panic (its message and location already on stderr).
-pub(crate) fn run_and_exit(
+pub(super) fn run_and_exit(
     ctl: OwnedFd,
     want_result: bool,
     body: impl FnOnce() -> Result<Frame, Error>,

@@ -14,8 +14,8 @@ use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{launcher, Started};
-use crate::child::{self, Waiter};
+use super::{launcher, Started, Waiter};
+use crate::child;
 use crate::error::{Error, Result};
 use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};

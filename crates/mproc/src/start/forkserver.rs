@@ -32,8 +32,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{bootstrap, spawn, Started};
-use crate::child::Waiter;
+use super::{bootstrap, spawn, Started, Waiter};
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
 use crate::task::Outcome;
