@@ -379,7 +379,7 @@ pub(super) fn run_and_exit(
     // A child's end is a normal exit for its own children: they are not
     // killed with it (as they would be, by their death signal) but joined,
     // and its daemons terminated.
-    crate::child::finish_children();
+    super::atexit::run_exit_steps();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     proc::exit_now(code)
@@ -393,14 +393,15 @@ pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me
     let super::fork::ForkLocks {
         stdout,
         stderr,
-        registry,
+        hooked,
         me: record,
         default_method,
         launcher,
+        exit_steps,
     } = locks;
-    crate::child::forget_all_after_fork(registry);
+    hooked.in_child();
     identity::become_forked_child(record, me, parent);
-    drop((stdout, stderr, default_method, launcher));
+    drop((stdout, stderr, default_method, launcher, exit_steps));
     proc::fill_missing_stdio();
     let _ = die_with_parent(parent);
     // Forked by the launcher thread, the child bears that thread's name.

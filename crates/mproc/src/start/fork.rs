@@ -13,9 +13,9 @@
 use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use super::{launcher, Started, Waiter};
-use crate::child;
+use super::{atexit, launcher, Started, Waiter};
 use crate::error::{Error, Result};
 use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};
@@ -40,7 +40,7 @@ fn warn_if_threaded() {
     if std::env::var_os("MPROC_NO_FORK_WARNING").is_some() {
         return;
     }
-    let ours = usize::from(launcher::exists()) + usize::from(child::reaper_running());
+    let ours = usize::from(launcher::exists()) + hooked_threads();
     if proc::thread_count().saturating_sub(ours) > 1 && !WARNED.swap(true, Ordering::SeqCst) {
         let _ = writeln!(
             std::io::stderr(),
@@ -91,7 +91,7 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
 
 /// The locks a forked child takes that another thread of the parent may
 /// hold at the moment of the fork: stdout and stderr (the child flushes
-/// them and prints its panic there), the registry of children, the record
+/// them and prints its panic there), what the layers above hooked in ([`on_fork`]: the registry of children), the record
 /// of who this process is, the default start method and the launcher
 /// record (the child's own children need them). The forking thread takes them all, so
 /// that in the child they belong to its only thread, which releases them;
@@ -104,10 +104,11 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
 pub(crate) struct ForkLocks {
     pub(crate) stdout: StdoutLock<'static>,
     pub(crate) stderr: StderrLock<'static>,
-    pub(crate) registry: child::RegistryGuard,
+    pub(crate) hooked: Hooked,
     pub(crate) me: identity::MeGuard,
     pub(crate) default_method: std::sync::MutexGuard<'static, Option<super::StartMethod>>,
     pub(crate) launcher: launcher::LauncherGuard,
+    pub(crate) exit_steps: atexit::StepsGuard,
 }
 
 impl ForkLocks {
@@ -115,10 +116,65 @@ impl ForkLocks {
         ForkLocks {
             stdout: std::io::stdout().lock(),
             stderr: std::io::stderr().lock(),
-            registry: child::lock_for_fork(),
+            hooked: Hooked::take(),
             me: identity::lock_for_fork(),
             default_method: super::method::lock_for_fork(),
             launcher: launcher::lock_for_fork(),
+            exit_steps: atexit::lock_for_fork(),
+        }
+    }
+}
+
+/// What a layer above `start/` needs from a `Fork` start, hooked in with
+/// [`on_fork`] (the child registry: `start/` does not import it).
+pub(crate) struct ForkHook {
+    /// Locks the layer's state before the fork; what it returns runs in
+    /// the child (it releases the lock and forgets what is the parent's),
+    /// or is dropped in the parent (which releases the lock).
+    pub(crate) hold: fn() -> Box<dyn FnOnce()>,
+    /// How many of the process's threads are the layer's own, which the
+    /// multi-threaded warning does not count.
+    pub(crate) threads: fn() -> usize,
+}
+
+static HOOKS: Mutex<Vec<&'static ForkHook>> = Mutex::new(Vec::new());
+
+fn hooks() -> MutexGuard<'static, Vec<&'static ForkHook>> {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hooks `hook` into every later fork. Call it before the layer's state is
+/// first used (a lock taken by another thread at a fork that did not know
+/// of it would stay taken in the child).
+pub(crate) fn on_fork(hook: &'static ForkHook) {
+    let mut hooks = hooks();
+    if !hooks.iter().any(|h| std::ptr::eq(*h, hook)) {
+        hooks.push(hook);
+    }
+}
+
+fn hooked_threads() -> usize {
+    hooks().iter().map(|h| (h.threads)()).sum()
+}
+
+/// The hooks' locks, taken before a fork, with the list of hooks itself.
+pub(crate) struct Hooked {
+    _list: MutexGuard<'static, Vec<&'static ForkHook>>,
+    held: Vec<Box<dyn FnOnce()>>,
+}
+
+impl Hooked {
+    fn take() -> Self {
+        let list = hooks();
+        let held = list.iter().map(|h| (h.hold)()).collect();
+        Hooked { _list: list, held }
+    }
+
+    /// In the forked child: each layer forgets what is its parent's and
+    /// releases its lock; then the list is released.
+    pub(crate) fn in_child(self) {
+        for held in self.held {
+            held();
         }
     }
 }

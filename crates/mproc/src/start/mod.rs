@@ -5,16 +5,19 @@
 //! |---|---|
 //! | `mod.rs` | [`start`]: the one dispatch on [`StartMethod`]; [`Payload`] (what a task gives each method), [`Started`] and [`Waiter`] (what a start gives back) |
 //! | `method.rs` | [`StartMethod`], the process-wide default (`get_start_method`, `set_start_method`) |
-//! | `fork.rs` | the `Fork` method: the locks held across the fork, the multi-threaded warning |
+//! | `fork.rs` | the `Fork` method: the locks held across the fork (with those hooked in from above, [`on_fork`]), the multi-threaded warning |
 //! | `spawn.rs` | the `Spawn` method: exec of `/proc/self/exe` with [`ENV_CHILD`] |
 //! | `forkserver.rs` | the `ForkServer` method: the server, its protocol, the state a child takes from its user at each start |
 //! | `launcher.rs` | the long-lived thread that creates children (`PR_SET_PDEATHSIG` follows the creating thread) |
+//! | `atexit.rs` | the steps of a normal exit: those hooked in from above ([`at_exit`]), then the fork server's shutdown |
 //! | `bootstrap.rs` | the child's side: the constructor before `main`, trust checks, the first frame, settings, running the task, the exit codes it chooses |
 //!
 //! Layer: above `sys/`, `identity`, `exit`, `codec` and `task`; below the
 //! child registry (`child.rs`), `process/` and `context.rs`, which it never
-//! imports (the registry hooks its exit step in with [`at_exit`]).
+//! imports: the registry hooks its exit step in with [`at_exit`] and its
+//! lock into every fork with [`on_fork`].
 
+mod atexit;
 mod bootstrap;
 pub(crate) mod fork;
 mod forkserver;
@@ -26,7 +29,9 @@ pub use fork::set_fork_warning;
 pub use method::{all_start_methods, get_start_method, set_start_method, StartMethod};
 
 pub(crate) use crate::task::Settings;
+pub(crate) use atexit::at_exit;
 pub(crate) use bootstrap::{after_fork_in_child, payload_message, prepare_fork, ENV_CHILD};
+pub(crate) use fork::{on_fork, ForkHook};
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -122,8 +127,6 @@ pub(crate) fn start(
     }
     Ok(started)
 }
-
-pub(crate) use forkserver::shutdown as shutdown_forkserver;
 
 pub use forkserver::kill_server as kill_fork_server;
 #[doc(hidden)]
