@@ -636,3 +636,46 @@ pub(crate) fn replace_environment(entries: Vec<CString>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn the_environment_is_not_replaced_in_a_multi_threaded_process() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        let before: Vec<_> = std::env::vars_os().collect();
+        assert!(replace_environment(Vec::new()).is_err());
+        assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);
+        drop(tx);
+        let _ = other.join();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_is_adopted_once_and_only_if_open() {
+        assert!(adopt_inherited_fd(-1).is_err());
+        // No process has this many descriptors: never open.
+        assert!(adopt_inherited_fd(i32::MAX).is_err());
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let raw = r.into_raw_fd();
+        let adopted = adopt_inherited_fd(raw).expect("an open, unowned descriptor");
+        assert_eq!(adopted.as_raw_fd(), raw);
+        assert!(adopt_inherited_fd(raw).is_err(), "adopted twice");
+    }
+
+    #[test]
+    fn a_per_process_value_is_made_once_in_a_process() {
+        static VALUE: PerProcess<std::sync::atomic::AtomicU32> = PerProcess::new();
+        let made = std::sync::atomic::AtomicU32::new(0);
+        let init = || {
+            made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::sync::atomic::AtomicU32::new(7)
+        };
+        let a = VALUE.get(init);
+        let b = VALUE.get(init);
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
