@@ -5,7 +5,12 @@
 //! trampoline by their offsets from an anchor in this executable, and
 //! carries the executable's identity: a child running another build refuses
 //! (`Error::BinaryMismatch`) rather than jump to an offset that means
-//! something else in its code.
+//! something else in its code. It also says who the child is and who its
+//! parent is (`crate::identity`), and carries the per-child [`Settings`]
+//! the child applies to itself before the task runs.
+//!
+//! Layer: above `sys/`, `codec` and `identity`; below `start/`, which reads
+//! the header in the bootstrap, and `process/`, which writes it.
 
 use std::os::fd::OwnedFd;
 
