@@ -18,20 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::process::ProcessInfo;
+use crate::exit::UNKNOWN_EXIT_CODE;
+use crate::identity::ProcessInfo;
+use crate::start::{self, Waiter};
 use crate::sys::{fdpass, proc};
-
-/// The exit code reported when the fork server died before telling a
-/// child's status (as CPython does).
-pub(crate) const UNKNOWN_EXIT_CODE: i32 = 255;
-
-/// How to learn that a child ended.
-pub(crate) enum Waiter {
-    /// Our own child: reap it through its pidfd.
-    Direct,
-    /// The fork server's child: read its status from this pipe.
-    Served { status: OwnedFd },
-}
 
 /// A started child process.
 pub(crate) struct Child {
@@ -145,16 +135,38 @@ fn read_status(status: &OwnedFd) -> io::Result<i32> {
 
 static REGISTRY: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());
 
-fn registry() -> std::sync::MutexGuard<'static, Vec<Arc<Child>>> {
+/// The registry, locked. Hooks it into every fork first (see
+/// [`FORK_HOOK`]).
+fn registry() -> RegistryGuard {
+    static HOOKED: Once = Once::new();
+    HOOKED.call_once(|| start::on_fork(&FORK_HOOK));
+    lock()
+}
+
+/// The registry, locked, without the hook (the hook itself takes it this
+/// way: it runs under the fork's lock on the list of hooks, which the
+/// first `registry()` may be waiting for).
+fn lock() -> RegistryGuard {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a `Fork` start does for the registry: holds it across the fork so
+/// that no other thread holds it then (the child could never take it
+/// otherwise), and empties it in the child (the parent's children are not
+/// the child's); the reaper thread is not the child's either.
+static FORK_HOOK: start::ForkHook = start::ForkHook {
+    hold: || {
+        let mut held = lock();
+        Box::new(move || {
+            std::mem::take(&mut *held);
+            reaper::reset_after_fork();
+        })
+    },
+    threads: || usize::from(reaper::RUNNING.load(Ordering::Relaxed)),
+};
+
 fn register(child: Arc<Child>) {
-    static AT_EXIT: Once = Once::new();
-    AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds.
-        unsafe { libc::atexit(at_exit) };
-    });
+    start::at_exit(finish_children);
     registry().push(child);
 }
 
@@ -176,34 +188,13 @@ pub(crate) fn active() -> Vec<Arc<Child>> {
     registry().clone()
 }
 
-/// The registry, locked across a `fork` so that no other thread holds it at
-/// that moment (the child could never take it otherwise).
-pub(crate) type RegistryGuard = std::sync::MutexGuard<'static, Vec<Arc<Child>>>;
-
-/// Locks the registry before a fork.
-pub(crate) fn lock_for_fork() -> RegistryGuard {
-    registry()
-}
-
-/// In a freshly forked child: the parent's children are not ours.
-pub(crate) fn forget_all_after_fork(mut registry: RegistryGuard) {
-    std::mem::take(&mut *registry);
-    reaper::reset_after_fork();
-}
-
-/// True while the reaper thread runs (it is one of the process's threads).
-pub(crate) fn reaper_running() -> bool {
-    reaper::RUNNING.load(Ordering::Relaxed)
-}
-
-extern "C" fn at_exit() {
-    finish_children();
-}
+type RegistryGuard = std::sync::MutexGuard<'static, Vec<Arc<Child>>>;
 
 /// What a normal exit does, as in Python: daemon children are terminated,
-/// then every child is joined. Runs from `atexit` in a main process and
-/// before `_exit` in a child whose task ended.
-pub(crate) fn finish_children() {
+/// then every child is joined. An exit step (`start::at_exit`): runs at
+/// the exit of a main process and before `_exit` in a child whose task
+/// ended, before the fork server is shut down.
+fn finish_children() {
     let _ = std::panic::catch_unwind(|| {
         let children: Vec<_> = registry().clone();
         let me = proc::getpid();
@@ -215,7 +206,6 @@ pub(crate) fn finish_children() {
         for c in children.iter().filter(|c| c.owner == me) {
             let _ = c.wait(None);
         }
-        crate::start::shutdown_forkserver();
     });
 }
 

@@ -171,7 +171,10 @@
 mod child;
 mod codec;
 mod connection;
+mod context;
 mod error;
+mod exit;
+mod identity;
 pub mod manager;
 mod pipe;
 mod pool;
@@ -187,6 +190,7 @@ mod wait;
 pub use connection::{
     Address, Client, Listener, ListenerBuilder, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT,
 };
+pub use context::{get_context, Context};
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
@@ -202,8 +206,7 @@ pub use shared::{
     Array, ArrayGuard, Plain, RawArray, RawValue, SharedLock, SharedMemory, Value, ValueGuard,
 };
 pub use start::{
-    all_start_methods, get_context, get_start_method, set_fork_warning, set_start_method, Context,
-    StartMethod,
+    all_start_methods, get_start_method, set_fork_warning, set_start_method, StartMethod,
 };
 pub use sync::{
     Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionLock, Event, Lock, LockError,

@@ -5,7 +5,12 @@
 //! trampoline by their offsets from an anchor in this executable, and
 //! carries the executable's identity: a child running another build refuses
 //! (`Error::BinaryMismatch`) rather than jump to an offset that means
-//! something else in its code.
+//! something else in its code. It also says who the child is and who its
+//! parent is (`crate::identity`), and carries the per-child [`Settings`]
+//! the child applies to itself before the task runs.
+//!
+//! Layer: above `sys/`, `codec` and `identity`; below `start/`, which reads
+//! the header in the bootstrap, and `process/`, which writes it.
 
 use std::os::fd::OwnedFd;
 
@@ -14,11 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Frame};
 use crate::error::{Error, Result};
+use crate::identity::{self, ProcessInfo};
 use crate::sys::fnref::{self, FnRef};
 use crate::sys::image;
 
-/// Bumped whenever the header's layout changes.
-pub(crate) const WIRE_VERSION: u32 = 1;
+/// Bumped whenever the header's layout changes (2: [`Settings`] added).
+pub(crate) const WIRE_VERSION: u32 = 2;
 
 /// Frames larger than this are refused before allocation (garbage lengths).
 pub(crate) const MAX_FRAME: u64 = 1 << 40;
@@ -31,9 +37,20 @@ pub(crate) struct Header {
     pub(crate) func: i64,
     pub(crate) trampoline: i64,
     pub(crate) want_result: bool,
-    pub(crate) me: crate::process::ProcessInfo,
-    pub(crate) parent: crate::process::ProcessInfo,
+    pub(crate) me: ProcessInfo,
+    pub(crate) parent: ProcessInfo,
+    pub(crate) settings: Settings,
 }
+
+/// What a child applies to itself before its task runs, chosen per child
+/// by its `Process` and carried in its task header (a forked child gets
+/// them in memory). Applied in one place, `start::bootstrap::apply`.
+///
+/// Empty today: this is where per-process settings such as resource limits
+/// will go. A field added here changes the header's layout: bump
+/// [`WIRE_VERSION`] with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Settings {}
 
 /// How a child's task ended, sent to the parent on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,16 +120,18 @@ impl Wire {
     pub(crate) fn first_frame(
         &self,
         want_result: bool,
-        me: crate::process::ProcessInfo,
+        me: ProcessInfo,
+        settings: Settings,
     ) -> Result<Vec<u8>> {
-        self.first_frame_claiming(image::identity().to_vec(), want_result, me)
+        self.first_frame_claiming(image::identity().to_vec(), want_result, me, settings)
     }
 
     fn first_frame_claiming(
         &self,
         identity: Vec<u8>,
         want_result: bool,
-        me: crate::process::ProcessInfo,
+        me: ProcessInfo,
+        settings: Settings,
     ) -> Result<Vec<u8>> {
         let header = Header {
             version: WIRE_VERSION,
@@ -121,7 +140,8 @@ impl Wire {
             trampoline: self.trampoline,
             want_result,
             me,
-            parent: crate::process::current_process(),
+            parent: identity::current_process(),
+            settings,
         };
         let mut body = vec![0u8; 4];
         codec::encode_into(&header, &mut body)?;
@@ -140,9 +160,9 @@ impl Wire {
 pub fn __first_frame_claiming(identity: Vec<u8>) -> Vec<u8> {
     fn nothing(_: ()) {}
     let wire = Wire::new(nothing, &()).expect("() always encodes");
-    let me = crate::process::current_process();
+    let me = identity::current_process();
     let body = wire
-        .first_frame_claiming(identity, true, me)
+        .first_frame_claiming(identity, true, me, Settings::default())
         .expect("a header always encodes");
     // The transport's framing (`sys::fdpass`): an 8-byte length, the body.
     let mut frame = (body.len() as u64).to_le_bytes().to_vec();

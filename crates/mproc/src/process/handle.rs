@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::payload::{ClosureTask, FnTask, Payload, RawFrame};
+use super::payload::{ClosureTask, FnTask, RawFrame};
 use super::Process;
 use crate::child::Child;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::start::StartMethod;
+use crate::start::{Payload, StartMethod};
 use crate::sys::fdpass;
 use crate::task::{Outcome, MAX_FRAME};
 

@@ -1,13 +1,22 @@
-//! `Process`, `spawn`/`JoinHandle`, exit codes, and who is who.
+//! `Process`, `spawn`/`JoinHandle`: the user's handles on a child.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`Process`] (Python's), [`active_children`]; re-exports who is who (`crate::identity`) and the bootstrap exit code (`crate::exit`) |
+//! | `handle.rs` | [`spawn`], [`fork`], [`JoinHandle`]: a child's value back, or why there is none |
+//! | `payload.rs` | the tasks a `Process` carries until it starts (`FnTask`, `ClosureTask`, `RawFrame`), as `start::Payload`s |
+//!
+//! Layer: above `start/` (which it asks for a child with `start::start`)
+//! and the child registry (`crate::child`, which records and reaps it);
+//! below `context.rs`, `pool/` and `manager/`.
 
 mod handle;
-mod info;
 mod payload;
 
+pub use crate::exit::BOOTSTRAP_EXIT_CODE;
+pub use crate::identity::{cpu_count, current_process, parent_process, ProcessInfo};
 pub(crate) use handle::spawn_with;
 pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
-pub(crate) use info::{become_forked_child, lock_for_fork, set_current, MeGuard};
-pub use info::{cpu_count, current_process, parent_process, ProcessInfo};
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
@@ -18,17 +27,8 @@ use serde::Serialize;
 
 use crate::child::{self, Child};
 use crate::error::{Error, Result};
-use crate::start::{get_start_method, StartMethod};
-use payload::{FnTask, Payload};
-
-/// The exit status of a child that could not start its task (garbage or
-/// truncated first frame, another build of the program, arguments that do
-/// not decode). A one-line reason is printed on its stderr.
-pub const BOOTSTRAP_EXIT_CODE: i32 = 121;
-
-/// The exit status of a child whose parent died before it could start (a
-/// one-line reason is printed on its stderr).
-pub(crate) const ORPHANED_EXIT_CODE: i32 = 122;
+use crate::start::{self, get_start_method, Payload, Settings, StartMethod};
+use payload::FnTask;
 
 /// A child process running `f(args)`, as Python's `multiprocessing.Process`.
 ///
@@ -75,6 +75,9 @@ pub struct Process {
     /// `None`: the default in force when the process starts.
     method: Option<StartMethod>,
     payload: Option<Box<dyn Payload>>,
+    /// What the child applies to itself before its task (carried in its
+    /// task header): where per-process settings such as limits will go.
+    settings: Settings,
     child: Option<Arc<Child>>,
 }
 
@@ -89,13 +92,14 @@ impl Process {
     }
 
     pub(crate) fn with_payload(payload: Box<dyn Payload>) -> Process {
-        let (identity, name) = info::next_child_identity();
+        let (identity, name) = crate::identity::next_child_identity();
         Process {
             name,
             identity,
             daemon: current_process().daemon,
             method: None,
             payload: Some(payload),
+            settings: Settings::default(),
             child: None,
         }
     }
@@ -154,7 +158,13 @@ impl Process {
         };
         let payload = self.payload.take().expect("checked above");
         let method = self.method.unwrap_or_else(get_start_method);
-        let started = payload.launch(method, me.clone(), want_result)?;
+        let started = start::start(
+            method,
+            payload,
+            me.clone(),
+            self.settings.clone(),
+            want_result,
+        )?;
         self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         Ok(started.ctl)
     }

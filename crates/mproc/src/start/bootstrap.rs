@@ -24,7 +24,7 @@
 //! runs, nothing else: the descriptor is left as it is (it may be the
 //! program's own). One exception: a socket from the named process that is
 //! no longer our parent is a child whose parent died before it started; it
-//! leaves with [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE)
+//! leaves with [`ORPHANED_EXIT_CODE`](crate::exit::ORPHANED_EXIT_CODE)
 //! (with one line) rather than run the program as an orphan. The adopted
 //! socket is made close-on-exec, so programs the child executes do not
 //! inherit it.
@@ -39,9 +39,10 @@ use std::sync::{Mutex, Once};
 
 use crate::codec::{self, Frame};
 use crate::error::Error;
-use crate::process::{self, ProcessInfo, BOOTSTRAP_EXIT_CODE};
+use crate::exit::{BOOTSTRAP_EXIT_CODE, ORPHANED_EXIT_CODE};
+use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};
-use crate::task::{self, Outcome, MAX_FRAME};
+use crate::task::{self, Outcome, Settings, MAX_FRAME};
 
 /// The environment variable that marks a process as an mproc child:
 /// `task:<fd>:<parent pid>` or `forkserver:<fd>:<parent pid>`.
@@ -60,16 +61,17 @@ fn bootstrap() {
     let peer = proc::socket_peer(fd).map_err(|e| e.to_string());
     match judge_peer(peer, parent, proc::getppid(), proc::geteuid()) {
         PeerVerdict::Trusted => {}
-        PeerVerdict::Orphaned => proc::orphaned(parent, proc::getppid()),
+        PeerVerdict::Orphaned => orphaned(parent, proc::getppid()),
         PeerVerdict::Untrusted(reason) => return ignore(&value, &reason),
     }
-    if proc::die_with_parent(parent).is_err() {
+    if die_with_parent(parent).is_err() {
         fail("cannot set the parent-death signal");
     }
-    // SAFETY: the parent left this descriptor open for us across exec (its
-    // peer is our parent: checked above) and nothing else in this fresh
-    // process knows of it.
-    let ctl = unsafe { proc::adopt_fd(fd) };
+    // The parent left this descriptor open for us across exec (its peer is
+    // our parent: checked above).
+    let Ok(ctl) = proc::adopt_inherited_fd(fd) else {
+        fail("cannot adopt the control socket")
+    };
     if proc::set_cloexec(ctl.as_fd()).is_err() {
         fail("cannot make the control socket close-on-exec");
     }
@@ -189,6 +191,28 @@ fn take_parent_name(parent: i32) {
     }
 }
 
+/// Asks to die with `parent` (see [`proc::die_with_parent`]); a child whose
+/// parent already ended prints one line on stderr and leaves with
+/// [`ORPHANED_EXIT_CODE`].
+pub(super) fn die_with_parent(parent: i32) -> std::io::Result<()> {
+    match proc::die_with_parent(parent) {
+        Ok(()) => Ok(()),
+        Err(proc::ParentDeath::Failed(e)) => Err(e),
+        Err(proc::ParentDeath::Gone { ppid }) => orphaned(parent, ppid),
+    }
+}
+
+/// Prints why a child will not run (the process that started it is no
+/// longer its parent: it exited) and leaves with [`ORPHANED_EXIT_CODE`].
+fn orphaned(expected_parent: i32, ppid: i32) -> ! {
+    let _ = writeln!(
+        std::io::stderr(),
+        "mproc: child {} not started: process {expected_parent} is no longer its parent (now {ppid}); did it exit?",
+        proc::getpid()
+    );
+    proc::exit_now(ORPHANED_EXIT_CODE)
+}
+
 /// Prints one line on stderr and leaves with the bootstrap exit code.
 fn fail(reason: &str) -> ! {
     let _ = writeln!(std::io::stderr(), "mproc: child cannot start: {reason}");
@@ -212,9 +236,18 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
         Ok(parsed) => parsed,
         Err(outcome) => refuse(&ctl, outcome),
     };
-    process::set_current(header.me.clone(), Some(header.parent.clone()));
+    apply(&header.settings);
+    identity::set_current(header.me.clone(), Some(header.parent.clone()));
     let want = header.want_result;
     run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
+}
+
+/// Applies the per-child settings its `Process` chose (carried in the task
+/// header, or in memory for a forked child), before the task runs: the one
+/// place where a child changes itself as its parent asked. Nothing to apply
+/// yet; resource limits per process will be applied here.
+pub(super) fn apply(settings: &Settings) {
+    let Settings {} = settings;
 }
 
 /// Tells the parent why this child cannot start, prints it, exits.
@@ -262,7 +295,7 @@ fn record_panics() {
                 let _ = writeln!(
                     std::io::stderr(),
                     "Process {}:",
-                    process::current_process().name()
+                    identity::current_process().name()
                 );
             }
             default(info);
@@ -300,7 +333,7 @@ pub(crate) fn prepare_fork() {
 
 /// Runs a child's task, reports how it ended on `ctl` and exits: status 0
 /// on return, 1 on a panic (its message and location already on stderr).
-pub(crate) fn run_and_exit(
+pub(super) fn run_and_exit(
     ctl: OwnedFd,
     want_result: bool,
     body: impl FnOnce() -> Result<Frame, Error>,
@@ -346,7 +379,7 @@ pub(crate) fn run_and_exit(
     // A child's end is a normal exit for its own children: they are not
     // killed with it (as they would be, by their death signal) but joined,
     // and its daemons terminated.
-    crate::child::finish_children();
+    super::atexit::run_exit_steps();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     proc::exit_now(code)
@@ -360,16 +393,17 @@ pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me
     let super::fork::ForkLocks {
         stdout,
         stderr,
-        registry,
+        hooked,
         me: record,
         default_method,
         launcher,
+        exit_steps,
     } = locks;
-    crate::child::forget_all_after_fork(registry);
-    process::become_forked_child(record, me, parent);
-    drop((stdout, stderr, default_method, launcher));
+    hooked.in_child();
+    identity::become_forked_child(record, me, parent);
+    drop((stdout, stderr, default_method, launcher, exit_steps));
     proc::fill_missing_stdio();
-    let _ = proc::die_with_parent(parent);
+    let _ = die_with_parent(parent);
     // Forked by the launcher thread, the child bears that thread's name.
     take_parent_name(parent);
 }

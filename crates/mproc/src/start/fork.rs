@@ -13,11 +13,11 @@
 use std::io::{StderrLock, StdoutLock, Write};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use super::{launcher, Started};
-use crate::child::{self, Waiter};
+use super::{atexit, launcher, Started, Waiter};
 use crate::error::{Error, Result};
-use crate::process::ProcessInfo;
+use crate::identity::{self, ProcessInfo};
 use crate::sys::{fdpass, proc};
 
 static WARN: AtomicBool = AtomicBool::new(true);
@@ -40,7 +40,7 @@ fn warn_if_threaded() {
     if std::env::var_os("MPROC_NO_FORK_WARNING").is_some() {
         return;
     }
-    let ours = usize::from(launcher::exists()) + usize::from(child::reaper_running());
+    let ours = usize::from(launcher::exists()) + hooked_threads();
     if proc::thread_count().saturating_sub(ours) > 1 && !WARNED.swap(true, Ordering::SeqCst) {
         let _ = writeln!(
             std::io::stderr(),
@@ -67,34 +67,31 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
     let _ = std::io::stderr().flush();
     let parent = proc::getpid();
     let locks = ForkLocks::take();
-    // SAFETY: the child takes only locks this thread held at the fork
-    // (`ForkLocks`, released in `after_fork_in_child`) or that the
-    // documented hazard above covers, and leaves through `run_and_exit`
-    // (`_exit`).
-    match unsafe { proc::fork() }.map_err(Error::io("fork failed"))? {
-        proc::Forked::Child => {
-            drop(parent_end);
-            super::after_fork_in_child(locks, parent, me);
-            body(child_end);
-            proc::exit_now(crate::process::BOOTSTRAP_EXIT_CODE)
-        }
-        proc::Forked::Parent(pid) => {
-            drop(locks);
-            drop(child_end);
-            let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
-            Ok(Started {
-                pid,
-                pidfd,
-                waiter: Waiter::Direct,
-                ctl: parent_end,
-            })
-        }
-    }
+    let parent_raw = proc::raw(&parent_end);
+    // The child takes only locks this thread held at the fork (`ForkLocks`,
+    // released in `after_fork_in_child`) or that the documented hazard
+    // above covers, and leaves through `run_and_exit` (`_exit`). In the
+    // parent, the closure is dropped unrun: the locks are released and the
+    // child's end closed.
+    let in_child = move || {
+        proc::close_raw(parent_raw);
+        super::after_fork_in_child(locks, parent, me);
+        body(child_end);
+        crate::exit::BOOTSTRAP_EXIT_CODE
+    };
+    let pid = proc::fork_then_exit(in_child).map_err(Error::io("fork failed"))?;
+    let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
+    Ok(Started {
+        pid,
+        pidfd,
+        waiter: Waiter::Direct,
+        ctl: parent_end,
+    })
 }
 
 /// The locks a forked child takes that another thread of the parent may
 /// hold at the moment of the fork: stdout and stderr (the child flushes
-/// them and prints its panic there), the registry of children, the record
+/// them and prints its panic there), what the layers above hooked in ([`on_fork`]: the registry of children), the record
 /// of who this process is, the default start method and the launcher
 /// record (the child's own children need them). The forking thread takes them all, so
 /// that in the child they belong to its only thread, which releases them;
@@ -107,10 +104,11 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
 pub(crate) struct ForkLocks {
     pub(crate) stdout: StdoutLock<'static>,
     pub(crate) stderr: StderrLock<'static>,
-    pub(crate) registry: child::RegistryGuard,
-    pub(crate) me: crate::process::MeGuard,
+    pub(crate) hooked: Hooked,
+    pub(crate) me: identity::MeGuard,
     pub(crate) default_method: std::sync::MutexGuard<'static, Option<super::StartMethod>>,
     pub(crate) launcher: launcher::LauncherGuard,
+    pub(crate) exit_steps: atexit::StepsGuard,
 }
 
 impl ForkLocks {
@@ -118,10 +116,65 @@ impl ForkLocks {
         ForkLocks {
             stdout: std::io::stdout().lock(),
             stderr: std::io::stderr().lock(),
-            registry: child::lock_for_fork(),
-            me: crate::process::lock_for_fork(),
-            default_method: super::context::lock_for_fork(),
+            hooked: Hooked::take(),
+            me: identity::lock_for_fork(),
+            default_method: super::method::lock_for_fork(),
             launcher: launcher::lock_for_fork(),
+            exit_steps: atexit::lock_for_fork(),
+        }
+    }
+}
+
+/// What a layer above `start/` needs from a `Fork` start, hooked in with
+/// [`on_fork`] (the child registry: `start/` does not import it).
+pub(crate) struct ForkHook {
+    /// Locks the layer's state before the fork; what it returns runs in
+    /// the child (it releases the lock and forgets what is the parent's),
+    /// or is dropped in the parent (which releases the lock).
+    pub(crate) hold: fn() -> Box<dyn FnOnce()>,
+    /// How many of the process's threads are the layer's own, which the
+    /// multi-threaded warning does not count.
+    pub(crate) threads: fn() -> usize,
+}
+
+static HOOKS: Mutex<Vec<&'static ForkHook>> = Mutex::new(Vec::new());
+
+fn hooks() -> MutexGuard<'static, Vec<&'static ForkHook>> {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hooks `hook` into every later fork. Call it before the layer's state is
+/// first used (a lock taken by another thread at a fork that did not know
+/// of it would stay taken in the child).
+pub(crate) fn on_fork(hook: &'static ForkHook) {
+    let mut hooks = hooks();
+    if !hooks.iter().any(|h| std::ptr::eq(*h, hook)) {
+        hooks.push(hook);
+    }
+}
+
+fn hooked_threads() -> usize {
+    hooks().iter().map(|h| (h.threads)()).sum()
+}
+
+/// The hooks' locks, taken before a fork, with the list of hooks itself.
+pub(crate) struct Hooked {
+    _list: MutexGuard<'static, Vec<&'static ForkHook>>,
+    held: Vec<Box<dyn FnOnce()>>,
+}
+
+impl Hooked {
+    fn take() -> Self {
+        let list = hooks();
+        let held = list.iter().map(|h| (h.hold)()).collect();
+        Hooked { _list: list, held }
+    }
+
+    /// In the forked child: each layer forgets what is its parent's and
+    /// releases its lock; then the list is released.
+    pub(crate) fn in_child(self) {
+        for held in self.held {
+            held();
         }
     }
 }

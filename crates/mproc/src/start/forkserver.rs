@@ -29,12 +29,10 @@
 //! should be) and starts a new server, transparently.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{bootstrap, spawn, Started};
-use crate::child::Waiter;
+use super::{bootstrap, spawn, Started, Waiter};
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
 use crate::task::Outcome;
@@ -48,48 +46,21 @@ struct Server {
     control: OwnedFd,
 }
 
-/// The fork server of one process, under its own lock.
-struct Slot {
-    owner: i32,
-    server: Mutex<Option<Server>>,
-}
-
-/// The slot of the process that made it. A forked child must not lock its
-/// parent's: another thread of the parent may have held that lock at the
-/// fork (it is held while a server starts), and nobody would release it in
-/// the child. So a process that finds another pid's slot here puts in a
-/// fresh one of its own; the parent's is left as it is (its server and
+/// The fork server of each process, under its own lock. A forked child
+/// must not lock its parent's: another thread of the parent may have held
+/// that lock at the fork (it is held while a server starts), and nobody
+/// would release it in the child. So each process has its own slot
+/// ([`proc::PerProcess`]); the parent's is left as it is (its server and
 /// descriptors are the parent's, not ours to close).
-static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+static SLOT: proc::PerProcess<Mutex<Option<Server>>> = proc::PerProcess::new();
 
 /// This process's fork server, locked.
 fn server() -> MutexGuard<'static, Option<Server>> {
-    slot().server.lock().unwrap_or_else(|e| e.into_inner())
+    slot().lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn slot() -> &'static Slot {
-    let me = proc::getpid();
-    loop {
-        let current = SLOT.load(Ordering::Acquire);
-        // SAFETY: a non-null SLOT comes from `Box::into_raw` below and is
-        // never freed, so it is valid for 'static.
-        if let Some(slot) = unsafe { current.as_ref() } {
-            if slot.owner == me {
-                return slot;
-            }
-        }
-        let fresh = Box::into_raw(Box::new(Slot {
-            owner: me,
-            server: Mutex::new(None),
-        }));
-        match SLOT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-            // SAFETY: published just now, never freed (see above).
-            Ok(_) => return unsafe { &*fresh },
-            // SAFETY: another thread published its slot first; `fresh` was
-            // never shared, so this is its only owner.
-            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
-        }
-    }
+fn slot() -> &'static Mutex<Option<Server>> {
+    SLOT.get(|| Mutex::new(None))
 }
 
 /// Asks the fork server (starting it if needed) for a child that waits for
@@ -341,9 +312,10 @@ fn take_on(ctl: &OwnedFd) {
     let env = (inherited.env.iter())
         .filter_map(|e| std::ffi::CString::new(*e).ok())
         .collect();
-    // SAFETY: a child just forked from the single-threaded server has one
-    // thread.
-    unsafe { proc::replace_environment(env) };
+    // A child just forked from the single-threaded server has one thread.
+    if let Err(e) = proc::replace_environment(env) {
+        refuse(format!("cannot take on its parent's environment: {e}"));
+    }
     if let Some(mask) = inherited.umask {
         proc::set_umask(mask);
     }
@@ -396,7 +368,7 @@ fn retire_server() {
 /// init process to reap. Skipped if another thread is using the server
 /// (the exit must not wait for it).
 pub(crate) fn shutdown() {
-    let server = match slot().server.try_lock() {
+    let server = match slot().try_lock() {
         Ok(mut guard) => guard.take(),
         Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().take(),
         Err(std::sync::TryLockError::WouldBlock) => None,
@@ -470,7 +442,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         for &i in ready.iter().rev().filter(|&&i| i > 0) {
             let kid = kids.swap_remove(i - 1);
             let code = proc::reap_pidfd(kid.pidfd.as_fd(), true).ok().flatten();
-            let code = code.unwrap_or(crate::child::UNKNOWN_EXIT_CODE);
+            let code = code.unwrap_or(crate::exit::UNKNOWN_EXIT_CODE);
             let _ = rustix::io::write(&kid.status, &code.to_le_bytes());
         }
         if ready.first() == Some(&0) {
@@ -506,21 +478,21 @@ fn fork_child(
     ctl: OwnedFd,
     status: OwnedFd,
 ) -> Option<Kid> {
-    // SAFETY: the server is single-threaded (it runs in the constructor of a
-    // fresh exec and starts no thread), so no lock is held by anyone else.
-    match unsafe { proc::fork() } {
-        Ok(proc::Forked::Child) => {
-            // Close every descriptor the server holds for others.
-            kids.clear();
-            drop(status);
-            proc::close_raw(proc::raw(control));
-            proc::block_sigint(false);
-            let _ = proc::die_with_parent(me);
-            take_on(&ctl);
-            bootstrap::run_task_child(ctl)
-        }
-        Ok(proc::Forked::Parent(pid)) => {
-            drop(ctl);
+    // The server is single-threaded (it runs in the constructor of a fresh
+    // exec and starts no thread), so no lock is held by anyone else.
+    let status_raw = proc::raw(&status);
+    let in_child = move || {
+        // Close every descriptor the server holds for others.
+        kids.clear();
+        proc::close_raw(status_raw);
+        proc::close_raw(proc::raw(control));
+        proc::block_sigint(false);
+        let _ = bootstrap::die_with_parent(me);
+        take_on(&ctl);
+        bootstrap::run_task_child(ctl)
+    };
+    match proc::fork_then_exit(in_child) {
+        Ok(pid) => {
             let _ = rustix::io::write(&status, &pid.to_le_bytes());
             match proc::open_pidfd(pid) {
                 Ok(pidfd) => Some(Kid { pidfd, status }),

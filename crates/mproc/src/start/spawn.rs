@@ -4,8 +4,7 @@
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 
-use super::{launcher, Started, ENV_CHILD};
-use crate::child::Waiter;
+use super::{launcher, Started, Waiter, ENV_CHILD};
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
 

@@ -1,7 +1,7 @@
 //! Process creation, reaping and signals.
 
 use std::ffi::{CString, OsString};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -12,30 +12,93 @@ use rustix::process::{
 
 use super::cvt;
 
-/// The outcome of `fork` as seen by the caller.
-pub(crate) enum Forked {
-    /// In the parent: the child's pid.
-    Parent(i32),
-    /// In the child.
-    Child,
+/// `fork()`: in the child, runs `in_child` and leaves with the exit code
+/// it returns (through [`exit_now`]: never back into the caller's frames, no
+/// destructor of the parent's state runs in the copy; a panic that escapes
+/// `in_child` aborts). In the parent, the child's pid; `in_child` is
+/// dropped there unrun, with what it owns.
+///
+/// In the child only the calling thread exists: a lock another thread held
+/// at the fork stays locked. That is a deadlock, not a memory error; the
+/// callers take the locks their child needs across the fork (`ForkLocks`)
+/// or fork from a single-threaded process (the fork server).
+pub(crate) fn fork_then_exit(in_child: impl FnOnce() -> i32) -> io::Result<i32> {
+    // SAFETY: `fork` itself has no memory-safety precondition. What makes
+    // a fork unsound in Rust is the child returning into frames whose
+    // owners also live in the parent (destructors run twice: temp files,
+    // shared state) or continuing the parent's other threads' work; here
+    // the child runs only `in_child` and leaves with `_exit`, or aborts if
+    // it unwinds. glibc keeps `malloc` and stdio usable in the child (its
+    // own atfork handlers).
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(in_child))
+            .unwrap_or_else(|_| std::process::abort());
+        exit_now(code)
+    }
+    Ok(pid)
 }
 
-/// `fork()`.
-///
-/// # Safety
-///
-/// In the child, only the calling thread exists; any lock another thread held
-/// stays locked. The caller must make sure the child either runs code that
-/// does not depend on such locks or leaves with [`exit_now`].
-pub(crate) unsafe fn fork() -> io::Result<Forked> {
-    // SAFETY: `fork` has no memory-safety preconditions of its own; what the
-    // child may do afterwards is the caller's contract (see above).
-    let pid = cvt(unsafe { libc::fork() })?;
-    Ok(if pid == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(pid)
-    })
+/// Registers `handler` to run at the process's normal exit (`atexit`).
+pub(crate) fn at_exit(handler: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `atexit` only stores the pointer; `handler` is a plain
+    // `extern "C" fn()` with no arguments, valid for the process's life (a
+    // function item), and one that unwinds aborts rather than crossing the
+    // C frames.
+    let ret = unsafe { libc::atexit(handler) };
+    if ret != 0 {
+        return Err(io::Error::other("atexit refused the handler"));
+    }
+    Ok(())
+}
+
+/// A value each process has its own copy of, made on first use in that
+/// process. A forked child does not see its parent's (nor lock it: another
+/// thread of the parent may have held its lock at the fork, and nobody
+/// would release it in the child): it finds the parent's pid on it and
+/// makes its own. The parent's is left as it is (what it holds is the
+/// parent's, not the child's to close) and leaked, as is every one made:
+/// at most one per process image.
+pub(crate) struct PerProcess<T: 'static> {
+    current: std::sync::atomic::AtomicPtr<(i32, T)>,
+}
+
+impl<T: Send + Sync + 'static> PerProcess<T> {
+    /// None made yet.
+    pub(crate) const fn new() -> Self {
+        PerProcess {
+            current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// This process's value, made with `init` if it has none yet.
+    pub(crate) fn get(&'static self, init: impl Fn() -> T) -> &'static T {
+        use std::sync::atomic::Ordering;
+        let me = getpid();
+        loop {
+            let current = self.current.load(Ordering::Acquire);
+            // SAFETY: a non-null pointer here comes from `Box::into_raw`
+            // below and is never freed, so it is valid for 'static.
+            if let Some((owner, value)) = unsafe { current.as_ref() } {
+                if *owner == me {
+                    return value;
+                }
+            }
+            let fresh = Box::into_raw(Box::new((me, init())));
+            match (self.current).compare_exchange(
+                current,
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // SAFETY: published just now, never freed (see above).
+                Ok(_) => return unsafe { &(*fresh).1 },
+                // SAFETY: another thread published its value first; `fresh`
+                // was never shared, so this is its only owner.
+                Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+            }
+        }
+    }
 }
 
 /// Leaves the process at once with `code`: no destructors, no `atexit`
@@ -45,29 +108,29 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Asks the kernel to SIGKILL this process when the thread that created it
-/// ends, then checks the parent did not end already (`expected_parent`).
-/// A child whose parent already ended prints one line on stderr and leaves
-/// with [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
-pub(crate) fn die_with_parent(expected_parent: i32) -> io::Result<()> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-    let ppid = getppid();
-    if ppid != expected_parent {
-        orphaned(expected_parent, ppid);
-    }
-    Ok(())
+/// Why [`die_with_parent`] cannot promise that this process dies with its
+/// parent.
+#[derive(Debug)]
+pub(crate) enum ParentDeath {
+    /// The kernel refused the parent-death signal.
+    Failed(io::Error),
+    /// The signal is set, but `expected_parent` is no longer our parent
+    /// (`ppid` is): it ended before the signal could watch it.
+    Gone { ppid: i32 },
 }
 
-/// Prints why a child will not run (the process that started it is no
-/// longer its parent: it exited) and leaves with
-/// [`ORPHANED_EXIT_CODE`](crate::process::ORPHANED_EXIT_CODE).
-pub(crate) fn orphaned(expected_parent: i32, ppid: i32) -> ! {
-    let _ = writeln!(
-        io::stderr(),
-        "mproc: child {} not started: process {expected_parent} is no longer its parent (now {ppid}); did it exit?",
-        getpid()
-    );
-    exit_now(crate::process::ORPHANED_EXIT_CODE)
+/// Asks the kernel to SIGKILL this process when the thread that created it
+/// ends, then checks the parent did not end already (`expected_parent`).
+/// What a child does when it did is the caller's choice (the bootstrap
+/// leaves with its own exit code).
+pub(crate) fn die_with_parent(expected_parent: i32) -> Result<(), ParentDeath> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| ParentDeath::Failed(e.into()))?;
+    let ppid = getppid();
+    if ppid != expected_parent {
+        return Err(ParentDeath::Gone { ppid });
+    }
+    Ok(())
 }
 
 /// True in a secure-execution process (`getauxval(AT_SECURE)`): started
@@ -172,14 +235,18 @@ pub(crate) fn is_main_thread() -> bool {
 
 /// The number of threads in this process, from `/proc/self/stat`.
 pub(crate) fn thread_count() -> usize {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 1;
-    };
+    strict_thread_count().unwrap_or(1)
+}
+
+/// The number of threads of this process, or an error if it cannot be
+/// read (where a wrong guess is not allowed).
+fn strict_thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Field 20 counts from the first field after the parenthesised name.
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().nth(17))
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
+        .ok_or_else(|| io::Error::other("unreadable /proc/self/stat"))
 }
 
 /// A pidfd for `pid`, which must be alive and not yet reaped.
@@ -330,14 +397,27 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
         .collect()
 }
 
-/// Takes ownership of an inherited descriptor number.
-///
-/// # Safety
-///
-/// `fd` must be open and owned by nobody else in this process.
-pub(crate) unsafe fn adopt_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the caller guarantees `fd` is open and unowned.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// Takes ownership of the descriptor a parent left open across exec for
+/// this process's bootstrap: the number its environment variable names.
+/// Once per process; a second call, or a descriptor that is not open, is an
+/// error.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if fd < 0 || !fd_is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    if ADOPTED.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::other(
+            "the inherited descriptor is already adopted",
+        ));
+    }
+    // SAFETY: `fd` is open (checked above) and owned by nobody: it is the
+    // descriptor the parent handed down across exec, named by the variable
+    // only the bootstrap reads, which runs in a constructor before `main`
+    // (no other code of this process has wrapped it), and the flag above
+    // makes this the only adoption in the process.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// True if `fd` names an open descriptor.
@@ -535,19 +615,67 @@ pub(crate) fn enter_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
 /// Replaces this process's whole environment with `entries` (each
 /// `NAME=value`), which are leaked: the C library keeps pointers to them.
 ///
-/// # Safety
-///
-/// The process must have a single thread (a freshly forked child): nothing
-/// may read or change the environment meanwhile.
-pub(crate) unsafe fn replace_environment(entries: Vec<CString>) {
-    // SAFETY: single-threaded (the caller's contract), so no other thread
-    // reads `environ` while it is cleared and refilled; each string handed
-    // to `putenv` is leaked, so it lives as long as the environment that
-    // points to it.
+/// Only in a process with a single thread (a freshly forked child of the
+/// fork server): an error otherwise, or when the count of threads cannot be
+/// read.
+pub(crate) fn replace_environment(entries: Vec<CString>) -> io::Result<()> {
+    if strict_thread_count()? != 1 {
+        return Err(io::Error::other(
+            "the environment is replaced only in a single-threaded process",
+        ));
+    }
+    // SAFETY: single-threaded (checked above; only this thread could start
+    // another, and it is here), so no other thread reads `environ` while
+    // it is cleared and refilled; each string handed to `putenv` is
+    // leaked, so it lives as long as the environment that points to it.
     unsafe {
         libc::clearenv();
         for entry in entries {
             libc::putenv(entry.into_raw());
         }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn the_environment_is_not_replaced_in_a_multi_threaded_process() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        let before: Vec<_> = std::env::vars_os().collect();
+        assert!(replace_environment(Vec::new()).is_err());
+        assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);
+        drop(tx);
+        let _ = other.join();
+    }
+
+    #[test]
+    fn an_inherited_descriptor_is_adopted_once_and_only_if_open() {
+        assert!(adopt_inherited_fd(-1).is_err());
+        // No process has this many descriptors: never open.
+        assert!(adopt_inherited_fd(i32::MAX).is_err());
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let raw = r.into_raw_fd();
+        let adopted = adopt_inherited_fd(raw).expect("an open, unowned descriptor");
+        assert_eq!(adopted.as_raw_fd(), raw);
+        assert!(adopt_inherited_fd(raw).is_err(), "adopted twice");
+    }
+
+    #[test]
+    fn a_per_process_value_is_made_once_in_a_process() {
+        static VALUE: PerProcess<std::sync::atomic::AtomicU32> = PerProcess::new();
+        let made = std::sync::atomic::AtomicU32::new(0);
+        let init = || {
+            made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::sync::atomic::AtomicU32::new(7)
+        };
+        let a = VALUE.get(init);
+        let b = VALUE.get(init);
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

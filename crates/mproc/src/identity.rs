@@ -1,4 +1,9 @@
-//! Who a process is: its name, pid and place in the tree.
+//! Who a process is: its name, pid and place in the tree, and the record of
+//! who *this* process is.
+//!
+//! Plain data under every layer that starts or runs a child: the task
+//! header carries a [`ProcessInfo`], the bootstrap records it, the child
+//! registry keeps one per child. It imports only `sys/`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
