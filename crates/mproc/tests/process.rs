@@ -324,10 +324,23 @@ fn kill_gives_minus_9(m: StartMethod) {
     signal_check(m, 9, |p| p.kill().unwrap(), |h| h.kill().unwrap());
 }
 
+/// Naps after restoring SIGINT's default action and saying so: a test run
+/// started with SIGINT ignored (a background job of a non-interactive
+/// shell) passes that on to every child, which would sleep through it.
+fn nap_interruptible(ready: mproc::Event) {
+    // SAFETY: setting a signal's disposition to its default has no
+    // preconditions.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    ready.set();
+    nap(LONG);
+}
+
 fn interrupt_gives_minus_2(m: StartMethod) {
     let (_g, ctx) = setup(m);
-    let mut p = ctx.process(nap, LONG);
+    let ready = mproc::Event::new().unwrap();
+    let mut p = ctx.process(nap_interruptible, ready.clone());
     p.start().unwrap();
+    assert!(ready.wait_timeout(GENEROUS).unwrap());
     p.interrupt().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(-2));
