@@ -182,6 +182,7 @@ mod start;
 mod sync;
 mod sys;
 mod task;
+mod util;
 mod wait;
 
 pub use connection::{

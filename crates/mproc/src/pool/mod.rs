@@ -288,7 +288,7 @@ impl Pool {
             let _ = t.join();
         }
         // Every result is complete now: its callbacks are queued or ran.
-        callback::Runner::finish(&self.shared.callbacks);
+        callback::finish(&self.shared.callbacks);
         Ok(())
     }
 

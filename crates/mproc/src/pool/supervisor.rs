@@ -19,9 +19,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::inbox::{Done, Fail, Inbox};
+use super::link::{WorkerHandle, WorkerLink};
 use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
-use super::link::{WorkerHandle, WorkerLink};
 use crate::error::{Error, Result};
 use crate::start::StartMethod;
 
@@ -82,7 +82,7 @@ fn short_of_resources(e: &Error) -> bool {
 }
 
 /// A chunk waiting for, or held by, a worker.
-pub(crate) struct Job {
+pub(crate) struct Chunk {
     pub(crate) id: u64,
     /// The function's offset (a `fn(A) -> R`, or a starmap's `T::Fn`).
     pub(crate) func: i64,
@@ -93,7 +93,7 @@ pub(crate) struct Job {
     pub(crate) tag: usize,
 }
 
-impl Job {
+impl Chunk {
     fn fail(self, why: &Fail) {
         self.inbox.deliver(self.tag, Done::Failed(why.clone()));
     }
@@ -127,7 +127,7 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct State {
-    pub(crate) queue: VecDeque<Job>,
+    pub(crate) queue: VecDeque<Chunk>,
     pub(crate) closed: bool,
     pub(crate) terminated: bool,
     pub(crate) broken: Option<String>,
@@ -172,7 +172,7 @@ impl Shared {
     }
 
     /// Queues jobs; an error if the pool takes no more.
-    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<()> {
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Chunk>) -> Result<()> {
         let mut st = self.lock();
         st.accepting()?;
         st.queue.extend(jobs);
@@ -255,7 +255,7 @@ pub(crate) fn fail_of(pid: i32, ended: io::Result<i32>) -> Fail {
 
 /// Sends `jobs`, several to a message up to [`MESSAGE`] bytes: the worker
 /// starts on the first chunk while the next are copied.
-fn send_jobs<W: WorkerLink>(w: &W, jobs: &[Job], buf: &mut Vec<u8>) -> Result<()> {
+fn send_chunks<W: WorkerLink>(w: &W, jobs: &[Chunk], buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
     for j in jobs {
         if buf.is_empty() {
@@ -282,7 +282,7 @@ fn send_jobs<W: WorkerLink>(w: &W, jobs: &[Job], buf: &mut Vec<u8>) -> Result<()
 /// What a supervisor does next, decided under the pool's lock.
 enum Next {
     /// Send these (maybe none: just wait for a reply).
-    Send(Vec<Job>),
+    Send(Vec<Chunk>),
     /// The pool is closed and drained: let the worker go.
     Quit,
     /// The worker did its `max_tasks`: replace it.
@@ -296,7 +296,7 @@ pub(crate) struct Supervisor<W: WorkerLink> {
     shared: Arc<Shared>,
     slot: usize,
     worker: W,
-    held: VecDeque<Job>,
+    held: VecDeque<Chunk>,
     /// When the first held chunk started (about).
     head_since: Instant,
     /// Chunks this worker finished.
@@ -407,7 +407,7 @@ impl<W: WorkerLink> Supervisor<W> {
     }
 
     /// Sends `jobs` and holds them; `false` if the worker is gone.
-    fn send(&mut self, jobs: Vec<Job>) -> bool {
+    fn send(&mut self, jobs: Vec<Chunk>) -> bool {
         if self.held.is_empty() {
             if !self.worker.is_alive() {
                 // It died idle (killed from outside): nothing of its own
@@ -419,7 +419,7 @@ impl<W: WorkerLink> Supervisor<W> {
             }
             self.head_since = Instant::now();
         }
-        let ok = send_jobs(&self.worker, &jobs, &mut self.buf).is_ok();
+        let ok = send_chunks(&self.worker, &jobs, &mut self.buf).is_ok();
         self.held.extend(jobs);
         ok
     }
@@ -573,7 +573,7 @@ impl<W: WorkerLink> Supervisor<W> {
 
     /// Holds `job` again, first, to be requeued, if its worker died and
     /// the retry policy allows another run; else gives it back to fail.
-    fn retry(&mut self, job: Job, why: &Fail) -> Option<Job> {
+    fn retry(&mut self, job: Chunk, why: &Fail) -> Option<Chunk> {
         let max = self.shared.cfg.retries;
         if max == 0 || !matches!(why, Fail::Died { .. } | Fail::Unknown { .. }) {
             return Some(job);
@@ -591,7 +591,7 @@ impl<W: WorkerLink> Supervisor<W> {
     }
 
     /// Records the head chunk's run, ending `now`, if the pool records.
-    fn record(&self, job: &Job, now: Instant, replied: bool) {
+    fn record(&self, job: &Chunk, now: Instant, replied: bool) {
         if let Some(rec) = &self.shared.timeline {
             let epoch = self.shared.epoch;
             let start = self.head_since.max(epoch) - epoch;
