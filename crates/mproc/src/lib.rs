@@ -178,6 +178,7 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+mod shm;
 mod start;
 mod sync;
 mod sys;

@@ -18,12 +18,12 @@ use bytemuck::Zeroable;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::block::ShmBlock;
-use super::cells::Cells;
 use super::lock_kind::SharedLock;
-use super::plain::Plain;
 use super::raw::{data_len, layout_error};
 use crate::error::{Error, Result};
+use crate::shm::block::ShmBlock;
+use crate::shm::cells::Cells;
+use crate::shm::plain::Plain;
 use crate::sync::{LockError, LockGuard, LockResult};
 
 /// Cells and their lock.
