@@ -181,10 +181,12 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+mod shm;
 mod start;
 mod sync;
 mod sys;
 mod task;
+mod util;
 mod wait;
 
 pub use connection::{

@@ -2,9 +2,8 @@
 //! by one pool-owned thread, started at the first use.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,6 +11,7 @@ use serde::Serialize;
 use super::calls::Task;
 use super::{AsyncResult, Pool};
 use crate::error::{Error, Result};
+use crate::util::job_thread::{Job, JobThread};
 
 /// What to run when an [`AsyncResult`](crate::AsyncResult) is ready, as
 /// CPython's `callback` and `error_callback` arguments: for
@@ -109,50 +109,30 @@ impl<T> std::fmt::Debug for Callbacks<T> {
     }
 }
 
-/// A job for the callback thread.
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
-
 /// The pool's callback thread, once started.
-pub(crate) struct Runner {
-    tx: Sender<Job>,
-    thread: thread::JoinHandle<()>,
+pub(crate) type Runner = JobThread;
+
+/// The sender of `slot`'s callback thread, starting it if need be.
+pub(crate) fn sender(slot: &Mutex<Option<Runner>>) -> Result<Sender<Job>> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = &*slot {
+        return Ok(r.sender());
+    }
+    // It ends when every sender is gone: the pool's and those of the
+    // results still to come.
+    let runner = JobThread::start("mproc-pool-callbacks")
+        .map_err(Error::io("cannot start the pool's callback thread"))?;
+    let tx = runner.sender();
+    *slot = Some(runner);
+    Ok(tx)
 }
 
-impl Runner {
-    /// The sender of `slot`'s thread, starting it if need be.
-    pub(crate) fn sender(slot: &Mutex<Option<Runner>>) -> Result<Sender<Job>> {
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = &*slot {
-            return Ok(r.tx.clone());
-        }
-        let (tx, rx) = channel::<Job>();
-        let thread = thread::Builder::new()
-            .name("mproc-pool-callbacks".into())
-            .spawn(move || {
-                // Ends when every sender is gone: the pool's and those of
-                // the results still to come.
-                for job in rx {
-                    job();
-                }
-            })
-            .map_err(Error::io("cannot start the pool's callback thread"))?;
-        *slot = Some(Runner {
-            tx: tx.clone(),
-            thread,
-        });
-        Ok(tx)
-    }
-
-    /// Lets the thread end once the pending callbacks ran, and waits for
-    /// it (unless called from a callback, which cannot wait for itself).
-    pub(crate) fn finish(slot: &Mutex<Option<Runner>>) {
-        let runner = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(Runner { tx, thread }) = runner {
-            drop(tx);
-            if thread.thread().id() != thread::current().id() {
-                let _ = thread.join();
-            }
-        }
+/// Lets `slot`'s thread end once the pending callbacks ran, and waits for
+/// it (unless called from a callback, which cannot wait for itself).
+pub(crate) fn finish(slot: &Mutex<Option<Runner>>) {
+    let runner = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(runner) = runner {
+        runner.finish();
     }
 }
 
@@ -261,7 +241,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let runner = Runner::sender(&self.shared.callbacks)?;
+        let runner = sender(&self.shared.callbacks)?;
         let (inbox, sizes) = self.submit_all(Task::new(f), vec![args], Some(1))?;
         Ok(AsyncResult::with_callbacks(
             inbox,
@@ -309,7 +289,7 @@ impl Pool {
         A: Serialize,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let runner = Runner::sender(&self.shared.callbacks)?;
+        let runner = sender(&self.shared.callbacks)?;
         let (inbox, sizes) = self.submit_all(task, items, chunksize)?;
         Ok(AsyncResult::with_callbacks(
             inbox,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::inbox::{Done, Inbox, Want};
 use super::result::AsyncResult;
-use super::supervisor::{Job, WINDOW};
+use super::supervisor::{Chunk, WINDOW};
 use super::worker::{chunk_runner, ChunkFn};
 use super::Pool;
 use crate::codec;
@@ -124,14 +124,14 @@ impl Pool {
         chunk: &[A],
         inbox: &Arc<Inbox>,
         tag: usize,
-    ) -> Result<Job> {
+    ) -> Result<Chunk> {
         let frame = codec::encode(chunk)?;
         if !frame.fds.is_empty() {
             return Err(Error::InvalidArgument(
                 "pool task arguments cannot carry OS handles".into(),
             ));
         }
-        Ok(Job {
+        Ok(Chunk {
             id: self.shared.next_id(),
             func: task.func,
             chunk_fn: task.runner,

@@ -9,6 +9,8 @@
 //! | `star.rs`       | `starmap` over tuples of 1 to 8 arguments                 |
 //! | `result.rs`     | `AsyncResult`                                            |
 //! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
+//! | `link.rs`       | `WorkerLink`: the seam between a supervisor and its worker |
+//! | `local.rs`      | the local worker process and its pipe, as a `WorkerLink` |
 //! | `worker.rs`     | the worker process's loop and the chunk runners          |
 //! | `wire.rs`       | the messages between the two                             |
 //! | `inbox.rs`      | where finished chunks land                               |
@@ -18,6 +20,8 @@ mod callback;
 mod calls;
 mod imap;
 mod inbox;
+mod link;
+mod local;
 mod result;
 mod star;
 mod supervisor;
@@ -41,7 +45,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::start::{get_start_method, StartMethod};
 use inbox::Fail;
-use supervisor::{Config, Shared, Supervisor, Worker};
+use link::WorkerLink;
+use local::LocalWorker;
+use supervisor::{Config, Shared, Supervisor};
 
 /// A pool of worker processes, as Python's `multiprocessing.Pool`.
 ///
@@ -223,7 +229,7 @@ impl Pool {
             .workers
             .iter()
             .flatten()
-            .map(|c| c.pid)
+            .map(|w| w.pid())
             .collect()
     }
 
@@ -266,7 +272,7 @@ impl Pool {
                 .deliver(job.tag, inbox::Done::Failed(Fail::Terminated));
         }
         for w in st.workers.iter().flatten() {
-            let _ = w.signal(libc::SIGTERM);
+            w.terminate();
         }
         drop(st);
         self.shared.wake_all();
@@ -282,7 +288,7 @@ impl Pool {
             let _ = t.join();
         }
         // Every result is complete now: its callbacks are queued or ran.
-        callback::Runner::finish(&self.shared.callbacks);
+        callback::finish(&self.shared.callbacks);
         Ok(())
     }
 
@@ -292,8 +298,8 @@ impl Pool {
         for slot in 0..shared.cfg.processes {
             // On error, the workers already started are dropped: killed
             // and reaped.
-            let w = Worker::start(&shared.cfg, slot)?;
-            shared.lock().workers[slot] = Some(w.child());
+            let w = LocalWorker::start(&shared.cfg, slot)?;
+            shared.lock().workers[slot] = Some(w.handle());
             workers.push(w);
         }
         let threads = workers

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::callback::{Callbacks, Called, Job};
+use super::callback::{Callbacks, Called};
 use super::inbox::{Inbox, Want};
 use crate::error::{Error, Result};
+use crate::util::job_thread::Job;
 
 type Finish<T> = Box<dyn FnOnce(&Inbox, &[usize]) -> Result<T> + Send>;
 

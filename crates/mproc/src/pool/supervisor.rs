@@ -19,13 +19,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::inbox::{Done, Fail, Inbox};
+use super::link::{WorkerHandle, WorkerLink};
 use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
-use super::worker::{worker_main, WorkerArgs};
-use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::pipe::{Connection, Pipe};
-use crate::process::Process;
 use crate::start::StartMethod;
 
 /// The most chunks a worker holds: enough that a worker running tiny
@@ -85,7 +82,7 @@ fn short_of_resources(e: &Error) -> bool {
 }
 
 /// A chunk waiting for, or held by, a worker.
-pub(crate) struct Job {
+pub(crate) struct Chunk {
     pub(crate) id: u64,
     /// The function's offset (a `fn(A) -> R`, or a starmap's `T::Fn`).
     pub(crate) func: i64,
@@ -96,7 +93,7 @@ pub(crate) struct Job {
     pub(crate) tag: usize,
 }
 
-impl Job {
+impl Chunk {
     fn fail(self, why: &Fail) {
         self.inbox.deliver(self.tag, Done::Failed(why.clone()));
     }
@@ -130,12 +127,12 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct State {
-    pub(crate) queue: VecDeque<Job>,
+    pub(crate) queue: VecDeque<Chunk>,
     pub(crate) closed: bool,
     pub(crate) terminated: bool,
     pub(crate) broken: Option<String>,
     /// Each slot's current worker, for `terminate` and breaking.
-    pub(crate) workers: Vec<Option<Arc<Child>>>,
+    pub(crate) workers: Vec<Option<Arc<dyn WorkerHandle>>>,
     /// Supervisors waiting for work.
     idle: usize,
     /// How many times each chunk was re-run after its worker died (only
@@ -175,7 +172,7 @@ impl Shared {
     }
 
     /// Queues jobs; an error if the pool takes no more.
-    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<()> {
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Chunk>) -> Result<()> {
         let mut st = self.lock();
         st.accepting()?;
         st.queue.extend(jobs);
@@ -204,7 +201,7 @@ impl Shared {
             job.fail(&why);
         }
         for w in st.workers.iter().flatten() {
-            let _ = w.signal(libc::SIGKILL);
+            w.kill();
         }
         drop(st);
         self.wake_all();
@@ -228,137 +225,64 @@ impl State {
     }
 }
 
-/// A worker process and the parent's end of its pipe.
-pub(crate) struct Worker {
-    process: Process,
-    conn: Connection<()>,
-    pid: i32,
+/// Asks the worker to leave (it has nothing left to run) and reaps it.
+fn quit<W: WorkerLink>(w: &mut W) {
+    let _ = w.send(&[wire::QUIT]);
+    if !matches!(w.wait(CHECK * 20), Ok(Some(_))) {
+        let _ = w.stop(Duration::ZERO);
+    }
 }
 
-impl Worker {
-    /// Starts a worker and waits until its initializer has run.
-    pub(crate) fn start(cfg: &Config, slot: usize) -> Result<Worker> {
-        let (here, there) = Pipe::<()>::new()?;
-        let args = WorkerArgs {
-            conn: there,
-            init: cfg.init.clone(),
-        };
-        let mut process = Process::new(worker_main, args)
-            .name(format!("PoolWorker-{}", slot + 1))
-            .daemon(true)
-            .start_method(cfg.method);
-        process.start()?;
-        let pid = process.pid().expect("started");
-        let mut w = Worker {
-            process,
-            conn: here,
-            pid,
-        };
-        match w.conn.recv_bytes() {
-            Ok(m) if m == [wire::READY] => Ok(w),
-            _ => {
-                let ended = w.reap();
-                Err(Worker::fail_of(pid, ended).to_error())
-            }
-        }
+/// Reaps a worker whose link broke (it is ending on its own: give it
+/// time, so that its status is its own, not our SIGTERM); its exit code.
+pub(crate) fn reap<W: WorkerLink>(w: &mut W) -> io::Result<i32> {
+    match w.wait(Duration::from_secs(2))? {
+        Some(code) => Ok(code),
+        None => w.stop(Duration::ZERO),
     }
+}
 
-    pub(crate) fn child(&self) -> Arc<Child> {
-        self.process.child().expect("started")
+/// Why a worker (`pid`) that is gone failed its chunk: how it ended, as
+/// [`reap`] learnt it.
+pub(crate) fn fail_of(pid: i32, ended: io::Result<i32>) -> Fail {
+    match ended {
+        Ok(code) => Fail::Died { pid, code },
+        Err(e) => Fail::Unknown {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        },
     }
+}
 
-    /// Waits at most `timeout` for the worker to end: its exit code, `None`
-    /// if it runs on, or why its end could not be learnt.
-    fn wait(&self, timeout: Duration) -> io::Result<Option<i32>> {
-        self.child().wait(Some(Instant::now() + timeout))
-    }
-
-    /// Asks the worker to leave and reaps it.
-    fn quit(&mut self) {
-        let _ = self.conn.send_bytes(&[wire::QUIT]);
-        if !matches!(self.wait(CHECK * 20), Ok(Some(_))) {
-            let _ = self.stop(Duration::ZERO);
-        }
-    }
-
-    /// SIGTERM, SIGKILL after `grace`, reaped; its exit code. Reaping needs
-    /// no new descriptor, so this fails only if the OS does.
-    fn stop(&mut self, grace: Duration) -> io::Result<i32> {
-        let child = self.child();
-        let _ = child.signal(libc::SIGTERM);
-        if let Some(code) = self.wait(grace)? {
-            return Ok(code);
-        }
-        let _ = child.signal(libc::SIGKILL);
-        loop {
-            if let Some(code) = child.wait(None)? {
-                return Ok(code);
-            }
-            // Seen ended but not yet reapable (a kernel that marks a
-            // pidfd readable when the leader thread exits): soon.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Reaps a worker whose pipe closed (it is ending on its own: give it
-    /// time, so that its status is its own, not our SIGTERM); its exit code.
-    fn reap(&mut self) -> io::Result<i32> {
-        match self.wait(Duration::from_secs(2))? {
-            Some(code) => Ok(code),
-            None => self.stop(Duration::ZERO),
-        }
-    }
-
-    /// Why a worker (`pid`) that is gone failed its chunk: how it ended, as
-    /// [`reap`](Worker::reap) learnt it.
-    fn fail_of(pid: i32, ended: io::Result<i32>) -> Fail {
-        match ended {
-            Ok(code) => Fail::Died { pid, code },
-            Err(e) => Fail::Unknown {
-                errno: e.raw_os_error().unwrap_or(libc::EIO),
-            },
-        }
-    }
-
-    /// Sends `jobs`, several to a message up to [`MESSAGE`] bytes: the
-    /// worker starts on the first chunk while the next are copied.
-    fn send(&self, jobs: &[Job], buf: &mut Vec<u8>) -> Result<()> {
-        buf.clear();
-        for j in jobs {
-            if buf.is_empty() {
-                buf.push(wire::JOBS);
-            }
-            let wire = JobWire {
-                id: j.id,
-                func: j.func,
-                chunk_fn: j.chunk_fn,
-                args: &j.args,
-            };
-            wire::put_job(buf, &wire);
-            if buf.len() >= MESSAGE {
-                self.conn.send_bytes(buf)?;
-                buf.clear();
-            }
-        }
+/// Sends `jobs`, several to a message up to [`MESSAGE`] bytes: the worker
+/// starts on the first chunk while the next are copied.
+fn send_chunks<W: WorkerLink>(w: &W, jobs: &[Chunk], buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    for j in jobs {
         if buf.is_empty() {
-            return Ok(());
+            buf.push(wire::JOBS);
         }
-        self.conn.send_bytes(buf)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if self.process.is_alive() {
-            let _ = self.stop(Duration::ZERO);
+        let wire = JobWire {
+            id: j.id,
+            func: j.func,
+            chunk_fn: j.chunk_fn,
+            args: &j.args,
+        };
+        wire::put_job(buf, &wire);
+        if buf.len() >= MESSAGE {
+            w.send(buf)?;
+            buf.clear();
         }
     }
+    if buf.is_empty() {
+        return Ok(());
+    }
+    w.send(buf)
 }
 
 /// What a supervisor does next, decided under the pool's lock.
 enum Next {
     /// Send these (maybe none: just wait for a reply).
-    Send(Vec<Job>),
+    Send(Vec<Chunk>),
     /// The pool is closed and drained: let the worker go.
     Quit,
     /// The worker did its `max_tasks`: replace it.
@@ -368,11 +292,11 @@ enum Next {
 }
 
 /// A supervisor: owns one worker slot until the pool ends.
-pub(crate) struct Supervisor {
+pub(crate) struct Supervisor<W: WorkerLink> {
     shared: Arc<Shared>,
     slot: usize,
-    worker: Worker,
-    held: VecDeque<Job>,
+    worker: W,
+    held: VecDeque<Chunk>,
     /// When the first held chunk started (about).
     head_since: Instant,
     /// Chunks this worker finished.
@@ -382,8 +306,8 @@ pub(crate) struct Supervisor {
     buf: Vec<u8>,
 }
 
-impl Supervisor {
-    pub(crate) fn new(shared: Arc<Shared>, slot: usize, worker: Worker) -> Self {
+impl<W: WorkerLink> Supervisor<W> {
+    pub(crate) fn new(shared: Arc<Shared>, slot: usize, worker: W) -> Self {
         Supervisor {
             shared,
             slot,
@@ -409,14 +333,14 @@ impl Supervisor {
                         }
                     }
                     Next::Quit => {
-                        self.worker.quit();
+                        quit(&mut self.worker);
                         self.shared.lock().workers[self.slot] = None;
                         return;
                     }
                     Next::Retire => {
                         let w = self.replace_worker();
                         if let Some(mut old) = w {
-                            old.quit();
+                            quit(&mut old);
                         } else {
                             return;
                         }
@@ -483,19 +407,19 @@ impl Supervisor {
     }
 
     /// Sends `jobs` and holds them; `false` if the worker is gone.
-    fn send(&mut self, jobs: Vec<Job>) -> bool {
+    fn send(&mut self, jobs: Vec<Chunk>) -> bool {
         if self.held.is_empty() {
-            if !self.worker.process.is_alive() {
+            if !self.worker.is_alive() {
                 // It died idle (killed from outside): nothing of its own
                 // fails; these chunks go to its replacement.
                 self.held.extend(jobs);
                 self.requeue();
-                let _ = self.worker.reap();
+                let _ = reap(&mut self.worker);
                 return self.replace_worker().is_some() || !self.held.is_empty();
             }
             self.head_since = Instant::now();
         }
-        let ok = self.worker.send(&jobs, &mut self.buf).is_ok();
+        let ok = send_chunks(&self.worker, &jobs, &mut self.buf).is_ok();
         self.held.extend(jobs);
         ok
     }
@@ -523,8 +447,8 @@ impl Supervisor {
         if let Some(t) = self.shared.cfg.task_timeout {
             until = until.min(self.head_since + t);
         }
-        match self.worker.conn.poll(until.saturating_duration_since(now)) {
-            Ok(true) => match self.worker.conn.recv_bytes() {
+        match self.worker.poll(until.saturating_duration_since(now)) {
+            Ok(true) => match self.worker.recv() {
                 Ok(msg) => self.on_reply(msg),
                 Err(_) => !self.died(),
             },
@@ -536,8 +460,8 @@ impl Supervisor {
     /// Takes the replies there are; `false` when this supervisor is done.
     fn drain(&mut self) -> bool {
         while !self.held.is_empty() {
-            match self.worker.conn.poll(Duration::ZERO) {
-                Ok(true) => match self.worker.conn.recv_bytes() {
+            match self.worker.poll(Duration::ZERO) {
+                Ok(true) => match self.worker.recv() {
                     Ok(msg) => {
                         if !self.on_reply(msg) {
                             return false;
@@ -566,7 +490,7 @@ impl Supervisor {
         self.mean = (self.mean * 3 + took) / 4;
         self.head_since = now;
         self.done += 1;
-        let pid = self.worker.pid;
+        let pid = self.worker.pid();
         job.inbox
             .deliver(job.tag, Done::Reply { pid, status, body });
         true
@@ -593,14 +517,14 @@ impl Supervisor {
                 return self.timed_out(t);
             }
         }
-        if !self.worker.process.is_alive() {
+        if !self.worker.is_alive() {
             return !self.died();
         }
         true
     }
 
     fn timed_out(&mut self, after: Duration) -> bool {
-        let pid = self.worker.pid;
+        let pid = self.worker.pid();
         let at = Instant::now();
         let _ = self.worker.stop(self.shared.cfg.grace);
         self.lost(Fail::Timeout { pid, after }, at)
@@ -609,10 +533,10 @@ impl Supervisor {
     /// The worker died: its running chunk fails. `true` if this supervisor
     /// is done.
     fn died(&mut self) -> bool {
-        let pid = self.worker.pid;
+        let pid = self.worker.pid();
         let at = Instant::now();
-        let ended = self.worker.reap();
-        !self.lost(Worker::fail_of(pid, ended), at)
+        let ended = reap(&mut self.worker);
+        !self.lost(fail_of(pid, ended), at)
     }
 
     /// The worker is gone: fail the chunk it ran with `why`, requeue the
@@ -649,7 +573,7 @@ impl Supervisor {
 
     /// Holds `job` again, first, to be requeued, if its worker died and
     /// the retry policy allows another run; else gives it back to fail.
-    fn retry(&mut self, job: Job, why: &Fail) -> Option<Job> {
+    fn retry(&mut self, job: Chunk, why: &Fail) -> Option<Chunk> {
         let max = self.shared.cfg.retries;
         if max == 0 || !matches!(why, Fail::Died { .. } | Fail::Unknown { .. }) {
             return Some(job);
@@ -667,7 +591,7 @@ impl Supervisor {
     }
 
     /// Records the head chunk's run, ending `now`, if the pool records.
-    fn record(&self, job: &Job, now: Instant, replied: bool) {
+    fn record(&self, job: &Chunk, now: Instant, replied: bool) {
         if let Some(rec) = &self.shared.timeline {
             let epoch = self.shared.epoch;
             let start = self.head_since.max(epoch) - epoch;
@@ -675,7 +599,7 @@ impl Supervisor {
                 task: job.id,
                 chunk: job.tag,
                 worker: self.slot,
-                pid: self.worker.pid,
+                pid: self.worker.pid(),
                 start,
                 end: (now - epoch).max(start),
                 replied,
@@ -705,13 +629,13 @@ impl Supervisor {
     /// shortages pass, and the pool must work again when they do. Only if
     /// work waits, no other worker is there to run it and none could start
     /// for [`PATIENCE`] does the pool break, saying why.
-    fn replace_worker(&mut self) -> Option<Worker> {
+    fn replace_worker(&mut self) -> Option<W> {
         let mut delay = FIRST_RETRY;
         let mut stalled = None;
         loop {
-            let e = match Worker::start(&self.shared.cfg, self.slot) {
+            let e = match W::start(&self.shared.cfg, self.slot) {
                 Ok(w) => {
-                    self.shared.lock().workers[self.slot] = Some(w.child());
+                    self.shared.lock().workers[self.slot] = Some(w.handle());
                     self.done = 0;
                     return Some(std::mem::replace(&mut self.worker, w));
                 }
@@ -719,7 +643,7 @@ impl Supervisor {
             };
             let reason = format!("cannot start a replacement worker: {e}");
             if short_of_resources(&e) {
-                if !self.worker.process.is_alive() {
+                if !self.worker.is_alive() {
                     // Not a worker others can count on meanwhile.
                     self.shared.lock().workers[self.slot] = None;
                 }
@@ -733,7 +657,7 @@ impl Supervisor {
                         return None;
                     }
                     Retry::Done => {
-                        self.worker.quit();
+                        quit(&mut self.worker);
                         self.shared.lock().workers[self.slot] = None;
                         return None;
                     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::header::{self, decode_header, encode_header, record_len, Header, Kind};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
-use crate::shared::block::ShmBlock;
+use crate::shm::block::ShmBlock;
 use crate::sync::{LockError, SharedMutex};
 use crate::sys::ring::Ring;
 use crate::sys::{fdpass, futex};

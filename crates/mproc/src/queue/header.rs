@@ -41,7 +41,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, Result};
-use crate::shared::block::ShmSafe;
+use crate::shm::block::ShmSafe;
 
 #[repr(C)]
 pub(super) struct Header {

@@ -9,9 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock_kind::SharedLock;
 use super::locked::{Locked, SliceGuard};
-use super::plain::Plain;
 use super::raw::check_range;
 use crate::error::Result;
+use crate::shm::plain::Plain;
 use crate::sync::{LockResult, RLock};
 
 /// An array of plain values in shared memory with its own lock, as

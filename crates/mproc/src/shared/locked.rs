@@ -18,12 +18,12 @@ use bytemuck::Zeroable;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::block::ShmBlock;
-use super::cells::Cells;
 use super::lock_kind::SharedLock;
-use super::plain::Plain;
 use super::raw::{data_len, layout_error};
 use crate::error::{Error, Result};
+use crate::shm::block::ShmBlock;
+use crate::shm::cells::{Cells, Lent};
+use crate::shm::plain::Plain;
 use crate::sync::{LockError, LockGuard, LockResult};
 
 /// Cells and their lock.
@@ -129,18 +129,16 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(LockError::Failed(e)),
         };
-        if !self.cells.borrow() {
-            drop(g);
-            return Err(LockError::Failed(Error::InvalidState(REENTERED)));
-        }
-        let guard = SliceGuard {
-            cells: &self.cells,
-            _lock: g,
+        // SAFETY: `g` holds the lock that guards these cells: every
+        // process writes them only through a guard of this `Locked`'s lock
+        // (the raw types have cells of their own, never locked).
+        let guard = match unsafe { self.cells.lend(g) } {
+            Ok(guard) => guard,
+            Err(g) => {
+                drop(g);
+                return Err(LockError::Failed(Error::InvalidState(REENTERED)));
+            }
         };
-        // SAFETY: the lock is held and the cells borrowed by `guard`, so no
-        // one else writes them. A panic here drops `guard`, which ends the
-        // borrow and releases the lock.
-        unsafe { self.cells.check_valid() };
         outcome(died, Some(guard))
     }
 
@@ -169,32 +167,7 @@ fn outcome<R>(died: bool, r: R) -> LockResult<R> {
 
 /// Holds the lock and a borrow of the cells, whose values it has checked
 /// (so they are `&mut [T]` until it drops).
-pub(crate) struct SliceGuard<'a, T> {
-    cells: &'a Cells<T>,
-    _lock: LockGuard<'a>,
-}
-
-impl<T> SliceGuard<'_, T> {
-    pub(crate) fn slice(&self) -> &[T] {
-        // SAFETY: the guard holds the lock and the borrow, and its
-        // constructor checked the values; the shared borrow of `self`
-        // excludes `slice_mut` meanwhile.
-        unsafe { self.cells.slice_mut() }
-    }
-
-    pub(crate) fn slice_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `slice`; the exclusive borrow of `self` makes this
-        // the only reference.
-        unsafe { self.cells.slice_mut() }
-    }
-}
-
-impl<T> Drop for SliceGuard<'_, T> {
-    fn drop(&mut self) {
-        // Before `_lock` releases the lock (fields drop after this).
-        self.cells.unborrow();
-    }
-}
+pub(crate) type SliceGuard<'a, T> = Lent<'a, T, LockGuard<'a>>;
 
 /// How a `Locked` travels: its lock, and its cells' block unless they live
 /// in the lock's.

@@ -48,10 +48,10 @@ use std::sync::Arc;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::plain;
 use super::raw::check_range;
 use crate::codec::WireFd;
 use crate::error::{Error, Result};
+use crate::shm::bytes::SharedBytes;
 use crate::sys::posix_shm as posix;
 use crate::sys::proc::getpid;
 use crate::sys::shm::{reserve, SharedRegion};
@@ -129,7 +129,7 @@ pub struct SharedMemory {
 }
 
 struct Inner {
-    region: SharedRegion,
+    bytes: SharedBytes,
     /// The user's name (without the prefix); `None` for anonymous memory.
     name: Option<String>,
     /// The pid of the owner when this handle is the owner's.
@@ -247,7 +247,7 @@ impl SharedMemory {
     fn from_parts(region: SharedRegion, name: Option<String>, owner: Option<i32>) -> Self {
         SharedMemory {
             inner: Arc::new(Inner {
-                region,
+                bytes: SharedBytes::new(region),
                 name,
                 owner,
                 unlinked: AtomicBool::new(false),
@@ -262,7 +262,7 @@ impl SharedMemory {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn size(&self) -> usize {
-        self.inner.region.len()
+        self.inner.bytes.region().len()
     }
 
     /// The name given to [`create`](Self::create) or [`open`](Self::open);
@@ -314,7 +314,7 @@ impl SharedMemory {
             .name()
             .ok_or(Error::InvalidState("anonymous shared memory has no name"))?;
         let file = file_name(name)?;
-        let ours = posix::names_file(&file, self.inner.region.as_fd())
+        let ours = posix::names_file(&file, self.inner.bytes.region().as_fd())
             .map_err(Error::io("cannot unlink shared memory"))?;
         if !ours {
             return Err(Error::NotFound { name: name.into() });
@@ -341,10 +341,7 @@ impl SharedMemory {
     /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.size())?;
-        // SAFETY: the range is in the mapping (checked); no reference into
-        // it is alive except those an `unsafe` caller vouched for; racing
-        // writers are why the copy is atomic.
-        unsafe { plain::read_bytes(self.as_ptr().add(offset), buf) };
+        self.inner.bytes.read(offset, buf);
         Ok(())
     }
 
@@ -360,9 +357,7 @@ impl SharedMemory {
     /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         check_range(offset, data.len(), self.size())?;
-        // SAFETY: as in `read`; no reference into the mapping exists
-        // except those an `unsafe` caller vouched for.
-        unsafe { plain::write_bytes(data, self.as_ptr().add(offset)) };
+        self.inner.bytes.write(offset, data);
         Ok(())
     }
 
@@ -375,8 +370,7 @@ impl SharedMemory {
     /// ```
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.size()];
-        // SAFETY: as in `read`, for the whole mapping.
-        unsafe { plain::read_bytes(self.as_ptr(), &mut v) };
+        self.inner.bytes.read(0, &mut v);
         v
     }
 
@@ -396,7 +390,7 @@ impl SharedMemory {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     pub fn as_ptr(&self) -> *mut u8 {
-        self.inner.region.ptr()
+        self.inner.bytes.ptr()
     }
 
     /// The bytes as a slice (Python's `buf`).
@@ -418,9 +412,9 @@ impl SharedMemory {
     /// ```
     #[doc(alias = "buf")]
     pub unsafe fn as_slice(&self) -> &[u8] {
-        // SAFETY: the mapping is `size` bytes long and lives as long as
-        // `self`; the absence of writers is the caller's promise.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.size()) }
+        // SAFETY: the absence of writers is the caller's promise, the one
+        // `SharedBytes::slice` asks for.
+        unsafe { self.inner.bytes.slice() }
     }
 
     /// The bytes as a mutable slice.
@@ -441,8 +435,9 @@ impl SharedMemory {
     /// ```
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`; exclusivity is the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.size()) }
+        // SAFETY: exclusivity is the caller's promise, the one
+        // `SharedBytes::slice_mut` asks for.
+        unsafe { self.inner.bytes.slice_mut() }
     }
 
     /// Removes the names of segments whose owner has died (see
@@ -480,7 +475,7 @@ impl Drop for Inner {
             return;
         }
         let file = format!("{PREFIX}{name}");
-        if let Ok(true) = posix::names_file(&file, self.region.as_fd()) {
+        if let Ok(true) = posix::names_file(&file, self.bytes.region().as_fd()) {
             let _ = posix::unlink(&file);
         }
     }
@@ -495,7 +490,7 @@ struct Wire {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = self.inner.region.as_fd();
+        let fd = self.inner.bytes.region().as_fd();
         // A named segment travels as a new open file description, which
         // does not carry the owner's lock (see the module docs).
         let fd = match self.inner.name {

@@ -1,24 +1,30 @@
-//! Shared memory: the typed blocks every shared object is made of, and the
-//! objects a Python user knows — [`Value`], [`Array`], their raw forms
-//! [`RawValue`] and [`RawArray`], and [`SharedMemory`].
+//! The shared objects a Python user knows — [`Value`], [`Array`], their
+//! raw forms [`RawValue`] and [`RawArray`], and [`SharedMemory`] — built on
+//! the shared-memory substrate (`crate::shm`: blocks, cells, plain data).
 //!
 //! All live in `MAP_SHARED` mappings of a `memfd` (or, for a named
 //! `SharedMemory`, a file of `/dev/shm`) and travel to a child inside its
 //! arguments, their descriptor beside the bytes.
+//!
+//! | file           | what                                                      |
+//! |----------------|-----------------------------------------------------------|
+//! | `value.rs`     | `Value`: one plain value and its lock                     |
+//! | `array.rs`     | `Array`: plain values and their lock                      |
+//! | `raw.rs`       | `RawValue`, `RawArray`: the same without a lock           |
+//! | `locked.rs`    | what `Value` and `Array` are made of: cells and their lock |
+//! | `lock_kind.rs` | `SharedLock`: the locks a `Value` or `Array` may use       |
+//! | `memory.rs`    | `SharedMemory`: a block of bytes, named or anonymous      |
 
 mod array;
-pub(crate) mod block;
-mod cells;
 mod lock_kind;
 mod locked;
 mod memory;
-mod plain;
 mod raw;
 mod value;
 
+pub use crate::shm::plain::Plain;
 pub use array::{Array, ArrayGuard};
 pub use lock_kind::SharedLock;
 pub use memory::SharedMemory;
-pub use plain::Plain;
 pub use raw::{RawArray, RawValue};
 pub use value::{Value, ValueGuard};

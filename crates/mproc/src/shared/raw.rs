@@ -6,10 +6,10 @@ use bytemuck::Zeroable;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::block::ShmBlock;
-use super::cells::Cells;
-use super::plain::Plain;
 use crate::error::{Error, Result};
+use crate::shm::block::ShmBlock;
+use crate::shm::cells::Cells;
+use crate::shm::plain::Plain;
 
 /// Fails with [`Error::OutOfRange`] (naming the first index asked for
 /// that is past the end) unless `start..start + count` lies in `0..len`.

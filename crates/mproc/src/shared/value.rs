@@ -8,8 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock_kind::SharedLock;
 use super::locked::{Locked, SliceGuard};
-use super::plain::Plain;
 use crate::error::Result;
+use crate::shm::plain::Plain;
 use crate::sync::{LockResult, RLock};
 
 /// A plain value in shared memory with its own lock, as Python's

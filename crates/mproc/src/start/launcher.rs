@@ -7,12 +7,11 @@
 //! end), and otherwise on one long-lived launcher thread.
 
 use std::io;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Mutex;
 
 use crate::sys::proc;
-
-type Job = Box<dyn FnOnce() + Send>;
+use crate::util::job_thread::{with_reply, Job, JobThread};
 
 /// The launcher of the process whose pid is recorded beside it (a forked
 /// child inherits the record, not the thread).
@@ -34,10 +33,7 @@ pub(crate) fn on_lasting_thread<T: Send + 'static>(
     if proc::is_main_thread() {
         return Ok(f());
     }
-    let (tx, rx) = channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
+    let (job, rx) = with_reply(f);
     let me = proc::getpid();
     let mut guard = LAUNCHER.lock().unwrap_or_else(|e| e.into_inner());
     let job = match guard.as_ref().filter(|(pid, _)| *pid == me) {
@@ -48,25 +44,15 @@ pub(crate) fn on_lasting_thread<T: Send + 'static>(
         None => Some(job),
     };
     if let Some(job) = job {
-        let sender = start()?;
+        // Detached: it lives as long as the process (or until a fork
+        // leaves its record behind in a child).
+        let sender = JobThread::start("mproc-launcher")?.detach();
         let _ = sender.send(job);
         *guard = Some((me, sender));
     }
     drop(guard);
     rx.recv()
         .map_err(|_| io::Error::other("the launcher thread failed to run the job"))
-}
-
-fn start() -> io::Result<Sender<Job>> {
-    let (tx, rx) = channel::<Job>();
-    std::thread::Builder::new()
-        .name("mproc-launcher".into())
-        .spawn(move || {
-            for job in rx {
-                job();
-            }
-        })?;
-    Ok(tx)
 }
 
 /// True if this process has a launcher thread.

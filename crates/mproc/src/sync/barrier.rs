@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::fnref::FnRef;
 use crate::sys::{futex, image};
 

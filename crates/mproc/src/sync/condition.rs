@@ -53,7 +53,7 @@ use super::mutex::SharedMutex;
 use super::poison::{with_outcome, LockError, LockResult};
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
 use crate::sys::remaining;
 

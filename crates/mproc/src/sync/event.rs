@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
 
 const FLAG: u32 = 1;

@@ -5,6 +5,17 @@
 //! shared block of their own, woken through futexes with the spin-then-sleep
 //! protocol of [`crate::sys::futex`]; each file opens with a table of its
 //! shared words.
+//!
+//! | file           | what                                                     |
+//! |----------------|----------------------------------------------------------|
+//! | `mod.rs`       | the futex helpers the primitives share                   |
+//! | `mutex.rs`     | `SharedMutex`: the robust mutex `Lock` and `RLock` are made of |
+//! | `lock.rs`      | `Lock`, `RLock` and their guard                          |
+//! | `poison.rs`    | `LockError`, `LockResult`, `Recover`: a holder that died |
+//! | `condition.rs` | `Condition` over a `Lock` or an `RLock`                  |
+//! | `semaphore.rs` | `Semaphore`, `BoundedSemaphore`                          |
+//! | `event.rs`     | `Event`                                                  |
+//! | `barrier.rs`   | `Barrier`                                                |
 
 mod barrier;
 mod condition;

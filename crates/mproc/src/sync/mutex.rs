@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::poison::{LockError, LockResult};
 use crate::error::Error;
-use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::robust::{Locked, RobustMutex};
 
 // SAFETY: a `pthread_mutex_t` is plain bytes (any pattern is a value glibc

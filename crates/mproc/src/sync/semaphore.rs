@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers};
 use crate::error::{Error, Result};
-use crate::shared::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::futex;
 
 /// The largest value a semaphore can hold, as POSIX's `SEM_VALUE_MAX` on

@@ -3,6 +3,18 @@
 //! Every raw syscall and every `unsafe` block that touches the OS lives here,
 //! each with its `// SAFETY:` argument. The rest of the crate sees safe
 //! functions returning `io::Result`.
+//!
+//! | file           | what                                                    |
+//! |----------------|---------------------------------------------------------|
+//! | `mod.rs`       | small helpers: `cvt`, descriptors above stdio, deadlines |
+//! | `proc.rs`      | process creation, reaping and signals                   |
+//! | `image.rs`     | the running executable: identity, function addresses    |
+//! | `fnref.rs`     | `FnRef`: a typed function reference, checked            |
+//! | `shm.rs`       | `SharedRegion`: a `memfd` mapped `MAP_SHARED`           |
+//! | `posix_shm.rs` | named POSIX shared memory (`/dev/shm`)                  |
+//! | `futex.rs`     | futex wait and wake on shared words                     |
+//! | `robust.rs`    | process-shared robust mutexes                           |
+//! | `fdpass.rs`    | frames with descriptors on a Unix socket (`SCM_RIGHTS`) |
 
 pub(crate) mod fdpass;
 pub(crate) mod fnref;

@@ -187,3 +187,65 @@ impl<T: Plain> Cells<T> {
         unsafe { plain::check(self.ptr(), self.len()) }
     }
 }
+
+/// The cells lent to the holder of their lock, checked: `&[T]` and
+/// `&mut [T]` until it drops, which ends the borrow before the guard `G`
+/// (the lock held) is released.
+pub(crate) struct Lent<'a, T, G> {
+    cells: &'a Cells<T>,
+    // Dropped after `Drop::drop` ended the borrow.
+    _guard: G,
+}
+
+impl<T: Plain> Cells<T> {
+    /// Lends the cells to the holder of `guard` after checking their
+    /// values; gives `guard` back if a guard of this process already
+    /// borrows them (the calling thread re-entered a re-entrant lock).
+    ///
+    /// # Safety
+    ///
+    /// `guard` holds the lock that every process takes before it writes
+    /// these cells through a `Lent` or a slice, and keeps it until dropped.
+    ///
+    /// # Panics
+    ///
+    /// If a cell does not hold a valid `T` (see [`Plain`]); never for `Pod`
+    /// types. The borrow ends and `guard` is dropped first.
+    pub(crate) unsafe fn lend<G>(&self, guard: G) -> Result<Lent<'_, T, G>, G> {
+        if !self.borrow() {
+            return Err(guard);
+        }
+        let lent = Lent {
+            cells: self,
+            _guard: guard,
+        };
+        // SAFETY: the lock is held (caller) and the cells borrowed by
+        // `lent`, so no one else writes them and no reference into them is
+        // alive. A panic here drops `lent`, which ends the borrow and
+        // releases the lock.
+        unsafe { self.check_valid() };
+        Ok(lent)
+    }
+}
+
+impl<T, G> Lent<'_, T, G> {
+    pub(crate) fn slice(&self) -> &[T] {
+        // SAFETY: `lend`'s caller vouched for the lock, `lend` set the
+        // borrow and checked the values; the shared borrow of `self`
+        // excludes `slice_mut` meanwhile.
+        unsafe { self.cells.slice_mut() }
+    }
+
+    pub(crate) fn slice_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `slice`; the exclusive borrow of `self` makes this
+        // the only reference.
+        unsafe { self.cells.slice_mut() }
+    }
+}
+
+impl<T, G> Drop for Lent<'_, T, G> {
+    fn drop(&mut self) {
+        // Before `_guard` releases the lock (fields drop after this).
+        self.cells.unborrow();
+    }
+}
