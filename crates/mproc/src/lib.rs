@@ -166,6 +166,14 @@
 //! with their parent; none is left a zombie.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` lives in `sys/` (the kernel) and `shm/` (the shared-memory
+// substrate); the few items elsewhere that must say `unsafe` (the
+// constructor, the `ShmSafe` declarations of the shared state blocks,
+// `SharedMemory`'s raw slices and the guard lending its cells) each opt out
+// by name, with their argument beside them.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(unreachable_pub)]
 #![warn(missing_docs)]
 
 mod child;
@@ -181,9 +189,11 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+#[allow(unsafe_code)]
 mod shm;
 mod start;
 mod sync;
+#[allow(unsafe_code)]
 mod sys;
 mod task;
 mod util;

@@ -65,8 +65,9 @@ pub(super) struct Header {
     pub(super) join_sleepers: AtomicU32,
 }
 
-// SAFETY: atomics and padding bytes only: every bit pattern is a valid
-// `Header`, and all mutation goes through the atomics.
+#[allow(unsafe_code)] // the substrate's contract, argued below
+                      // SAFETY: atomics and padding bytes only: every bit pattern is a valid
+                      // `Header`, and all mutation goes through the atomics.
 unsafe impl ShmSafe for Header {}
 
 /// Splits a `tail`/`head` word into (item count, byte index).

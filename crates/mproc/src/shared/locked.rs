@@ -129,6 +129,7 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(LockError::Failed(e)),
         };
+        #[allow(unsafe_code)] // the one promise only this caller can make (below)
         // SAFETY: `g` holds the lock that guards these cells: every
         // process writes them only through a guard of this `Locked`'s lock
         // (the raw types have cells of their own, never locked).

@@ -411,6 +411,7 @@ impl SharedMemory {
     /// # Ok::<(), mproc::Error>(())
     /// ```
     #[doc(alias = "buf")]
+    #[allow(unsafe_code)] // a raw view the caller vouches for (see Safety)
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the absence of writers is the caller's promise, the one
         // `SharedBytes::slice` asks for.
@@ -433,7 +434,7 @@ impl SharedMemory {
     /// assert_eq!(shm.to_vec(), b"xyz");
     /// # Ok::<(), mproc::Error>(())
     /// ```
-    #[allow(clippy::mut_from_ref)]
+    #[allow(clippy::mut_from_ref, unsafe_code)] // as `as_slice`
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: exclusivity is the caller's promise, the one
         // `SharedBytes::slice_mut` asks for.

@@ -156,7 +156,7 @@ macro_rules! word {
 /// `src` valid for `len` racing-but-atomic reads and aligned to `align`;
 /// `dst` valid for `len` writes and not shared.
 unsafe fn load(src: *const u8, dst: *mut u8, len: usize, align: usize) {
-    // SAFETY (all arms): the caller's promises; the word arms run only
+    // SAFETY: (all arms) the caller's promises; the word arms run only
     // when `src` is aligned for the word; `dst` is written unaligned.
     unsafe {
         match len {
@@ -185,7 +185,7 @@ unsafe fn load(src: *const u8, dst: *mut u8, len: usize, align: usize) {
 ///
 /// Mirror of [`load`].
 unsafe fn store(src: *const u8, dst: *mut u8, len: usize, align: usize) {
-    // SAFETY (all arms): as in `load`.
+    // SAFETY: (all arms) as in `load`.
     unsafe {
         match len {
             8 if align >= 8 => {

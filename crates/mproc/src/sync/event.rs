@@ -35,7 +35,8 @@ struct EventState {
     sleepers: AtomicU32,
 }
 
-// SAFETY: two atomics; every bit pattern is a value.
+#[allow(unsafe_code)] // the substrate's contract, argued below
+                      // SAFETY: two atomics; every bit pattern is a value.
 unsafe impl ShmSafe for EventState {}
 
 /// An event shared between processes, as Python's `multiprocessing.Event`:

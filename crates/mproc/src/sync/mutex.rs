@@ -10,8 +10,9 @@ use crate::error::Error;
 use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::robust::{Locked, RobustMutex};
 
-// SAFETY: a `pthread_mutex_t` is plain bytes (any pattern is a value glibc
-// can be handed, zeros are a default mutex) used only through glibc.
+#[allow(unsafe_code)] // the substrate's contract, argued below
+                      // SAFETY: a `pthread_mutex_t` is plain bytes (any pattern is a value glibc
+                      // can be handed, zeros are a default mutex) used only through glibc.
 unsafe impl ShmSafe for RobustMutex {}
 
 /// The longest a blocked acquisition sleeps before it tries again (see
