@@ -18,6 +18,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{CodecError, Error, Result};
 use crate::sys::fnref::{FnPtr, FnRef, Untrusted};
 
+thread_local! {
+    /// Set while a serialiser only measures (bincode's size pass).
+    static SIZING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a serialiser's size pass: a value whose serialisation has a side
+/// effect (a manager proxy takes a transit reference) skips it while
+/// [`is_sizing`] says so, since the bytes measured are never sent.
+pub(crate) fn sizing<R>(f: impl FnOnce() -> R) -> R {
+    let was = SIZING.with(|s| s.replace(true));
+    let r = f();
+    SIZING.with(|s| s.set(was));
+    r
+}
+
+/// Whether this thread is inside [`sizing`].
+pub(crate) fn is_sizing() -> bool {
+    SIZING.with(Cell::get)
+}
+
 /// Encoded bytes and the descriptors they refer to.
 #[derive(Debug, Default)]
 pub(crate) struct Frame {

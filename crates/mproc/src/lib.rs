@@ -234,7 +234,16 @@ pub use bytemuck;
 /// Support for mproc's own tests; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::connection::fuzz;
+    /// Entry points for fuzzing the decoders a peer reaches.
+    pub mod fuzz {
+        pub use crate::connection::fuzz::*;
+
+        /// Decodes `data` as a manager request, as the server does with
+        /// every message of an authenticated peer.
+        pub fn manager_request(data: &[u8]) -> crate::Result<()> {
+            crate::manager::decode_request(data)
+        }
+    }
     pub use crate::pipe::__cast_connection as cast_connection;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
     pub use crate::start::{fork_server_pid, fork_server_raw_request, kill_fork_server};

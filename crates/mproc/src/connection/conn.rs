@@ -196,7 +196,7 @@ fn plain() -> impl Options {
 pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     // Measured first (manager proxies take no reference while measured),
     // then written once.
-    let n = crate::manager::sizing(|| plain().serialized_size(value))
+    let n = crate::codec::sizing(|| plain().serialized_size(value))
         .map_err(|e| Error::Encode(CodecError(e)))?;
     let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
     plain()

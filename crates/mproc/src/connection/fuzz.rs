@@ -81,9 +81,3 @@ pub fn polled_handshake(data: &[u8]) -> Result<()> {
         }
     }
 }
-
-/// Decodes `data` as a manager request, as the server does with every
-/// message of an authenticated peer.
-pub fn manager_request(data: &[u8]) -> Result<()> {
-    crate::manager::decode_request(data)
-}

@@ -20,7 +20,7 @@ pub(crate) mod auth;
 mod client;
 mod conn;
 pub(crate) mod frame;
-pub mod fuzz;
+pub(crate) mod fuzz;
 mod listener;
 pub(crate) mod stream;
 

@@ -33,7 +33,6 @@ mod waiting;
 pub use builder::{Manager, ManagerBuilder};
 pub use dict::DictProxy;
 pub use list::{ArrayProxy, ListProxy};
-pub(crate) use proxy::sizing;
 pub use queue::QueueProxy;
 pub use register::{Proxy, Servable};
 pub(crate) use server::decode_request;

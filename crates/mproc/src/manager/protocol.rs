@@ -42,7 +42,7 @@ pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
 /// `count`): the bytes are those a stored copy has, and the proxies in it
 /// take no reference (nothing is stored).
 pub(crate) fn enc_probe<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
-    super::proxy::sizing(|| crate::connection::encode_plain(value)).map(Bytes)
+    crate::codec::sizing(|| crate::connection::encode_plain(value)).map(Bytes)
 }
 
 impl Serialize for Bytes {

@@ -55,22 +55,10 @@ pub(crate) struct Target {
 }
 
 thread_local! {
-    /// Set while a serialiser only measures (bincode's size pass): a
-    /// handle takes no transit reference then.
-    static SIZING: Cell<bool> = const { Cell::new(false) };
     /// How deep in [`collecting`] this thread is.
     static COLLECTING: Cell<u32> = const { Cell::new(0) };
     /// Handles serialised while collecting, for the next call to carry.
     static OUTGOING: RefCell<Vec<(Address, u64)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs a serialiser's size pass: handles serialised in it take no
-/// reference.
-pub(crate) fn sizing<R>(f: impl FnOnce() -> R) -> R {
-    let was = SIZING.with(|s| s.replace(true));
-    let r = f();
-    SIZING.with(|s| s.set(was));
-    r
 }
 
 /// Encodes an element bound for the server: the handles serialised in it
@@ -284,7 +272,7 @@ impl Serialize for Handle {
     /// the element takes over: copies read back from it take their own).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let mut transit = false;
-        if !SIZING.with(Cell::get) {
+        if !crate::codec::is_sizing() {
             let shared = self.share();
             if COLLECTING.with(Cell::get) > 0 {
                 OUTGOING.with(|o| o.borrow_mut().push((self.target.address.clone(), self.id)));
