@@ -10,6 +10,7 @@
 //! | `objects.rs`  | the plain built-ins (dict, list, namespace, value, lock, event) |
 //! | `protocol.rs` | requests and replies on the wire                         |
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
+//! | `outgoing.rs` | the proxies inside an element bound for the server (a leaf) |
 //! | `link.rs`     | its transport: the socket, or a pipe to a local server   |
 //! | `dict.rs`, `list.rs`, `queue.rs`, `values.rs`, `sync.rs` | the typed proxies |
 //! | `waiting.rs`  | server objects that make callers wait (queue, semaphore, barrier) |
@@ -21,6 +22,7 @@ mod dict;
 mod link;
 mod list;
 mod objects;
+mod outgoing;
 mod protocol;
 mod proxy;
 mod queue;
