@@ -6,7 +6,8 @@
 //! |---------------|----------------------------------------------------------|
 //! | `builder.rs`  | `Manager`, `ManagerBuilder`: start, connect, shut down   |
 //! | `server.rs`   | the server process: accept loop, references, dispatch    |
-//! | `served.rs`   | `Served`, every object as the server holds it; the table of built-in kinds |
+//! | `served.rs`   | `Served`: every object as the server holds it            |
+//! | `builtins.rs` | the table of built-in kinds, one line each               |
 //! | `objects.rs`  | the plain built-ins (dict, list, namespace, value, lock, event) |
 //! | `protocol.rs` | requests and replies on the wire                         |
 //! | `proxy.rs`    | the connection under every proxy (reconnects after fork) |
@@ -18,6 +19,7 @@
 //! | `register.rs` | user types (`Servable`, served as `Served`), their `Proxy<T>` |
 
 mod builder;
+mod builtins;
 mod dict;
 mod link;
 mod list;

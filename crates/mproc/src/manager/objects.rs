@@ -6,12 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::protocol::{
     Bytes, DictOp, EventOp, Kind, ListOp, LockOp, NamespaceOp, Op, Packed, ValueOp,
 };
-use super::served::{decode_init, made, Built, Served};
+use super::served::{decode_init, made, out, Built, Served};
 use crate::error::RemoteError;
 
 type Out = Result<Bytes, RemoteError>;
@@ -117,11 +115,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn failed(e: crate::Error) -> RemoteError {
     RemoteError::Failed(e.to_string())
-}
-
-/// Encodes a result for the reply.
-pub(crate) fn out<T: Serialize>(value: &T) -> Out {
-    super::protocol::enc(value).map_err(|e| RemoteError::Failed(e.to_string()))
 }
 
 fn dict(m: &Mutex<Dict>, op: DictOp) -> Out {

@@ -6,9 +6,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::objects::out;
 use super::protocol::{Bytes, Kind, Op, ReentrantOp};
-use super::served::{made, Built, Served};
+use super::served::{made, out, Built, Served};
 use crate::error::RemoteError;
 
 #[derive(Default)]

@@ -75,7 +75,7 @@ impl<T: Servable> Served for Registered<T> {
         let reply = crate::connection::decode_plain(&request)
             .map_err(failed)
             .and_then(|call| me.call(call).map_err(RemoteError::Failed));
-        Some(reply.and_then(|reply| super::objects::out(&reply)))
+        Some(reply.and_then(|reply| super::served::out(&reply)))
     }
 }
 

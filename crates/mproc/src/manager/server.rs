@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::objects;
 use super::protocol::{Bytes, Kind, Op, Packed, Reply, Request};
 use super::proxy::Target;
 use super::register::{Entry, Factory};
@@ -225,23 +224,23 @@ fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request
             .map(|()| {
                 *held.entry(req.id).or_default() += 1;
             })
-            .and_then(|()| Ok((objects::out(&())?, req.id))),
+            .and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Decref => {
             if let Some(n) = held.get_mut(&req.id).filter(|n| **n > 0) {
                 *n -= 1;
                 decref(state, req.id);
             }
-            objects::out(&()).map(|b| (b, req.id))
+            served::out(&()).map(|b| (b, req.id))
         }
-        Op::Share => share(state, req.id).and_then(|()| Ok((objects::out(&())?, req.id))),
+        Op::Share => share(state, req.id).and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Adopt => adopt(state, req.id)
             .map(|()| {
                 *held.entry(req.id).or_default() += 1;
             })
-            .and_then(|()| Ok((objects::out(&())?, req.id))),
+            .and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Release => {
             release(state, req.id);
-            objects::out(&()).map(|b| (b, req.id))
+            served::out(&()).map(|b| (b, req.id))
         }
         Op::ObjectCount => {
             let n = state
@@ -249,7 +248,7 @@ fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .len() as u64;
-            objects::out(&n).map(|b| (b, req.id))
+            served::out(&n).map(|b| (b, req.id))
         }
         op => dispatch_op(state, conn, req.id, op).map(|b| (b, req.id)),
     };
@@ -361,7 +360,7 @@ fn take_over(state: &State, holder: u64, id: u64) {
 /// object's own, through [`Served`], whatever its kind.
 fn dispatch_op(state: &State, conn: u64, id: u64, op: Op) -> Reply {
     match op {
-        Op::Hello | Op::Shutdown => objects::out(&()),
+        Op::Hello | Op::Shutdown => served::out(&()),
         Op::Incref | Op::Decref | Op::Share | Op::Adopt | Op::Release | Op::ObjectCount => Err(
             RemoteError::Failed("a reference operation out of place".into()),
         ),
@@ -391,7 +390,7 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
                 let id = *id;
                 drop(objects);
                 incref(state, id)?;
-                objects::out(&id)
+                served::out(&id)
             }
             _ => Err(RemoteError::WrongKind(format!(
                 "{:?}",
@@ -419,7 +418,7 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
     if let Some(n) = name {
         names.insert(n, id);
     }
-    objects::out(&id)
+    served::out(&id)
 }
 
 /// Makes an object of `kind`: a built-in from its line in the table, a
@@ -432,6 +431,6 @@ fn build(state: &State, kind: &Kind, init: &[u8]) -> Built {
             .ok_or_else(|| RemoteError::UnknownType(typeid.clone()))?;
         return f(init.to_vec());
     }
-    served::build(kind, init)
+    super::builtins::build(kind, init)
         .unwrap_or_else(|| Err(RemoteError::Failed(format!("no such kind: {kind:?}"))))
 }

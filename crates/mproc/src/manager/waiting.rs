@@ -4,9 +4,8 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::objects::out;
 use super::protocol::{BarrierOp, Bytes, Kind, Op, QueueOp, SemaphoreOp};
-use super::served::{made, Built, Served};
+use super::served::{made, out, Built, Served};
 use crate::error::RemoteError;
 
 type Out = Result<Bytes, RemoteError>;
