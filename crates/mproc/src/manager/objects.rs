@@ -1,37 +1,110 @@
-//! The objects a server holds, and what each operation does to them.
+//! The server's plain objects (dict, list, namespace, value, lock, event)
+//! and what each operation does to them; each is [`Served`] and built
+//! from its line in `served.rs`'s table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::protocol::{Bytes, DictOp, EventOp, ListOp, LockOp, NamespaceOp, Packed, ValueOp};
-use super::register::Served;
+use super::protocol::{
+    Bytes, DictOp, EventOp, Kind, ListOp, LockOp, NamespaceOp, Op, Packed, ValueOp,
+};
+use super::served::{decode_init, made, out, Built, Served};
 use crate::error::RemoteError;
 
 type Out = Result<Bytes, RemoteError>;
 
-/// A server-side object. Elements stay encoded.
-pub(crate) enum Object {
-    Dict(Mutex<Dict>),
-    List(List),
-    Namespace(Mutex<HashMap<String, Bytes>>),
-    Value(Mutex<Bytes>),
-    /// A manager lock: a flag with no owner (any proxy may release it).
-    Lock(Flag),
-    Event(Flag),
-    Queue(super::waiting::Queue),
-    Semaphore(super::waiting::Semaphore),
-    Barrier(super::waiting::Barrier),
-    Reentrant(super::reentrant::Reentrant),
-    /// A registered type: its name and the object.
-    Custom(String, Mutex<Box<dyn Served>>),
+/// A dict: `Dict` behind its lock.
+pub(crate) struct SharedDict(Mutex<Dict>);
+
+impl SharedDict {
+    pub(crate) fn build(kind: &Kind, init: &[u8]) -> Option<Built> {
+        let Kind::Dict = kind else { return None };
+        match decode_init::<Vec<(Bytes, Bytes)>>(init) {
+            Ok(items) => made(SharedDict(Mutex::new(items.into_iter().collect()))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl Served for SharedDict {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Dict(op) = op else { return None };
+        Some(dict(&self.0, op))
+    }
+}
+
+/// A namespace: named values.
+pub(crate) struct Namespace(Mutex<HashMap<String, Bytes>>);
+
+impl Namespace {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Namespace = kind else { return None };
+        made(Namespace(Mutex::new(HashMap::new())))
+    }
+}
+
+impl Served for Namespace {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Namespace(op) = op else { return None };
+        Some(namespace(&self.0, op))
+    }
+}
+
+/// A value, kept encoded.
+pub(crate) struct Value(Mutex<Bytes>);
+
+impl Value {
+    pub(crate) fn build(kind: &Kind, init: &[u8]) -> Option<Built> {
+        let Kind::Value = kind else { return None };
+        made(Value(Mutex::new(Bytes(init.to_vec()))))
+    }
+}
+
+impl Served for Value {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Value(op) = op else { return None };
+        Some(value(&self.0, op))
+    }
+}
+
+/// A manager lock: a flag with no owner (any proxy may release it).
+pub(crate) struct Lock(Flag);
+
+impl Lock {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Lock = kind else { return None };
+        made(Lock(Flag::default()))
+    }
+}
+
+impl Served for Lock {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Lock(op) = op else { return None };
+        Some(self.0.lock_op(op))
+    }
+}
+
+/// An event: a flag to wait for.
+pub(crate) struct Event(Flag);
+
+impl Event {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Event = kind else { return None };
+        made(Event(Flag::default()))
+    }
+}
+
+impl Served for Event {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Event(op) = op else { return None };
+        Some(self.0.event_op(op))
+    }
 }
 
 /// A boolean and a condition variable to wait for it to change.
 #[derive(Default)]
-pub(crate) struct Flag {
+struct Flag {
     state: Mutex<bool>,
     changed: Condvar,
 }
@@ -44,12 +117,7 @@ fn failed(e: crate::Error) -> RemoteError {
     RemoteError::Failed(e.to_string())
 }
 
-/// Encodes a result for the reply.
-pub(crate) fn out<T: Serialize>(value: &T) -> Out {
-    super::protocol::enc(value).map_err(|e| RemoteError::Failed(e.to_string()))
-}
-
-pub(crate) fn dict(m: &Mutex<Dict>, op: DictOp) -> Out {
+fn dict(m: &Mutex<Dict>, op: DictOp) -> Out {
     let mut d = lock(m);
     match op {
         DictOp::Get(k) => out(&d.get(&k)),
@@ -242,7 +310,22 @@ struct ListState {
 }
 
 impl List {
-    pub(crate) fn new(items: Vec<Bytes>) -> List {
+    pub(crate) fn build(kind: &Kind, init: &[u8]) -> Option<Built> {
+        let Kind::List = kind else { return None };
+        let items = decode_init::<Packed>(init).and_then(|items| {
+            items
+                .iter()
+                .map(|b| b.map(|b| Bytes(b.to_vec())))
+                .collect::<Result<_, String>>()
+                .map_err(RemoteError::Failed)
+        });
+        match items {
+            Ok(items) => made(List::new(items)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn new(items: Vec<Bytes>) -> List {
         List {
             state: Mutex::new(ListState {
                 items,
@@ -254,7 +337,7 @@ impl List {
     }
 
     /// Ends the sort `conn` has in progress, if any (it closed).
-    pub(crate) fn end_sort(&self, conn: u64) {
+    fn end_sort(&self, conn: u64) {
         let mut g = lock(&self.state);
         if g.sorter == Some(conn) {
             g.sorter = None;
@@ -264,7 +347,7 @@ impl List {
 
     /// Runs `op` for connection `conn`. A change waits while another
     /// connection sorts the list.
-    pub(crate) fn op(&self, conn: u64, op: ListOp) -> Out {
+    fn op(&self, conn: u64, op: ListOp) -> Out {
         use ListOp::*;
         let mut g = lock(&self.state);
         let changes = matches!(
@@ -352,6 +435,17 @@ impl List {
     }
 }
 
+impl Served for List {
+    fn serve(&self, conn: u64, op: Op) -> Option<Out> {
+        let Op::List(op) = op else { return None };
+        Some(self.op(conn, op))
+    }
+
+    fn closed(&self, conn: u64) {
+        self.end_sort(conn);
+    }
+}
+
 /// Elements, in one `Packed` reply.
 fn packed<'a>(items: impl Iterator<Item = &'a Bytes>) -> Out {
     let mut p = Packed::default();
@@ -383,7 +477,7 @@ fn permute(items: &mut Vec<Bytes>, perm: &[u32]) -> Result<(), RemoteError> {
     Ok(())
 }
 
-pub(crate) fn namespace(m: &Mutex<HashMap<String, Bytes>>, op: NamespaceOp) -> Out {
+fn namespace(m: &Mutex<HashMap<String, Bytes>>, op: NamespaceOp) -> Out {
     let mut ns = lock(m);
     match op {
         NamespaceOp::Get(name) => out(&ns.get(&name)),
@@ -397,7 +491,7 @@ pub(crate) fn namespace(m: &Mutex<HashMap<String, Bytes>>, op: NamespaceOp) -> O
     }
 }
 
-pub(crate) fn value(m: &Mutex<Bytes>, op: ValueOp) -> Out {
+fn value(m: &Mutex<Bytes>, op: ValueOp) -> Out {
     let mut v = lock(m);
     match op {
         ValueOp::Get => out(&*v),
@@ -437,7 +531,7 @@ impl Flag {
         self.changed.notify_all();
     }
 
-    pub(crate) fn lock_op(&self, op: LockOp) -> Out {
+    fn lock_op(&self, op: LockOp) -> Out {
         match op {
             LockOp::Acquire(us) => {
                 let (mut g, free) = self.wait_for(false, deadline(us));
@@ -460,7 +554,7 @@ impl Flag {
         }
     }
 
-    pub(crate) fn event_op(&self, op: EventOp) -> Out {
+    fn event_op(&self, op: EventOp) -> Out {
         match op {
             EventOp::Set => out(&self.put(true)),
             EventOp::Clear => out(&self.put(false)),

@@ -33,9 +33,9 @@ impl std::borrow::Borrow<[u8]> for Bytes {
 }
 
 /// Encodes an element bound for the server (the proxies in it go with the
-/// next call, see [`collecting`](super::proxy::collecting)).
+/// next call, see [`collecting`](super::outgoing::collecting)).
 pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> crate::Result<Bytes> {
-    super::proxy::collecting(|| crate::connection::encode_plain(value)).map(Bytes)
+    super::outgoing::collecting(|| crate::connection::encode_plain(value)).map(Bytes)
 }
 
 /// Encodes a value only to compare it with stored elements (`index`,
@@ -288,7 +288,7 @@ impl Packed {
         let buf = &mut (self.0).0;
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
-        super::proxy::collecting(|| {
+        super::outgoing::collecting(|| {
             bincode::DefaultOptions::new()
                 .with_fixint_encoding()
                 .serialize_into(&mut *buf, value)

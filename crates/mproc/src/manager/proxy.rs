@@ -28,7 +28,6 @@
 //! A serialised copy that is never deserialised leaks its transit
 //! reference until the server stops, as in CPython.
 
-use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +36,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::link::Link;
+use super::outgoing;
 use super::protocol::{Op, Reply, Request};
 use crate::connection::{Address, Client, SocketConnection};
 use crate::error::{Error, Result};
@@ -52,35 +52,6 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Target {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
-}
-
-thread_local! {
-    /// How deep in [`collecting`] this thread is.
-    static COLLECTING: Cell<u32> = const { Cell::new(0) };
-    /// Handles serialised while collecting, for the next call to carry.
-    static OUTGOING: RefCell<Vec<(Address, u64)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Encodes an element bound for the server: the handles serialised in it
-/// are remembered, and the next call hands their transit references to
-/// the object it addresses.
-pub(crate) fn collecting<R>(f: impl FnOnce() -> R) -> R {
-    COLLECTING.with(|c| c.set(c.get() + 1));
-    let r = f();
-    COLLECTING.with(|c| c.set(c.get() - 1));
-    r
-}
-
-/// The ids of this server's handles collected since the last call.
-fn take_outgoing(address: &Address) -> Vec<u64> {
-    OUTGOING.with(|o| {
-        let all = std::mem::take(&mut *o.borrow_mut());
-        // A handle of another server keeps its transit reference there.
-        all.into_iter()
-            .filter(|(a, _)| a == address)
-            .map(|(_, id)| id)
-            .collect()
-    })
 }
 
 /// An object on a server and this process's connection to it.
@@ -118,7 +89,7 @@ impl Handle {
     /// object's first reference.
     pub(crate) fn create(target: Arc<Target>, op: Op) -> Result<Handle> {
         let conn = Link::open(&target, connect(&target)?).map_err(gone)?;
-        let refs = take_outgoing(&target.address);
+        let refs = outgoing::take(&target.address);
         let reply = send_and_wait(&conn, &Request { id: 0, op, refs })?;
         let id: u64 = crate::connection::decode_plain(&reply.map_err(Error::Remote)?)?;
         let h = Handle::with(target, id, false);
@@ -129,7 +100,7 @@ impl Handle {
     /// Sends `op` and decodes the result as `R`. A server that is gone (or
     /// goes while the call waits) is [`Error::ManagerGone`].
     pub(crate) fn call<R: DeserializeOwned>(&self, op: Op) -> Result<R> {
-        let refs = take_outgoing(&self.target.address);
+        let refs = outgoing::take(&self.target.address);
         let bytes = self.round_trip(&Request {
             id: self.id,
             op,
@@ -274,9 +245,7 @@ impl Serialize for Handle {
         let mut transit = false;
         if !crate::codec::is_sizing() {
             let shared = self.share();
-            if COLLECTING.with(Cell::get) > 0 {
-                OUTGOING.with(|o| o.borrow_mut().push((self.target.address.clone(), self.id)));
-            } else {
+            if !outgoing::collect(&self.target.address, self.id) {
                 transit = shared;
             }
         }

@@ -6,8 +6,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::objects::out;
-use super::protocol::{Bytes, ReentrantOp};
+use super::protocol::{Bytes, Kind, Op, ReentrantOp};
+use super::served::{made, out, Built, Served};
 use crate::error::RemoteError;
 
 #[derive(Default)]
@@ -28,7 +28,19 @@ pub(crate) struct Reentrant {
     changed: Condvar,
 }
 
+impl Served for Reentrant {
+    fn serve(&self, conn: u64, op: Op) -> Option<Result<Bytes, RemoteError>> {
+        let Op::Reentrant(op) = op else { return None };
+        Some(self.op(conn, op))
+    }
+}
+
 impl Reentrant {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Reentrant = kind else { return None };
+        made(Reentrant::default())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -57,7 +69,7 @@ impl Reentrant {
         (g, true)
     }
 
-    pub(crate) fn op(&self, me: u64, op: ReentrantOp) -> Result<Bytes, RemoteError> {
+    fn op(&self, me: u64, op: ReentrantOp) -> Result<Bytes, RemoteError> {
         let until = |us: Option<u64>| us.map(|us| Instant::now() + Duration::from_micros(us));
         match op {
             ReentrantOp::Acquire(us) => {

@@ -1,12 +1,14 @@
 //! User-defined types served by a manager (CPython's `BaseManager.register`).
 
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Bytes, Op};
+use super::protocol::{Op, Reply};
 use super::proxy::Handle;
+use super::served::{Built, Served};
 use crate::error::{RemoteError, Result};
 use crate::sys::fnref::FnRef;
 
@@ -59,31 +61,30 @@ pub trait Servable: Send + 'static {
     fn call(&mut self, call: Self::Call) -> std::result::Result<Self::Reply, String>;
 }
 
-/// A [`Servable`] with its types erased, as the server keeps it.
-pub(crate) trait Served: Send {
-    fn call_bytes(&mut self, request: &[u8]) -> std::result::Result<Bytes, RemoteError>;
-}
-
 fn failed(e: crate::Error) -> RemoteError {
     RemoteError::Failed(e.to_string())
 }
 
-impl<T: Servable> Served for T {
-    fn call_bytes(&mut self, request: &[u8]) -> std::result::Result<Bytes, RemoteError> {
-        let call = crate::connection::decode_plain(request).map_err(failed)?;
-        let reply = self.call(call).map_err(RemoteError::Failed)?;
-        super::objects::out(&reply)
+/// A registered object as the server holds it: its calls take turns.
+struct Registered<T>(Mutex<T>);
+
+impl<T: Servable> Served for Registered<T> {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Reply> {
+        let Op::Custom(request) = op else { return None };
+        let mut me = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let reply = crate::connection::decode_plain(&request)
+            .map_err(failed)
+            .and_then(|call| me.call(call).map_err(RemoteError::Failed));
+        Some(reply.and_then(|reply| super::served::out(&reply)))
     }
 }
 
 /// Makes a registered object from its encoded `Init`.
-pub(crate) type Factory = fn(Vec<u8>) -> std::result::Result<Box<dyn Served>, RemoteError>;
+pub(crate) type Factory = fn(Vec<u8>) -> Built;
 
-pub(crate) fn factory<T: Servable>(
-    init: Vec<u8>,
-) -> std::result::Result<Box<dyn Served>, RemoteError> {
+pub(crate) fn factory<T: Servable>(init: Vec<u8>) -> Built {
     let init = crate::connection::decode_plain(&init).map_err(failed)?;
-    Ok(Box::new(T::create(init)))
+    Ok(Arc::new(Registered(Mutex::new(T::create(init)))))
 }
 
 /// A registered type's name and its factory, which travels as an offset in

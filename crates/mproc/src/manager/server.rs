@@ -10,11 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::objects::{self, Flag, Object};
 use super::protocol::{Bytes, Kind, Op, Packed, Reply, Request};
 use super::proxy::Target;
 use super::register::{Entry, Factory};
-use super::waiting::{Barrier, Queue, Semaphore};
+use super::served::{self, decode_init, Built, Served};
 use crate::connection::{Listener, SocketConnection};
 use crate::error::{Error, RemoteError};
 use crate::Connection;
@@ -44,8 +43,14 @@ struct Refs {
     holds: Vec<u64>,
 }
 
+/// An object and the kind it was made as.
+struct Held {
+    kind: Kind,
+    object: Arc<dyn Served>,
+}
+
 struct State {
-    objects: Mutex<HashMap<u64, Arc<Object>>>,
+    objects: Mutex<HashMap<u64, Held>>,
     /// Locked before `objects` when both are.
     refs: Mutex<HashMap<u64, Refs>>,
     names: Mutex<HashMap<String, u64>>,
@@ -176,16 +181,17 @@ pub(crate) fn decode_request(bytes: &[u8]) -> crate::Result<()> {
 }
 
 /// Ends the sorts connection `conn` has in progress on `objects` (every
-/// list it began a sort on is among them, see `dispatch`).
+/// list it began a sort on is among them, see `dispatch`): each object it
+/// held hears that it closed.
 fn end_sorts<'a>(state: &State, conn: u64, objects: impl Iterator<Item = &'a u64>) {
-    let lists: Vec<Arc<Object>> = {
+    let held: Vec<Arc<dyn Served>> = {
         let all = state.objects.lock().unwrap_or_else(|p| p.into_inner());
-        objects.filter_map(|id| all.get(id).cloned()).collect()
+        objects
+            .filter_map(|id| all.get(id).map(|h| h.object.clone()))
+            .collect()
     };
-    for o in lists {
-        if let Object::List(l) = &*o {
-            l.end_sort(conn);
-        }
+    for o in held {
+        o.closed(conn);
     }
 }
 
@@ -218,23 +224,23 @@ fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request
             .map(|()| {
                 *held.entry(req.id).or_default() += 1;
             })
-            .and_then(|()| Ok((objects::out(&())?, req.id))),
+            .and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Decref => {
             if let Some(n) = held.get_mut(&req.id).filter(|n| **n > 0) {
                 *n -= 1;
                 decref(state, req.id);
             }
-            objects::out(&()).map(|b| (b, req.id))
+            served::out(&()).map(|b| (b, req.id))
         }
-        Op::Share => share(state, req.id).and_then(|()| Ok((objects::out(&())?, req.id))),
+        Op::Share => share(state, req.id).and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Adopt => adopt(state, req.id)
             .map(|()| {
                 *held.entry(req.id).or_default() += 1;
             })
-            .and_then(|()| Ok((objects::out(&())?, req.id))),
+            .and_then(|()| Ok((served::out(&())?, req.id))),
         Op::Release => {
             release(state, req.id);
-            objects::out(&()).map(|b| (b, req.id))
+            served::out(&()).map(|b| (b, req.id))
         }
         Op::ObjectCount => {
             let n = state
@@ -242,7 +248,7 @@ fn dispatch(state: &State, conn: u64, held: &mut HashMap<u64, u64>, req: Request
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .len() as u64;
-            objects::out(&n).map(|b| (b, req.id))
+            served::out(&n).map(|b| (b, req.id))
         }
         op => dispatch_op(state, conn, req.id, op).map(|b| (b, req.id)),
     };
@@ -350,74 +356,26 @@ fn take_over(state: &State, holder: u64, id: u64) {
     refs.get_mut(&holder).expect("checked").holds.push(id);
 }
 
+/// Answers an operation on an object (or on the manager, id 0): the
+/// object's own, through [`Served`], whatever its kind.
 fn dispatch_op(state: &State, conn: u64, id: u64, op: Op) -> Reply {
-    let req = Request {
-        id,
-        op,
-        refs: Vec::new(),
-    };
-    let object = |id: u64| {
-        let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
-        objects
-            .get(&id)
-            .cloned()
-            .ok_or(RemoteError::NoSuchObject(id))
-    };
-    let wrong = |id: u64| Err(RemoteError::WrongKind(format!("#{id}")));
-    match req.op {
-        Op::Hello | Op::Shutdown => objects::out(&()),
+    match op {
+        Op::Hello | Op::Shutdown => served::out(&()),
         Op::Incref | Op::Decref | Op::Share | Op::Adopt | Op::Release | Op::ObjectCount => Err(
             RemoteError::Failed("a reference operation out of place".into()),
         ),
         Op::Upgrade => Err(RemoteError::Failed("an upgrade comes alone".into())),
         Op::Create { kind, name, init } => create(state, kind, name, init),
-        Op::Dict(op) => match &*object(req.id)? {
-            Object::Dict(m) => objects::dict(m, op),
-            _ => wrong(req.id),
-        },
-        Op::List(op) => match &*object(req.id)? {
-            Object::List(l) => l.op(conn, op),
-            _ => wrong(req.id),
-        },
-        Op::Namespace(op) => match &*object(req.id)? {
-            Object::Namespace(m) => objects::namespace(m, op),
-            _ => wrong(req.id),
-        },
-        Op::Value(op) => match &*object(req.id)? {
-            Object::Value(m) => objects::value(m, op),
-            _ => wrong(req.id),
-        },
-        Op::Lock(op) => match &*object(req.id)? {
-            Object::Lock(f) => f.lock_op(op),
-            _ => wrong(req.id),
-        },
-        Op::Event(op) => match &*object(req.id)? {
-            Object::Event(f) => f.event_op(op),
-            _ => wrong(req.id),
-        },
-        Op::Queue(op) => match &*object(req.id)? {
-            Object::Queue(q) => q.op(op),
-            _ => wrong(req.id),
-        },
-        Op::Semaphore(op) => match &*object(req.id)? {
-            Object::Semaphore(s) => s.op(op),
-            _ => wrong(req.id),
-        },
-        Op::Barrier(op) => match &*object(req.id)? {
-            Object::Barrier(b) => b.op(op),
-            _ => wrong(req.id),
-        },
-        Op::Reentrant(op) => match &*object(req.id)? {
-            Object::Reentrant(r) => r.op(conn, op),
-            _ => wrong(req.id),
-        },
-        Op::Custom(call) => match &*object(req.id)? {
-            Object::Custom(_, m) => m
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .call_bytes(&call),
-            _ => wrong(req.id),
-        },
+        op => {
+            let object = {
+                let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
+                let held = objects.get(&id).ok_or(RemoteError::NoSuchObject(id))?;
+                held.object.clone()
+            };
+            object
+                .serve(conn, op)
+                .unwrap_or_else(|| Err(RemoteError::WrongKind(format!("#{id}"))))
+        }
     }
 }
 
@@ -428,11 +386,11 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
     if let Some(id) = name.as_ref().and_then(|n| names.get(n)) {
         let objects = state.objects.lock().unwrap_or_else(|p| p.into_inner());
         return match objects.get(id) {
-            Some(o) if same_kind(o, &kind) => {
+            Some(o) if served::same_kind(&o.kind, &kind) => {
                 let id = *id;
                 drop(objects);
                 incref(state, id)?;
-                objects::out(&id)
+                served::out(&id)
             }
             _ => Err(RemoteError::WrongKind(format!(
                 "{:?}",
@@ -446,7 +404,7 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
         .objects
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(id, Arc::new(object));
+        .insert(id, Held { kind, object });
     let refs = Refs {
         count: 1,
         named: name.is_some(),
@@ -460,58 +418,19 @@ fn create(state: &State, kind: Kind, name: Option<String>, init: Bytes) -> Reply
     if let Some(n) = name {
         names.insert(n, id);
     }
-    objects::out(&id)
+    served::out(&id)
 }
 
-fn decode_init<T: serde::de::DeserializeOwned>(init: &[u8]) -> Result<T, RemoteError> {
-    crate::connection::decode_plain(init).map_err(|e| RemoteError::Failed(e.to_string()))
-}
-
-fn build(state: &State, kind: &Kind, init: &[u8]) -> Result<Object, RemoteError> {
-    Ok(match kind {
-        Kind::Dict => {
-            let items: Vec<(Bytes, Bytes)> = decode_init(init)?;
-            Object::Dict(Mutex::new(items.into_iter().collect()))
-        }
-        Kind::List => {
-            let items: Packed = decode_init(init)?;
-            let items = items
-                .iter()
-                .map(|b| b.map(|b| Bytes(b.to_vec())))
-                .collect::<Result<_, String>>()
-                .map_err(RemoteError::Failed)?;
-            Object::List(objects::List::new(items))
-        }
-        Kind::Namespace => Object::Namespace(Mutex::new(HashMap::new())),
-        Kind::Value => Object::Value(Mutex::new(Bytes(init.to_vec()))),
-        Kind::Lock => Object::Lock(Flag::default()),
-        Kind::Event => Object::Event(Flag::default()),
-        Kind::Queue(max) => Object::Queue(Queue::new(*max as usize)),
-        Kind::Reentrant => Object::Reentrant(Default::default()),
-        Kind::Barrier(parties) => Object::Barrier(Barrier::new(*parties)),
-        Kind::Semaphore(value, bounded) => Object::Semaphore(Semaphore::new(*value, *bounded)),
-        Kind::Custom(typeid) => {
-            let f = state
-                .registry
-                .get(typeid)
-                .ok_or_else(|| RemoteError::UnknownType(typeid.clone()))?;
-            Object::Custom(typeid.clone(), Mutex::new(f(init.to_vec())?))
-        }
-    })
-}
-
-fn same_kind(o: &Object, kind: &Kind) -> bool {
-    matches!(
-        (o, kind),
-        (Object::Dict(_), Kind::Dict)
-            | (Object::List(_), Kind::List)
-            | (Object::Namespace(_), Kind::Namespace)
-            | (Object::Value(_), Kind::Value)
-            | (Object::Lock(_), Kind::Lock)
-            | (Object::Event(_), Kind::Event)
-            | (Object::Queue(_), Kind::Queue(_))
-            | (Object::Semaphore(_), Kind::Semaphore(..))
-            | (Object::Barrier(_), Kind::Barrier(_))
-            | (Object::Reentrant(_), Kind::Reentrant)
-    ) || matches!((o, kind), (Object::Custom(a, _), Kind::Custom(b)) if a == b)
+/// Makes an object of `kind`: a built-in from its line in the table, a
+/// registered type from its factory.
+fn build(state: &State, kind: &Kind, init: &[u8]) -> Built {
+    if let Kind::Custom(typeid) = kind {
+        let f = state
+            .registry
+            .get(typeid)
+            .ok_or_else(|| RemoteError::UnknownType(typeid.clone()))?;
+        return f(init.to_vec());
+    }
+    super::builtins::build(kind, init)
+        .unwrap_or_else(|| Err(RemoteError::Failed(format!("no such kind: {kind:?}"))))
 }

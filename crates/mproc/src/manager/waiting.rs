@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::objects::out;
-use super::protocol::{BarrierOp, Bytes, QueueOp, SemaphoreOp};
+use super::protocol::{BarrierOp, Bytes, Kind, Op, QueueOp, SemaphoreOp};
+use super::served::{made, out, Built, Served};
 use crate::error::RemoteError;
 
 type Out = Result<Bytes, RemoteError>;
@@ -52,8 +52,20 @@ pub(crate) struct Queue {
     maxsize: usize,
 }
 
+impl Served for Queue {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Queue(op) = op else { return None };
+        Some(self.op(op))
+    }
+}
+
 impl Queue {
-    pub(crate) fn new(maxsize: usize) -> Queue {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Queue(max) = kind else { return None };
+        made(Queue::new(*max as usize))
+    }
+
+    fn new(maxsize: usize) -> Queue {
         Queue {
             state: Mutex::new(QueueState::default()),
             changed: Condvar::new(),
@@ -61,7 +73,7 @@ impl Queue {
         }
     }
 
-    pub(crate) fn op(&self, op: QueueOp) -> Out {
+    fn op(&self, op: QueueOp) -> Out {
         let (m, cv) = (&self.state, &self.changed);
         match op {
             QueueOp::Put(item, us) => {
@@ -111,8 +123,22 @@ pub(crate) struct Semaphore {
     bound: Option<u64>,
 }
 
+impl Served for Semaphore {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Semaphore(op) = op else { return None };
+        Some(self.op(op))
+    }
+}
+
 impl Semaphore {
-    pub(crate) fn new(value: u64, bounded: bool) -> Semaphore {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Semaphore(value, bounded) = kind else {
+            return None;
+        };
+        made(Semaphore::new(*value, *bounded))
+    }
+
+    fn new(value: u64, bounded: bool) -> Semaphore {
         Semaphore {
             count: Mutex::new(value),
             changed: Condvar::new(),
@@ -120,7 +146,7 @@ impl Semaphore {
         }
     }
 
-    pub(crate) fn op(&self, op: SemaphoreOp) -> Out {
+    fn op(&self, op: SemaphoreOp) -> Out {
         match op {
             SemaphoreOp::Acquire(us) => {
                 let (mut g, ok) = wait_until(&self.count, &self.changed, us, |n| *n > 0);
@@ -162,8 +188,22 @@ pub(crate) struct Barrier {
     parties: u64,
 }
 
+impl Served for Barrier {
+    fn serve(&self, _conn: u64, op: Op) -> Option<Out> {
+        let Op::Barrier(op) = op else { return None };
+        Some(self.op(op))
+    }
+}
+
 impl Barrier {
-    pub(crate) fn new(parties: u64) -> Barrier {
+    pub(crate) fn build(kind: &Kind, _init: &[u8]) -> Option<Built> {
+        let Kind::Barrier(parties) = kind else {
+            return None;
+        };
+        made(Barrier::new(*parties))
+    }
+
+    fn new(parties: u64) -> Barrier {
         Barrier {
             state: Mutex::new(BarrierState::default()),
             changed: Condvar::new(),
@@ -171,7 +211,7 @@ impl Barrier {
         }
     }
 
-    pub(crate) fn op(&self, op: BarrierOp) -> Out {
+    fn op(&self, op: BarrierOp) -> Out {
         let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
         match op {
             BarrierOp::Wait(us) => out(&self.wait(us)),
