@@ -11,6 +11,8 @@
 // Without `legacy-md5` the CPython tests (3.11 speaks MD5) are left out.
 #![cfg_attr(not(feature = "legacy-md5"), allow(dead_code))]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::raw_connect;
 use mproc::{Address, AuthError, Client, Error, Listener, SocketConnection};
 
 const KEY: &[u8] = b"the key";
@@ -222,16 +225,6 @@ fn read_frame(s: &mut impl Read) -> std::io::Result<Vec<u8>> {
 
 fn write_frame(s: &mut impl Write, body: &[u8]) -> std::io::Result<()> {
     s.write_all(&[&(body.len() as i32).to_be_bytes()[..], body].concat())
-}
-
-/// Connects a raw socket to the abstract listener `addr`.
-fn raw_connect(addr: &Address) -> UnixStream {
-    use std::os::linux::net::SocketAddrExt;
-    let Address::Abstract(name) = addr else {
-        unreachable!()
-    };
-    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
-    UnixStream::connect_addr(&a).unwrap()
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //! thread and closes every socket it held. Its own test binary, so that no
 //! other test starts threads or opens descriptors meanwhile.
 
+mod common;
+
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use common::raw_connect;
 use mproc::{Address, Client, Listener};
 
 const KEY: &[u8] = b"leak key";
@@ -23,15 +26,6 @@ fn threads() -> usize {
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn raw_connect(addr: &Address) -> UnixStream {
-    use std::os::linux::net::SocketAddrExt;
-    let Address::Abstract(name) = addr else {
-        unreachable!()
-    };
-    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
-    UnixStream::connect_addr(&a).unwrap()
 }
 
 #[test]

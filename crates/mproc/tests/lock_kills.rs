@@ -19,6 +19,8 @@
 
 mod common;
 
+use common::Rng;
+
 use std::time::{Duration, Instant};
 
 use mproc::{Lock, Process, RLock, RawValue};
@@ -65,21 +67,6 @@ fn count(args: (AnyLock, RawValue<u64>)) {
     }
 }
 
-/// xorshift64*: the kill moments, reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn micros(&mut self, max: u64) -> Duration {
-        Duration::from_micros(self.next() % max)
-    }
-}
-
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -119,8 +106,8 @@ fn killed_waiters_never_leave_a_living_one_asleep() {
         let mut counter = Process::new(count, (lock.clone(), done.clone())).daemon(true);
         counter.start().unwrap();
         for _ in 0..KILLS {
-            std::thread::sleep(rng.micros(1_000));
-            let i = (rng.next() % waiters.len() as u64) as usize;
+            std::thread::sleep(Duration::from_micros(rng.below(1_000)));
+            let i = rng.below(waiters.len() as u64) as usize;
             stop(waiters.swap_remove(i));
             waiters.push(started(churn, &lock));
         }

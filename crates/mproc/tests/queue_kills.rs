@@ -27,6 +27,8 @@
 
 mod common;
 
+use common::Rng;
+
 use std::time::{Duration, Instant};
 
 use mproc::{GetError, JoinHandle, Queue, RawArray};
@@ -53,21 +55,6 @@ const CONSUMER_SLOTS: usize = CONSUMERS + KILLS;
 const STOP: u32 = u32::MAX;
 
 type Item = (u32, u32, Vec<u8>);
-
-/// xorshift64*: a small seeded PRNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

@@ -140,3 +140,30 @@ impl<'de> Deserialize<'de> for Unserialisable {
         <()>::deserialize(d).map(|()| Unserialisable)
     }
 }
+
+/// xorshift64*: a small seeded PRNG for the kill moments of the stress
+/// tests, reproducible from the seed (which must not be 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Connects a raw socket (no handshake) to the abstract listener `addr`.
+pub fn raw_connect(addr: &mproc::Address) -> std::os::unix::net::UnixStream {
+    use std::os::linux::net::SocketAddrExt;
+    let mproc::Address::Abstract(name) = addr else {
+        unreachable!("an abstract address")
+    };
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    std::os::unix::net::UnixStream::connect_addr(&a).unwrap()
+}
