@@ -533,4 +533,26 @@ pub(super) mod tests {
         assert_eq!(out, b"next");
         assert_eq!(q.len().unwrap(), 0);
     }
+
+    #[test]
+    fn a_consumer_after_one_killed_inside_an_item_skips_its_rest() {
+        let q = core();
+        // A producer streams an item, a consumer killed after its `FIRST`
+        // left `get_open` at 1: the next get skips to the next item, and
+        // the skipped item counts as taken.
+        q.h().put_open.store(1, SeqCst);
+        q.put_record(Kind::More, b"middle", false, 8, Wait::Try)
+            .unwrap();
+        q.put_record(Kind::Last, b"end", true, 0, Wait::Try)
+            .unwrap();
+        q.h().put_open.store(0, SeqCst);
+        q.put(b"next", &[], Wait::Try).unwrap();
+        q.h().get_open.store(1, SeqCst);
+        let mut out = Vec::new();
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"next");
+        assert_eq!(q.h().get_open.load(SeqCst), 0);
+        assert_eq!(q.len().unwrap(), 0);
+        assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
+    }
 }

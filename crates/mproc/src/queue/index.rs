@@ -45,7 +45,7 @@ impl Core {
     /// Publishes the records before `byte_tail` and counts `items_put`
     /// (one store of `tail`; the caller holds the put lock and wrote
     /// them), then wakes the consumers asleep on `data_seq`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn publish(&self, items_put: u32, byte_tail: u32) {
         self.h()
             .tail
@@ -56,7 +56,7 @@ impl Core {
     /// Frees the records before `byte_head` and counts `items_got` (one
     /// store of `head`; the caller holds the get lock and is done with
     /// them), then wakes the producers asleep on `space_seq`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn free(&self, items_got: u32, byte_head: u32) {
         self.h()
             .head
