@@ -23,7 +23,7 @@
 //! Before the queue's lock and sleeps were taken in naps, about one round
 //! in 30 wedged here (a producer's `put_timeout` expired): glibc's robust
 //! mutex lost the wake-up of a producer sleeping on the put lock when the
-//! producer it woke was being killed (see `acquire` in `queue/core.rs`).
+//! producer it woke was being killed (see `acquire` in `queue/wait.rs`).
 
 mod common;
 

@@ -1,0 +1,66 @@
+//! The ring's two index words, `tail = items_put << 32 | byte_tail` and
+//! `head = items_got << 32 | byte_head`: a checked snapshot of both, and
+//! the one `SeqCst` store that commits a record (`publish`) or frees one
+//! (`free`), each followed by the wake-up of the other side's sleepers
+//! (the Dekker pair of `sys::futex`: the store, then a look at the
+//! sleepers counter). A process killed before the store left nothing
+//! visible; killed between the store and the wake-up, it left sleepers
+//! that their next nap wakes (`wait.rs`).
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use super::core::Core;
+use super::header;
+use super::wait::notify;
+use crate::error::{Error, Result};
+
+impl Core {
+    /// Checked (items_put, tail, items_got, head, used bytes, items queued).
+    ///
+    /// `head` is read on both sides of `tail` until it did not move: a
+    /// producer that frees a `PAD` moves `head` past any `tail` read
+    /// before its `PAD` was published, so only a snapshot of both words at
+    /// one instant may be judged (at any instant they are in order).
+    pub(super) fn indices(&self) -> Result<(u32, u32, u32, u32, u32, u32)> {
+        let mut before = self.h().head.load(SeqCst);
+        let (mut word, mut tries) = (self.h().tail.load(SeqCst), 0);
+        loop {
+            let after = self.h().head.load(SeqCst);
+            if after == before || tries == 100 {
+                break;
+            }
+            (before, word, tries) = (after, self.h().tail.load(SeqCst), tries + 1);
+        }
+        let (put, tail) = header::split(word);
+        let (got, head) = header::split(before);
+        let (used, count) = (tail.wrapping_sub(head), put.wrapping_sub(got));
+        if used > self.cap || count > 1 << 31 || tail % 8 != 0 || head % 8 != 0 {
+            return Err(Error::Protocol(format!(
+                "queue indices out of order: tail {put}/{tail}, head {got}/{head}"
+            )));
+        }
+        Ok((put, tail, got, head, used, count))
+    }
+
+    /// Publishes the records before `byte_tail` and counts `items_put`
+    /// (one store of `tail`; the caller holds the put lock and wrote
+    /// them), then wakes the consumers asleep on `data_seq`.
+    #[inline(always)]
+    pub(super) fn publish(&self, items_put: u32, byte_tail: u32) {
+        self.h()
+            .tail
+            .store(header::join(items_put, byte_tail), SeqCst);
+        notify(&self.h().data_seq, &self.h().get_sleepers);
+    }
+
+    /// Frees the records before `byte_head` and counts `items_got` (one
+    /// store of `head`; the caller holds the get lock and is done with
+    /// them), then wakes the producers asleep on `space_seq`.
+    #[inline(always)]
+    pub(super) fn free(&self, items_got: u32, byte_head: u32) {
+        self.h()
+            .head
+            .store(header::join(items_got, byte_head), SeqCst);
+        notify(&self.h().space_seq, &self.h().put_sleepers);
+    }
+}

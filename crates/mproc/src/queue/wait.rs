@@ -1,0 +1,105 @@
+//! Waiting: for a lock (a `trylock`, then naps), for a futex word (spin,
+//! then naps), and the wake-up after an index store. No wait relies on a
+//! wake-up (see `README.md`, *What a kill loses*): each sleep lasts at most
+//! [`NAP`].
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use super::core::{Core, Res, Stop, Wait};
+use crate::error::Error;
+use crate::sync::{LockError, SharedMutex};
+use crate::sys::futex;
+
+/// The longest a waiter for a lock, for room, for data or for `join`
+/// sleeps before it looks again, whatever it was told: a wake-up can be
+/// lost with a process SIGKILLed at the wrong instant, and this bounds
+/// what such a loss costs (see [`acquire`] and [`Core::wait_on`]). An
+/// idle waiter wakes this often; nothing else depends on it.
+pub(super) const NAP: Duration = Duration::from_millis(50);
+
+/// A lock held until dropped.
+pub(super) struct Held<'a>(&'a SharedMutex);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.release();
+    }
+}
+
+/// Takes `m` within `wait`. An owner that died holding it is not an error:
+/// the caller repairs what the dead holder may have left half done.
+///
+/// A wait for the lock is cut into naps of at most [`NAP`] (one
+/// `pthread_mutex_timedlock` each), because glibc's robust mutex can lose
+/// the wake-up of a waiter: its unlock clears the lock word and wakes
+/// **one** sleeper (`FUTEX_WAKE`, 1). If that sleeper was SIGKILLed and
+/// has not yet left the futex queue, the wake is spent on a dying process;
+/// the kernel makes up for it at the exit only if the lock word is still
+/// free then (`handle_futex_death`, "pending op"), but the producer that
+/// just unlocked usually takes the lock again at once, by the fast path,
+/// which does not set `FUTEX_WAITERS`: from then on no unlock wakes
+/// anyone, and the other sleepers sleep until their deadline (for ever for
+/// a `put`). Seen as a queue wedged after a producer was killed. A sleeper
+/// whose nap ends calls again, which sets `FUTEX_WAITERS` anew, so a lost
+/// wake-up costs at most one nap. The first look is a `trylock`, so that
+/// an uncontended acquisition reads no clock.
+#[inline]
+pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
+    let mut timeout = Duration::ZERO; // first a `trylock`
+    loop {
+        match m.acquire(Some(timeout)) {
+            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
+            Ok(false) => {}
+            Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
+        }
+        timeout = match wait {
+            Wait::Try => return Err(Stop::Busy),
+            Wait::Until(d) => d.saturating_duration_since(Instant::now()).min(NAP),
+            Wait::Forever => NAP,
+        };
+        if timeout.is_zero() {
+            return Err(Stop::Timeout);
+        }
+    }
+}
+
+/// Wakes the sleepers of `seq` if `sleepers` says there are any (after the
+/// `SeqCst` store they wait for; see `sys::futex`).
+#[inline]
+pub(super) fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
+    if sleepers.load(SeqCst) != 0 {
+        seq.fetch_add(1, SeqCst);
+        futex::wake(seq, WAKE_ALL);
+    }
+}
+
+/// The longest sleep of a consumer inside a chunked item between looks at
+/// its producer (a futex cannot tell that the producer died).
+pub(super) const SLICE: Duration = Duration::from_millis(20);
+/// Wakes every sleeper of a futex word.
+pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
+
+impl Core {
+    /// Spins, then sleeps on `seq`, until `check` reports something or
+    /// `until` passes (`Ok(None)`).
+    ///
+    /// Each sleep lasts at most [`NAP`]: the side that makes `check` true
+    /// stores its index word, then wakes the sleepers (`notify`), and a
+    /// process SIGKILLed between the two leaves a sleeper that nobody will
+    /// wake (a consumer asleep on an item that is there, a producer on
+    /// room that is there) until some other process happens to notify,
+    /// which may be never. Looking again after a nap bounds that to a nap.
+    pub(super) fn wait_on<R>(
+        &self,
+        seq: &AtomicU32,
+        sleepers: &AtomicU32,
+        until: Option<Instant>,
+        check: impl Fn() -> Res<Option<R>>,
+    ) -> Res<Option<R>> {
+        let got =
+            futex::wait_until_napping(seq, sleepers, until, Some(NAP), |_| check().transpose())
+                .map_err(Error::io("cannot wait on a queue"))?;
+        got.transpose()
+    }
+}
