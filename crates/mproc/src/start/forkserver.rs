@@ -29,7 +29,7 @@
 //! should be) and starts a new server, transparently.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{bootstrap, spawn, Started, Waiter};
@@ -44,7 +44,14 @@ struct Server {
     pid: i32,
     pidfd: OwnedFd,
     control: OwnedFd,
+    /// The environment the server was started with, which its children
+    /// inherit (it never changes its own); `None` if it changed while the
+    /// server started (unknown).
+    env: Option<Arc<Env>>,
 }
+
+/// An environment, as `std::env::vars_os` gives it.
+type Env = Vec<(std::ffi::OsString, std::ffi::OsString)>;
 
 /// The fork server of each process, under its own lock. A forked child
 /// must not lock its parent's: another thread of the parent may have held
@@ -68,7 +75,9 @@ fn slot() -> &'static Mutex<Option<Server>> {
 pub(crate) fn start() -> Result<Started> {
     let mut last = None;
     for _ in 0..2 {
-        match request(REQUEST, || State::capture().map(|s| s.bytes)) {
+        match request(REQUEST, |server_env| {
+            State::capture(server_env).map(|s| s.bytes)
+        }) {
             Ok(started) => return Ok(started),
             Err(Failed::Here(e)) => return Err(e),
             Err(Failed::Server(e)) => {
@@ -103,14 +112,14 @@ const MAX_REQUEST: u64 = 64;
 /// the child's state frame with `state` and sends it to the child.
 fn request(
     request: &[u8],
-    state: impl FnOnce() -> Result<Vec<u8>>,
+    state: impl FnOnce(Option<&Env>) -> Result<Vec<u8>>,
 ) -> std::result::Result<Started, Failed> {
     let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
     let (ctl, child_end) =
         fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
     let (status_r, status_w) = fdpass::pipe().map_err(here("cannot create a pipe"))?;
     let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
-    {
+    let server_env = {
         let mut guard = server();
         if guard.is_none() {
             *guard = Some(launch().map_err(Failed::Here)?);
@@ -122,13 +131,14 @@ fn request(
             &[child_end.as_fd(), status_w.as_fd()],
         )
         .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
-    }
+        server.env.clone()
+    };
     drop((child_end, status_w));
     // While the server forks: the child's state, sent at once if the
     // socket's buffer surely holds it (then the child finds it there when
     // it starts, and a fork that fails leaves no send blocked); after the
     // pid came if it is larger.
-    let mut state = state().map(Some);
+    let mut state = state(server_env.as_deref()).map(Some);
     if let Ok(Some(bytes)) = &state {
         if bytes.len() <= EARLY_STATE {
             state = fdpass::send_frame(ctl.as_fd(), bytes, &[cwd.as_fd()])
@@ -192,7 +202,9 @@ const MAX_STATE: usize = 16 << 20;
 /// tag        8 bytes   STATE_TAG
 /// umask      u32       u32::MAX: unknown (the child keeps the server's)
 /// limits     u32 n, then n x (soft u64, hard u64), RLIMIT_* order
-/// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL)
+/// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL);
+///            n = u32::MAX: the server's own environment, unchanged (the
+///            child keeps what it inherited and replaces nothing)
 /// ```
 ///
 /// all little-endian; sent with one descriptor, the current directory.
@@ -201,9 +213,10 @@ struct State {
 }
 
 impl State {
-    /// This process's state, now.
-    fn capture() -> Result<State> {
-        let env: Vec<_> = std::env::vars_os().collect();
+    /// This process's state, now; its environment only if it differs
+    /// from `server_env`, the one the child inherits from the server.
+    fn capture(server_env: Option<&Env>) -> Result<State> {
+        let env: Env = std::env::vars_os().collect();
         let mut bytes = Vec::with_capacity(256 + env.len() * 64);
         bytes.extend_from_slice(STATE_TAG);
         let umask = proc::current_umask().unwrap_or(u32::MAX);
@@ -213,6 +226,10 @@ impl State {
         for (soft, hard) in limits {
             bytes.extend_from_slice(&soft.to_le_bytes());
             bytes.extend_from_slice(&hard.to_le_bytes());
+        }
+        if server_env == Some(&env) {
+            bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+            return Ok(State { bytes });
         }
         put_u32(&mut bytes, env.len());
         for (k, v) in &env {
@@ -241,7 +258,8 @@ fn put_u32(buf: &mut Vec<u8>, n: usize) {
 struct Inherited<'a> {
     umask: Option<u32>,
     limits: Vec<proc::Limit>,
-    env: Vec<&'a [u8]>,
+    /// `None`: the server's environment, unchanged.
+    env: Option<Vec<&'a [u8]>>,
 }
 
 /// Reads a state frame; `None` if it is not one (wrong tag, truncated,
@@ -273,7 +291,12 @@ fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
         }
         limits.push((soft, hard));
     }
-    let n = u32_at(take(4)?) as usize;
+    let n = u32_at(take(4)?);
+    if n == u32::MAX {
+        let (umask, env) = (umask, None);
+        return rest.is_empty().then_some(Inherited { umask, limits, env });
+    }
+    let n = n as usize;
     let mut env = Vec::with_capacity(n.min(bytes.len() / 4));
     for _ in 0..n {
         let len = u32_at(take(4)?) as usize;
@@ -283,6 +306,7 @@ fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
         }
         env.push(entry);
     }
+    let env = Some(env);
     rest.is_empty().then_some(Inherited { umask, limits, env })
 }
 
@@ -309,12 +333,14 @@ fn take_on(ctl: &OwnedFd) {
         refuse(format!("cannot enter its parent's current directory: {e}"));
     }
     drop(cwd);
-    let env = (inherited.env.iter())
-        .filter_map(|e| std::ffi::CString::new(*e).ok())
-        .collect();
-    // A child just forked from the single-threaded server has one thread.
-    if let Err(e) = proc::replace_environment(env) {
-        refuse(format!("cannot take on its parent's environment: {e}"));
+    if let Some(env) = &inherited.env {
+        let env = (env.iter())
+            .filter_map(|e| std::ffi::CString::new(*e).ok())
+            .collect();
+        // A child just forked from the single-threaded server has one thread.
+        if let Err(e) = proc::replace_environment(env) {
+            refuse(format!("cannot take on its parent's environment: {e}"));
+        }
     }
     if let Some(mask) = inherited.umask {
         proc::set_umask(mask);
@@ -344,12 +370,18 @@ fn read_i32(fd: &OwnedFd) -> Result<i32> {
 fn launch() -> Result<Server> {
     let (control, server_end) =
         fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
+    // The server's environment is ours as the spawn reads it: known if it
+    // did not change around the spawn (another thread's `set_var`).
+    let before: Env = std::env::vars_os().collect();
     let pid = spawn::exec_self("forkserver", server_end)?;
+    let after: Env = std::env::vars_os().collect();
+    let env = (before == after).then(|| Arc::new(before));
     let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
     Ok(Server {
         pid,
         pidfd,
         control,
+        env,
     })
 }
 
@@ -404,7 +436,7 @@ pub fn kill_server() -> Option<i32> {
 /// once it ended (it never gets a first frame), or the server's refusal.
 #[doc(hidden)]
 pub fn raw_request(request: &[u8], state: &[u8]) -> Result<i32> {
-    match self::request(request, || Ok(state.to_vec())) {
+    match self::request(request, |_| Ok(state.to_vec())) {
         Ok(started) => {
             let Waiter::Served { status } = &started.waiter else {
                 unreachable!("a fork-server child is served")
@@ -514,7 +546,19 @@ mod tests {
     use super::*;
 
     fn captured() -> Vec<u8> {
-        State::capture().unwrap().bytes
+        State::capture(None).unwrap().bytes
+    }
+
+    #[test]
+    fn an_environment_equal_to_the_servers_is_not_sent() {
+        let env: Env = std::env::vars_os().collect();
+        let bytes = State::capture(Some(&env)).unwrap().bytes;
+        let got = parse_state(&bytes).expect("our own state");
+        assert_eq!(got.env, None);
+        assert_eq!(got.limits, proc::resource_limits().to_vec());
+        let other: Env = vec![("MPROC_TEST_OTHER".into(), "1".into())];
+        let bytes = State::capture(Some(&other)).unwrap().bytes;
+        assert!(parse_state(&bytes).expect("our own state").env.is_some());
     }
 
     #[test]
@@ -526,7 +570,10 @@ mod tests {
         let env: Vec<Vec<u8>> = std::env::vars_os()
             .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
             .collect();
-        assert_eq!(got.env, env.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert_eq!(
+            got.env,
+            Some(env.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        );
     }
 
     #[test]
@@ -553,13 +600,17 @@ mod tests {
         assert!(parse_state(&with(&[&n(17)])).is_none());
         let inverted = [&5u64.to_le_bytes()[..], &4u64.to_le_bytes()].concat();
         assert!(parse_state(&with(&[&n(1), &inverted, &n(0)])).is_none());
-        assert!(parse_state(&with(&[&n(0), &n(u32::MAX)])).is_none());
+        assert!(parse_state(&with(&[&n(0), &n(u32::MAX - 1)])).is_none());
+        // u32::MAX entries: the server's environment, and nothing after.
+        let kept = with(&[&n(0), &n(u32::MAX)]);
+        assert!(parse_state(&kept).expect("kept environment").env.is_none());
+        assert!(parse_state(&with(&[&n(0), &n(u32::MAX), &n(0)])).is_none());
         assert!(parse_state(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
         assert!(parse_state(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
         assert!(parse_state(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
         let minimal = with(&[&n(0), &n(1), &n(3), b"A=b"]);
         let ok = parse_state(&minimal).expect("a minimal state frame");
-        assert_eq!((ok.umask, ok.env), (Some(0o22), vec![&b"A=b"[..]]));
+        assert_eq!((ok.umask, ok.env), (Some(0o22), Some(vec![&b"A=b"[..]])));
         // Noise never panics.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..2000 {
@@ -598,7 +649,7 @@ mod tests {
         let n = 2000;
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(State::capture().unwrap());
+            std::hint::black_box(State::capture(None).unwrap());
         }
         let each = t.elapsed() / n;
         let t = Instant::now();
