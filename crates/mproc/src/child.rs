@@ -79,7 +79,11 @@ impl Child {
             return Ok(Some(*c));
         }
         let code = match &self.waiter {
-            Waiter::Direct => match proc::reap_pidfd(self.pidfd.as_fd(), false) {
+            // Readable, so ending: with no deadline, a reap that finds it
+            // not yet reapable (a pidfd readable once the leader thread
+            // exits, before the zombie) waits for it rather than returning
+            // "still running" to a caller that asked to wait for the end.
+            Waiter::Direct => match proc::reap_pidfd(self.pidfd.as_fd(), deadline.is_none()) {
                 Ok(Some(c)) => c,
                 Ok(None) => return Ok(None),
                 // Reaped behind our back (a `waitpid(-1)` elsewhere).

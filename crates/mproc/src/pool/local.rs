@@ -96,14 +96,10 @@ impl WorkerLink for LocalWorker {
             return Ok(code);
         }
         let _ = child.signal(libc::SIGKILL);
-        loop {
-            if let Some(code) = child.wait(None)? {
-                return Ok(code);
-            }
-            // Seen ended but not yet reapable (a kernel that marks a
-            // pidfd readable when the leader thread exits): soon.
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        // With no deadline, `wait` returns only once the child is reaped.
+        child
+            .wait(None)?
+            .ok_or_else(|| io::Error::other("a child seen ended was not reaped"))
     }
 }
 
