@@ -185,6 +185,9 @@ mod error;
 mod exit;
 mod identity;
 pub mod manager;
+#[cfg(feature = "pickle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]
+pub mod pickle;
 mod pipe;
 mod pool;
 mod process;
