@@ -185,6 +185,7 @@ mod error;
 mod exit;
 mod identity;
 pub mod manager;
+mod observe;
 #[cfg(feature = "pickle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]
 pub mod pickle;
