@@ -68,14 +68,16 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
     let parent = proc::getpid();
     let locks = ForkLocks::take();
     let parent_raw = proc::raw(&parent_end);
+    // A child forked by the main thread already bears the process's name.
+    let named = proc::is_main_thread();
     // The child takes only locks this thread held at the fork (`ForkLocks`,
     // released in `after_fork_in_child`) or that the documented hazard
     // above covers, and leaves through `run_and_exit` (`_exit`). In the
     // parent, the closure is dropped unrun: the locks are released and the
     // child's end closed.
-    let in_child = move || {
+    let in_child = move |_: proc::JustForked| {
         proc::close_raw(parent_raw);
-        super::after_fork_in_child(locks, parent, me);
+        super::after_fork_in_child(locks, parent, me, named);
         body(child_end);
         crate::exit::BOOTSTRAP_EXIT_CODE
     };
