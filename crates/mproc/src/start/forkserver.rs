@@ -61,7 +61,8 @@ type Env = Vec<(std::ffi::OsString, std::ffi::OsString)>;
 /// where unknown.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Snapshot {
-    env: Option<Env>,
+    /// The environment's entries as the C library holds them.
+    env: Option<Vec<Vec<u8>>>,
     umask: Option<u32>,
     limits: Option<[proc::Limit; proc::RESOURCE_COUNT]>,
     cwd: Option<proc::DirId>,
@@ -71,7 +72,7 @@ impl Snapshot {
     /// This process's state, now.
     fn now() -> Snapshot {
         Snapshot {
-            env: Some(std::env::vars_os().collect()),
+            env: Some(proc::environ_entries()),
             umask: proc::current_umask(),
             limits: Some(proc::resource_limits()),
             cwd: proc::current_dir_id(),
@@ -296,11 +297,12 @@ impl State {
             bytes.extend_from_slice(&soft.to_le_bytes());
             bytes.extend_from_slice(&hard.to_le_bytes());
         }
-        let env: Env = std::env::vars_os().collect();
-        if server.env.as_ref() == Some(&env) {
+        // Compared in place: copying it costs more than the rest.
+        if server.env.as_deref().is_some_and(proc::environ_is) {
             bytes.extend_from_slice(&u32::MAX.to_le_bytes());
             return Ok(State { bytes, cwd });
         }
+        let env: Env = std::env::vars_os().collect();
         put_u32(&mut bytes, env.len());
         for (k, v) in &env {
             let (k, v) = (k.as_encoded_bytes(), v.as_encoded_bytes());
@@ -729,7 +731,7 @@ mod tests {
         let limits = server.limits.as_mut().unwrap();
         limits[3] = (1, 2);
         limits[7] = (3, 4);
-        server.env = Some(vec![("MPROC_TEST_OTHER".into(), "1".into())]);
+        server.env = Some(vec![b"MPROC_TEST_OTHER=1".to_vec()]);
         let state = State::capture(&server).unwrap();
         assert!(state.cwd.is_none());
         let got = parse_state(&state.bytes).expect("our own state");
@@ -737,11 +739,26 @@ mod tests {
         assert_eq!(got.umask, ours.umask);
         assert_eq!(got.limits, vec![(3, our_limits[3]), (7, our_limits[7])]);
         assert_eq!(got.env.map(|e| e.len()), ours.env.map(|e| e.len()));
+        let expected: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
+            .collect();
+        assert_eq!(ours_env_sent(&server), expected);
         // Another directory than the server's goes as a descriptor.
         server.cwd = None;
         let state = State::capture(&server).unwrap();
         assert!(state.cwd.is_some());
         assert!(parse_state(&state.bytes).expect("our own state").cwd);
+    }
+
+    /// The environment a state captured against `server` sends.
+    fn ours_env_sent(server: &Snapshot) -> Vec<Vec<u8>> {
+        let state = State::capture(server).unwrap();
+        let got = parse_state(&state.bytes).expect("our own state");
+        got.env
+            .expect("sent")
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect()
     }
 
     #[test]

@@ -662,6 +662,49 @@ pub(crate) fn current_dir_id() -> Option<DirId> {
     })
 }
 
+/// The entries of this process's environment as the C library holds it
+/// (`environ`), each `NAME=value` as it is there.
+pub(crate) fn environ_entries() -> Vec<Vec<u8>> {
+    let mut entries = Vec::new();
+    for_each_environ(|entry| {
+        entries.push(entry.to_vec());
+        true
+    });
+    entries
+}
+
+/// Whether this process's environment is `entries` ([`environ_entries`]),
+/// entry by entry and in order; reads it in place, copying nothing.
+pub(crate) fn environ_is(entries: &[Vec<u8>]) -> bool {
+    let mut expected = entries.iter();
+    let same = for_each_environ(|entry| expected.next().is_some_and(|e| e == entry));
+    same && expected.next().is_none()
+}
+
+/// Calls `f` on each entry of `environ` while it returns `true`; `false`
+/// if it stopped.
+fn for_each_environ(mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    // SAFETY: `environ` is the C library's null-terminated array of
+    // NUL-terminated strings, read here as `getenv` reads it. Only a
+    // concurrent change by another thread could invalidate it, and that
+    // is the changer's obligation to prevent (`std::env::set_var` is
+    // `unsafe` for exactly this: no other thread may read the environment
+    // through the C library meanwhile). Nothing read is kept beyond `f`.
+    unsafe {
+        let mut at = libc::environ.cast_const();
+        if at.is_null() {
+            return true;
+        }
+        while !(*at).is_null() {
+            if !f(std::ffi::CStr::from_ptr(*at).to_bytes()) {
+                return false;
+            }
+            at = at.add(1);
+        }
+    }
+    true
+}
+
 /// Replaces this process's whole environment with `entries` (each
 /// `NAME=value`), which are leaked: the C library keeps pointers to them.
 /// Only in a process just forked, on its only thread ([`JustForked`]).
@@ -777,6 +820,28 @@ mod tests {
         drop(a);
         let eof = recv_answer(b.as_fd()).unwrap_err();
         assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn the_environment_is_compared_in_place() {
+        let entries = environ_entries();
+        assert!(environ_is(&entries));
+        let expected: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect();
+        assert_eq!(entries, expected);
+        let mut fewer = entries.clone();
+        if fewer.pop().is_some() {
+            assert!(!environ_is(&fewer));
+        }
+        let mut more = entries.clone();
+        more.push(b"MPROC_NOT_SET=1".to_vec());
+        assert!(!environ_is(&more));
+        if let Some(first) = more.first_mut() {
+            first.push(b'x');
+            more.pop();
+            assert!(!environ_is(&more));
+        }
     }
 
     #[test]
