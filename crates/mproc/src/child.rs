@@ -160,10 +160,13 @@ fn lock() -> RegistryGuard {
 /// the child's); the reaper thread is not the child's either.
 static FORK_HOOK: start::ForkHook = start::ForkHook {
     hold: || {
-        let mut held = lock();
+        let mut held = Some(lock());
         Box::new(move || {
-            std::mem::take(&mut *held);
-            reaper::reset_after_fork();
+            if let Some(mut registry) = held.take() {
+                std::mem::take(&mut *registry);
+                drop(registry);
+                reaper::reset_after_fork();
+            }
         })
     },
     threads: || usize::from(reaper::RUNNING.load(Ordering::Relaxed)),

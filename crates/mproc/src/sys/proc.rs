@@ -216,19 +216,42 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// forked child of a parent that closed its stdio), as CPython does, so
 /// that the child's own descriptors never take their numbers.
 pub(crate) fn fill_missing_stdio() {
-    for fd in 0..3 {
-        if fd_is_open(fd) {
-            continue;
+    // One `poll` says which of the three are closed (`POLLNVAL`), where a
+    // look at each would take three calls.
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a live array of three `pollfd`s, as many as told;
+    // `poll` with no events and no wait only reads descriptor numbers.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    if n == 0 {
+        return;
+    }
+    for p in fds {
+        // Unsure (poll failed): look at it alone.
+        let closed = if n < 0 {
+            !fd_is_open(p.fd)
+        } else {
+            p.revents & libc::POLLNVAL != 0
+        };
+        if closed {
+            open_dev_null_at(p.fd);
         }
-        // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close`
-        // act on descriptor numbers only: `got` is the descriptor just
-        // opened here, owned by nobody else, and `fd` was closed.
-        unsafe {
-            let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            if got >= 0 && got != fd {
-                libc::dup2(got, fd);
-                libc::close(got);
-            }
+    }
+}
+
+/// Opens `/dev/null` at descriptor number `fd`, which is closed.
+fn open_dev_null_at(fd: RawFd) {
+    // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close` act
+    // on descriptor numbers only: `got` is the descriptor just opened
+    // here, owned by nobody else, and `fd` was closed.
+    unsafe {
+        let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if got >= 0 && got != fd {
+            libc::dup2(got, fd);
+            libc::close(got);
         }
     }
 }
