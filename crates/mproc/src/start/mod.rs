@@ -44,7 +44,7 @@ use crate::sys::fdpass;
 pub(crate) enum Waiter {
     /// Our own child: reap it through its pidfd.
     Direct,
-    /// The fork server's child: read its status from this pipe.
+    /// The fork server's child: read its exit code from this socket.
     Served { status: OwnedFd },
 }
 
