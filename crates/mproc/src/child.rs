@@ -3,8 +3,8 @@
 //!
 //! A child started by `Fork` or `Spawn` is ours: we hold a pidfd and reap it
 //! with `waitid(P_PIDFD)`. A child started by the fork server is the
-//! server's: the server reaps it and writes its exit status on a pipe we
-//! read (the *status* pipe, which is also its sentinel).
+//! server's: the server reaps it and writes its exit status on a socket we
+//! read (the *status* socket, which is also its sentinel).
 //!
 //! Every started child is in the registry until it is reaped. Finished
 //! children are reaped when another child starts, by `active_children()`,
@@ -160,10 +160,13 @@ fn lock() -> RegistryGuard {
 /// the child's); the reaper thread is not the child's either.
 static FORK_HOOK: start::ForkHook = start::ForkHook {
     hold: || {
-        let mut held = lock();
+        let mut held = Some(lock());
         Box::new(move || {
-            std::mem::take(&mut *held);
-            reaper::reset_after_fork();
+            if let Some(mut registry) = held.take() {
+                std::mem::take(&mut *registry);
+                drop(registry);
+                reaper::reset_after_fork();
+            }
         })
     },
     threads: || usize::from(reaper::RUNNING.load(Ordering::Relaxed)),
@@ -215,7 +218,7 @@ fn finish_children() {
 
 /// The thread that reaps children whose handles were dropped while they
 /// ran: our own, so that none stays a zombie, and the fork server's, so
-/// that their status pipes and pidfds are closed when they end (not at the
+/// that their status sockets and pidfds are closed when they end (not at the
 /// next start). Started on demand, ends when it has nothing left to watch.
 mod reaper {
     use super::*;

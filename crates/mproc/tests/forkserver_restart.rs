@@ -144,7 +144,7 @@ fn a_garbled_request_is_refused_and_the_server_stays() {
     let ctx = fork_server();
     assert_eq!(ctx.spawn(square, 2).unwrap().join().unwrap(), 4);
     let server = mproc::__private::fork_server_pid().expect("a fork server runs");
-    for garbage in [&b"fork"[..], b"", b"mproc-f1", b"mproc-f2 and more"] {
+    for garbage in [&b"fork"[..], b"", b"mproc-f2", b"mproc-f3 and more"] {
         match mproc::__private::fork_server_raw_request(garbage, b"") {
             Err(Error::Protocol(_)) => {}
             other => panic!("{garbage:?}: expected a refusal, got {other:?}"),
@@ -153,11 +153,11 @@ fn a_garbled_request_is_refused_and_the_server_stays() {
     }
     // A child whose state frame is garbled refuses to start (and says so
     // on stderr); the server serves on.
-    let mut truncated = b"mproc-s1".to_vec();
+    let mut truncated = b"mproc-s2".to_vec();
     truncated.extend_from_slice(&[0xff; 6]);
     for state in [&b""[..], b"fork", &truncated] {
         assert_eq!(
-            mproc::__private::fork_server_raw_request(b"mproc-f2", state).unwrap(),
+            mproc::__private::fork_server_raw_request(b"mproc-f3", state).unwrap(),
             mproc::BOOTSTRAP_EXIT_CODE
         );
     }

@@ -145,3 +145,124 @@ fn a_fork_server_child_sees_the_parent_state_of_its_start() {
     std::env::remove_var("MPROC_STATE_BIG");
     assert_eq!(seen, Some(1 << 20));
 }
+
+/// Each part of the state changed alone between two starts reaches the
+/// second child (and only that part differs from the server's), and
+/// changed back, the next child has the server's again: a part that did
+/// not change since the server started is not sent, one that did is.
+#[test]
+fn each_part_changed_alone_between_two_starts_is_seen() {
+    let _g = common::exclusive();
+    let start = in_child();
+    assert_eq!(start, state(()));
+
+    // The umask alone.
+    let old_umask = set_umask(0o077);
+    let child = in_child();
+    set_umask(old_umask);
+    assert_eq!(child.umask, 0o077);
+    assert_eq!(
+        State {
+            umask: start.umask,
+            ..child
+        },
+        start
+    );
+    assert_eq!(in_child(), start);
+
+    // One limit alone (the soft limit of open files, lowered).
+    let old_nofile = limit(Resource::Nofile);
+    let nofile = (old_nofile.0.saturating_sub(7).min(300), old_nofile.1);
+    assert!(set_limit(Resource::Nofile, nofile));
+    let child = in_child();
+    assert!(set_limit(Resource::Nofile, old_nofile));
+    assert_eq!(child.nofile, nofile);
+    assert_eq!(
+        State {
+            nofile: start.nofile,
+            ..child
+        },
+        start
+    );
+    assert_eq!(in_child(), start);
+
+    // The current directory alone, then back.
+    let dir = std::env::temp_dir().join(format!("mproc-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old_cwd = std::env::current_dir().unwrap();
+    std::env::set_current_dir(&dir).unwrap();
+    let child = in_child();
+    std::env::set_current_dir(&old_cwd).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(child.cwd, dir);
+    assert_eq!(
+        State {
+            cwd: start.cwd.clone(),
+            dir: start.dir,
+            ..child
+        },
+        start
+    );
+    assert_eq!(in_child(), start);
+
+    // Many starts with nothing changed: every child has the same state.
+    for _ in 0..20 {
+        assert_eq!(in_child(), start);
+    }
+}
+
+fn bind_mounted_cwd(_: ()) -> Result<(PathBuf, PathBuf), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let fail = |what: &str| Err(format!("{what}: {}", std::io::Error::last_os_error()));
+    let none = std::ptr::null();
+    // SAFETY: a new mount namespace for this single-threaded child only,
+    // its mounts made private; the strings are NUL-terminated.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return fail("unshare(CLONE_NEWNS)");
+        }
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(none, c"/".as_ptr(), none, flags, none.cast()) != 0 {
+            return fail("private mounts");
+        }
+    }
+    let base = std::env::temp_dir().join(format!("mproc-bind-{}", std::process::id()));
+    let (here, there) = (base.join("here"), base.join("there"));
+    std::fs::create_dir_all(&here).unwrap();
+    std::fs::create_dir_all(&there).unwrap();
+    std::env::set_current_dir(&here).unwrap();
+    // The server starts in `here`.
+    let first = in_child().cwd;
+    let c = |p: &PathBuf| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (from, to) = (c(&here), c(&there));
+    // SAFETY: NUL-terminated paths; a bind mount in our own namespace.
+    if unsafe { libc::mount(from.as_ptr(), to.as_ptr(), none, libc::MS_BIND, none.cast()) } != 0 {
+        return fail("bind mount");
+    }
+    // The same directory (device and inode), on another mount.
+    std::env::set_current_dir(&there).unwrap();
+    let second = in_child().cwd;
+    std::env::set_current_dir("/").unwrap();
+    // SAFETY: a NUL-terminated path, mounted above.
+    unsafe { libc::umount2(to.as_ptr(), libc::MNT_DETACH) };
+    let _ = std::fs::remove_dir(&here);
+    let _ = std::fs::remove_dir(&there);
+    let _ = std::fs::remove_dir(&base);
+    Ok((first, second))
+}
+
+/// The same directory through a bind mount is another current directory
+/// (its path and `..` differ): the child is where its parent is.
+#[test]
+fn a_bind_mount_of_the_servers_directory_is_another_directory() {
+    let _g = common::exclusive();
+    let ctx = mproc::get_context(Some(StartMethod::Spawn));
+    match ctx.spawn(bind_mounted_cwd, ()).unwrap().join().unwrap() {
+        Ok((first, second)) => {
+            assert!(first.ends_with("here"), "{first:?}");
+            assert!(second.ends_with("there"), "{second:?}");
+        }
+        Err(e) => println!("no private mount namespace here ({e}): skipped"),
+    }
+}

@@ -388,8 +388,14 @@ pub(super) fn run_and_exit(
 /// Puts a freshly forked child in order: the parent's children, launcher
 /// and fork server are not its own; it dies with its parent; the locks
 /// held across the fork are released; stdio the parent had closed is
-/// `/dev/null`; it takes the parent's name.
-pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me: ProcessInfo) {
+/// `/dev/null`; it takes the parent's name unless it has it (`named`:
+/// forked by the main thread, whose name is the process's).
+pub(crate) fn after_fork_in_child(
+    locks: super::fork::ForkLocks,
+    parent: i32,
+    me: ProcessInfo,
+    named: bool,
+) {
     let super::fork::ForkLocks {
         stdout,
         stderr,
@@ -405,7 +411,9 @@ pub(crate) fn after_fork_in_child(locks: super::fork::ForkLocks, parent: i32, me
     proc::fill_missing_stdio();
     let _ = die_with_parent(parent);
     // Forked by the launcher thread, the child bears that thread's name.
-    take_parent_name(parent);
+    if !named {
+        take_parent_name(parent);
+    }
 }
 
 #[cfg(test)]

@@ -68,14 +68,16 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
     let parent = proc::getpid();
     let locks = ForkLocks::take();
     let parent_raw = proc::raw(&parent_end);
+    // A child forked by the main thread already bears the process's name.
+    let named = proc::is_main_thread();
     // The child takes only locks this thread held at the fork (`ForkLocks`,
     // released in `after_fork_in_child`) or that the documented hazard
     // above covers, and leaves through `run_and_exit` (`_exit`). In the
     // parent, the closure is dropped unrun: the locks are released and the
     // child's end closed.
-    let in_child = move || {
+    let in_child = move |_: proc::JustForked| {
         proc::close_raw(parent_raw);
-        super::after_fork_in_child(locks, parent, me);
+        super::after_fork_in_child(locks, parent, me, named);
         body(child_end);
         crate::exit::BOOTSTRAP_EXIT_CODE
     };
@@ -128,10 +130,12 @@ impl ForkLocks {
 /// What a layer above `start/` needs from a `Fork` start, hooked in with
 /// [`on_fork`] (the child registry: `start/` does not import it).
 pub(crate) struct ForkHook {
-    /// Locks the layer's state before the fork; what it returns runs in
-    /// the child (it releases the lock and forgets what is the parent's),
-    /// or is dropped in the parent (which releases the lock).
-    pub(crate) hold: fn() -> Box<dyn FnOnce()>,
+    /// Locks the layer's state before the fork; what it returns runs once
+    /// in the child (it releases the lock and forgets what is the
+    /// parent's), or is dropped in the parent (which releases the lock).
+    /// In the child it is called, not dropped: freeing the parent's memory
+    /// there writes to heap pages, each one a page copied for the child.
+    pub(crate) hold: fn() -> Box<dyn FnMut()>,
     /// How many of the process's threads are the layer's own, which the
     /// multi-threaded warning does not count.
     pub(crate) threads: fn() -> usize,
@@ -160,7 +164,7 @@ fn hooked_threads() -> usize {
 /// The hooks' locks, taken before a fork, with the list of hooks itself.
 pub(crate) struct Hooked {
     _list: MutexGuard<'static, Vec<&'static ForkHook>>,
-    held: Vec<Box<dyn FnOnce()>>,
+    held: Vec<Box<dyn FnMut()>>,
 }
 
 impl Hooked {
@@ -173,8 +177,11 @@ impl Hooked {
     /// In the forked child: each layer forgets what is its parent's and
     /// releases its lock; then the list is released.
     pub(crate) fn in_child(self) {
-        for held in self.held {
-            held();
+        let Hooked { _list, mut held } = self;
+        for hook in &mut held {
+            hook();
         }
+        // Left to the child's exit (see `ForkHook::hold`).
+        std::mem::forget(held);
     }
 }

@@ -8,19 +8,23 @@
 //! The user process holds one end of the server's *control* socket. To start
 //! a child it sends a request frame ([`REQUEST`], nothing else) carrying two
 //! descriptors: the child's end of a new control socket (its task will
-//! arrive there, as for spawn) and the write end of a *status* pipe. The
-//! server forks; the server writes the child's pid (4 bytes, little-endian)
-//! on the status pipe, reaps the child when it ends and writes its exit
-//! code (4 bytes) there. The user process reads both; the status pipe is
-//! the child's sentinel. A request of other bytes is refused (a pid of 0,
-//! no fork); a failed fork is told as `-errno` in place of the pid.
+//! arrive there, as for spawn) and one end of a new *status* socket. The
+//! server forks; it sends the child's pid (4 bytes, little-endian) on the
+//! status socket with the child's pidfd attached, reaps the child when it
+//! ends and writes its exit code (4 bytes) there. The user process reads
+//! both; the status socket is the child's sentinel. A request of other
+//! bytes is refused (a pid of 0, no fork); a failed fork is told as
+//! `-errno` in place of the pid.
 //!
-//! While the server forks, the user captures what the child must inherit
-//! from it *now* ([`State`]: environment, umask, resource limits, and its
-//! current directory as a descriptor) and sends it to the child itself,
-//! first on the child's control socket. The child takes it on, then runs
-//! the task child bootstrap on that socket. The server never reads it, and
-//! its capture costs the start nothing it would not wait for anyway.
+//! What the child reads first is on its control socket before the request
+//! leaves, whenever the socket's buffer surely holds it: the state it
+//! inherits from its user *now* ([`State`]: what differs from the server's
+//! own, which it inherits by the fork: environment, umask, resource limits,
+//! current directory as a descriptor), then its first frame. So a start
+//! costs the child no wait for its user, and the user no wait for the
+//! child: the pidfd comes from the server, which cannot have reaped the
+//! child before it opened it (so no pid reuse can fool it). The server
+//! never reads the state.
 //!
 //! The server dies with its user (`PR_SET_PDEATHSIG`, and end of file on the
 //! control socket) and its children die with it; at a normal exit the user
@@ -32,7 +36,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{bootstrap, spawn, Started, Waiter};
+use super::{bootstrap, spawn, FirstFrame, Started, Waiter};
 use crate::error::{Error, Result};
 use crate::sys::{fdpass, proc};
 use crate::task::Outcome;
@@ -44,14 +48,51 @@ struct Server {
     pid: i32,
     pidfd: OwnedFd,
     control: OwnedFd,
-    /// The environment the server was started with, which its children
-    /// inherit (it never changes its own); `None` if it changed while the
-    /// server started (unknown).
-    env: Option<Arc<Env>>,
+    /// What the server's children inherit from it by the fork: its user's
+    /// state when it was spawned (it never changes its own), each part
+    /// known only if it did not change around the spawn.
+    inherits: Arc<Snapshot>,
 }
 
 /// An environment, as `std::env::vars_os` gives it.
 type Env = Vec<(std::ffi::OsString, std::ffi::OsString)>;
+
+/// A process's state as far as a fork-server child inherits it; `None`
+/// where unknown.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Snapshot {
+    /// The environment's entries as the C library holds them.
+    env: Option<Vec<Vec<u8>>>,
+    umask: Option<u32>,
+    limits: Option<[proc::Limit; proc::RESOURCE_COUNT]>,
+    cwd: Option<proc::DirId>,
+}
+
+impl Snapshot {
+    /// This process's state, now.
+    fn now() -> Snapshot {
+        Snapshot {
+            env: Some(proc::environ_entries()),
+            umask: proc::current_umask(),
+            limits: Some(proc::resource_limits()),
+            cwd: proc::current_dir_id(),
+        }
+    }
+
+    /// What `self` and `other` agree on (the state of a process spawned
+    /// between the two: another thread may have changed any part).
+    fn common(self, other: &Snapshot) -> Snapshot {
+        fn same<T: PartialEq>(a: Option<T>, b: &Option<T>) -> Option<T> {
+            a.filter(|a| Some(a) == b.as_ref())
+        }
+        Snapshot {
+            env: same(self.env, &other.env),
+            umask: same(self.umask, &other.umask),
+            limits: same(self.limits, &other.limits),
+            cwd: same(self.cwd, &other.cwd),
+        }
+    }
+}
 
 /// The fork server of each process, under its own lock. A forked child
 /// must not lock its parent's: another thread of the parent may have held
@@ -70,14 +111,12 @@ fn slot() -> &'static Mutex<Option<Server>> {
     SLOT.get(|| Mutex::new(None))
 }
 
-/// Asks the fork server (starting it if needed) for a child that waits for
-/// its first frame on the returned `ctl`.
-pub(crate) fn start() -> Result<Started> {
+/// Asks the fork server (starting it if needed) for a child that runs
+/// `first`; its outcome comes back on the returned `ctl`.
+pub(crate) fn start(first: &FirstFrame) -> Result<Started> {
     let mut last = None;
     for _ in 0..2 {
-        match request(REQUEST, |server_env| {
-            State::capture(server_env).map(|s| s.bytes)
-        }) {
+        match request(REQUEST, State::capture, Some(first)) {
             Ok(started) => return Ok(started),
             Err(Failed::Here(e)) => return Err(e),
             Err(Failed::Server(e)) => {
@@ -99,54 +138,50 @@ enum Failed {
 }
 
 /// A start request, all of it: this protocol's tag and version, sent with
-/// two descriptors (the child's control socket, the status pipe's write
+/// two descriptors (the child's control socket, the status socket's other
 /// end). Anything else is refused.
-const REQUEST: &[u8] = b"mproc-f2";
+const REQUEST: &[u8] = b"mproc-f3";
 
 /// The longest request frame the server reads: a longer one leaves a
 /// stream it cannot follow, and the server leaves (its user starts
 /// another).
 const MAX_REQUEST: u64 = 64;
 
-/// Asks for a child: sends `request`, then, while the server forks, makes
-/// the child's state frame with `state` and sends it to the child.
+/// Asks for a child: makes its state frame with `state` (from what the
+/// server's children inherit), sends it and `first` to the child, and the
+/// request to the server; the state and first frame before the request
+/// when they surely fit in the socket's buffer (then nobody waits for
+/// anybody), after the pid came if not.
 fn request(
     request: &[u8],
-    state: impl FnOnce(Option<&Env>) -> Result<Vec<u8>>,
+    state: impl FnOnce(&Snapshot) -> Result<State>,
+    first: Option<&FirstFrame>,
 ) -> std::result::Result<Started, Failed> {
     let here = |context| move |e: std::io::Error| Failed::Here(Error::io(context)(e));
     let (ctl, child_end) =
         fdpass::stream_pair().map_err(here("cannot create the control socket"))?;
-    let (status_r, status_w) = fdpass::pipe().map_err(here("cannot create a pipe"))?;
-    let cwd = proc::current_dir_fd().map_err(here("cannot open the current directory"))?;
-    let server_env = {
-        let mut guard = server();
-        if guard.is_none() {
-            *guard = Some(launch().map_err(Failed::Here)?);
-        }
-        let server = guard.as_ref().expect("server set above");
-        fdpass::send_frame(
-            server.control.as_fd(),
-            request,
-            &[child_end.as_fd(), status_w.as_fd()],
-        )
-        .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
-        server.env.clone()
-    };
-    drop((child_end, status_w));
-    // While the server forks: the child's state, sent at once if the
-    // socket's buffer surely holds it (then the child finds it there when
-    // it starts, and a fork that fails leaves no send blocked); after the
-    // pid came if it is larger.
-    let mut state = state(server_env.as_deref()).map(Some);
-    if let Ok(Some(bytes)) = &state {
-        if bytes.len() <= EARLY_STATE {
-            state = fdpass::send_frame(ctl.as_fd(), bytes, &[cwd.as_fd()])
-                .map(|()| None)
-                .map_err(Error::io("cannot reach a new child"));
-        }
+    let (status, status_end) =
+        fdpass::stream_pair().map_err(here("cannot create the status socket"))?;
+    let mut guard = server();
+    if guard.is_none() {
+        *guard = Some(launch().map_err(Failed::Here)?);
     }
-    let pid = read_i32(&status_r).map_err(Failed::Server)?;
+    let server = guard.as_ref().expect("server set above");
+    let state = state(&server.inherits).map_err(Failed::Here)?;
+    let size = state.bytes.len() + first.map_or(0, FirstFrame::len);
+    let early = fits_before_the_fork(&ctl, size);
+    if early {
+        send_to_child(&ctl, &state, first).map_err(Failed::Here)?;
+    }
+    fdpass::send_frame(
+        server.control.as_fd(),
+        request,
+        &[child_end.as_fd(), status_end.as_fd()],
+    )
+    .map_err(|e| Failed::Server(Error::io("cannot reach the fork server")(e)))?;
+    drop(guard);
+    drop((child_end, status_end));
+    let (pid, pidfd) = read_answer(&status).map_err(Failed::Server)?;
     if pid < 0 {
         return Err(Failed::Here(Error::Io {
             context: "the fork server cannot fork",
@@ -158,37 +193,55 @@ fn request(
             "the fork server refused the start request".into(),
         )));
     }
-    // The child is alive: it waits for its state, then its first frame.
-    let pidfd = state.and_then(|late| {
-        if let Some(bytes) = late {
-            fdpass::send_frame(ctl.as_fd(), &bytes, &[cwd.as_fd()])
-                .map_err(Error::io("cannot reach a new child"))?;
-        }
-        proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))
-    });
-    match pidfd {
-        Ok(pidfd) => Ok(Started {
-            pid,
-            pidfd,
-            waiter: Waiter::Served { status: status_r },
-            ctl,
-        }),
-        Err(e) => {
+    let Some(pidfd) = pidfd else {
+        return Err(Failed::Server(Error::Protocol(
+            "the fork server sent a pid without its pidfd".into(),
+        )));
+    };
+    if !early {
+        // The child is alive and waits for its state, then its first frame.
+        if let Err(e) = send_to_child(&ctl, &state, first) {
             // It ends at the end of file on its control socket: take its
             // status, as the server tells it.
             drop(ctl);
-            let _ = read_i32(&status_r);
-            Err(Failed::Here(e))
+            let _ = read_i32(&status);
+            return Err(Failed::Here(e));
         }
+    }
+    Ok(Started {
+        pid,
+        pidfd,
+        waiter: Waiter::Served { status },
+        ctl,
+    })
+}
+
+/// The state frame, then the first frame (if any), on the child's `ctl`.
+fn send_to_child(ctl: &OwnedFd, state: &State, first: Option<&FirstFrame>) -> Result<()> {
+    let cwd: Vec<_> = state.cwd.iter().map(AsFd::as_fd).collect();
+    fdpass::send_frame(ctl.as_fd(), &state.bytes, &cwd)
+        .map_err(Error::io("cannot send the state to the child"))?;
+    match first {
+        Some(frame) => super::send_first_frame(ctl, frame),
+        None => Ok(()),
     }
 }
 
-/// A state frame up to this size is sent before the child exists: a new
-/// socket's buffer (over 200 KiB by default) holds it.
-const EARLY_STATE: usize = 32 << 10;
+/// The most sent to a child before it exists (the user holds the server's
+/// lock meanwhile).
+const EARLY_MAX: usize = 64 << 10;
+
+/// Whether `size` bytes (in two frames) surely fit in `ctl`'s send buffer
+/// with nobody reading: then sending them cannot block. The kernel counts
+/// each message's bookkeeping too, and reports the buffer doubled.
+fn fits_before_the_fork(ctl: &OwnedFd, size: usize) -> bool {
+    const BOOKKEEPING: usize = 4 << 10;
+    let buffer = rustix::net::sockopt::socket_send_buffer_size(ctl).unwrap_or(0);
+    size <= EARLY_MAX && size + BOOKKEEPING <= buffer / 2
+}
 
 /// The first bytes of a state frame (its version).
-const STATE_TAG: &[u8; 8] = b"mproc-s1";
+const STATE_TAG: &[u8; 8] = b"mproc-s2";
 
 /// The longest state frame a child reads (the environment is most of it).
 const MAX_STATE: usize = 16 << 20;
@@ -196,41 +249,60 @@ const MAX_STATE: usize = 16 << 20;
 /// What a child inherits from its user, captured at each start (the fork
 /// server started long before, and the user may have changed all of it
 /// since) and sent to the child itself on its control socket, before its
-/// first frame: the server never reads it. Its bytes:
+/// first frame: the server never reads it. Only what differs from what the
+/// child inherits from the server is in it (nothing, most of the time).
+/// Its bytes:
 ///
 /// ```text
 /// tag        8 bytes   STATE_TAG
-/// umask      u32       u32::MAX: unknown (the child keeps the server's)
-/// limits     u32 n, then n x (soft u64, hard u64), RLIMIT_* order
+/// cwd        u32       0: the server's; 1: the descriptor sent with the frame
+/// umask      u32       u32::MAX: the server's
+/// limits     u32 n, then n x (u32 index, soft u64, hard u64): those that
+///            differ from the server's (index in RLIMIT_* order)
 /// env        u32 n, then n x (u32 len, `NAME=value` bytes, no NUL);
-///            n = u32::MAX: the server's own environment, unchanged (the
-///            child keeps what it inherited and replaces nothing)
+///            n = u32::MAX: the server's
 /// ```
 ///
-/// all little-endian; sent with one descriptor, the current directory.
+/// all little-endian.
 struct State {
     bytes: Vec<u8>,
+    /// The current directory, sent with the frame, if not the server's.
+    cwd: Option<OwnedFd>,
 }
 
 impl State {
-    /// This process's state, now; its environment only if it differs
-    /// from `server_env`, the one the child inherits from the server.
-    fn capture(server_env: Option<&Env>) -> Result<State> {
-        let env: Env = std::env::vars_os().collect();
-        let mut bytes = Vec::with_capacity(256 + env.len() * 64);
+    /// This process's state, now, as far as it differs from `server`'s
+    /// (what the child inherits from the server).
+    fn capture(server: &Snapshot) -> Result<State> {
+        let mut bytes = Vec::with_capacity(64);
         bytes.extend_from_slice(STATE_TAG);
-        let umask = proc::current_umask().unwrap_or(u32::MAX);
-        bytes.extend_from_slice(&umask.to_le_bytes());
+        let here = proc::current_dir_id();
+        let cwd = if here.is_some() && here == server.cwd {
+            None
+        } else {
+            let fd =
+                proc::current_dir_fd().map_err(Error::io("cannot open the current directory"))?;
+            Some(fd)
+        };
+        put_u32(&mut bytes, usize::from(cwd.is_some()));
+        let umask = proc::current_umask().filter(|&m| Some(m) != server.umask);
+        bytes.extend_from_slice(&umask.unwrap_or(u32::MAX).to_le_bytes());
         let limits = proc::resource_limits();
-        put_u32(&mut bytes, limits.len());
-        for (soft, hard) in limits {
+        let changed: Vec<(usize, &proc::Limit)> = (limits.iter().enumerate())
+            .filter(|&(i, l)| server.limits.is_none_or(|s| s[i] != *l))
+            .collect();
+        put_u32(&mut bytes, changed.len());
+        for (i, (soft, hard)) in changed {
+            put_u32(&mut bytes, i);
             bytes.extend_from_slice(&soft.to_le_bytes());
             bytes.extend_from_slice(&hard.to_le_bytes());
         }
-        if server_env == Some(&env) {
+        // Compared in place: copying it costs more than the rest.
+        if server.env.as_deref().is_some_and(proc::environ_is) {
             bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-            return Ok(State { bytes });
+            return Ok(State { bytes, cwd });
         }
+        let env: Env = std::env::vars_os().collect();
         put_u32(&mut bytes, env.len());
         for (k, v) in &env {
             let (k, v) = (k.as_encoded_bytes(), v.as_encoded_bytes());
@@ -245,7 +317,7 @@ impl State {
                 bytes.len()
             )));
         }
-        Ok(State { bytes })
+        Ok(State { bytes, cwd })
     }
 }
 
@@ -255,9 +327,13 @@ fn put_u32(buf: &mut Vec<u8>, n: usize) {
 }
 
 /// A state frame as the child reads it: checked, borrowing its bytes.
+#[derive(Debug, PartialEq)]
 struct Inherited<'a> {
+    /// A directory comes with the frame.
+    cwd: bool,
     umask: Option<u32>,
-    limits: Vec<proc::Limit>,
+    /// The limits to set, by index.
+    limits: Vec<(usize, proc::Limit)>,
     /// `None`: the server's environment, unchanged.
     env: Option<Vec<&'a [u8]>>,
 }
@@ -274,6 +350,11 @@ fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
     };
     let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
     let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let cwd = match u32_at(take(4)?) {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let umask = Some(u32_at(take(4)?)).filter(|&m| m != u32::MAX);
     if umask.is_some_and(|m| m > 0o777) {
         return None;
@@ -284,63 +365,72 @@ fn parse_state(bytes: &[u8]) -> Option<Inherited<'_>> {
     }
     let mut limits = Vec::with_capacity(n);
     for _ in 0..n {
-        let pair = take(16)?;
-        let (soft, hard) = (u64_at(&pair[..8]), u64_at(&pair[8..]));
-        if soft > hard {
+        let entry = take(20)?;
+        let index = u32_at(&entry[..4]) as usize;
+        let (soft, hard) = (u64_at(&entry[4..12]), u64_at(&entry[12..]));
+        if index >= proc::RESOURCE_COUNT || soft > hard {
             return None;
         }
-        limits.push((soft, hard));
+        limits.push((index, (soft, hard)));
     }
     let n = u32_at(take(4)?);
-    if n == u32::MAX {
-        let (umask, env) = (umask, None);
-        return rest.is_empty().then_some(Inherited { umask, limits, env });
-    }
-    let n = n as usize;
-    let mut env = Vec::with_capacity(n.min(bytes.len() / 4));
-    for _ in 0..n {
-        let len = u32_at(take(4)?) as usize;
-        let entry = take(len)?;
-        if entry.contains(&0) || !entry.contains(&b'=') {
-            return None;
+    let env = if n == u32::MAX {
+        None
+    } else {
+        let n = n as usize;
+        let mut env = Vec::with_capacity(n.min(bytes.len() / 4));
+        for _ in 0..n {
+            let len = u32_at(take(4)?) as usize;
+            let entry = take(len)?;
+            if entry.contains(&0) || !entry.contains(&b'=') {
+                return None;
+            }
+            env.push(entry);
         }
-        env.push(entry);
-    }
-    let env = Some(env);
-    rest.is_empty().then_some(Inherited { umask, limits, env })
+        Some(env)
+    };
+    rest.is_empty().then_some(Inherited {
+        cwd,
+        umask,
+        limits,
+        env,
+    })
 }
 
-/// In the forked child, before its task: reads its user's state on `ctl`
-/// and takes it on. The limits come last (a lowered address-space limit
-/// must not stop the environment's copy). A state it cannot read or a
-/// directory it cannot enter ends it (its parent is told why): running in
-/// another directory or environment than its user's would be the silent
-/// error this is here to prevent.
-fn take_on(ctl: &OwnedFd) {
+/// In the forked child (`forked`: on its only thread), before its task:
+/// reads its user's state on `ctl` and takes on what differs from the
+/// server's. The limits come last (a lowered address-space limit must not
+/// stop the environment's copy). A state it cannot read or a directory it
+/// cannot enter ends it (its parent is told why): running in another
+/// directory or environment than its user's would be the silent error this
+/// is here to prevent.
+fn take_on(ctl: &OwnedFd, forked: &proc::JustForked) {
     let refuse = |why: String| -> ! { bootstrap::refuse(ctl, Outcome::Refused(why)) };
-    let (bytes, fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_STATE as u64) {
+    let (bytes, mut fds) = match fdpass::recv_frame(ctl.as_fd(), None, MAX_STATE as u64) {
         Ok(Some(frame)) => frame,
         Ok(None) => refuse("end of file before its parent's state".into()),
         Err(e) => refuse(format!("cannot read its parent's state: {e}")),
     };
-    let Ok::<[OwnedFd; 1], _>([cwd]) = fds.try_into() else {
-        refuse("its parent's state came without its directory".into())
-    };
     let Some(inherited) = parse_state(&bytes) else {
         refuse("its parent's state is garbled".into())
     };
-    if let Err(e) = proc::enter_dir(cwd.as_fd()) {
-        refuse(format!("cannot enter its parent's current directory: {e}"));
+    if fds.len() != usize::from(inherited.cwd) {
+        refuse(format!(
+            "its parent's state came with {} descriptors, not {}",
+            fds.len(),
+            usize::from(inherited.cwd)
+        ));
     }
-    drop(cwd);
+    if let Some(cwd) = fds.pop() {
+        if let Err(e) = proc::enter_dir(cwd.as_fd()) {
+            refuse(format!("cannot enter its parent's current directory: {e}"));
+        }
+    }
     if let Some(env) = &inherited.env {
         let env = (env.iter())
             .filter_map(|e| std::ffi::CString::new(*e).ok())
             .collect();
-        // A child just forked from the single-threaded server has one thread.
-        if let Err(e) = proc::replace_environment(env) {
-            refuse(format!("cannot take on its parent's environment: {e}"));
-        }
+        proc::replace_environment(forked, env);
     }
     if let Some(mask) = inherited.umask {
         proc::set_umask(mask);
@@ -348,13 +438,31 @@ fn take_on(ctl: &OwnedFd) {
     proc::set_resource_limits(&inherited.limits);
 }
 
-fn read_i32(fd: &OwnedFd) -> Result<i32> {
+/// Reads the server's answer to a request on the status socket: the pid
+/// (or why there is none) and the child's pidfd.
+fn read_answer(status: &OwnedFd) -> Result<(i32, Option<OwnedFd>)> {
+    wait_for_server(status)?;
+    proc::recv_answer(status.as_fd()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Io {
+            context: "the fork server did not answer",
+            source: e,
+        },
+        _ => Error::io("reading from the fork server")(e),
+    })
+}
+
+fn wait_for_server(fd: &OwnedFd) -> Result<()> {
     let deadline = Some(Instant::now() + ANSWER_TIMEOUT);
     if !fdpass::wait_readable(fd.as_fd(), deadline)
         .map_err(Error::io("waiting for the fork server"))?
     {
         return Err(Error::Timeout);
     }
+    Ok(())
+}
+
+fn read_i32(fd: &OwnedFd) -> Result<i32> {
+    wait_for_server(fd)?;
     let mut buf = [0u8; 4];
     let n = rustix::io::read(fd, &mut buf)
         .map_err(|e| Error::io("reading from the fork server")(e.into()))?;
@@ -370,18 +478,17 @@ fn read_i32(fd: &OwnedFd) -> Result<i32> {
 fn launch() -> Result<Server> {
     let (control, server_end) =
         fdpass::stream_pair().map_err(Error::io("cannot create the control socket"))?;
-    // The server's environment is ours as the spawn reads it: known if it
-    // did not change around the spawn (another thread's `set_var`).
-    let before: Env = std::env::vars_os().collect();
+    // The server's state is ours as the spawn takes it: known where it did
+    // not change around the spawn (another thread's `set_var`, `chdir`...).
+    let before = Snapshot::now();
     let pid = spawn::exec_self("forkserver", server_end)?;
-    let after: Env = std::env::vars_os().collect();
-    let env = (before == after).then(|| Arc::new(before));
+    let inherits = Arc::new(before.common(&Snapshot::now()));
     let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
     Ok(Server {
         pid,
         pidfd,
         control,
-        env,
+        inherits,
     })
 }
 
@@ -400,7 +507,11 @@ fn retire_server() {
 /// init process to reap. Skipped if another thread is using the server
 /// (the exit must not wait for it).
 pub(crate) fn shutdown() {
-    let server = match slot().try_lock() {
+    // A process that never started a server (a child) has no slot either.
+    let Some(slot) = SLOT.current() else {
+        return;
+    };
+    let server = match slot.try_lock() {
         Ok(mut guard) => guard.take(),
         Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().take(),
         Err(std::sync::TryLockError::WouldBlock) => None,
@@ -436,7 +547,13 @@ pub fn kill_server() -> Option<i32> {
 /// once it ended (it never gets a first frame), or the server's refusal.
 #[doc(hidden)]
 pub fn raw_request(request: &[u8], state: &[u8]) -> Result<i32> {
-    match self::request(request, |_| Ok(state.to_vec())) {
+    let state = |_: &Snapshot| {
+        Ok(State {
+            bytes: state.to_vec(),
+            cwd: None,
+        })
+    };
+    match self::request(request, state, None) {
         Ok(started) => {
             let Waiter::Served { status } = &started.waiter else {
                 unreachable!("a fork-server child is served")
@@ -449,7 +566,7 @@ pub fn raw_request(request: &[u8], state: &[u8]) -> Result<i32> {
     }
 }
 
-/// One child of the server: its pidfd and the status pipe to report on.
+/// One child of the server: its pidfd and the status socket to report on.
 struct Kid {
     pidfd: OwnedFd,
     status: OwnedFd,
@@ -461,6 +578,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     // server. Blocked, not ignored: a child inherits an ignored SIGINT, and
     // one sent to it before it restored the default would be lost.
     proc::block_sigint(true);
+    warm_up();
     let me = proc::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
@@ -475,7 +593,12 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             let kid = kids.swap_remove(i - 1);
             let code = proc::reap_pidfd(kid.pidfd.as_fd(), true).ok().flatten();
             let code = code.unwrap_or(crate::exit::UNKNOWN_EXIT_CODE);
-            let _ = rustix::io::write(&kid.status, &code.to_le_bytes());
+            // Never SIGPIPE: the user may have closed its end.
+            let _ = rustix::net::send(
+                &kid.status,
+                &code.to_le_bytes(),
+                rustix::net::SendFlags::NOSIGNAL,
+            );
         }
         if ready.first() == Some(&0) {
             match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST) {
@@ -486,7 +609,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         continue;
                     };
                     if bytes != REQUEST {
-                        let _ = rustix::io::write(&status, &0i32.to_le_bytes());
+                        let _ = proc::send_answer(status.as_fd(), 0, None);
                         continue;
                     }
                     if let Some(kid) = fork_child(me, &control, &mut kids, ctl, status) {
@@ -503,6 +626,22 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
 }
 
+/// Does once, in the server, what every child would otherwise do for
+/// itself after the fork, each time paying page faults and symbol lookups
+/// for it: the panic hook and the binary's identity (as before any fork),
+/// stdout and stderr, a thread-local table of the codec (whose first use
+/// registers its destructor, through symbols the dynamic linker binds on
+/// first call).
+fn warm_up() {
+    use std::io::Write;
+    bootstrap::prepare_fork();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    if let Ok(frame) = crate::codec::encode(&0u32) {
+        let _ = crate::codec::decode::<u32>(&frame.bytes, Vec::new());
+    }
+}
+
 fn fork_child(
     me: i32,
     control: &OwnedFd,
@@ -513,29 +652,37 @@ fn fork_child(
     // The server is single-threaded (it runs in the constructor of a fresh
     // exec and starts no thread), so no lock is held by anyone else.
     let status_raw = proc::raw(&status);
-    let in_child = move || {
+    let in_child = move |forked: proc::JustForked| {
         // Close every descriptor the server holds for others.
         kids.clear();
         proc::close_raw(status_raw);
         proc::close_raw(proc::raw(control));
         proc::block_sigint(false);
         let _ = bootstrap::die_with_parent(me);
-        take_on(&ctl);
+        take_on(&ctl, &forked);
         bootstrap::run_task_child(ctl)
     };
-    match proc::fork_then_exit(in_child) {
-        Ok(pid) => {
-            let _ = rustix::io::write(&status, &pid.to_le_bytes());
-            match proc::open_pidfd(pid) {
-                Ok(pidfd) => Some(Kid { pidfd, status }),
-                Err(_) => None,
-            }
+    let failed = |e: std::io::Error| -e.raw_os_error().unwrap_or(libc::EAGAIN);
+    let answer = match proc::fork_then_exit(in_child) {
+        // A child we cannot watch (no descriptor left for its pidfd) is
+        // not left running: killed and reaped, its start failed.
+        Ok(pid) => proc::open_pidfd(pid)
+            .map_err(|e| {
+                proc::kill_and_reap(pid);
+                failed(e)
+            })
+            .map(|pidfd| (pid, pidfd)),
+        // A pid limit, no memory: the server is fine and must not be
+        // retired for it.
+        Err(e) => Err(failed(e)),
+    };
+    match answer {
+        Ok((pid, pidfd)) => {
+            let _ = proc::send_answer(status.as_fd(), pid, Some(pidfd.as_fd()));
+            Some(Kid { pidfd, status })
         }
-        Err(e) => {
-            // Tell the user why (a pid limit, no memory): the server is
-            // fine and must not be retired for it.
-            let errno = e.raw_os_error().unwrap_or(libc::EAGAIN);
-            let _ = rustix::io::write(&status, &(-errno).to_le_bytes());
+        Err(errno) => {
+            let _ = proc::send_answer(status.as_fd(), errno, None);
             None
         }
     }
@@ -545,28 +692,98 @@ fn fork_child(
 mod tests {
     use super::*;
 
+    /// Taken by the tests that read this process's umask and the one that
+    /// changes it.
+    static UMASK: Mutex<()> = Mutex::new(());
+
+    fn umask_steady() -> MutexGuard<'static, ()> {
+        UMASK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Everything, as sent to the child of a server whose state is unknown.
     fn captured() -> Vec<u8> {
-        State::capture(None).unwrap().bytes
+        State::capture(&Snapshot::default()).unwrap().bytes
     }
 
     #[test]
-    fn an_environment_equal_to_the_servers_is_not_sent() {
-        let env: Env = std::env::vars_os().collect();
-        let bytes = State::capture(Some(&env)).unwrap().bytes;
-        let got = parse_state(&bytes).expect("our own state");
-        assert_eq!(got.env, None);
-        assert_eq!(got.limits, proc::resource_limits().to_vec());
-        let other: Env = vec![("MPROC_TEST_OTHER".into(), "1".into())];
-        let bytes = State::capture(Some(&other)).unwrap().bytes;
-        assert!(parse_state(&bytes).expect("our own state").env.is_some());
+    fn a_state_equal_to_the_servers_is_not_sent() {
+        let _umask = umask_steady();
+        let state = State::capture(&Snapshot::now()).unwrap();
+        assert!(state.cwd.is_none());
+        let got = parse_state(&state.bytes).expect("our own state");
+        let nothing = Inherited {
+            cwd: false,
+            umask: None,
+            limits: Vec::new(),
+            env: None,
+        };
+        assert_eq!(got, nothing);
+        // The tag and four words: the whole frame.
+        assert_eq!(state.bytes.len(), 8 + 4 * 4);
+    }
+
+    #[test]
+    fn only_what_differs_from_the_servers_state_is_sent() {
+        let _umask = umask_steady();
+        let mut server = Snapshot::now();
+        let ours = server.clone();
+        server.umask = ours.umask.map(|m| m ^ 0o002);
+        let limits = server.limits.as_mut().unwrap();
+        limits[3] = (1, 2);
+        limits[7] = (3, 4);
+        server.env = Some(vec![b"MPROC_TEST_OTHER=1".to_vec()]);
+        let state = State::capture(&server).unwrap();
+        assert!(state.cwd.is_none());
+        let got = parse_state(&state.bytes).expect("our own state");
+        let our_limits = ours.limits.unwrap();
+        assert_eq!(got.umask, ours.umask);
+        assert_eq!(got.limits, vec![(3, our_limits[3]), (7, our_limits[7])]);
+        assert_eq!(got.env.map(|e| e.len()), ours.env.map(|e| e.len()));
+        let expected: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
+            .collect();
+        assert_eq!(ours_env_sent(&server), expected);
+        // Another directory than the server's goes as a descriptor.
+        server.cwd = None;
+        let state = State::capture(&server).unwrap();
+        assert!(state.cwd.is_some());
+        assert!(parse_state(&state.bytes).expect("our own state").cwd);
+    }
+
+    /// The environment a state captured against `server` sends.
+    fn ours_env_sent(server: &Snapshot) -> Vec<Vec<u8>> {
+        let state = State::capture(server).unwrap();
+        let got = parse_state(&state.bytes).expect("our own state");
+        got.env
+            .expect("sent")
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_did_not_change_around_a_spawn() {
+        let before = Snapshot::now();
+        let mut after = before.clone();
+        after.umask = Some(0o777);
+        after.env = None;
+        let common = before.clone().common(&after);
+        assert_eq!(common.umask, None);
+        assert_eq!(common.env, None);
+        assert_eq!(common.limits, before.limits);
+        assert_eq!(common.cwd, before.cwd);
     }
 
     #[test]
     fn a_captured_state_reads_back_as_this_process_state() {
-        let bytes = captured();
-        let got = parse_state(&bytes).expect("our own state");
+        let _umask = umask_steady();
+        let state = State::capture(&Snapshot::default()).unwrap();
+        assert!(state.cwd.is_some());
+        let got = parse_state(&state.bytes).expect("our own state");
+        assert!(got.cwd);
         assert_eq!(got.umask, proc::current_umask());
-        assert_eq!(got.limits, proc::resource_limits().to_vec());
+        let all: Vec<_> = proc::resource_limits().into_iter().enumerate().collect();
+        assert_eq!(got.limits, all);
         let env: Vec<Vec<u8>> = std::env::vars_os()
             .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
             .collect();
@@ -578,6 +795,7 @@ mod tests {
 
     #[test]
     fn garbled_state_frames_are_refused() {
+        let _umask = umask_steady();
         let good = captured();
         // Every truncation, and one byte too many.
         for n in 0..good.len() {
@@ -590,27 +808,42 @@ mod tests {
         assert!(parse_state(b"fork").is_none());
         assert!(parse_state(REQUEST).is_none());
         let mut other = good.clone();
-        other[7] = b'0';
+        other[7] = b'1';
         assert!(parse_state(&other).is_none());
         // Counts beyond the bytes, limits beyond Linux's, bad values.
-        let head = |umask: u32| [&STATE_TAG[..], &umask.to_le_bytes()].concat();
-        let with = |parts: &[&[u8]]| [&head(0o22)[..], &parts.concat()].concat();
         let n = |v: u32| v.to_le_bytes().to_vec();
+        let head = |cwd: u32, umask: u32| [&STATE_TAG[..], &n(cwd), &n(umask)].concat();
+        let with = |parts: &[&[u8]]| [&head(0, 0o22)[..], &parts.concat()].concat();
+        let limit = |i: u32, soft: u64, hard: u64| {
+            [&n(i)[..], &soft.to_le_bytes(), &hard.to_le_bytes()].concat()
+        };
         assert!(parse_state(&with(&[&n(u32::MAX)])).is_none());
         assert!(parse_state(&with(&[&n(17)])).is_none());
-        let inverted = [&5u64.to_le_bytes()[..], &4u64.to_le_bytes()].concat();
-        assert!(parse_state(&with(&[&n(1), &inverted, &n(0)])).is_none());
+        assert!(parse_state(&with(&[&n(1), &limit(0, 5, 4), &n(0)])).is_none());
+        assert!(parse_state(&with(&[&n(1), &limit(16, 4, 5), &n(0)])).is_none());
         assert!(parse_state(&with(&[&n(0), &n(u32::MAX - 1)])).is_none());
+        assert!(parse_state(&[&head(2, 0o22)[..], &n(0), &n(u32::MAX)].concat()).is_none());
         // u32::MAX entries: the server's environment, and nothing after.
         let kept = with(&[&n(0), &n(u32::MAX)]);
         assert!(parse_state(&kept).expect("kept environment").env.is_none());
         assert!(parse_state(&with(&[&n(0), &n(u32::MAX), &n(0)])).is_none());
         assert!(parse_state(&with(&[&n(0), &n(1), &n(5), b"A=b\0c"])).is_none());
         assert!(parse_state(&with(&[&n(0), &n(1), &n(3), b"Abc"])).is_none());
-        assert!(parse_state(&[&head(0o1000)[..], &n(0), &n(0)].concat()).is_none());
-        let minimal = with(&[&n(0), &n(1), &n(3), b"A=b"]);
+        assert!(parse_state(&[&head(0, 0o1000)[..], &n(0), &n(0)].concat()).is_none());
+        let minimal = with(&[&n(1), &limit(15, 4, 5), &n(1), &n(3), b"A=b"]);
         let ok = parse_state(&minimal).expect("a minimal state frame");
-        assert_eq!((ok.umask, ok.env), (Some(0o22), Some(vec![&b"A=b"[..]])));
+        assert_eq!(
+            ok,
+            Inherited {
+                cwd: false,
+                umask: Some(0o22),
+                limits: vec![(15, (4, 5))],
+                env: Some(vec![&b"A=b"[..]]),
+            }
+        );
+        let with_dir = [&head(1, u32::MAX)[..], &n(0), &n(u32::MAX)].concat();
+        let ok = parse_state(&with_dir).expect("a directory and nothing else");
+        assert!(ok.cwd && ok.umask.is_none() && ok.limits.is_empty() && ok.env.is_none());
         // Noise never panics.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..2000 {
@@ -632,6 +865,7 @@ mod tests {
     /// beside it as the same user.
     #[test]
     fn the_umask_read_follows_changes() {
+        let _umask = umask_steady();
         let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
         let seen = (proc::current_umask(), {
             rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o027));
@@ -649,7 +883,7 @@ mod tests {
         let n = 2000;
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(State::capture(None).unwrap());
+            std::hint::black_box(State::capture(&Snapshot::default()).unwrap());
         }
         let each = t.elapsed() / n;
         let t = Instant::now();

@@ -44,7 +44,7 @@ use crate::sys::fdpass;
 pub(crate) enum Waiter {
     /// Our own child: reap it through its pidfd.
     Direct,
-    /// The fork server's child: read its status from this pipe.
+    /// The fork server's child: read its exit code from this socket.
     Served { status: OwnedFd },
 }
 
@@ -109,23 +109,38 @@ pub(crate) fn start(
         );
     }
     let frame = payload.first_frame(me, settings, want_result)?;
-    let started = match method {
-        StartMethod::Spawn => spawn::start()?,
-        _ => forkserver::start()?,
-    };
-    let cannot_send = Error::io("cannot send the task to the child");
-    match &frame {
-        FirstFrame::Task { body, args } => {
-            fdpass::send_frame(started.ctl.as_fd(), body, &args.borrowed_fds())
-                .map_err(cannot_send)?;
-        }
-        FirstFrame::Raw(bytes) => {
-            fdpass::send_all(started.ctl.as_fd(), bytes).map_err(cannot_send)?;
-            rustix::net::shutdown(&started.ctl, rustix::net::Shutdown::Write)
-                .map_err(|e| Error::io("shutdown failed")(e.into()))?;
+    if method == StartMethod::Spawn {
+        let started = spawn::start()?;
+        send_first_frame(&started.ctl, &frame)?;
+        return Ok(started);
+    }
+    // The fork server sends it itself, before the child exists if it can.
+    forkserver::start(&frame)
+}
+
+impl FirstFrame {
+    /// Its size on the wire, about.
+    fn len(&self) -> usize {
+        match self {
+            FirstFrame::Task { body, .. } => body.len() + 8,
+            FirstFrame::Raw(bytes) => bytes.len(),
         }
     }
-    Ok(started)
+}
+
+/// Sends a child its first frame on `ctl`.
+fn send_first_frame(ctl: &OwnedFd, frame: &FirstFrame) -> Result<()> {
+    let cannot_send = Error::io("cannot send the task to the child");
+    match frame {
+        FirstFrame::Task { body, args } => {
+            fdpass::send_frame(ctl.as_fd(), body, &args.borrowed_fds()).map_err(cannot_send)
+        }
+        FirstFrame::Raw(bytes) => {
+            fdpass::send_all(ctl.as_fd(), bytes).map_err(cannot_send)?;
+            rustix::net::shutdown(ctl, rustix::net::Shutdown::Write)
+                .map_err(|e| Error::io("shutdown failed")(e.into()))
+        }
+    }
 }
 
 pub use forkserver::kill_server as kill_fork_server;

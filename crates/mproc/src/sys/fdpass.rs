@@ -32,12 +32,6 @@ fn unix_pair(kind: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(a)?, above_stdio(b)?))
 }
 
-/// A pipe (read end, write end), close-on-exec, both above stdio.
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    Ok((above_stdio(r)?, above_stdio(w)?))
-}
-
 /// Moves received descriptors above stdio (see [`above_stdio`]).
 fn take_rights(rights: impl Iterator<Item = OwnedFd>, fds: &mut Vec<OwnedFd>) -> io::Result<()> {
     for fd in rights {

@@ -21,8 +21,9 @@ use super::cvt;
 /// In the child only the calling thread exists: a lock another thread held
 /// at the fork stays locked. That is a deadlock, not a memory error; the
 /// callers take the locks their child needs across the fork (`ForkLocks`)
-/// or fork from a single-threaded process (the fork server).
-pub(crate) fn fork_then_exit(in_child: impl FnOnce() -> i32) -> io::Result<i32> {
+/// or fork from a single-threaded process (the fork server). `in_child`
+/// gets the proof that it runs on the child's only thread, [`JustForked`].
+pub(crate) fn fork_then_exit(in_child: impl FnOnce(JustForked) -> i32) -> io::Result<i32> {
     // SAFETY: `fork` itself has no memory-safety precondition. What makes
     // a fork unsound in Rust is the child returning into frames whose
     // owners also live in the parent (destructors run twice: temp files,
@@ -32,11 +33,25 @@ pub(crate) fn fork_then_exit(in_child: impl FnOnce() -> i32) -> io::Result<i32> 
     // own atfork handlers).
     let pid = cvt(unsafe { libc::fork() })?;
     if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(in_child))
+        let forked = JustForked {
+            _one_thread: std::marker::PhantomData,
+        };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_child(forked)))
             .unwrap_or_else(|_| std::process::abort());
         exit_now(code)
     }
     Ok(pid)
+}
+
+/// The proof that the process is a child just made by [`fork_then_exit`],
+/// running on its only thread (a fork copies the calling thread alone).
+/// Made nowhere else, and neither `Send`, `Sync` nor `Clone`, so it stays
+/// on that thread; it holds as long as its holder starts no thread (the
+/// fork server's child uses it before its task runs). What needs a
+/// single-threaded process ([`replace_environment`]) asks for it rather
+/// than counting threads.
+pub(crate) struct JustForked {
+    _one_thread: std::marker::PhantomData<*const ()>,
 }
 
 /// Registers `handler` to run at the process's normal exit (`atexit`).
@@ -69,6 +84,16 @@ impl<T: Send + Sync + 'static> PerProcess<T> {
         PerProcess {
             current: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
         }
+    }
+
+    /// This process's value, if it made one.
+    pub(crate) fn current(&'static self) -> Option<&'static T> {
+        use std::sync::atomic::Ordering;
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here comes from `Box::into_raw` in
+        // `get` and is never freed, so it is valid for 'static.
+        let (owner, value) = unsafe { current.as_ref() }?;
+        (*owner == getpid()).then_some(value)
     }
 
     /// This process's value, made with `init` if it has none yet.
@@ -191,19 +216,42 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// forked child of a parent that closed its stdio), as CPython does, so
 /// that the child's own descriptors never take their numbers.
 pub(crate) fn fill_missing_stdio() {
-    for fd in 0..3 {
-        if fd_is_open(fd) {
-            continue;
+    // One `poll` says which of the three are closed (`POLLNVAL`), where a
+    // look at each would take three calls.
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a live array of three `pollfd`s, as many as told;
+    // `poll` with no events and no wait only reads descriptor numbers.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    if n == 0 {
+        return;
+    }
+    for p in fds {
+        // Unsure (poll failed): look at it alone.
+        let closed = if n < 0 {
+            !fd_is_open(p.fd)
+        } else {
+            p.revents & libc::POLLNVAL != 0
+        };
+        if closed {
+            open_dev_null_at(p.fd);
         }
-        // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close`
-        // act on descriptor numbers only: `got` is the descriptor just
-        // opened here, owned by nobody else, and `fd` was closed.
-        unsafe {
-            let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            if got >= 0 && got != fd {
-                libc::dup2(got, fd);
-                libc::close(got);
-            }
+    }
+}
+
+/// Opens `/dev/null` at descriptor number `fd`, which is closed.
+fn open_dev_null_at(fd: RawFd) {
+    // SAFETY: `open` reads a NUL-terminated path; `dup2` and `close` act
+    // on descriptor numbers only: `got` is the descriptor just opened
+    // here, owned by nobody else, and `fd` was closed.
+    unsafe {
+        let got = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if got >= 0 && got != fd {
+            libc::dup2(got, fd);
+            libc::close(got);
         }
     }
 }
@@ -233,20 +281,17 @@ pub(crate) fn is_main_thread() -> bool {
     rustix::thread::gettid() == rustix::process::getpid()
 }
 
-/// The number of threads in this process, from `/proc/self/stat`.
+/// The number of threads in this process, from `/proc/self/stat` (1 when
+/// it cannot be read).
 pub(crate) fn thread_count() -> usize {
-    strict_thread_count().unwrap_or(1)
-}
-
-/// The number of threads of this process, or an error if it cannot be
-/// read (where a wrong guess is not allowed).
-fn strict_thread_count() -> io::Result<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 1;
+    };
     // Field 20 counts from the first field after the parenthesised name.
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().nth(17))
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| io::Error::other("unreadable /proc/self/stat"))
+        .unwrap_or(1)
 }
 
 /// A pidfd for `pid`, which must be alive and not yet reaped.
@@ -529,18 +574,18 @@ pub(crate) fn resource_limits() -> [Limit; RESOURCE_COUNT] {
     RESOURCES.map(|r| to_limit(&getrlimit(r)))
 }
 
-/// Gives this process the limits `wanted` (in the order of `RESOURCES`;
-/// missing ones are left as they are). A limit that cannot be raised (a
-/// hard limit above ours, for an unprivileged process) is raised as far as
-/// allowed: the hard limit stays ours and the soft limit goes no higher.
-/// Lower limits are always applied as they are.
-pub(crate) fn set_resource_limits(wanted: &[Limit]) {
-    for (&r, &want) in RESOURCES.iter().zip(wanted) {
-        let have = to_limit(&getrlimit(r));
-        if have == want {
+/// Gives this process the limits `wanted`, each with its index in the
+/// order of [`resource_limits`] (an index beyond it is skipped). A limit
+/// that cannot be raised (a hard limit above ours, for an unprivileged
+/// process) is raised as far as allowed: the hard limit stays ours and the
+/// soft limit goes no higher. Lower limits are always applied as they are.
+pub(crate) fn set_resource_limits(wanted: &[(usize, Limit)]) {
+    for &(i, want) in wanted {
+        let Some(&r) = RESOURCES.get(i) else {
             continue;
-        }
+        };
         if setrlimit(r, to_rlimit(want)).is_err() {
+            let have = to_limit(&getrlimit(r));
             let hard = want.1.min(have.1);
             let _ = setrlimit(r, to_rlimit((want.0.min(hard), hard)));
         }
@@ -612,29 +657,168 @@ pub(crate) fn enter_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::process::fchdir(dir)?)
 }
 
+/// What names a directory, for comparing current directories without
+/// opening them: its device, inode and mount (a bind mount of the same
+/// directory is another place: its `..` differs). A directory keeps its
+/// inode number while it is some process's current directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirId {
+    dev: (u32, u32),
+    ino: u64,
+    mount: u64,
+}
+
+/// The [`DirId`] of this process's current directory; `None` if it cannot
+/// be had (no `statx`, or a kernel before 5.8, which does not give the
+/// mount).
+pub(crate) fn current_dir_id() -> Option<DirId> {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let want = StatxFlags::INO | StatxFlags::MNT_ID;
+    let st = statx(CWD, c".", AtFlags::empty(), want).ok()?;
+    if !StatxFlags::from_bits_retain(st.stx_mask).contains(want) {
+        return None;
+    }
+    Some(DirId {
+        dev: (st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        mount: st.stx_mnt_id,
+    })
+}
+
+/// The entries of this process's environment as the C library holds it
+/// (`environ`), each `NAME=value` as it is there.
+pub(crate) fn environ_entries() -> Vec<Vec<u8>> {
+    let mut entries = Vec::new();
+    for_each_environ(|entry| {
+        entries.push(entry.to_vec());
+        true
+    });
+    entries
+}
+
+/// Whether this process's environment is `entries` ([`environ_entries`]),
+/// entry by entry and in order; reads it in place, copying nothing.
+pub(crate) fn environ_is(entries: &[Vec<u8>]) -> bool {
+    let mut expected = entries.iter();
+    let same = for_each_environ(|entry| expected.next().is_some_and(|e| e == entry));
+    same && expected.next().is_none()
+}
+
+/// Calls `f` on each entry of `environ` while it returns `true`; `false`
+/// if it stopped.
+fn for_each_environ(mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    // SAFETY: `environ` is the C library's null-terminated array of
+    // NUL-terminated strings, read here as `getenv` reads it. Only a
+    // concurrent change by another thread could invalidate it, and that
+    // is the changer's obligation to prevent (`std::env::set_var` is
+    // `unsafe` for exactly this: no other thread may read the environment
+    // through the C library meanwhile). Nothing read is kept beyond `f`.
+    unsafe {
+        let mut at = libc::environ.cast_const();
+        if at.is_null() {
+            return true;
+        }
+        while !(*at).is_null() {
+            if !f(std::ffi::CStr::from_ptr(*at).to_bytes()) {
+                return false;
+            }
+            at = at.add(1);
+        }
+    }
+    true
+}
+
 /// Replaces this process's whole environment with `entries` (each
 /// `NAME=value`), which are leaked: the C library keeps pointers to them.
-///
-/// Only in a process with a single thread (a freshly forked child of the
-/// fork server): an error otherwise, or when the count of threads cannot be
-/// read.
-pub(crate) fn replace_environment(entries: Vec<CString>) -> io::Result<()> {
-    if strict_thread_count()? != 1 {
-        return Err(io::Error::other(
-            "the environment is replaced only in a single-threaded process",
-        ));
-    }
-    // SAFETY: single-threaded (checked above; only this thread could start
-    // another, and it is here), so no other thread reads `environ` while
-    // it is cleared and refilled; each string handed to `putenv` is
-    // leaked, so it lives as long as the environment that points to it.
+/// Only in a process just forked, on its only thread ([`JustForked`]).
+pub(crate) fn replace_environment(_single: &JustForked, entries: Vec<CString>) {
+    // SAFETY: the process has one thread (`JustForked`: this one, which
+    // is here), so no other thread reads `environ` while it is cleared
+    // and refilled; each string handed to `putenv` is leaked, so it lives
+    // as long as the environment that points to it.
     unsafe {
         libc::clearenv();
         for entry in entries {
             libc::putenv(entry.into_raw());
         }
     }
-    Ok(())
+}
+
+/// Sends a fork server's answer on a child's status socket: `value` (a
+/// pid, `0` for a refusal, `-errno` for a failed fork) as 4 little-endian
+/// bytes, with the child's pidfd attached when there is one. Never raises
+/// `SIGPIPE`.
+pub(crate) fn send_answer(
+    sock: BorrowedFd<'_>,
+    value: i32,
+    pidfd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let bytes = value.to_le_bytes();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = pidfd.as_slice();
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let iov = [io::IoSlice::new(&bytes)];
+    loop {
+        match sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL) {
+            Ok(4) => return Ok(()),
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives what [`send_answer`] sent: the value and the descriptor that
+/// came with it. An end of file is `UnexpectedEof`; more than one
+/// descriptor is `InvalidData` (all are closed).
+pub(crate) fn recv_answer(sock: BorrowedFd<'_>) -> io::Result<(i32, Option<OwnedFd>)> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut bytes = [0u8; 4];
+    let mut got = 0;
+    let mut fds = Vec::new();
+    while got < bytes.len() {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [io::IoSliceMut::new(&mut bytes[got..])];
+        let n = match recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => msg.bytes,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    if fds.len() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "more than one descriptor in a fork server's answer",
+        ));
+    }
+    let fd = fds.pop().map(super::above_stdio).transpose()?;
+    Ok((i32::from_le_bytes(bytes), fd))
+}
+
+/// Kills and reaps our child `pid`, for which no pidfd could be had (so it
+/// is neither left running untracked nor a zombie). Its pid cannot have
+/// been reused: it is our child, not yet reaped.
+pub(crate) fn kill_and_reap(pid: i32) {
+    let _ = kill(pid, libc::SIGKILL);
+    if let Some(pid) = Pid::from_raw(pid) {
+        while let Err(rustix::io::Errno::INTR) =
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        {}
+    }
 }
 
 #[cfg(test)]
@@ -643,14 +827,56 @@ mod tests {
     use std::os::fd::IntoRawFd;
 
     #[test]
-    fn the_environment_is_not_replaced_in_a_multi_threaded_process() {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let other = std::thread::spawn(move || rx.recv());
-        let before: Vec<_> = std::env::vars_os().collect();
-        assert!(replace_environment(Vec::new()).is_err());
-        assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);
-        drop(tx);
-        let _ = other.join();
+    fn an_answer_carries_its_value_and_descriptor() {
+        let (a, b) = crate::sys::fdpass::stream_pair().unwrap();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        send_answer(a.as_fd(), 1234, Some(r.as_fd())).unwrap();
+        send_answer(a.as_fd(), -libc::EAGAIN, None).unwrap();
+        let (value, fd) = recv_answer(b.as_fd()).unwrap();
+        assert_eq!(value, 1234);
+        let fd = fd.expect("the descriptor sent");
+        assert_eq!(
+            rustix::fs::fstat(&fd).unwrap().st_ino,
+            rustix::fs::fstat(&r).unwrap().st_ino
+        );
+        assert!(matches!(recv_answer(b.as_fd()), Ok((v, None)) if v == -libc::EAGAIN));
+        drop(a);
+        let eof = recv_answer(b.as_fd()).unwrap_err();
+        assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn the_environment_is_compared_in_place() {
+        let entries = environ_entries();
+        assert!(environ_is(&entries));
+        let expected: Vec<Vec<u8>> = std::env::vars_os()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect();
+        assert_eq!(entries, expected);
+        let mut fewer = entries.clone();
+        if fewer.pop().is_some() {
+            assert!(!environ_is(&fewer));
+        }
+        let mut more = entries.clone();
+        more.push(b"MPROC_NOT_SET=1".to_vec());
+        assert!(!environ_is(&more));
+        if let Some(first) = more.first_mut() {
+            first.push(b'x');
+            more.pop();
+            assert!(!environ_is(&more));
+        }
+    }
+
+    #[test]
+    fn the_current_directory_is_named_by_device_inode_and_mount() {
+        use std::os::unix::fs::MetadataExt;
+        let Some(id) = current_dir_id() else {
+            println!("no statx with the mount id here: skipped");
+            return;
+        };
+        let meta = std::fs::metadata(".").unwrap();
+        assert_eq!(id.ino, meta.ino());
+        assert_eq!(current_dir_id(), Some(id));
     }
 
     #[test]
@@ -676,6 +902,9 @@ mod tests {
         let a = VALUE.get(init);
         let b = VALUE.get(init);
         assert!(std::ptr::eq(a, b));
+        assert!(std::ptr::eq(VALUE.current().expect("made above"), a));
+        static NONE: PerProcess<u8> = PerProcess::new();
+        assert!(NONE.current().is_none());
         assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
