@@ -357,6 +357,17 @@ mod tests {
         let mut out = vec![1u8];
         r.append_to(FIRST / 2, 10, &mut out).unwrap();
         assert_eq!(out, [1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // One slice at a time, within one segment.
+        let nested = r.with_slice_mut(16, 8, |s| {
+            s.copy_from_slice(b"in place");
+            r.with_slice_mut(64, 8, |_| ()).unwrap()
+        });
+        assert_eq!(nested.unwrap(), Some(None));
+        assert!(r.with_slice_mut(FIRST - 4, 8, |_| ()).unwrap().is_none());
+        assert!(r.with_slice_mut(FIRST, 8, |_| ()).unwrap().is_some());
+        let mut b = [0u8; 8];
+        r.read(16, &mut b).unwrap();
+        assert_eq!(&b, b"in place");
         let other = Ring::open(rustix::io::dup(&r.fd).unwrap()).unwrap();
         let mut b = [0u8; 4];
         other.read(FIRST + 1, &mut b).unwrap();
