@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::core::{Core, Wait, MIN_CAP, RING_CAP};
-use super::header::record_len;
 use super::error::{GetError, PutError};
+use super::header::record_len;
 use crate::codec;
 use crate::error::{Error, Result};
 
@@ -276,9 +276,10 @@ impl<T: Serialize> Queue<T> {
         // place a 500-`u64` item took 2.1 µs a put and get instead of
         // 1.3 µs. `IN_PLACE` is the one bound to raise once it is as fast.
         let r = match codec::encoded_len(&value) {
-            Ok(n) if n <= IN_PLACE && record_len(n) <= self.core.chunk() => self
-                .core
-                .put_encoded(n, wait, |dst| codec::encode_exact(&value, dst)),
+            Ok(n) if n <= IN_PLACE && record_len(n) <= self.core.chunk() => {
+                self.core
+                    .put_encoded(n, wait, |dst| codec::encode_exact(&value, dst))
+            }
             Ok(_) => self.put_large(&value, wait),
             Err(e) => Err(e.into()),
         };
