@@ -486,6 +486,133 @@ fn a_million_items_through_four_producers_and_four_consumers() {
     assert!(q.is_empty());
 }
 
+/// Items of every path at once: small ones encoded in place, medium ones
+/// copied in, large ones (past a quarter of the 64 KiB ring) streamed in
+/// chunks; `(producer, seq, bytes)` with bytes derived from both.
+type Mixed = Option<(u32, u32, Vec<u8>)>;
+const MIXED_PRODUCERS: u32 = 3;
+const MIXED_CONSUMERS: usize = 3;
+const MIXED_ITEMS: u32 = 4000;
+
+fn mixed_bytes(id: u32, seq: u32) -> Vec<u8> {
+    let len = match seq % 50 {
+        0 => 20_000 + seq as usize % 3000, // chunked
+        1..=9 => 200 + (seq as usize * 37) % 2000,
+        _ => (seq as usize * 13) % 100, // in place
+    };
+    (0..len).map(|i| (i as u32 ^ id ^ seq) as u8).collect()
+}
+
+fn produce_mixed((q, id): (Queue<Mixed>, u32)) {
+    for seq in 0..MIXED_ITEMS {
+        q.put(Some((id, seq, mixed_bytes(id, seq)))).unwrap();
+    }
+}
+
+/// The `(producer, seq)` of every item taken, each checked whole and each
+/// producer's in order.
+fn consume_mixed(q: Queue<Mixed>) -> Vec<(u32, u32)> {
+    let mut taken = Vec::new();
+    let mut last = [None::<u32>; MIXED_PRODUCERS as usize];
+    while let Some((id, seq, bytes)) = q.get_timeout(GENEROUS).unwrap() {
+        assert!(bytes == mixed_bytes(id, seq), "item {id}/{seq} garbled");
+        let l = &mut last[id as usize];
+        assert!(l.is_none_or(|l| l < seq), "producer {id} out of order");
+        *l = Some(seq);
+        taken.push((id, seq));
+    }
+    taken
+}
+
+#[test]
+fn items_of_every_size_through_many_producers_and_consumers_come_once() {
+    // A 64 KiB ring: records wrap at its end all the time, in place or not.
+    let q = Queue::<Mixed>::with_byte_limit(0, 64 << 10).unwrap();
+    let consumers: Vec<_> = (0..MIXED_CONSUMERS)
+        .map(|_| mproc::spawn(consume_mixed, q.clone()).unwrap())
+        .collect();
+    let producers: Vec<_> = (0..MIXED_PRODUCERS)
+        .map(|id| start(produce_mixed, (q.clone(), id)))
+        .collect();
+    producers.into_iter().for_each(join_ok);
+    for _ in 0..MIXED_CONSUMERS {
+        q.put(None).unwrap();
+    }
+    let mut all: Vec<(u32, u32)> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let want: Vec<(u32, u32)> = (0..MIXED_PRODUCERS)
+        .flat_map(|id| (0..MIXED_ITEMS).map(move |seq| (id, seq)))
+        .collect();
+    assert!(all == want, "{} items taken of {}", all.len(), want.len());
+    assert!(q.is_empty());
+}
+
+/// A `u64` on the wire; one holding `stall` sets that event at its second
+/// serialisation (the first is the queue's size pass, the second its
+/// encoding in place, in the ring), after a first piece, and never ends.
+struct Stalls {
+    n: u64,
+    stall: Option<Event>,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl Stalls {
+    fn new(n: u64, stall: Option<Event>) -> Stalls {
+        let calls = Default::default();
+        Stalls { n, stall, calls }
+    }
+}
+
+impl Serialize for Stalls {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let calls = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let (Some(started), 1) = (&self.stall, calls) {
+            // Half an encoding: a tuple's first field, then a stall.
+            use serde::ser::SerializeTuple;
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&(self.n as u32))?;
+            started.set();
+            loop {
+                thread::sleep(GENEROUS);
+            }
+        }
+        s.serialize_u64(self.n)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stalls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Stalls::new(u64::deserialize(d)?, None))
+    }
+}
+
+fn put_stalling((q, started): (Queue<Stalls>, Event)) {
+    let _ = q.put(Stalls::new(0xdead, Some(started)));
+}
+
+#[test]
+fn a_producer_killed_while_encoding_in_place_does_not_wedge_the_queue() {
+    let _serial = serial();
+    let q = Queue::<Stalls>::new().unwrap();
+    q.put(Stalls::new(1, None)).unwrap();
+    let started = Event::new().unwrap();
+    let mut p = start(put_stalling, (q.clone(), started.clone()));
+    assert!(started.wait_timeout(GENEROUS).unwrap());
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(-9));
+    // Its record was never published; the put lock it held is taken over
+    // and the next record overwrites its half.
+    assert_eq!(q.len(), 1);
+    q.put(Stalls::new(2, None)).unwrap();
+    assert_eq!(q.get_timeout(GENEROUS).unwrap().n, 1);
+    assert_eq!(q.get_timeout(GENEROUS).unwrap().n, 2);
+    assert!(q.try_get().is_err());
+}
+
 fn put_and_exit(q: Queue<u32>) {
     for i in 0..1000 {
         q.put(i).unwrap();

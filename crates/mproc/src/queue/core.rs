@@ -362,6 +362,91 @@ pub(super) mod tests {
         assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
     }
 
+    /// Puts `item` by the in-place path (as `Queue::put` does for a small
+    /// value), its "encoding" a copy of it.
+    fn put_in_place(q: &Core, item: &[u8]) -> Res<()> {
+        q.put_encoded(item.len(), Wait::Try, |dst| {
+            dst.copy_from_slice(item);
+            Ok(Vec::new())
+        })
+    }
+
+    #[test]
+    fn items_encoded_in_place_wrap_at_the_ring_end_and_cross_segments() {
+        // A 4 KiB ring: records of every length up to 128 bytes wrap at its
+        // end (then they are encoded aside and copied in two pieces).
+        let q = core();
+        let mut out = Vec::new();
+        let mut wrapped = 0;
+        for i in 0..3000u32 {
+            let item: Vec<u8> = (0..(i * 7) % 129).map(|b| (b ^ i) as u8).collect();
+            let pos = header::split(q.h().tail.load(SeqCst)).1 & (q.cap - 1);
+            wrapped += (pos as usize + header::record_len(item.len()) > q.cap as usize) as u32;
+            put_in_place(&q, &item).unwrap();
+            if i % 3 == 0 {
+                put_in_place(&q, &item).unwrap();
+                q.get(&mut out, Wait::Try).unwrap();
+                assert_eq!(out, item, "item {i}");
+            }
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item, "item {i}");
+        }
+        assert!(wrapped > 10, "only {wrapped} records wrapped");
+        assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
+
+        // A 1 MiB ring (too small to start again early): records of 112
+        // bytes, one of which crosses the first segment's end, 256 KiB in.
+        let q = Core::new(0, 1 << 20).unwrap();
+        let item = [0x5au8; 100];
+        let mut crossed = false;
+        for _ in 0..(1 << 20) / 112 {
+            let pos = header::split(q.h().tail.load(SeqCst)).1 & (q.cap - 1);
+            crossed |= pos < 256 << 10 && pos + 112 > 256 << 10;
+            put_in_place(&q, &item).unwrap();
+            q.get(&mut out, Wait::Try).unwrap();
+            assert_eq!(out, item);
+        }
+        assert!(crossed);
+        assert_eq!(q.len().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_encoder_that_fails_in_place_leaves_the_queue_unchanged() {
+        let q = core();
+        put_in_place(&q, b"before").unwrap();
+        let tail = q.h().tail.load(SeqCst);
+        let r = q.put_encoded(40, Wait::Try, |dst| {
+            dst[..3].copy_from_slice(b"bad");
+            Err(Error::InvalidArgument("no".into()))
+        });
+        assert!(matches!(r, Err(Stop::Failed(Error::InvalidArgument(_)))));
+        assert_eq!(q.h().tail.load(SeqCst), tail);
+        assert!(!q.put_lock.is_locked());
+        put_in_place(&q, b"after").unwrap();
+        let mut out = Vec::new();
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"before");
+        q.get(&mut out, Wait::Try).unwrap();
+        assert_eq!(out, b"after");
+        assert!(matches!(q.get(&mut out, Wait::Try), Err(Stop::Busy)));
+    }
+
+    #[test]
+    fn an_item_encoded_in_place_with_handles_goes_with_its_handles() {
+        let q = core();
+        let r = q.put_encoded(5, Wait::Try, |dst| {
+            dst.copy_from_slice(b"fds:2");
+            Ok(handles(2))
+        });
+        r.unwrap();
+        put_in_place(&q, b"plain").unwrap();
+        let mut out = Vec::new();
+        assert_eq!(q.get(&mut out, Wait::Try).unwrap().len(), 2);
+        assert_eq!(out, b"fds:2");
+        assert!(q.get(&mut out, Wait::Try).unwrap().is_empty());
+        assert_eq!(out, b"plain");
+    }
+
     #[test]
     fn items_larger_than_the_ring_need_a_consumer() {
         let q = core();

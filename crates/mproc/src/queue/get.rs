@@ -167,6 +167,11 @@ impl Core {
         // on `tail`'s line, and whose spin then starts): a stream's next
         // record is often published by the second look. Measured on the
         // small-item stream: going to `wait_on` at once halves the rate.
+        // A longer spin of its own here (256 looks at `tail`, a `pause`
+        // apart) made the round trip 4x slower on a loaded machine: the
+        // waits it left to `wait_on` were the long ones, whose spin then
+        // failed more often and shrank its adaptive budget, so the
+        // consumer slept (and was woken by a system call) far more often.
         for _ in 0..QUICK_LOOKS {
             if let Some(found) = check()? {
                 return Ok(Some(found));

@@ -45,6 +45,17 @@ impl Core {
     /// Publishes the records before `byte_tail` and counts `items_put`
     /// (one store of `tail`; the caller holds the put lock and wrote
     /// them), then wakes the consumers asleep on `data_seq`.
+    ///
+    /// The one fence of a put's protocol (its lock's and the in-process
+    /// guard of an in-place encoding's slice aside). The store must be a release (the record's
+    /// bytes before it) and must not pass the load of `get_sleepers` after
+    /// it (the Dekker pair: a consumer announces itself in `get_sleepers`,
+    /// then reads `tail` again before it sleeps; with the load first, both
+    /// could miss the other). `SeqCst` gives both in one instruction on
+    /// x86 (`xchg`); a release store and a `SeqCst` fence would be a
+    /// `mov` and an `mfence`, slower on the AMD CPUs measured. Every other
+    /// access of a put is relaxed or an acquire load, ordered by the put
+    /// lock or by this store.
     #[inline(always)]
     pub(super) fn publish(&self, items_put: u32, byte_tail: u32) {
         self.h()
@@ -56,6 +67,11 @@ impl Core {
     /// Frees the records before `byte_head` and counts `items_got` (one
     /// store of `head`; the caller holds the get lock and is done with
     /// them), then wakes the producers asleep on `space_seq`.
+    ///
+    /// The one fence of a get's protocol (its lock's aside), for the
+    /// reasons of `publish`: a release (the
+    /// record was read before its bytes are handed back) that the load of
+    /// `put_sleepers` must not pass.
     #[inline(always)]
     pub(super) fn free(&self, items_got: u32, byte_head: u32) {
         self.h()

@@ -23,6 +23,66 @@ impl Core {
         }
     }
 
+    /// Appends one item that encodes to `n` bytes, in one `WHOLE` record
+    /// (`record_len(n)` is at most a chunk), within `wait`: `encode` writes
+    /// the `n` bytes straight into the ring (a size pass, then one copy
+    /// from the value into the ring), or into a buffer first where the
+    /// record's place is not one piece of memory (it wraps at the ring's
+    /// end or crosses a segment's), and returns the descriptors the item
+    /// holds. An item holding some goes the way of `put_handles` (its
+    /// bytes copied out again; such items are rare and slow anyway).
+    ///
+    /// Nothing is visible before the `tail` store of `publish`: an encoder
+    /// that fails leaves the queue as it was (the bytes written past `tail`
+    /// are overwritten by the next record), and so does a producer killed
+    /// inside `encode`.
+    pub(super) fn put_encoded(
+        &self,
+        n: usize,
+        wait: Wait,
+        encode: impl FnOnce(&mut [u8]) -> crate::error::Result<Vec<OwnedFd>>,
+    ) -> Res<()> {
+        let len = record_len(n);
+        if len > self.chunk() {
+            return Err(Stop::Failed(Error::InvalidState(
+                "queue record larger than a chunk",
+            )));
+        }
+        if self.is_shut_down() {
+            return Err(Stop::ShutDown);
+        }
+        let held = acquire(&self.put_lock, wait)?;
+        self.repair_put()?;
+        self.pace(wait, true);
+        let (put, tail) = self.wait_room(len, true, wait)?;
+        self.reserve(tail, len)?;
+        let head = encode_header(Kind::Whole, n as u32);
+        let mut encode = Some(encode);
+        let filled = self.fill(tail, 8 + n, |record| {
+            record[..8].copy_from_slice(&head);
+            encode.take().map(|encode| encode(&mut record[8..]))
+        })?;
+        let fds = match (filled.flatten(), encode) {
+            (Some(fds), _) => fds?,
+            (None, Some(encode)) => {
+                let mut record = vec![0u8; 8 + n];
+                record[..8].copy_from_slice(&head);
+                let fds = encode(&mut record[8..])?;
+                self.write(tail, &record)?;
+                fds
+            }
+            (None, None) => return Err(Stop::Failed(Error::InvalidState("encoder lost"))),
+        };
+        if !fds.is_empty() {
+            let mut bytes = vec![0u8; n];
+            self.read(tail.wrapping_add(8), &mut bytes)?;
+            drop(held);
+            return self.put_handles(&bytes, &fds, wait);
+        }
+        self.finish(put, tail, len, true);
+        Ok(())
+    }
+
     fn put_bytes(&self, bytes: &[u8], wait: Wait) -> Res<()> {
         if self.is_shut_down() {
             return Err(Stop::ShutDown);
@@ -75,8 +135,10 @@ impl Core {
     }
 
     /// Waits for room for `bytes` (and, for the first record of an item,
-    /// for the item count to be under `maxsize`).
-    pub(super) fn wait_room(&self, bytes: usize, new_item: bool, wait: Wait) -> Res<()> {
+    /// for the item count to be under `maxsize`); returns the `tail` word
+    /// it saw room after (items put, byte index; 8-aligned), which only the
+    /// caller, holding the put lock, may change.
+    pub(super) fn wait_room(&self, bytes: usize, new_item: bool, wait: Wait) -> Res<(u32, u32)> {
         let check = || {
             if self.is_shut_down() {
                 return Err(Stop::ShutDown);
@@ -88,17 +150,25 @@ impl Core {
                 let full = new_item && self.maxsize != 0 && count >= self.maxsize;
                 used <= self.cap && !full && (self.cap - used) as usize >= bytes
             };
-            let (put, tail) = header::split(self.h().tail.load(SeqCst));
+            // The put lock's holder alone writes `tail` (but for a hostile
+            // peer: checked by `indices` when the hint runs out, and its
+            // alignment here, before anything is written at it).
+            let (put, tail) = header::split(self.h().tail.load(Relaxed));
+            if tail % 8 != 0 {
+                return Err(Stop::Failed(Error::Protocol(format!(
+                    "misaligned queue tail {tail}"
+                ))));
+            }
             let (got, head) = header::split(self.seen_head.load(Relaxed));
             let laps = self.h().laps.load(Relaxed);
             let fresh = self.seen_laps.load(Relaxed) == laps;
             if fresh && fits(tail.wrapping_sub(head), put.wrapping_sub(got)) {
-                return Ok(Some(()));
+                return Ok(Some((put, tail)));
             }
-            let (_, _, got, head, used, count) = self.indices()?;
+            let (put, tail, got, head, used, count) = self.indices()?;
             self.seen_head.store(header::join(got, head), Relaxed);
             self.seen_laps.store(laps, Relaxed);
-            Ok(fits(used, count).then_some(()))
+            Ok(fits(used, count).then_some((put, tail)))
         };
         let until = match wait {
             Wait::Try => return check()?.ok_or(Stop::Busy),
@@ -131,6 +201,20 @@ impl Core {
         self.commit(kind, data, completes)
     }
 
+    /// Publishes the record of `len` bytes written at `tail` (with one more
+    /// item than `put` if `completes`; the caller holds the put lock).
+    #[inline]
+    pub(super) fn finish(&self, put: u32, tail: u32, len: usize, completes: bool) {
+        let reach = ((tail & (self.cap - 1)) as usize + len).min(self.cap as usize) as u32;
+        if reach > self.h().deep.load(Relaxed) {
+            self.h().deep.store(reach, Relaxed);
+        }
+        self.publish(
+            put.wrapping_add(completes as u32),
+            tail.wrapping_add(len as u32),
+        );
+    }
+
     /// Writes one record at `tail` and publishes it (with one more item if
     /// `completes`); the caller holds the put lock and saw room for it.
     pub(super) fn commit(&self, kind: Kind, data: &[u8], completes: bool) -> Res<()> {
@@ -146,14 +230,7 @@ impl Core {
         self.reserve(tail, len)?;
         self.write(tail, &encode_header(kind, data.len() as u32))?;
         self.write(tail.wrapping_add(8), data)?;
-        let reach = ((tail & (self.cap - 1)) as usize + len).min(self.cap as usize) as u32;
-        if reach > self.h().deep.load(Relaxed) {
-            self.h().deep.store(reach, Relaxed);
-        }
-        self.publish(
-            put.wrapping_add(completes as u32),
-            tail.wrapping_add(len as u32),
-        );
+        self.finish(put, tail, len, completes);
         Ok(())
     }
 }

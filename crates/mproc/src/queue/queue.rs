@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::core::{Core, Wait, MIN_CAP, RING_CAP};
 use super::error::{GetError, PutError};
+use super::header::record_len;
 use crate::codec;
 use crate::error::{Error, Result};
 
@@ -267,13 +268,17 @@ impl<T: Serialize> Queue<T> {
         if self.is_closed() {
             return Err(PutError::Closed(value));
         }
+        // A size pass, then a small value is encoded straight into the
+        // ring (one copy). Larger ones are encoded into this thread's
+        // buffer and copied (streamed in chunks past a chunk): the codec's
+        // encoder into a slice (`encode_exact`) makes a `memmove` call per
+        // primitive, where the one into a `Vec` stores it inline, and in
+        // place a 500-`u64` item took 2.1 µs a put and get instead of
+        // 1.3 µs. `IN_PLACE` is the one bound to raise once it is as fast.
         let r = match codec::encoded_len(&value) {
-            // A small item is encoded on the stack.
-            Ok(n) if n <= SMALL => {
-                let mut buf = [0u8; SMALL];
-                codec::encode_exact(&value, &mut buf[..n])
-                    .map_err(super::core::Stop::from)
-                    .and_then(|fds| put_checked(&self.core, &buf[..n], fds, wait))
+            Ok(n) if n <= IN_PLACE && record_len(n) <= self.core.chunk() => {
+                self.core
+                    .put_encoded(n, wait, |dst| codec::encode_exact(&value, dst))
             }
             Ok(_) => self.put_large(&value, wait),
             Err(e) => Err(e.into()),
@@ -300,15 +305,16 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
+/// Items encoding to at most this many bytes are encoded in place, in the
+/// ring (see `put_within`).
+const IN_PLACE: usize = 128;
+
 fn check_maxsize(maxsize: usize) -> Result<u32> {
     u32::try_from(maxsize)
         .ok()
         .filter(|&m| m <= 1 << 31)
         .ok_or_else(|| Error::InvalidArgument(format!("queue maxsize {maxsize} too large")))
 }
-
-/// Items up to this many bytes are encoded on the stack.
-const SMALL: usize = 128;
 
 fn put_checked(
     core: &Core,
@@ -343,17 +349,21 @@ impl<T: DeserializeOwned> Queue<T> {
             return Err(GetError::Closed);
         }
         INBOX.with(|s| {
-            let mut buf = s
-                .try_borrow_mut()
-                .map_or_else(|_| Vec::new(), |mut b| std::mem::take(&mut *b));
-            let r = self.core.get(&mut buf, wait);
-            let r = r
+            // This thread's buffer, or a new one if a decode on this thread
+            // is getting from a queue (a value whose `Deserialize` does).
+            let mut own = Vec::new();
+            let mut held = s.try_borrow_mut();
+            let buf = match &mut held {
+                Ok(b) => &mut **b,
+                Err(_) => &mut own,
+            };
+            let r = self
+                .core
+                .get(buf, wait)
                 .map_err(GetError::from)
-                .and_then(|fds| codec::decode(&buf, fds).map_err(GetError::Failed));
-            if buf.capacity() <= SCRATCH_KEEP {
-                if let Ok(mut b) = s.try_borrow_mut() {
-                    *b = buf;
-                }
+                .and_then(|fds| codec::decode(buf, fds).map_err(GetError::Failed));
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
             }
             r
         })

@@ -29,6 +29,27 @@ impl Core {
         r.map_err(Error::io("cannot map a queue's ring"))
     }
 
+    /// Runs `f` on the `n` ring bytes at `at` as one slice, to be filled in
+    /// place: `None` (`f` not run) if they are not one piece of one mapping
+    /// (they wrap at the ring's end or cross a segment's) or this process
+    /// lends a slice of the ring already (see `Ring::with_slice_mut`).
+    #[inline]
+    pub(super) fn fill<R>(
+        &self,
+        at: u32,
+        n: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<Option<R>> {
+        let pos = (at & (self.cap - 1)) as usize;
+        if n > self.cap as usize - pos {
+            return Ok(None);
+        }
+        self.ring
+            .0
+            .with_slice_mut(pos, n, f)
+            .map_err(Error::io("cannot map a queue's ring"))
+    }
+
     #[inline]
     pub(super) fn read(&self, at: u32, dst: &mut [u8]) -> Result<()> {
         let [(a, n), (b, _)] = self.pieces(at, dst.len());

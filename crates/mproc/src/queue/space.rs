@@ -17,9 +17,17 @@ use crate::sys::ring::Ring;
 /// rest), so that a queue its consumers keep up with stays in this much
 /// memory, warm in the CPUs' caches.
 pub(super) const HOT: u32 = 256 << 10;
-/// A producer of items streamed in chunks starts the ring again past
-/// [`HOT`] if the queue is empty, and waits for it to drain past this.
-const FAR: u32 = 4 << 20;
+/// A producer of items streamed in chunks drains the queue and starts the
+/// ring again past this (below [`GIVE_BACK`], so that a stream of large
+/// items reuses the same pages).
+const FAR: u32 = 6 << 20;
+/// Before a new item streamed in chunks, a producer more than this many
+/// bytes ahead of its consumers waits (while they make progress) until no
+/// more than half of it is queued.
+const LEAD: u32 = 2 << 20;
+/// [`STALL`] for a producer of chunked items: its consumer frees a whole
+/// chunk (256 KiB) at a time.
+const STALL_LARGE: Duration = Duration::from_millis(1);
 /// Before [`HOT`], a producer of small items whose copy of `head` is this
 /// many bytes behind reads it again, and waits (as for [`HOT`]) while more
 /// than half as many bytes are queued.
@@ -69,33 +77,41 @@ impl Core {
         let (put, tail) = header::split(self.h().tail.load(Relaxed));
         let pos = tail & (self.cap - 1);
         let far = pos >= HOT;
-        if tail % 8 != 0 || !(far || small) {
+        if tail % 8 != 0 {
             return;
         }
         let seen = self.seen_head.load(Relaxed) as u32;
         let fresh = self.seen_laps.load(Relaxed) == self.h().laps.load(Relaxed);
-        if !far && fresh && tail.wrapping_sub(seen) <= SOFT {
-            return;
-        }
+        let patient = !matches!(wait, Wait::Try);
         if !small {
             // An item in chunks: its consumer reads one chunk while the
-            // next is written, and a wait for the drain would stop that
-            // flow, so it waits only far out.
-            let patient = !matches!(wait, Wait::Try) && pos >= FAR;
-            if let Some(got) = self.drain_to(tail, 0, 0, patient) {
-                self.rewind(put, tail, got);
+            // next is written, so the producer keeps at most `LEAD` bytes
+            // ahead (a wait for a full drain would stop that flow), and
+            // drains and starts again only far out. Unpaced, a producer of
+            // large items ran hundreds of MiB ahead of its consumer: every
+            // page of that backlog was reserved, faulted in by both
+            // processes, and punched again at the next start (a quarter of
+            // the time of a stream of 1 MiB items went to page faults).
+            if pos >= FAR {
+                if let Some(got) = self.drain_to(tail, 0, 0, patient, STALL_LARGE) {
+                    self.rewind(put, tail, got);
+                }
+            } else if !fresh || tail.wrapping_sub(seen) > LEAD {
+                let _ = self.drain_to(tail, LEAD, LEAD / 2, patient, STALL_LARGE);
             }
+            return;
+        }
+        if !far && fresh && tail.wrapping_sub(seen) <= SOFT {
             return;
         }
         let ahead = self.next_look.load(Relaxed).wrapping_sub(tail);
         if ahead != 0 && ahead <= LOOK_MAX {
             return; // waited in vain not long ago
         }
-        let patient = !matches!(wait, Wait::Try);
         let got = self
-            .drain_to(tail, SOFT / 2, SOFT / 2, patient)
+            .drain_to(tail, SOFT / 2, SOFT / 2, patient, STALL)
             .and_then(|got| match far {
-                true => self.drain_to(tail, 0, 0, patient),
+                true => self.drain_to(tail, 0, 0, patient, STALL),
                 false => Some(got),
             });
         let Some(got) = got else {
@@ -135,10 +151,17 @@ impl Core {
     }
 
     /// If more than `enough` bytes up to `tail` are queued, spins (while
-    /// the consumers make progress, at most [`DRAIN_MAX`]; not at all
-    /// unless `patient`) until no more than `target` are: `Some(items got)`,
-    /// or `None`.
-    fn drain_to(&self, tail: u32, enough: u32, target: u32, patient: bool) -> Option<u32> {
+    /// the consumers make progress, `head` never still for `stall`; at most
+    /// [`DRAIN_MAX`] or 20 `stall`s; not at all unless `patient`) until no
+    /// more than `target` are: `Some(items got)`, or `None`.
+    fn drain_to(
+        &self,
+        tail: u32,
+        enough: u32,
+        target: u32,
+        patient: bool,
+        stall: Duration,
+    ) -> Option<u32> {
         let look = |bound: u32| {
             let word = self.h().head.load(Acquire);
             let (got, head) = header::split(word);
@@ -168,10 +191,11 @@ impl Core {
             let now = Instant::now();
             if head != last {
                 (last, moved) = (head, now);
-            } else if now - moved > STALL {
+            } else if now - moved > stall {
                 return None;
             }
-            if now - start > DRAIN_MAX {
+            // At most `DRAIN_MAX`, or 20 stalls (the large items' bound).
+            if now - start > DRAIN_MAX.max(stall * 20) {
                 return None;
             }
         }

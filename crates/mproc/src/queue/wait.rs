@@ -31,36 +31,49 @@ impl Drop for Held<'_> {
 /// the caller repairs what the dead holder may have left half done.
 ///
 /// A wait for the lock is cut into naps of at most [`NAP`] (one
-/// `pthread_mutex_timedlock` each), because glibc's robust mutex can lose
-/// the wake-up of a waiter: its unlock clears the lock word and wakes
-/// **one** sleeper (`FUTEX_WAKE`, 1). If that sleeper was SIGKILLed and
-/// has not yet left the futex queue, the wake is spent on a dying process;
-/// the kernel makes up for it at the exit only if the lock word is still
-/// free then (`handle_futex_death`, "pending op"), but the producer that
-/// just unlocked usually takes the lock again at once, by the fast path,
-/// which does not set `FUTEX_WAITERS`: from then on no unlock wakes
-/// anyone, and the other sleepers sleep until their deadline (for ever for
-/// a `put`). Seen as a queue wedged after a producer was killed. A sleeper
-/// whose nap ends calls again, which sets `FUTEX_WAITERS` anew, so a lost
-/// wake-up costs at most one nap. The first look is a `trylock`, so that
-/// an uncontended acquisition reads no clock.
+/// `pthread_mutex_timedlock` each; `SharedMutex` naps itself), because
+/// glibc's robust mutex can lose the wake-up of a waiter: its unlock
+/// clears the lock word and wakes **one** sleeper (`FUTEX_WAKE`, 1). If
+/// that sleeper was SIGKILLed and has not yet left the futex queue, the
+/// wake is spent on a dying process; the kernel makes up for it at the exit
+/// only if the lock word is still free then (`handle_futex_death`,
+/// "pending op"), but the producer that just unlocked usually takes the
+/// lock again at once, by the fast path, which does not set
+/// `FUTEX_WAITERS`: from then on no unlock wakes anyone, and the other
+/// sleepers sleep until their deadline (for ever for a `put`). Seen as a
+/// queue wedged after a producer was killed. A sleeper whose nap ends calls
+/// again, which sets `FUTEX_WAITERS` anew, so a lost wake-up costs at most
+/// one nap.
+///
+/// An uncontended acquisition is one `trylock` and reads no clock: `Try`
+/// and `Until` try first (the deadline's nap reads the clock only once the
+/// lock is busy), and `Forever` is `SharedMutex`'s own wait without a
+/// deadline, which tries first. (A `trylock` here before every wait was a
+/// second attempt, and a `Some(NAP)` timeout a clock read, on every
+/// acquisition.)
 #[inline]
 pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
-    let mut timeout = Duration::ZERO; // first a `trylock`
+    let mut timeout = match wait {
+        Wait::Forever => None,
+        Wait::Try | Wait::Until(_) => Some(Duration::ZERO),
+    };
     loop {
-        match m.acquire(Some(timeout)) {
+        match m.acquire(timeout) {
             Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
             Ok(false) => {}
             Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
         }
-        timeout = match wait {
+        let left = match wait {
             Wait::Try => return Err(Stop::Busy),
-            Wait::Until(d) => d.saturating_duration_since(Instant::now()).min(NAP),
+            Wait::Until(d) => d.saturating_duration_since(Instant::now()),
+            // Not reached (a wait without a deadline returns acquired),
+            // but harmless: wait again.
             Wait::Forever => NAP,
         };
-        if timeout.is_zero() {
+        if left.is_zero() {
             return Err(Stop::Timeout);
         }
+        timeout = Some(left);
     }
 }
 

@@ -20,7 +20,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use rustix::fs::{
@@ -58,6 +58,9 @@ pub(crate) struct Ring {
     /// Where each segment is mapped in this process; null until it is.
     segments: [AtomicPtr<u8>; SEGMENTS],
     mapping: Mutex<()>,
+    /// Set while a thread of this process holds a slice of the ring from
+    /// [`Ring::with_slice_mut`]: at most one at a time.
+    lent: AtomicBool,
 }
 
 // SAFETY: the ring is plain shared memory reached through raw pointers
@@ -100,6 +103,7 @@ impl Ring {
             len,
             segments: Default::default(),
             mapping: Mutex::new(()),
+            lent: AtomicBool::new(false),
         }
     }
 
@@ -225,6 +229,55 @@ impl Ring {
         Ok(())
     }
 
+    /// Runs `f` on `pos..pos + n` as one slice, for a writer that fills
+    /// bytes in place (an encoder) instead of copying them in: `Ok(None)`,
+    /// `f` not run, if the bytes cross a segment's end (they are not one
+    /// mapping) or another thread of this process holds a slice now.
+    ///
+    /// The caller must be the only writer of these bytes by its own
+    /// protocol (a queue's put-lock holder writing past the published
+    /// `tail`, which no consumer reads). Within this process that is also
+    /// enforced here (one slice at a time), so no two `&mut` alias; another
+    /// process breaking the protocol can only garble the bytes, as it
+    /// could through any copy, and the reader checks what it reads.
+    #[inline]
+    pub(crate) fn with_slice_mut<R>(
+        &self,
+        pos: usize,
+        n: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> io::Result<Option<R>> {
+        assert!(
+            pos <= self.len && n <= self.len - pos,
+            "ring access {pos}+{n} out of bounds ({})",
+            self.len
+        );
+        let k = segment(pos);
+        let (start, end) = bounds(k);
+        if pos + n > end.min(self.len) {
+            return Ok(None);
+        }
+        let base = self.base(k)?;
+        if self.lent.swap(true, Ordering::Acquire) {
+            return Ok(None);
+        }
+        // SAFETY: `pos - start..pos - start + n` lies in segment `k`'s live
+        // mapping (checked above; mappings live as long as `self`); `lent`
+        // makes this the only slice of the ring in this process, and the
+        // ring's bytes are otherwise only reached through raw-pointer
+        // copies, never references; no other process writes these bytes
+        // (the caller's protocol, see above).
+        let slice = unsafe { std::slice::from_raw_parts_mut(base.add(pos - start), n) };
+        struct Lent<'a>(&'a AtomicBool);
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _lent = Lent(&self.lent);
+        Ok(Some(f(slice)))
+    }
+
     /// Backs `pos..pos + len` with memory now (`fallocate`), so that later
     /// writes there cannot fault for want of it: `ENOSPC` or `ENOMEM` when
     /// there is none.
@@ -304,6 +357,17 @@ mod tests {
         let mut out = vec![1u8];
         r.append_to(FIRST / 2, 10, &mut out).unwrap();
         assert_eq!(out, [1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // One slice at a time, within one segment.
+        let nested = r.with_slice_mut(16, 8, |s| {
+            s.copy_from_slice(b"in place");
+            r.with_slice_mut(64, 8, |_| ()).unwrap()
+        });
+        assert_eq!(nested.unwrap(), Some(None));
+        assert!(r.with_slice_mut(FIRST - 4, 8, |_| ()).unwrap().is_none());
+        assert!(r.with_slice_mut(FIRST, 8, |_| ()).unwrap().is_some());
+        let mut b = [0u8; 8];
+        r.read(16, &mut b).unwrap();
+        assert_eq!(&b, b"in place");
         let other = Ring::open(rustix::io::dup(&r.fd).unwrap()).unwrap();
         let mut b = [0u8; 4];
         other.read(FIRST + 1, &mut b).unwrap();
