@@ -1,0 +1,339 @@
+//! The pool on MPI, across 3 ranks on this machine.
+//!
+//! Run by plain `cargo test --features mpi --test mpi_pool` (no harness): it
+//! re-executes itself under `mpirun -n 3` inside a loopback-only network
+//! namespace made for the run (OpenMPI listens on every interface), under
+//! `timeout --foreground`, once per case, and checks each run's status and
+//! that no process of it is left. Skipped, with a note, where `mpirun`,
+//! `unshare` or `ip` is missing or the namespace cannot be made.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mproc::{Error, Pool};
+
+const CASE: &str = "MPROC_MPI_TEST_CASE";
+const TOKEN: &str = "MPROC_MPI_TEST_TOKEN";
+
+fn main() {
+    match std::env::var(CASE) {
+        Ok(case) if std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some() => ranks(&case),
+        _ => driver(),
+    }
+}
+
+// ---------------------------------------------------------------- outside
+
+fn driver() {
+    if let Some(why) = missing() {
+        println!("mpi_pool: skipped: {why}");
+        return;
+    }
+    let t = Instant::now();
+    let out = run("pool", 300);
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the pool cases failed: {:?}",
+        out.status
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("mpi_pool: all cases passed"),
+        "the run did not finish its cases"
+    );
+    println!("mpi_pool: pool cases: ok ({:.1?})", t.elapsed());
+
+    let t = Instant::now();
+    let out = run("driver_panic", 120);
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a driver that panics ends the job with a failure: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("the driver gives up"), "{stderr}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the job took {took:?} to end"
+    );
+    println!(
+        "mpi_pool: driver panic: the job ended in {took:.1?}, status {:?}",
+        out.status
+    );
+    println!("test result: ok");
+}
+
+/// What the runs need that this machine lacks, if anything.
+fn missing() -> Option<String> {
+    for tool in ["mpirun", "unshare", "ip", "timeout"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!("no `{tool}`"));
+        }
+    }
+    let ns = Command::new("unshare")
+        .args(["--net", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!ns).then(|| "cannot make a network namespace (not root?)".into())
+}
+
+/// Runs this test's `case` on 3 ranks, in a loopback-only network
+/// namespace, killed after `secs`; checks that nothing of it is left.
+fn run(case: &str, secs: u32) -> std::process::Output {
+    let token = format!("{}-{case}", std::process::id());
+    let exe = std::env::current_exe().expect("the test's path");
+    let out = Command::new("timeout")
+        .args(["--foreground", "-k", "5", &secs.to_string()])
+        .args(["unshare", "--net", "sh", "-c"])
+        .arg(
+            "ip link set lo up && exec mpirun --allow-run-as-root --oversubscribe \
+             --mca btl self,vader -n 3 \"$0\"",
+        )
+        .arg(&exe)
+        .env(CASE, case)
+        .env(TOKEN, &token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("timeout runs");
+    assert_ne!(out.status.code(), Some(124), "the {case} run timed out");
+    let left = leftovers(&token, Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "processes of the {case} run left: {left:?}"
+    );
+    out
+}
+
+/// Processes whose environment holds `token` (the run's), once they are
+/// gone or `patience` passed.
+fn leftovers(token: &str, patience: Duration) -> Vec<i32> {
+    let needle = format!("{TOKEN}={token}");
+    let until = Instant::now() + patience;
+    loop {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
+                left.push(pid);
+            }
+        }
+        if left.is_empty() || Instant::now() >= until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------- the ranks
+
+fn ranks(case: &str) {
+    // Ranks != 0 stay in here until rank 0 drops its world.
+    let world = mproc::mpi::init().expect("joins the job");
+    assert!(world.is_mpi());
+    assert_eq!(world.size(), 3);
+    match case {
+        "pool" => pool_cases(&world),
+        "driver_panic" => driver_panic(&world),
+        other => panic!("no case {other}"),
+    }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pool_cases(world: &mproc::mpi::World) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(world.hosts(), vec![host.clone(); 3]);
+    let local = Pool::new(2).unwrap();
+    let pool = Pool::builder().mpi(world).processes(4).build().unwrap();
+    assert_eq!(pool.processes(), 4);
+    assert_eq!(pool.pids().len(), 4);
+
+    // map, every chunksize; the same as the local pool's.
+    let n = 2_000u64;
+    for cs in [Some(1), Some(7), None] {
+        let there = pool.map_chunked(square, 0..n, cs).unwrap();
+        assert_eq!(
+            there,
+            local.map_chunked(square, 0..n, cs).unwrap(),
+            "{cs:?}"
+        );
+        assert_eq!(there[1999], 1999 * 1999);
+    }
+    // imap, in order, and unordered.
+    for cs in [1, 7] {
+        let there: Vec<u64> = pool
+            .imap_chunked(square, 0..n, cs)
+            .map(Result::unwrap)
+            .collect();
+        let here: Vec<u64> = local
+            .imap_chunked(square, 0..n, cs)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(there, here);
+        let mut any: Vec<u64> = pool
+            .imap_unordered_chunked(square, 0..n, cs)
+            .map(Result::unwrap)
+            .collect();
+        any.sort_unstable();
+        assert_eq!(any, here);
+    }
+    // starmap, apply_async, map_async.
+    let pairs: Vec<(u64, u64)> = (0..500).map(|i| (i, i + 1)).collect();
+    assert_eq!(
+        pool.starmap(|a: u64, b: u64| a * b, pairs.clone()).unwrap(),
+        local.starmap(|a: u64, b: u64| a * b, pairs).unwrap()
+    );
+    let r = pool.apply_async(square, 12).unwrap();
+    assert_eq!(r.get().unwrap(), 144);
+    let r = pool.map_async(square, 0..100).unwrap();
+    assert_eq!(r.get().unwrap(), local.map(square, 0..100).unwrap());
+    println!("mpi_pool: map/imap/imap_unordered/starmap/apply_async/map_async: ok");
+
+    failures(&pool, &host);
+    timeout(world, &host);
+
+    pool.close();
+    let mut pool = pool;
+    pool.join().unwrap();
+    println!("mpi_pool: all cases passed");
+}
+
+/// Each item of `fragile` marks itself run in this directory, once.
+fn marks() -> PathBuf {
+    let t = std::env::var(TOKEN).unwrap();
+    std::env::temp_dir().join(format!("mproc-mpi-test-{t}"))
+}
+
+fn fragile(x: u64) -> u64 {
+    let mark = marks().join(x.to_string());
+    std::fs::File::create_new(&mark).expect("each item runs once");
+    match x {
+        10 => panic!("boom at {x}"),
+        20 => std::process::abort(),
+        30 => {
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+                .unwrap();
+            unreachable!()
+        }
+        _ => x * 2,
+    }
+}
+
+/// A remote panic, abort and SIGKILL each fail their own item only, with
+/// rank and host; every other item comes back once.
+fn failures(pool: &Pool, host: &str) {
+    let dir = marks();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let n = 60u64;
+    let out = pool.map_results_chunked(fragile, 0..n, Some(1)).unwrap();
+    assert_eq!(out.len(), n as usize);
+    for (x, r) in out.iter().enumerate() {
+        let x = x as u64;
+        let inner = match r {
+            Ok(v) => {
+                assert!(![10, 20, 30].contains(&x), "{x} succeeded");
+                assert_eq!(*v, x * 2);
+                continue;
+            }
+            Err(Error::OnRank {
+                rank,
+                host: h,
+                error,
+            }) => {
+                assert!((1..3).contains(rank), "rank {rank}");
+                assert_eq!(h, host);
+                let text = r.as_ref().unwrap_err().to_string();
+                assert!(text.contains(&format!("on rank {rank} ({host})")), "{text}");
+                error
+            }
+            Err(e) => panic!("item {x}: {e}"),
+        };
+        match (x, &**inner) {
+            (10, Error::Panicked { message, .. }) => assert!(message.contains("boom at 10")),
+            (20, Error::Signaled { signal, .. }) => assert_eq!(*signal, libc_sig("ABRT")),
+            (30, Error::Signaled { signal, .. }) => assert_eq!(*signal, libc_sig("KILL")),
+            (x, e) => panic!("item {x}: {e}"),
+        }
+    }
+    let ran: HashSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ran.len(), n as usize, "every item ran exactly once");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The pool goes on, with its workers replaced.
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+    assert_eq!(pool.pids().len(), 4);
+    println!("mpi_pool: remote panic/abort/SIGKILL fail their item only: ok");
+}
+
+fn libc_sig(name: &str) -> i32 {
+    match name {
+        "ABRT" => 6,
+        "KILL" => 9,
+        _ => unreachable!(),
+    }
+}
+
+fn slow(x: u64) -> u64 {
+    if x == 1 {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+    x
+}
+
+/// A task past `task_timeout` on a remote rank fails with rank and host.
+fn timeout(world: &mproc::mpi::World, host: &str) {
+    let pool = Pool::builder()
+        .mpi(world)
+        .processes(2)
+        .task_timeout(Duration::from_millis(1500))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let out = pool.map_results_chunked(slow, 0..4u64, Some(1)).unwrap();
+    for (x, r) in out.iter().enumerate() {
+        match (x, r) {
+            (1, Err(Error::OnRank { host: h, error, .. })) => {
+                assert_eq!(h, host);
+                assert!(matches!(**error, Error::TaskTimeout { .. }), "{error}");
+            }
+            (x, Ok(v)) => assert_eq!(*v, x as u64),
+            (x, Err(e)) => panic!("item {x}: {e}"),
+        }
+    }
+    println!("mpi_pool: task_timeout on a remote rank: ok");
+}
+
+/// The driver panics while a remote task runs: the job ends, quickly.
+fn driver_panic(world: &mproc::mpi::World) {
+    let pool = Pool::builder().mpi(world).processes(2).build().unwrap();
+    assert_eq!(pool.map(square, 0..100u64).unwrap()[10], 100);
+    let _running = pool.apply_async(slow, 1).unwrap();
+    panic!("the driver gives up");
+}
