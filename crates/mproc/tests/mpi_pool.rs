@@ -8,7 +8,7 @@
 //! `unshare` or `ip` is missing or the namespace cannot be made.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,8 @@ fn driver() {
     );
     println!("mpi_pool: pool cases: ok ({:.1?})", t.elapsed());
 
+    mismatch();
+
     let t = Instant::now();
     let out = run("driver_panic", 120);
     let took = t.elapsed();
@@ -65,6 +67,53 @@ fn driver() {
         out.status
     );
     println!("test result: ok");
+}
+
+/// A rank running another build of the program is refused at start-up,
+/// by name, and the job ends at once.
+fn mismatch() {
+    let exe = std::env::current_exe().expect("the test's path");
+    let mut bytes = std::fs::read(&exe).unwrap();
+    // Another build: its GNU build-id changed (or, without one, its
+    // content, which then identifies it).
+    match build_id_at(&bytes) {
+        Some(at) => bytes[at] ^= 0xff,
+        None => bytes.push(0),
+    }
+    let other = std::env::temp_dir().join(format!("mproc-mpi-other-{}", std::process::id()));
+    std::fs::write(&other, &bytes).unwrap();
+    drop(bytes);
+    let mut perm = std::fs::metadata(&exe).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&other, perm).unwrap();
+    let t = Instant::now();
+    let out = run_on("mismatch", 120, &exe, &other);
+    let took = t.elapsed();
+    std::fs::remove_file(&other).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let named = format!("rank 2 on host {} runs another build", host.trim());
+    assert!(stderr.contains(&named), "{stdout}{stderr}");
+    assert!(!stdout.contains("not refused"), "{stdout}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the job took {took:?} to end"
+    );
+    println!("mpi_pool: another build on rank 2: refused by name in {took:.1?}");
+}
+
+/// Where the first byte of this ELF file's GNU build-id is, if it has one
+/// (a note: name size 4, descriptor size, type 3, "GNU\0", descriptor).
+fn build_id_at(elf: &[u8]) -> Option<usize> {
+    let tail = [3u8, 0, 0, 0, b'G', b'N', b'U', 0];
+    (0..elf.len().saturating_sub(16)).find_map(|i| {
+        let note = &elf[i..i + 16];
+        let size = u32::from_le_bytes(note[4..8].try_into().unwrap());
+        (note[..4] == [4, 0, 0, 0] && note[8..] == tail && (8..=64).contains(&size))
+            .then_some(i + 16)
+    })
 }
 
 /// What the runs need that this machine lacks, if anything.
@@ -90,16 +139,22 @@ fn missing() -> Option<String> {
 /// Runs this test's `case` on 3 ranks, in a loopback-only network
 /// namespace, killed after `secs`; checks that nothing of it is left.
 fn run(case: &str, secs: u32) -> std::process::Output {
-    let token = format!("{}-{case}", std::process::id());
     let exe = std::env::current_exe().expect("the test's path");
+    run_on(case, secs, &exe, &exe)
+}
+
+/// As [`run`], ranks 0 and 1 running `exe`, rank 2 `last`.
+fn run_on(case: &str, secs: u32, exe: &Path, last: &Path) -> std::process::Output {
+    let token = format!("{}-{case}", std::process::id());
     let out = Command::new("timeout")
         .args(["--foreground", "-k", "5", &secs.to_string()])
         .args(["unshare", "--net", "sh", "-c"])
         .arg(
             "ip link set lo up && exec mpirun --allow-run-as-root --oversubscribe \
-             --mca btl self,vader -n 3 \"$0\"",
+             --mca btl self,vader -n 2 \"$0\" : -n 1 \"$1\"",
         )
-        .arg(&exe)
+        .arg(exe)
+        .arg(last)
         .env(CASE, case)
         .env(TOKEN, &token)
         .stdin(Stdio::null())
@@ -153,6 +208,7 @@ fn ranks(case: &str) {
     match case {
         "pool" => pool_cases(&world),
         "driver_panic" => driver_panic(&world),
+        "mismatch" => println!("mpi_pool: another build was not refused"),
         other => panic!("no case {other}"),
     }
 }
