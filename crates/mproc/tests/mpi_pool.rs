@@ -47,6 +47,7 @@ fn driver() {
     println!("mpi_pool: pool cases: ok ({:.1?})", t.elapsed());
 
     mismatch();
+    two_hosts();
 
     let t = Instant::now();
     let out = run("driver_panic", 120);
@@ -102,6 +103,211 @@ fn mismatch() {
         "the job took {took:?} to end"
     );
     println!("mpi_pool: another build on rank 2: refused by name in {took:.1?}");
+}
+
+/// Two emulated hosts, A and B: network namespaces joined by a veth pair
+/// (addresses that exist only inside them), each with its own host name;
+/// OpenMPI reaches B through an agent script instead of ssh. Rank 0 runs on
+/// A, ranks 1 and 2 on B. The pool runs across them; then every process of
+/// B is killed mid-run: the job ends within seconds, with a message, and
+/// nothing of it is left.
+fn two_hosts() {
+    let id = std::process::id();
+    let hosts = match Hosts::make(id) {
+        Ok(h) => h,
+        Err(why) => {
+            println!("mpi_pool: two hosts: skipped: {why}");
+            return;
+        }
+    };
+    let token = format!("{id}-two_hosts");
+    let script = format!(
+        "ip netns exec {a} unshare --uts sh -c 'hostname {a} && exec \"$0\" \"$@\"' \
+         mpirun --allow-run-as-root -n 3 --host 10.77.0.1:1,10.77.0.2:2 \
+         --mca plm_rsh_agent {agent} --mca plm_rsh_no_tree_spawn 1 \
+         --mca btl self,vader,tcp --mca btl_tcp_if_include 10.77.0.0/24 \
+         --mca oob_tcp_if_include 10.77.0.0/24 \
+         -x {CASE} -x {TOKEN} {exe}",
+        a = hosts.a,
+        agent = hosts.agent.display(),
+        exe = std::env::current_exe().unwrap().display(),
+    );
+    let mut child = Command::new("timeout")
+        .args(["--foreground", "-k", "5", "120", "sh", "-c", &script])
+        .env(CASE, "two_hosts")
+        .env(TOKEN, &token)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("timeout runs");
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
+        seen.push_str(&line);
+        if line.contains("mpi_pool: two hosts: running") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("mpi_pool: two hosts: map ok"), "{seen}");
+    // Host B is lost: every process in its network namespace dies.
+    let t = Instant::now();
+    let killed = hosts.kill_b();
+    assert!(killed > 0, "nothing ran on host B");
+    let status = child.wait().unwrap();
+    let took = t.elapsed();
+    let rest = std::io::read_to_string(stdout).unwrap_or_default();
+    let errors = errors.join().unwrap();
+    assert_ne!(
+        status.code(),
+        Some(124),
+        "the job hung after host B died:\n{seen}{rest}{errors}"
+    );
+    assert!(!status.success(), "{seen}{rest}{errors}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the job took {took:?} to end"
+    );
+    assert!(!rest.contains("two hosts: finished"), "{rest}");
+    assert!(
+        errors.contains("lost communication") || errors.contains("remote daemon"),
+        "{errors}"
+    );
+    let left = leftovers(&token, Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left: {left:?}");
+    println!(
+        "mpi_pool: two hosts: the pool ran across them; host B lost ({killed} processes): \
+         the job ended in {took:.1?}, status {status:?}"
+    );
+}
+
+/// The two emulated hosts; dropping them removes them.
+struct Hosts {
+    a: String,
+    b: String,
+    agent: PathBuf,
+}
+
+impl Hosts {
+    fn make(id: u32) -> Result<Hosts, String> {
+        let hosts = Hosts {
+            a: format!("mproc-a-{id}"),
+            b: format!("mproc-b-{id}"),
+            agent: std::env::temp_dir().join(format!("mproc-mpi-agent-{id}")),
+        };
+        let (a, b) = (&hosts.a, &hosts.b);
+        let (va, vb) = (format!("mpa{id}"), format!("mpb{id}"));
+        let steps = [
+            format!("ip netns add {a}"),
+            format!("ip netns add {b}"),
+            format!("ip link add {va} netns {a} type veth peer name {vb} netns {b}"),
+            format!("ip -n {a} addr add 10.77.0.1/24 dev {va}"),
+            format!("ip -n {b} addr add 10.77.0.2/24 dev {vb}"),
+            format!("ip -n {a} link set {va} up"),
+            format!("ip -n {b} link set {vb} up"),
+            format!("ip -n {a} link set lo up"),
+            format!("ip -n {b} link set lo up"),
+        ];
+        for step in &steps {
+            let ok = Command::new("sh")
+                .args(["-c", step])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("`{step}` failed"));
+            }
+        }
+        // OpenMPI runs `<agent> <host> <command...>` as it would ssh: run
+        // the command in that host's namespaces instead.
+        let agent = format!(
+            "#!/bin/sh\nhost=$1; shift\ncase $host in\n  10.77.0.1) ns={a} ;;\n  *) ns={b} ;;\nesac\n\
+             exec ip netns exec $ns unshare --uts sh -c \"hostname $ns; exec $*\"\n"
+        );
+        std::fs::write(&hosts.agent, agent).map_err(|e| e.to_string())?;
+        let mut perm = std::fs::metadata(&hosts.agent).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&hosts.agent, perm).map_err(|e| e.to_string())?;
+        Ok(hosts)
+    }
+
+    /// SIGKILLs every process in host B's network namespace, until none is
+    /// left; how many.
+    fn kill_b(&self) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(format!("/run/netns/{}", self.b))
+            .unwrap()
+            .ino();
+        let mark = format!("net:[{ino}]");
+        let mut killed = HashSet::new();
+        for _ in 0..100 {
+            let mut found = false;
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let ns = std::fs::read_link(entry.path().join("ns/net"));
+                if ns.is_ok_and(|l| l.to_str() == Some(&mark)) {
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        if rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok() {
+                            found |= killed.insert(pid);
+                        }
+                    }
+                }
+            }
+            if !found {
+                break;
+            }
+        }
+        killed.len()
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.agent);
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Rank 0 of the two-host run: a pool across the hosts, then work that
+/// host B's loss interrupts.
+fn two_hosts_ranks(world: &mproc::mpi::World) {
+    let hosts = world.hosts();
+    assert!(hosts[0].starts_with("mproc-a-"), "{hosts:?}");
+    assert!(
+        hosts[1].starts_with("mproc-b-") && hosts[2] == hosts[1],
+        "{hosts:?}"
+    );
+    let pool = Pool::builder().mpi(world).processes(2).build().unwrap();
+    let n = 1_000u64;
+    for cs in [Some(1), None] {
+        let got = pool.map_chunked(square, 0..n, cs).unwrap();
+        assert_eq!(got, (0..n).map(square).collect::<Vec<_>>());
+    }
+    println!("mpi_pool: two hosts: map ok");
+    println!("mpi_pool: two hosts: running");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let r = pool.map_chunked(nap, 0..10_000u64, Some(1));
+    println!("mpi_pool: two hosts: finished: {}", r.is_ok());
+}
+
+fn nap(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x
 }
 
 /// Where the first byte of this ELF file's GNU build-id is, if it has one
@@ -209,6 +415,7 @@ fn ranks(case: &str) {
         "pool" => pool_cases(&world),
         "driver_panic" => driver_panic(&world),
         "mismatch" => println!("mpi_pool: another build was not refused"),
+        "two_hosts" => two_hosts_ranks(&world),
         other => panic!("no case {other}"),
     }
 }
