@@ -478,6 +478,7 @@ fn pool_cases(world: &mproc::mpi::World) {
 
     failures(&pool, &host);
     timeout(world, &host);
+    settings(world);
 
     pool.close();
     let mut pool = pool;
@@ -591,6 +592,82 @@ fn timeout(world: &mproc::mpi::World, host: &str) {
         }
     }
     println!("mpi_pool: task_timeout on a remote rank: ok");
+}
+
+static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn seeded(x: u64) -> u64 {
+    x + SEED.get().copied().unwrap_or(0)
+}
+
+/// Dies the first time it meets 3 (a retry then succeeds).
+fn dies_once(x: u64) -> u64 {
+    if x == 3 && std::fs::create_dir(marks().join("died")).is_ok() {
+        std::process::abort();
+    }
+    x
+}
+
+/// The pool's settings hold on MPI: initializer, max_tasks_per_child,
+/// retry_on_worker_death, timeline, callbacks, terminate.
+fn settings(world: &mproc::mpi::World) {
+    let pool = Pool::builder()
+        .mpi(world)
+        .processes(2)
+        .initializer(
+            |s: u64| {
+                let _ = SEED.set(s);
+            },
+            1000,
+        )
+        .max_tasks_per_child(5)
+        .record_timeline(true)
+        .build()
+        .unwrap();
+    let before: HashSet<i32> = pool.pids().into_iter().collect();
+    let got = pool.map_chunked(seeded, 0..40u64, Some(1)).unwrap();
+    assert_eq!(got, (1000..1040).collect::<Vec<u64>>());
+    let after: HashSet<i32> = pool.pids().into_iter().collect();
+    assert!(before.is_disjoint(&after), "workers retire after 5 chunks");
+    assert_eq!(pool.timeline().events().len(), 40);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = pool
+        .apply_async_with(
+            seeded,
+            1,
+            mproc::Callbacks::new().callback(move |v: &u64| tx.send(*v).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 1001);
+    assert_eq!(rx.recv().unwrap(), 1001);
+    let handles = Pool::builder()
+        .mpi(world)
+        .processes(1)
+        .initializer(|q: mproc::Queue<u8>| drop(q), mproc::Queue::new().unwrap());
+    assert!(matches!(handles.build(), Err(Error::InvalidArgument(_))));
+
+    let dir = marks();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let retrying = Pool::builder()
+        .mpi(world)
+        .processes(2)
+        .retry_on_worker_death(1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        retrying.map_chunked(dies_once, 0..8u64, Some(1)).unwrap(),
+        (0..8).collect::<Vec<_>>()
+    );
+    assert!(dir.join("died").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let running = retrying.apply_async(slow, 1).unwrap();
+    retrying.terminate();
+    assert!(matches!(running.get(), Err(Error::PoolTerminated)));
+    let mut retrying = retrying;
+    retrying.join().unwrap();
+    println!("mpi_pool: initializer/max_tasks_per_child/retry/timeline/callbacks/terminate: ok");
 }
 
 /// The driver panics while a remote task runs: the job ends, quickly.

@@ -235,3 +235,31 @@ pub fn init() -> Result<World> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(cpus: &[usize]) -> Driver {
+        let ranks = cpus
+            .iter()
+            .map(|&cpus| RankInfo {
+                host: "h".into(),
+                cpus,
+            })
+            .collect();
+        Driver::new(mpsc::channel().0, ranks)
+    }
+
+    #[test]
+    fn slots_spread_over_the_worker_ranks_by_their_cpus() {
+        let d = driver(&[8, 2, 1, 3]);
+        assert!(d.has_workers());
+        assert_eq!(d.default_processes(), 6);
+        let ranks: Vec<usize> = (0..8).map(|s| d.rank_of(s)).collect();
+        // Interleaved while each has CPUs left, then in turn.
+        assert_eq!(ranks, [1, 2, 3, 1, 3, 3, 1, 2]);
+        let alone = driver(&[4]);
+        assert!(!alone.has_workers());
+    }
+}
