@@ -185,13 +185,13 @@ mod error;
 mod exit;
 mod identity;
 pub mod manager;
+#[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub mod mpi;
 mod observe;
 #[cfg(feature = "pickle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]
 pub mod pickle;
-#[cfg(feature = "mpi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
-pub mod mpi;
 mod pipe;
 mod pool;
 mod process;
