@@ -207,6 +207,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A pool task failed on another host's worker (an MPI rank): where,
+    /// and the failure as a local pool would report it (`Panicked`,
+    /// `Signaled`, `Exited`, `TaskTimeout`...).
+    #[error("on rank {rank} ({host}): {error}")]
+    OnRank {
+        /// The MPI rank whose worker ran the task.
+        rank: usize,
+        /// That rank's host name.
+        host: String,
+        /// What happened there.
+        #[source]
+        error: Box<Error>,
+    },
 }
 
 impl From<crate::sys::fnref::Untrusted> for Error {

@@ -185,6 +185,9 @@ mod error;
 mod exit;
 mod identity;
 pub mod manager;
+#[cfg(feature = "mpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub mod mpi;
 mod observe;
 #[cfg(feature = "pickle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]

@@ -6,7 +6,7 @@
 //! `Condvar` notification is a system call, too dear per chunk.
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
@@ -15,6 +15,25 @@ use super::wire::Status;
 use super::worker::ItemOut;
 use crate::codec;
 use crate::error::{CodecError, Error, Result};
+
+/// Where a worker runs when it is not on this host's pool: an MPI rank
+/// (its failures say so).
+#[derive(Debug)]
+pub(crate) struct Place {
+    pub(crate) rank: usize,
+    pub(crate) host: String,
+}
+
+impl Place {
+    /// `error`, as it happened there.
+    pub(crate) fn wrap(&self, error: Error) -> Error {
+        Error::OnRank {
+            rank: self.rank,
+            host: self.host.clone(),
+            error: Box::new(error),
+        }
+    }
+}
 
 /// A chunk that failed as a whole, every item with the same cause.
 #[derive(Clone, Debug)]
@@ -33,11 +52,22 @@ pub(crate) enum Fail {
     /// The worker holding it is gone, but how it ended could not be
     /// learnt (an OS error, kept as its errno: `Fail` is cloned).
     Unknown { errno: i32 },
+    /// One of the above, on a worker at this place.
+    At(Arc<Place>, Box<Fail>),
 }
 
 impl Fail {
+    /// The failure itself, wherever it happened.
+    pub(crate) fn root(&self) -> &Fail {
+        match self {
+            Fail::At(_, f) => f.root(),
+            f => f,
+        }
+    }
+
     pub(crate) fn to_error(&self) -> Error {
         match self {
+            Fail::At(place, f) => place.wrap(f.to_error()),
             Fail::Died { pid, code } if *code < 0 => Error::Signaled {
                 pid: *pid,
                 signal: -code,
@@ -69,6 +99,8 @@ pub(crate) enum Done {
         pid: i32,
         status: Status,
         body: Vec<u8>,
+        /// Where the worker runs, if not on this host's pool.
+        place: Option<Arc<Place>>,
     },
     /// It failed as a whole.
     Failed(Fail),
@@ -114,7 +146,7 @@ impl Done {
 
     /// The chunk's `n` items, each a value or why there is none.
     pub(crate) fn items<R: DeserializeOwned>(self, n: usize, out: &mut impl Extend<Result<R>>) {
-        let (pid, body) = match self {
+        let (pid, body, place) = match self {
             Done::Failed(f) => return out.extend((0..n).map(|_| Err(f.to_error()))),
             Done::Reply {
                 status: Status::BadArgs,
@@ -140,17 +172,23 @@ impl Done {
                     }
                 };
             }
-            Done::Reply { pid, body, .. } => (pid, body),
+            Done::Reply {
+                pid, body, place, ..
+            } => (pid, body, place),
+        };
+        let there = |e: Error| match &place {
+            Some(p) => p.wrap(e),
+            None => e,
         };
         match codec::decode::<Vec<ItemOut<R>>>(&body, Vec::new()) {
             Ok(items) => out.extend(items.into_iter().map(|item| match item {
                 ItemOut::Ok(r) => Ok(r),
-                ItemOut::Panicked { message, location } => Err(Error::Panicked {
+                ItemOut::Panicked { message, location } => Err(there(Error::Panicked {
                     pid,
                     message,
                     location,
-                }),
-                ItemOut::Encode(m) => Err(Error::Encode(CodecError(m.into()))),
+                })),
+                ItemOut::Encode(m) => Err(there(Error::Encode(CodecError(m.into())))),
             })),
             Err(e) => {
                 let why = e.to_string();

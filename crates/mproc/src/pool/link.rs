@@ -47,6 +47,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::inbox::Place;
 use super::supervisor::Config;
 use crate::error::Result;
 
@@ -58,6 +59,13 @@ pub(crate) trait WorkerLink: Sized + Send + 'static {
 
     /// Its pid, for errors and the timeline.
     fn pid(&self) -> i32;
+
+    /// Where it runs, if not on this host's pool (an MPI rank): its
+    /// failures carry it. `None` (the default) for a local worker.
+    #[inline]
+    fn place(&self) -> Option<Arc<Place>> {
+        None
+    }
 
     /// What other threads hold to stop it (see [`WorkerHandle`]).
     fn handle(&self) -> Arc<dyn WorkerHandle>;

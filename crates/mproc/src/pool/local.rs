@@ -2,7 +2,7 @@
 //! parent's end of its pipe, as a [`WorkerLink`].
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::link::{WorkerHandle, WorkerLink};
@@ -14,16 +14,19 @@ use crate::error::Result;
 use crate::pipe::{Connection, Pipe};
 use crate::process::Process;
 
-/// A worker process and the parent's end of its pipe.
+/// A worker process and the parent's end of its pipe. `Sync`: one thread
+/// may send while another receives (an MPI rank's relay does).
 pub(crate) struct LocalWorker {
-    process: Process,
+    /// Kept for its life; the child is reached through `child`.
+    _process: Mutex<Process>,
+    child: Arc<Child>,
     conn: Connection<()>,
     pid: i32,
 }
 
 impl LocalWorker {
     fn child(&self) -> Arc<Child> {
-        self.process.child().expect("started")
+        self.child.clone()
     }
 }
 
@@ -40,8 +43,10 @@ impl WorkerLink for LocalWorker {
             .start_method(cfg.method);
         process.start()?;
         let pid = process.pid().expect("started");
+        let child = process.child().expect("started");
         let mut w = LocalWorker {
-            process,
+            _process: Mutex::new(process),
+            child,
             conn: here,
             pid,
         };
@@ -80,7 +85,7 @@ impl WorkerLink for LocalWorker {
 
     #[inline]
     fn is_alive(&self) -> bool {
-        self.process.is_alive()
+        matches!(self.child.try_code(), Ok(None))
     }
 
     fn wait(&self, timeout: Duration) -> io::Result<Option<i32>> {
@@ -90,7 +95,7 @@ impl WorkerLink for LocalWorker {
     /// SIGTERM, SIGKILL after `grace`, reaped. Reaping needs no new
     /// descriptor, so this fails only if the OS does.
     fn stop(&mut self, grace: Duration) -> io::Result<i32> {
-        let child = self.child();
+        let child = &self.child;
         let _ = child.signal(libc::SIGTERM);
         if let Some(code) = self.wait(grace)? {
             return Ok(code);
@@ -105,7 +110,7 @@ impl WorkerLink for LocalWorker {
 
 impl Drop for LocalWorker {
     fn drop(&mut self) {
-        if self.process.is_alive() {
+        if self.is_alive() {
             let _ = self.stop(Duration::ZERO);
         }
     }

@@ -110,6 +110,9 @@ pub(crate) struct Config {
     pub(crate) break_on_death: bool,
     pub(crate) record_timeline: bool,
     pub(crate) retries: usize,
+    /// The MPI ranks the workers run on, if built for them.
+    #[cfg(feature = "mpi")]
+    pub(crate) mpi: Option<Arc<crate::mpi::Driver>>,
 }
 
 /// What the pool and its supervisors share.
@@ -491,8 +494,16 @@ impl<W: WorkerLink> Supervisor<W> {
         self.head_since = now;
         self.done += 1;
         let pid = self.worker.pid();
-        job.inbox
-            .deliver(job.tag, Done::Reply { pid, status, body });
+        let place = self.worker.place();
+        job.inbox.deliver(
+            job.tag,
+            Done::Reply {
+                pid,
+                status,
+                body,
+                place,
+            },
+        );
         true
     }
 
@@ -527,7 +538,8 @@ impl<W: WorkerLink> Supervisor<W> {
         let pid = self.worker.pid();
         let at = Instant::now();
         let _ = self.worker.stop(self.shared.cfg.grace);
-        self.lost(Fail::Timeout { pid, after }, at)
+        let why = self.placed(Fail::Timeout { pid, after });
+        self.lost(why, at)
     }
 
     /// The worker died: its running chunk fails. `true` if this supervisor
@@ -536,7 +548,16 @@ impl<W: WorkerLink> Supervisor<W> {
         let pid = self.worker.pid();
         let at = Instant::now();
         let ended = reap(&mut self.worker);
-        !self.lost(fail_of(pid, ended), at)
+        let why = self.placed(fail_of(pid, ended));
+        !self.lost(why, at)
+    }
+
+    /// `why`, with where the worker runs if it is not local.
+    fn placed(&self, why: Fail) -> Fail {
+        match self.worker.place() {
+            Some(place) => Fail::At(place, Box::new(why)),
+            None => why,
+        }
     }
 
     /// The worker is gone: fail the chunk it ran with `why`, requeue the
@@ -575,7 +596,7 @@ impl<W: WorkerLink> Supervisor<W> {
     /// the retry policy allows another run; else gives it back to fail.
     fn retry(&mut self, job: Chunk, why: &Fail) -> Option<Chunk> {
         let max = self.shared.cfg.retries;
-        if max == 0 || !matches!(why, Fail::Died { .. } | Fail::Unknown { .. }) {
+        if max == 0 || !matches!(why.root(), Fail::Died { .. } | Fail::Unknown { .. }) {
             return Some(job);
         }
         let mut st = self.shared.lock();

@@ -76,6 +76,13 @@ impl Init {
         })
     }
 
+    /// Whether its arguments carry OS handles (which reach only local
+    /// workers).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn has_handles(&self) -> bool {
+        !self.fds.0.is_empty()
+    }
+
     /// Runs it (in the worker).
     fn run(self) {
         let fds = Arc::try_unwrap(self.fds.0)
