@@ -72,7 +72,7 @@ impl Waitable for crate::Process {
     }
 
     /// A child already reaped is ready, whatever its sentinel says (a fork
-    /// server child's status pipe is empty once its status was read).
+    /// server child's status socket is empty once its status was read).
     fn arm(&self) -> bool {
         self.exitcode().is_some()
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::owner::{start_payload, Cmd, Event};
 use super::wire::{self, DATA, KILL, START, STOP, TERM, UNKNOWN};
+use super::Driver;
 use crate::error::{Error, Result};
 use crate::pool::backend::{Config, WorkerLink};
 use crate::pool::{Place, WorkerHandle};
@@ -108,8 +109,9 @@ impl RankWorker {
 impl WorkerLink for RankWorker {
     fn start(cfg: &Config, slot: usize) -> Result<Self> {
         let driver = cfg
-            .mpi
-            .clone()
+            .remote
+            .as_ref()
+            .and_then(|r| r.as_any().downcast_ref::<Driver>())
             .ok_or(Error::InvalidState("not an MPI pool"))?;
         let rank = driver.rank_of(slot);
         let id = driver.next_id();

@@ -132,6 +132,50 @@ impl Driver {
     }
 }
 
+impl crate::PoolBuilder {
+    /// Runs the workers on the other ranks of an MPI job (see
+    /// [`mproc::mpi`](crate::mpi)): each task runs in a local worker
+    /// process of some rank ≠ 0, so a panic, `abort` or kill fails that
+    /// task only, and its error says where ([`Error::OnRank`]). With
+    /// [`processes`](Self::processes) unset, each rank runs as many workers
+    /// as its host has CPUs; set, `n` workers spread over the ranks in turn.
+    /// A `world` that is not an MPI job (the program ran without `mpirun`),
+    /// or one without other ranks, leaves the pool local: the same code
+    /// runs on a laptop and on a cluster.
+    ///
+    /// ```
+    /// let world = mproc::mpi::init()?; // at the top of `main`
+    /// let pool = mproc::Pool::builder().mpi(&world).processes(2).build()?;
+    /// assert_eq!(pool.map(|x: u64| x * x, 0..4)?, [0, 1, 4, 9]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+    pub fn mpi(mut self, world: &World) -> Self {
+        self.remote = world
+            .driver()
+            .map(|d| d as Arc<dyn crate::pool::backend::Remote>);
+        self
+    }
+}
+
+impl crate::pool::backend::Remote for Driver {
+    fn has_workers(&self) -> bool {
+        Driver::has_workers(self)
+    }
+
+    fn default_processes(&self) -> usize {
+        Driver::default_processes(self)
+    }
+
+    fn start(&self, cfg: crate::pool::backend::Config) -> Result<crate::Pool> {
+        crate::Pool::start_on::<RankWorker>(cfg)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 impl World {
     /// Whether this program runs as an MPI job (under `mpirun`, `srun`...).
     pub fn is_mpi(&self) -> bool {

@@ -514,7 +514,7 @@ fn start_config(payload: &[u8]) -> crate::Result<Config> {
         break_on_death: false,
         record_timeline: false,
         retries: 0,
-        mpi: None,
+        remote: None,
     })
 }
 

@@ -11,6 +11,7 @@
 //! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
 //! | `link.rs`       | `WorkerLink`: the seam between a supervisor and its worker |
 //! | `local.rs`      | the local worker process and its pipe, as a `WorkerLink` |
+//! | `remote.rs`     | `Remote`: workers elsewhere, the seam a backend (MPI) plugs into |
 //! | `worker.rs`     | the worker process's loop and the chunk runners          |
 //! | `wire.rs`       | the messages between the two                             |
 //! | `inbox.rs`      | where finished chunks land                               |
@@ -22,6 +23,7 @@ mod imap;
 mod inbox;
 mod link;
 mod local;
+mod remote;
 mod result;
 mod star;
 mod supervisor;
@@ -47,6 +49,7 @@ use crate::start::{get_start_method, StartMethod};
 use inbox::Fail;
 use link::WorkerLink;
 use local::LocalWorker;
+use remote::Remote;
 use supervisor::{Config, Shared, Supervisor};
 
 #[cfg(feature = "mpi")]
@@ -56,6 +59,7 @@ pub(crate) mod backend {
     //! What an MPI backend needs of the pool's internals.
     pub(crate) use super::link::WorkerLink;
     pub(crate) use super::local::LocalWorker;
+    pub(crate) use super::remote::Remote;
     pub(crate) use super::supervisor::Config;
 }
 
@@ -202,8 +206,8 @@ pub struct PoolBuilder {
     break_on_death: bool,
     record_timeline: bool,
     retries: usize,
-    #[cfg(feature = "mpi")]
-    mpi: Option<Arc<crate::mpi::Driver>>,
+    /// Workers elsewhere (a backend's), if any.
+    pub(crate) remote: Option<Arc<dyn Remote>>,
 }
 
 impl Pool {
@@ -225,8 +229,7 @@ impl Pool {
             break_on_death: false,
             record_timeline: false,
             retries: 0,
-            #[cfg(feature = "mpi")]
-            mpi: None,
+            remote: None,
         }
     }
 
@@ -307,15 +310,14 @@ impl Pool {
     }
 
     fn start(cfg: Config) -> Result<Pool> {
-        #[cfg(feature = "mpi")]
-        if cfg.mpi.is_some() {
-            return Pool::start_on::<crate::mpi::RankWorker>(cfg);
+        if let Some(remote) = cfg.remote.clone() {
+            return remote.start(cfg);
         }
         Pool::start_on::<LocalWorker>(cfg)
     }
 
     /// Starts the pool's workers as `W`s, and their supervisors.
-    fn start_on<W: WorkerLink>(cfg: Config) -> Result<Pool> {
+    pub(crate) fn start_on<W: WorkerLink>(cfg: Config) -> Result<Pool> {
         let shared = Arc::new(Shared::new(cfg));
         let mut workers = Vec::new();
         for slot in 0..shared.cfg.processes {
@@ -493,53 +495,25 @@ impl PoolBuilder {
         self
     }
 
-    /// Runs the workers on the other ranks of an MPI job (see
-    /// [`mproc::mpi`](crate::mpi)): each task runs in a local worker
-    /// process of some rank ≠ 0, so a panic, `abort` or kill fails that
-    /// task only, and its error says where ([`Error::OnRank`]). With
-    /// [`processes`](Self::processes) unset, each rank runs as many workers
-    /// as its host has CPUs; set, `n` workers spread over the ranks in turn.
-    /// A `world` that is not an MPI job (the program ran without `mpirun`),
-    /// or one without other ranks, leaves the pool local: the same code
-    /// runs on a laptop and on a cluster.
-    ///
-    /// ```
-    /// let world = mproc::mpi::init()?; // at the top of `main`
-    /// let pool = mproc::Pool::builder().mpi(&world).processes(2).build()?;
-    /// assert_eq!(pool.map(|x: u64| x * x, 0..4)?, [0, 1, 4, 9]);
-    /// # Ok::<(), mproc::Error>(())
-    /// ```
-    #[cfg(feature = "mpi")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
-    pub fn mpi(mut self, world: &crate::mpi::World) -> Self {
-        self.mpi = world.driver();
-        self
-    }
-
     /// Starts the workers. If one cannot start, those already started are
     /// terminated and reaped, and the error is returned.
     pub fn build(self) -> Result<Pool> {
         if let Some(e) = self.init_error {
             return Err(Error::InvalidArgument(format!("bad initializer: {e}")));
         }
-        #[cfg(feature = "mpi")]
-        let mpi = self.mpi.filter(|d| d.has_workers());
-        #[cfg(feature = "mpi")]
-        if let (Some(_), Some(init)) = (&mpi, &self.init) {
+        let remote = self.remote.filter(|r| r.has_workers());
+        if let (Some(_), Some(init)) = (&remote, &self.init) {
             if init.has_handles() {
                 return Err(Error::InvalidArgument(
                     "an initializer's arguments cannot carry OS handles to other hosts".into(),
                 ));
             }
         }
-        #[cfg(feature = "mpi")]
-        let processes = match (&mpi, self.processes) {
+        let processes = match (&remote, self.processes) {
             (_, Some(n)) => n,
-            (Some(d), None) => d.default_processes(),
+            (Some(r), None) => r.default_processes(),
             (None, None) => crate::cpu_count(),
         };
-        #[cfg(not(feature = "mpi"))]
-        let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes < 1 {
             return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
@@ -560,8 +534,7 @@ impl PoolBuilder {
             break_on_death: self.break_on_death,
             record_timeline: self.record_timeline,
             retries: self.retries,
-            #[cfg(feature = "mpi")]
-            mpi,
+            remote,
         })
     }
 }

@@ -110,9 +110,8 @@ pub(crate) struct Config {
     pub(crate) break_on_death: bool,
     pub(crate) record_timeline: bool,
     pub(crate) retries: usize,
-    /// The MPI ranks the workers run on, if built for them.
-    #[cfg(feature = "mpi")]
-    pub(crate) mpi: Option<Arc<crate::mpi::Driver>>,
+    /// Where the workers run when not here (a backend's), if anywhere.
+    pub(crate) remote: Option<Arc<dyn super::remote::Remote>>,
 }
 
 /// What the pool and its supervisors share.

@@ -78,7 +78,6 @@ impl Init {
 
     /// Whether its arguments carry OS handles (which reach only local
     /// workers).
-    #[cfg(feature = "mpi")]
     pub(crate) fn has_handles(&self) -> bool {
         !self.fds.0.is_empty()
     }
