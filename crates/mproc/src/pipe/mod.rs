@@ -279,9 +279,8 @@ impl<T: Serialize> Connection<T> {
     /// locks) travel with it. Errors as for
     /// [`send_bytes`](Connection::send_bytes).
     pub fn send(&self, value: &T) -> Result<()> {
-        let w = self.writer()?;
-        let frame = codec::encode(value)?;
-        w.send(&frame.bytes, &frame.borrowed_fds())
+        self.writer()?
+            .send_value(|buf| codec::encode_into(value, buf))
     }
 }
 
@@ -290,15 +289,14 @@ impl<T: DeserializeOwned> Connection<T> {
     /// once the peer is closed and drained; [`Error::Decode`] for bytes that
     /// are not a `T` (the connection stays usable).
     pub fn recv(&self) -> Result<T> {
-        let (bytes, fds) = self.recv_message(None)?;
-        codec::decode(&bytes, fds)
+        self.reader()?.recv_with(None, codec::decode)
     }
 
     /// As [`recv`](Connection::recv), waiting at most `timeout`
     /// ([`Error::Timeout`]) for a message to start.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
-        let (bytes, fds) = self.recv_message(Some(Instant::now() + timeout))?;
-        codec::decode(&bytes, fds)
+        let deadline = Instant::now() + timeout;
+        self.reader()?.recv_with(Some(deadline), codec::decode)
     }
 
     /// Receives a value if one is ready ([`Error::Empty`] otherwise).

@@ -41,7 +41,8 @@
 //! header. A message longer than a chunk (an eighth of the ring) is
 //! published in chunks while the reader copies them out.
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -124,6 +125,11 @@ impl<'a> Ring<'a> {
         Ok(used)
     }
 
+    /// Bytes in the ring.
+    pub(super) fn cap(&self) -> u32 {
+        self.cap
+    }
+
     /// The most bytes copied between two publications: an eighth of the
     /// ring (64 KiB of 512 KiB), so that the reader copies one chunk while
     /// the writer fills the next. Larger chunks or rings measured no faster.
@@ -167,14 +173,25 @@ impl<'a> Ring<'a> {
     }
 
     /// Makes the bytes before `tail` visible and wakes a sleeping reader.
+    ///
+    /// The `Release` store orders the record's bytes before the index (the
+    /// reader loads it with acquire semantics and then copies). The light
+    /// fence orders the store before the load of the sleepers counter: with
+    /// the sleeper's heavy fence after its increment, either this load sees
+    /// the sleeper or the sleeper sees the new tail (see `futex::light_fence`).
     pub(super) fn publish_tail(&self, tail: u32) {
-        self.word(TAIL).store(tail, SeqCst);
+        self.word(TAIL).store(tail, Release);
+        futex::light_fence();
         notify(self.word(DATA_SEQ), self.word(READER_SLEEPERS));
     }
 
-    /// Frees the bytes before `head` and wakes a sleeping writer.
+    /// Frees the bytes before `head` and wakes a sleeping writer. The
+    /// `Release` store orders this end's copies out of the ring before the
+    /// writer may overwrite them; the fences pair as in
+    /// [`publish_tail`](Self::publish_tail).
     pub(super) fn publish_head(&self, head: u32) {
-        self.word(HEAD).store(head, SeqCst);
+        self.word(HEAD).store(head, Release);
+        futex::light_fence();
         notify(self.word(SPACE_SEQ), self.word(WRITER_SLEEPERS));
     }
 
@@ -190,16 +207,25 @@ impl<'a> Ring<'a> {
         self.word(WRITER_SLEEPERS).load(SeqCst) != 0
     }
 
-    /// Asks writers for a wake byte on the socket (or stops asking).
+    /// Asks writers for a wake byte on the socket (or stops asking). Arming
+    /// is the sleeper's side of a Dekker pair with [`publish_tail`]'s light
+    /// fence: the heavy fence makes sure that either the writer sees
+    /// `armed` or the caller's next look at the ring sees the data.
+    ///
+    /// [`publish_tail`]: Self::publish_tail
     pub(super) fn set_armed(&self, armed: bool) {
         self.word(ARMED).store(armed as u32, SeqCst);
+        if armed {
+            futex::heavy_fence();
+        }
     }
 
     /// After a publication: whether a waiter asked for a wake byte (which
-    /// the caller then owes it).
+    /// the caller then owes it). A relaxed look first (ordered after the
+    /// publication by its fence): the line is only read on the fast path.
     pub(super) fn take_armed(&self) -> bool {
         let armed = self.word(ARMED);
-        armed.load(SeqCst) != 0 && armed.swap(0, SeqCst) != 0
+        armed.load(Relaxed) != 0 && armed.swap(0, SeqCst) != 0
     }
 
     /// Wakes whoever sleeps on this ring, on either side, so that it looks
@@ -237,9 +263,9 @@ impl<'a> Ring<'a> {
 }
 
 /// Wakes the sleepers of `seq` if `sleepers` says there are any. Call right
-/// after the `SeqCst` store they wait for.
+/// after the store they wait for and a fence (see `publish_tail`).
 fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
-    if sleepers.load(SeqCst) != 0 {
+    if sleepers.load(Relaxed) != 0 {
         seq.fetch_add(1, SeqCst);
         futex::wake(seq, i32::MAX as u32);
     }
@@ -282,7 +308,7 @@ fn wait(
         let seen = seq.load(SeqCst);
         let slice_end = Instant::now() + SLICE;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        let got = futex::wait_until(seq, sleepers, Some(until), |now| match ready() {
+        let got = futex::wait_until_fenced(seq, sleepers, Some(until), |now| match ready() {
             Ok(None) if now == seen => None,
             r => Some(r),
         })
