@@ -710,9 +710,19 @@ fn a_peer_killed_mid_pod_write_is_disconnected_not_a_hang() {
         let t = Instant::now();
         let r = here.recv_pod_into(&mut out);
         assert!(matches!(r, Err(Error::Disconnected)), "{m}: {r:?}");
-        assert!(t.elapsed() < Duration::from_secs(5), "{m}: {:?}", t.elapsed());
-        assert!(matches!(here.recv_pod_into(&mut out), Err(Error::Disconnected)));
-        assert!(matches!(here.send_pod(&[1u8]), Err(Error::Disconnected)), "{m}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{m}: {:?}",
+            t.elapsed()
+        );
+        assert!(matches!(
+            here.recv_pod_into(&mut out),
+            Err(Error::Disconnected)
+        ));
+        assert!(
+            matches!(here.send_pod(&[1u8]), Err(Error::Disconnected)),
+            "{m}"
+        );
     }
     assert_eq!(mproc::__private::open_fd_count(), before);
 }
@@ -740,7 +750,9 @@ fn descriptors_and_wait_work_among_pod_messages() {
         let never = Some(Duration::from_secs(30));
         let mut out = [0u64; 4];
 
-        assert!(mproc::wait(&[&conn], Some(Duration::ZERO)).unwrap().is_empty());
+        assert!(mproc::wait(&[&conn], Some(Duration::ZERO))
+            .unwrap()
+            .is_empty());
         cue.send(&0).unwrap();
         assert_eq!(mproc::wait(&[&conn], never).unwrap(), vec![0], "{m}");
         assert_eq!(conn.recv_pod_into(&mut out).unwrap(), 3);

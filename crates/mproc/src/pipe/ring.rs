@@ -21,13 +21,15 @@
 //!
 //! # Protocol
 //!
-//! Publishing is a `SeqCst` store of `tail` (or `head`) followed by a
-//! `SeqCst` load of the other side's sleepers counter; only if it is non-zero
+//! Publishing is a `Release` store of `tail` (or `head`), a light fence,
+//! then a load of the other side's sleepers counter; only if it is non-zero
 //! does the publisher bump the seq word and `FUTEX_WAKE`. A sleeper increments
-//! its counter, loads the seq word, then checks the indices, and sleeps only
-//! if the seq word still holds what it loaded. All four accesses are
-//! `SeqCst`, so either the publisher sees the sleeper or the sleeper sees the
-//! new index (Dekker). `armed` pairs with `tail` the same way.
+//! its counter, runs a heavy fence, loads the seq word, then checks the
+//! indices, and sleeps only if the seq word still holds what it loaded. The
+//! fences pair (`futex::light_fence`, `futex::heavy_fence`: `membarrier(2)`
+//! where the kernel has it, two full fences otherwise), so either the
+//! publisher sees the sleeper or the sleeper sees the new index (Dekker).
+//! `armed` pairs with `tail` the same way (`set_armed` is the heavy side).
 //!
 //! A closing end bumps both seq words whatever the counters say (a poke): a
 //! waiter that sees its seq word change without the data or space it waits

@@ -224,7 +224,10 @@ fn a_short_buffer_or_a_ragged_message_is_a_typed_error() {
         }
         r => panic!("{r:?}"),
     }
-    assert!(matches!(b.recv_pod_into(&mut out), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        b.recv_pod_into(&mut out),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(b.recv_pod_into(&mut out).unwrap(), 1, "the next message");
     assert_eq!(out[0], 6);
     assert!(matches!(
@@ -252,7 +255,9 @@ fn copies_of_an_end_take_turns_without_trusting_stale_hints() {
         let writer = if round % 3 == 0 { &a2 } else { &a };
         for _ in 0..(1 + round % 3) {
             writer.send(&next_sent).unwrap();
-            writer.send_bytes(&vec![next_sent as u8; (round as usize * 97) % 600]).unwrap();
+            writer
+                .send_bytes(&vec![next_sent as u8; (round as usize * 97) % 600])
+                .unwrap();
             next_sent += 1;
         }
         let reader = if round % 2 == 0 { &b2 } else { &b };
