@@ -281,7 +281,12 @@ impl End {
         mut body: &'a [u8],
     ) -> Result<()> {
         let chunk = ring.chunk();
-        let mut tail = ring.tail();
+        // Our own last tail, unless another copy of this end wrote since
+        // (then the ring's own, which `space` checks against `head`).
+        let mut tail = match ring.writer_tail() {
+            t if t == tx.tail => t,
+            _ => ring.tail(),
+        };
         let mut pre_body = pre.get(HEADER as usize..).unwrap_or(&[]);
         let total = pre_body.len() + body.len();
         let first = HEADER + total.min(chunk) as u32;

@@ -1,7 +1,7 @@
 //! One direction of a pipe: a single-producer single-consumer byte ring in
 //! shared memory, with futex words to sleep on.
 //!
-//! # Control block (three 128-byte lines, so the two sides do not share
+//! # Control block (four 128-byte lines, so the two sides do not share
 //! the lines they write on every message)
 //!
 //! | word              | line | written by                    | meaning                                                   |
@@ -13,6 +13,7 @@
 //! | `reader_sleepers` | X +0 | reader                        | readers announced asleep on `data_seq`                    |
 //! | `writer_sleepers` | X +4 | writer                        | writers announced asleep on `space_seq`                   |
 //! | `armed`           | X +8 | reader sets 1, writer swaps 0 | a `wait` polls the socket: write one wake byte there      |
+//! | `writer_tail`     | V +0 | writer                        | a copy of `tail` on a line the reader never reads (a hint)|
 //!
 //! `used = tail - head` (wrapping) must be at most `cap`; anything else is a
 //! broken or hostile peer and yields `Error::Protocol`. Every access is
@@ -58,6 +59,7 @@ const SPACE_SEQ: usize = 132;
 const READER_SLEEPERS: usize = 256;
 const WRITER_SLEEPERS: usize = 260;
 const ARMED: usize = 264;
+const WRITER_TAIL: usize = 384;
 
 /// The longest sleep between looks at the peer's socket: a futex cannot
 /// tell that the peer died.
@@ -103,6 +105,16 @@ impl<'a> Ring<'a> {
     /// The writer's index.
     pub(super) fn tail(&self) -> u32 {
         self.word(TAIL).load(SeqCst)
+    }
+
+    /// The last writer's copy of its index: equal to the tail a writer
+    /// last published as long as no other copy of its end wrote since. On
+    /// a line the reader never reads, so it stays in the writer's cache
+    /// (the reader's spinning on `tail` takes that line away: a miss of
+    /// ~0.1 µs per message measured). A hint; the caller falls back on
+    /// [`tail`](Self::tail) when it differs from what it published.
+    pub(super) fn writer_tail(&self) -> u32 {
+        self.word(WRITER_TAIL).load(Relaxed)
     }
 
     /// Bytes published and not consumed.
@@ -182,6 +194,7 @@ impl<'a> Ring<'a> {
     /// the sleeper's heavy fence after its increment, either this load sees
     /// the sleeper or the sleeper sees the new tail (see `futex::light_fence`).
     pub(super) fn publish_tail(&self, tail: u32) {
+        self.word(WRITER_TAIL).store(tail, Relaxed);
         self.word(TAIL).store(tail, Release);
         futex::light_fence();
         notify(self.word(DATA_SEQ), self.word(READER_SLEEPERS));
