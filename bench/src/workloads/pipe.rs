@@ -39,6 +39,40 @@ pub fn workloads() -> Vec<Workload> {
             pinned: true,
             runners: |mode| bulk_runners(64 * MIB, mode.pick(1, 4, 16)),
         },
+        Workload {
+            name: "pipe_bulk_1mib_pod",
+            unit: "GB/s",
+            better: Better::Higher,
+            about: "1 MiB u64 slices sent to a child that receives each into a reused buffer",
+            pinned: true,
+            runners: |mode| pod_runners(MIB, mode.pick(8, 256, 1024)),
+        },
+        Workload {
+            name: "pipe_bulk_64mib_pod",
+            unit: "GB/s",
+            better: Better::Higher,
+            about: "64 MiB u64 slices sent to a child that receives each into a reused buffer",
+            pinned: true,
+            runners: |mode| pod_runners(64 * MIB, mode.pick(1, 4, 16)),
+        },
+    ]
+}
+
+/// The zero-copy path: `send_pod` / `recv_pod_into` a reused buffer.
+fn pod_runners(size: usize, total_mib: usize) -> Vec<Runner> {
+    let count = (total_mib * MIB / size).max(1);
+    let msg = format!("{} MiB", size / MIB);
+    vec![
+        Runner::new(
+            Kind::Mproc,
+            format!("Connection::send_pod({msg} of u64) -> child recv_pod_into(reused buffer)"),
+            move || MprocSink::session_pod(size, count),
+        ),
+        Runner::new(
+            Kind::Limit,
+            format!("memcpy of each {msg} message into a warm buffer, one process"),
+            move || bulk::memcpy(size, count),
+        ),
     ]
 }
 
@@ -130,6 +164,20 @@ fn sink((conn, cpu): ChildArgs<()>) {
     }
 }
 
+/// The mproc child of `pipe_bulk_*_pod`: receives into one buffer; acks
+/// each empty message.
+fn sink_pod((conn, cpu): ChildArgs<()>) {
+    if affinity::pin(cpu).is_err() {
+        return;
+    }
+    let mut buf = vec![0u64; 64 * MIB / 8];
+    while let Ok(n) = conn.recv_pod_into(&mut buf) {
+        if n == 0 && conn.send_bytes(b"k").is_err() {
+            break;
+        }
+    }
+}
+
 /// A child started with `f(child's end)`, and the parent's end.
 struct WithChild<T> {
     conn: Connection<T>,
@@ -183,6 +231,7 @@ struct MprocSink {
     child: WithChild<()>,
     payload: Vec<u8>,
     count: usize,
+    pod: Option<Vec<u64>>,
 }
 
 impl MprocSink {
@@ -192,6 +241,17 @@ impl MprocSink {
             child,
             payload: vec![7u8; size],
             count,
+            pod: None,
+        }))
+    }
+
+    fn session_pod(size: usize, count: usize) -> Result<Box<dyn Session>> {
+        let child = WithChild::start(sink_pod)?;
+        Ok(Box::new(MprocSink {
+            child,
+            payload: Vec::new(),
+            count,
+            pod: Some(vec![7u64; size / 8]),
         }))
     }
 }
@@ -199,6 +259,16 @@ impl MprocSink {
 impl Session for MprocSink {
     fn rep(&mut self) -> Result<f64> {
         let (conn, payload, count) = (&self.child.conn, &self.payload, self.count);
+        if let Some(items) = &self.pod {
+            return gigabytes_per_sec(items.len() * 8 * count, || {
+                for _ in 0..count {
+                    conn.send_pod(items)?;
+                }
+                conn.send_pod::<u64>(&[])?;
+                conn.recv_bytes()?;
+                Ok(())
+            });
+        }
         gigabytes_per_sec(payload.len() * count, || {
             for _ in 0..count {
                 conn.send_bytes(payload)?;

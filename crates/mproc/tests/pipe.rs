@@ -611,3 +611,162 @@ fn nothing_leaks() {
     assert_eq!(mproc::__private::open_fd_count(), before);
     assert!(mproc::active_children().is_empty());
 }
+
+// ---------------------------------------------------------------- plain data, many messages
+
+/// Sends `n` numbers in order, then receives `n` and checks their order;
+/// returns how many it received in order.
+fn count_both_ways(args: (Connection<u64>, u64)) -> u64 {
+    let (conn, n) = args;
+    for i in 0..n {
+        conn.send(&i).unwrap();
+    }
+    let mut got = 0;
+    while got < n && conn.recv().unwrap() == got {
+        got += 1;
+    }
+    got
+}
+
+#[test]
+fn a_million_small_messages_arrive_in_order_across_processes() {
+    let _g = serial();
+    let n = 1_000_000u64;
+    let (here, there) = Pipe::<u64>::new().unwrap();
+    let child = mproc::spawn(count_both_ways, (there, n)).unwrap();
+    // Both directions at once: the child's messages fill our ring while
+    // ours fill its, with both ends of each ring busy.
+    std::thread::scope(|s| {
+        s.spawn(|| (0..n).for_each(|i| here.send(&i).unwrap()));
+        for i in 0..n {
+            assert_eq!(here.recv().unwrap(), i);
+        }
+    });
+    assert_eq!(child.join().unwrap(), n);
+}
+
+/// Echoes pod slices of `u32` until an empty one.
+fn echo_pod(conn: Connection<()>) {
+    let mut buf = vec![0u32; 1 << 20];
+    loop {
+        let n = conn.recv_pod_into(&mut buf).unwrap();
+        conn.send_pod(&buf[..n]).unwrap();
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn pod_slices_cross_processes_and_wrap_the_ring() {
+    let _g = serial();
+    for m in mproc::all_start_methods() {
+        let (here, there) = Pipe::<()>::new().unwrap();
+        let p = start(m, echo_pod, there);
+        let mut out = vec![0u32; 1 << 20];
+        // Lengths that are not divisors of the ring's size: records straddle
+        // its end at ever different places; some are larger than the ring.
+        for (round, n) in [1usize, 3, 1000, 33_333, 99_999, 250_001, 7, 0]
+            .into_iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            let items: Vec<u32> = (0..n as u32).map(|i| i ^ (round as u32) << 20).collect();
+            here.send_pod(&items).unwrap();
+            assert_eq!(here.recv_pod_into(&mut out).unwrap(), n, "{m}");
+            assert_eq!(&out[..n], &items[..], "{m}: round {round}");
+            if n == 0 {
+                break;
+            }
+        }
+        finish(p);
+    }
+}
+
+/// Tells the parent it starts, then sends a pod message far larger than
+/// the ring (it blocks once the ring is full, since nobody reads).
+fn big_pod_forever(conn: Connection<()>) {
+    conn.send_bytes(b"go").unwrap();
+    let big = vec![0x5au64; 8 << 20];
+    let _ = conn.send_pod(&big);
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_peer_killed_mid_pod_write_is_disconnected_not_a_hang() {
+    let _g = serial();
+    let before = mproc::__private::open_fd_count();
+    for m in mproc::all_start_methods() {
+        let (here, there) = Pipe::<()>::new().unwrap();
+        let mut p = start(m, big_pod_forever, there);
+        assert_eq!(here.recv_bytes().unwrap(), b"go");
+        // The big message has started (its first chunk is published) and
+        // cannot be finished: the ring holds far less than 64 MiB.
+        assert!(here.poll(Duration::from_secs(30)).unwrap(), "{m}");
+        p.kill().unwrap();
+        p.join().unwrap();
+        let mut out = vec![0u64; 8 << 20];
+        let t = Instant::now();
+        let r = here.recv_pod_into(&mut out);
+        assert!(matches!(r, Err(Error::Disconnected)), "{m}: {r:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{m}: {:?}",
+            t.elapsed()
+        );
+        assert!(matches!(
+            here.recv_pod_into(&mut out),
+            Err(Error::Disconnected)
+        ));
+        assert!(
+            matches!(here.send_pod(&[1u8]), Err(Error::Disconnected)),
+            "{m}"
+        );
+    }
+    assert_eq!(mproc::__private::open_fd_count(), before);
+}
+
+/// Sends pod data, a connection, then pod data again, each on cue.
+fn pods_and_a_connection(args: (Connection<u8>, Connection<Option<Connection<u8>>>)) {
+    let (cue, conn) = args;
+    let (mine, theirs) = Pipe::<u8>::new().unwrap();
+    cue.recv().unwrap();
+    conn.send_pod(&[1u64, 2, 3]).unwrap();
+    cue.recv().unwrap();
+    conn.send(&Some(theirs)).unwrap();
+    cue.recv().unwrap();
+    conn.send_pod(&[4u64]).unwrap();
+    assert_eq!(mine.recv().unwrap(), 42);
+}
+
+#[test]
+fn descriptors_and_wait_work_among_pod_messages() {
+    let _g = serial();
+    for m in mproc::all_start_methods() {
+        let (cue, cue_there) = Pipe::<u8>::new().unwrap();
+        let (conn, there) = Pipe::<Option<Connection<u8>>>::new().unwrap();
+        let p = start(m, pods_and_a_connection, (cue_there, there));
+        let never = Some(Duration::from_secs(30));
+        let mut out = [0u64; 4];
+
+        assert!(mproc::wait(&[&conn], Some(Duration::ZERO))
+            .unwrap()
+            .is_empty());
+        cue.send(&0).unwrap();
+        assert_eq!(mproc::wait(&[&conn], never).unwrap(), vec![0], "{m}");
+        assert_eq!(conn.recv_pod_into(&mut out).unwrap(), 3);
+        assert_eq!(out[..3], [1, 2, 3]);
+
+        cue.send(&0).unwrap();
+        assert_eq!(mproc::wait(&[&conn], never).unwrap(), vec![0], "{m}");
+        let theirs = conn.recv().unwrap().unwrap();
+
+        cue.send(&0).unwrap();
+        assert_eq!(mproc::wait(&[&conn], never).unwrap(), vec![0], "{m}");
+        assert_eq!(conn.recv_pod_into(&mut out).unwrap(), 1);
+        assert_eq!(out[0], 4);
+        theirs.send(&42).unwrap();
+        finish(p);
+    }
+}

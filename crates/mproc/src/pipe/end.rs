@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::layout::Shared;
@@ -13,7 +13,15 @@ use super::side::{self, Inbox};
 use super::sink::{Dst, Message, Sink};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
+use crate::sys::futex::{TurnGuard, TurnLock};
 use crate::task::MAX_FRAME;
+
+/// The largest encoding buffer an end keeps between messages: a value
+/// sent or received by [`send_value`](End::send_value) or
+/// [`recv_with`](End::recv_with) goes through a buffer reused from one
+/// message to the next (no allocation per message); one that grew past
+/// this is given back to the allocator after its message.
+const KEEP: usize = 64 << 10;
 
 /// What a sender remembers between calls.
 struct Tx {
@@ -23,6 +31,16 @@ struct Tx {
     peer_gone: bool,
     /// The bytes of the ring, from its start, this process has reserved.
     reserved: u32,
+    /// The ring's tail as this sender last published it, and `head + cap`
+    /// for a head it saw then: while the tail is still `tail`, bytes up to
+    /// `limit` are free without a look at `head` (the reader's line, which
+    /// another CPU wrote: a cache miss per message otherwise). Both are
+    /// hints; `head` only grows, so space once free stays free.
+    tail: u32,
+    limit: u32,
+    /// The reused buffer of [`send_value`](End::send_value): a record's
+    /// header, then the value's encoding.
+    buf: Vec<u8>,
 }
 
 /// What a receiver remembers between calls.
@@ -32,6 +50,12 @@ struct Rx {
     closes_seen: u32,
     /// The peer's socket hung up (for good): look before waiting.
     peer_gone: bool,
+    /// The ring's tail when last loaded: bytes from `head` up to it are
+    /// published, so a reader behind it reads on without loading `tail`
+    /// (the writer's line). A hint: `tail` only grows.
+    avail: u32,
+    /// The reused buffer of [`recv_with`](End::recv_with).
+    buf: Vec<u8>,
 }
 
 impl Rx {
@@ -54,8 +78,8 @@ pub(super) struct End {
     shared: Arc<Shared>,
     /// 0 or 1: reads ring `id`, writes ring `1 - id`.
     id: usize,
-    rx: Option<Mutex<Rx>>,
-    tx: Option<Mutex<Tx>>,
+    rx: Option<TurnLock<Rx>>,
+    tx: Option<TurnLock<Tx>>,
 }
 
 impl End {
@@ -76,17 +100,22 @@ impl End {
             closes_seen,
             peer_gone: false,
             reserved: 0,
+            tail: 0,
+            limit: 0,
+            buf: Vec::new(),
         };
         let rx = Rx {
             inbox: Inbox::default(),
             closes_seen,
             peer_gone: false,
+            avail: 0,
+            buf: Vec::new(),
         };
         Ok(End {
             sock: Some(sock),
             id,
-            rx: readable.then(|| Mutex::new(rx)),
-            tx: writable.then(|| Mutex::new(tx)),
+            rx: readable.then(|| TurnLock::new(rx)),
+            tx: writable.then(|| TurnLock::new(tx)),
             shared,
         })
     }
@@ -137,26 +166,65 @@ impl End {
         }
     }
 
-    /// Sends one message: `bytes`, with `fds` beside it.
+    /// Sends one message: `bytes`, with `fds` beside it. The bytes go
+    /// straight from `bytes` into the ring (one copy).
     pub(super) fn send(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
         let mut tx = lock(self.tx.as_ref())?;
-        if bytes.len() as u64 > MAX_FRAME {
+        self.send_locked(&mut tx, &mut [], bytes, fds)
+    }
+
+    /// Sends one message that `encode` appends to an empty buffer (and
+    /// whose descriptors it returns). The buffer is this end's own, reused
+    /// from one message to the next: no allocation per message, and a small
+    /// message goes into the ring in one copy with its header.
+    pub(super) fn send_value(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>>,
+    ) -> Result<()> {
+        let mut tx = lock(self.tx.as_ref())?;
+        let mut buf = std::mem::take(&mut tx.buf);
+        buf.clear();
+        buf.extend_from_slice(&[0; HEADER as usize]);
+        let r = encode(&mut buf).and_then(|fds| {
+            let fds = fdpass::borrow_all(&fds);
+            self.send_locked(&mut tx, &mut buf, &[], &fds)
+        });
+        if buf.capacity() <= KEEP {
+            tx.buf = buf;
+        }
+        r
+    }
+
+    /// Sends the message `pre[HEADER..] ++ bytes`; `pre` is empty or
+    /// starts with room for the header, which is written there.
+    fn send_locked(
+        &self,
+        tx: &mut Tx,
+        pre: &mut [u8],
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<()> {
+        let len = (pre.len() + bytes.len()).saturating_sub(pre.len().min(HEADER as usize));
+        if len as u64 > MAX_FRAME {
             return Err(Error::InvalidArgument(format!(
-                "a message of {} bytes is over the limit of {MAX_FRAME}",
-                bytes.len()
+                "a message of {len} bytes is over the limit of {MAX_FRAME}"
             )));
         }
-        self.check_peer(&mut tx)?;
+        self.check_peer(tx)?;
         let ring = self.write_ring();
-        self.reserve(&mut tx, &ring, bytes.len())?;
+        self.reserve(tx, &ring, len)?;
         if !fds.is_empty() {
             side::send_fds(self.sock(), fds)?;
         }
-        let record = Record {
-            len: bytes.len() as u64,
+        let header = Record {
+            len: len as u64,
             nfds: fds.len() as u32,
-        };
-        let r = self.write_record(&ring, &record.encode(), bytes);
+        }
+        .encode();
+        if let Some(room) = pre.get_mut(..HEADER as usize) {
+            room.copy_from_slice(&header);
+        }
+        let r = self.write_record(tx, &ring, &header, pre, bytes);
         tx.peer_gone = matches!(r, Err(Error::Disconnected));
         r
     }
@@ -199,37 +267,79 @@ impl End {
         Ok(())
     }
 
-    /// Writes a header and a body, publishing it in chunks, so that the
-    /// reader copies one while the next is written. The header goes out
-    /// with the first chunk.
-    fn write_record(&self, ring: &Ring<'_>, header: &[u8], mut body: &[u8]) -> Result<()> {
+    /// Writes a record, publishing it in chunks, so that the reader copies
+    /// one while the next is written. The header goes out with the first
+    /// chunk. The record is `header ++ pre[HEADER..] ++ body`, where `pre`
+    /// is empty or starts with the header itself: then a record that fits
+    /// in a chunk goes into the ring in one copy.
+    fn write_record<'a>(
+        &self,
+        tx: &mut Tx,
+        ring: &Ring<'_>,
+        header: &[u8; HEADER as usize],
+        pre: &'a [u8],
+        mut body: &'a [u8],
+    ) -> Result<()> {
         let chunk = ring.chunk();
-        let mut tail = ring.tail();
-        let first = HEADER + body.len().min(chunk) as u32;
-        let mut free = self.space(ring, tail, first)?;
-        ring.write(tail, header);
-        tail = tail.wrapping_add(HEADER);
-        free -= HEADER;
+        // Our own last tail, unless another copy of this end wrote since
+        // (then the ring's own, which `space` checks against `head`).
+        let mut tail = match ring.writer_tail() {
+            t if t == tx.tail => t,
+            _ => ring.tail(),
+        };
+        let mut pre_body = pre.get(HEADER as usize..).unwrap_or(&[]);
+        let total = pre_body.len() + body.len();
+        let first = HEADER + total.min(chunk) as u32;
+        let mut free = self.space(tx, ring, tail, first)?;
+        if pre.len() >= HEADER as usize && pre.len() as u32 <= first.min(free) {
+            // The common small message: header and bytes in one copy.
+            ring.write(tail, pre);
+            tail = tail.wrapping_add(pre.len() as u32);
+            free -= pre.len() as u32;
+            pre_body = &[];
+        } else {
+            ring.write(tail, header);
+            tail = tail.wrapping_add(HEADER);
+            free -= HEADER;
+        }
         loop {
-            let n = body.len().min(chunk).min(free as usize);
-            ring.write(tail, &body[..n]);
-            tail = tail.wrapping_add(n as u32);
-            body = &body[n..];
+            // Bytes of `pre_body` first, then of `body`.
+            let mut room = chunk.min(free as usize);
+            for part in [&mut pre_body, &mut body] {
+                let n = part.len().min(room);
+                if n > 0 {
+                    ring.write(tail, &part[..n]);
+                }
+                tail = tail.wrapping_add(n as u32);
+                *part = &part[n..];
+                room -= n;
+            }
             ring.publish_tail(tail);
+            tx.tail = tail;
             if ring.take_armed() {
                 side::send_wake(self.sock());
             }
-            if body.is_empty() {
+            let left = pre_body.len() + body.len();
+            if left == 0 {
                 return Ok(());
             }
-            free = self.space(ring, tail, body.len().min(chunk) as u32)?;
+            free = self.space(tx, ring, tail, left.min(chunk) as u32)?;
         }
     }
 
     /// Waits until `need` bytes are free after `tail`; the bytes free.
-    fn space(&self, ring: &Ring<'_>, tail: u32, need: u32) -> Result<u32> {
+    /// Trusts the space it saw free last time while nobody else wrote.
+    fn space(&self, tx: &mut Tx, ring: &Ring<'_>, tail: u32, need: u32) -> Result<u32> {
+        let free = tx.limit.wrapping_sub(tail);
+        if tail == tx.tail && (need..=ring.cap()).contains(&free) {
+            return Ok(free);
+        }
         match ring.wait_space(tail, need, self.peer(false))? {
-            Waited::Ready(free) => Ok(free),
+            Waited::Ready(free) => {
+                tx.tail = tail;
+                tx.limit = tail.wrapping_add(free);
+                Ok(free)
+            }
             Waited::Timeout | Waited::PeerGone => Err(Error::Disconnected),
         }
     }
@@ -239,9 +349,33 @@ impl End {
     /// peer goes away).
     pub(super) fn recv(&self, deadline: Option<Instant>, dst: Dst<'_>) -> Result<Message> {
         let mut rx = lock(self.rx.as_ref())?;
+        self.recv_locked(&mut rx, deadline, dst)
+    }
+
+    /// Receives one message and gives its bytes and descriptors to `f`
+    /// (which decodes them). A message of at most [`KEEP`] bytes lands in
+    /// this end's reused buffer: no allocation per message.
+    pub(super) fn recv_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
+        let mut rx = lock(self.rx.as_ref())?;
+        let buf = std::mem::take(&mut rx.buf);
+        let m = self.recv_locked(&mut rx, deadline, Dst::Reuse(buf, KEEP))?;
+        let bytes = m.bytes.unwrap_or_default();
+        let r = f(&bytes, m.fds);
+        if bytes.capacity() <= KEEP {
+            rx.buf = bytes;
+        }
+        r
+    }
+
+    fn recv_locked(&self, rx: &mut Rx, deadline: Option<Instant>, dst: Dst<'_>) -> Result<Message> {
         let ring = self.read_ring();
         let look = rx.look_first(self);
-        let used = rx.note(self.data(&ring, HEADER, deadline, look))?;
+        let r = self.data(rx, &ring, HEADER, deadline, look);
+        let used = rx.note(r)?;
         let mut head = ring.head();
         let mut header = [0u8; HEADER as usize];
         ring.read(head, &mut header);
@@ -254,7 +388,8 @@ impl End {
         let len = usize::try_from(record.len)
             .map_err(|_| Error::Protocol(format!("a message of {} bytes", record.len)))?;
         let mut sink = Sink::new(dst, len);
-        rx.note(self.read_body(&ring, head, used - HEADER, len, &mut sink))?;
+        let r = self.read_body(rx, &ring, head, used - HEADER, len, &mut sink);
+        rx.note(r)?;
         sink.finish(len, fds)
     }
 
@@ -262,6 +397,7 @@ impl End {
     /// published, freeing space as it goes.
     fn read_body(
         &self,
+        rx: &mut Rx,
         ring: &Ring<'_>,
         mut head: u32,
         mut used: u32,
@@ -281,21 +417,30 @@ impl End {
                 return Ok(());
             }
             if used == 0 {
-                used = self.data(ring, 1, None, false)?;
+                used = self.data(rx, ring, 1, None, false)?;
             }
         }
     }
 
     /// Waits until `need` bytes are published; the bytes published.
+    /// Trusts the tail it saw last while the reader is behind it.
     fn data(
         &self,
+        rx: &mut Rx,
         ring: &Ring<'_>,
         need: u32,
         deadline: Option<Instant>,
         look: bool,
     ) -> Result<u32> {
+        let used = rx.avail.wrapping_sub(ring.head());
+        if (need..=ring.cap()).contains(&used) {
+            return Ok(used);
+        }
         match ring.wait_data(need, deadline, self.peer(look))? {
-            Waited::Ready(used) => Ok(used),
+            Waited::Ready(used) => {
+                rx.avail = ring.head().wrapping_add(used);
+                Ok(used)
+            }
             Waited::Timeout => Err(Error::Timeout),
             Waited::PeerGone => Err(Error::Disconnected),
         }
@@ -317,7 +462,7 @@ impl End {
 
     /// Prepares a wait on the socket; `true` if a message is there already.
     pub(super) fn arm(&self) -> bool {
-        let Some(Ok(mut rx)) = self.rx.as_ref().map(Mutex::try_lock) else {
+        let Some(Some(mut rx)) = self.rx.as_ref().map(TurnLock::try_lock) else {
             return false;
         };
         if rx.inbox.drain(self.sock()).is_err() {
@@ -351,7 +496,9 @@ impl Drop for End {
     }
 }
 
-fn lock<T>(m: Option<&Mutex<T>>) -> Result<MutexGuard<'_, T>> {
+/// One thread at a time per direction (keeps messages whole): a lock whose
+/// uncontended release is a plain store (see [`TurnLock`]).
+fn lock<T>(m: Option<&TurnLock<T>>) -> Result<TurnGuard<'_, T>> {
     let m = m.ok_or(Error::InvalidState("wrong direction for this connection"))?;
-    Ok(m.lock().unwrap_or_else(|e| e.into_inner()))
+    Ok(m.lock())
 }

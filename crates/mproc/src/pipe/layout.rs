@@ -7,7 +7,7 @@
 //! ```text
 //! offset             size   contents
 //! 0                  128    region header (below)
-//! 128 + 384 * r      384    control block of ring r (see `ring.rs`)
+//! 128 + 512 * r      512    control block of ring r (see `ring.rs`)
 //! 4096 + cap * r     cap    data of ring r
 //! ```
 //!
@@ -41,7 +41,7 @@ use crate::sys::shm::{reserve, SharedRegion};
 /// "mprg": a pipe region.
 pub(super) const MAGIC: u32 = u32::from_le_bytes(*b"mprg");
 /// The layout's version.
-pub(super) const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 2;
 /// Bytes per ring in the pipes this process creates. Rings from 256 KiB to
 /// 1 MiB measured the same; every page of a ring becomes resident once the
 /// indices have gone round, so the smaller the better.
@@ -53,8 +53,8 @@ const RINGS_AT: usize = 8;
 const CAP_AT: usize = 12;
 const CLOSES_AT: usize = 16;
 const CONTROL_AT: usize = 128;
-/// Bytes of one ring's control block: three 128-byte lines.
-pub(super) const CONTROL_LEN: usize = 384;
+/// Bytes of one ring's control block: four 128-byte lines.
+pub(super) const CONTROL_LEN: usize = 512;
 const DATA_AT: usize = 4096;
 const MIN_CAP: u32 = 4096;
 const MAX_CAP: u32 = 1 << 30;

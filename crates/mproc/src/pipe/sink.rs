@@ -16,6 +16,9 @@ pub(super) enum Dst<'b> {
     Vec,
     /// Into this buffer if it fits (else into a new vector).
     Buf(&'b mut [u8]),
+    /// Into this vector (cleared first) if the message has at most this
+    /// many bytes (else into a new vector).
+    Reuse(Vec<u8>, usize),
 }
 
 /// A received message.
@@ -40,6 +43,13 @@ impl<'b> Sink<'b> {
     pub(super) fn new(dst: Dst<'b>, len: usize) -> Self {
         match dst {
             Dst::Buf(buf) if buf.len() >= len => Sink::Buf(&mut buf[..len]),
+            Dst::Reuse(mut v, keep) if len <= keep => {
+                v.clear();
+                match v.try_reserve(len) {
+                    Ok(()) => Sink::Vec(v),
+                    Err(_) => Sink::Discard,
+                }
+            }
             _ => {
                 let mut v = Vec::new();
                 match v.try_reserve_exact(len) {

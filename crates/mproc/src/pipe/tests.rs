@@ -169,3 +169,103 @@ fn a_writer_blocked_on_a_full_ring_sees_the_reader_close() {
         assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
     });
 }
+
+/// Pod slices whose bytes straddle the end of a 4 KiB ring, at every
+/// offset of a record's start: they come out whole, straight into the
+/// caller's buffer.
+#[test]
+fn pod_slices_wrap_around_the_end_of_the_ring() {
+    let (a, b) = small::<()>();
+    let mut out = vec![0u64; 600];
+    let mut seed = 1u64;
+    for round in 0..200usize {
+        // 1 to 499 items: records of 24 to 4008 bytes, so the ring's end
+        // falls inside most of them, at a different place each time.
+        let n = 1 + (round * 37) % 499;
+        let items: Vec<u64> = (0..n as u64).map(|i| seed.wrapping_mul(i + 1)).collect();
+        a.send_pod(&items).unwrap();
+        assert_eq!(b.recv_pod_into(&mut out).unwrap(), n, "round {round}");
+        assert_eq!(&out[..n], &items[..], "round {round}");
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    let end = b.end.as_ref().unwrap();
+    let ring = end.shared().ring(end.id());
+    assert!(ring.tail() > 10 * 4096, "the ring went round many times");
+}
+
+/// A pod message larger than the ring streams through it into the
+/// caller's buffer while the writer fills the next chunks.
+#[test]
+fn a_pod_message_larger_than_the_ring_streams_into_the_buffer() {
+    let (a, b) = small::<()>();
+    let items: Vec<u32> = (0..100_003).collect();
+    let mut out = vec![0u32; 200_000];
+    std::thread::scope(|s| {
+        s.spawn(|| a.send_pod(&items).unwrap());
+        assert_eq!(b.recv_pod_into(&mut out).unwrap(), items.len());
+    });
+    assert_eq!(&out[..items.len()], &items[..]);
+}
+
+#[test]
+fn a_short_buffer_or_a_ragged_message_is_a_typed_error() {
+    let (a, b) = small::<()>();
+    a.send_pod(&[1u16, 2, 3, 4, 5]).unwrap();
+    a.send_bytes(&[9; 7]).unwrap();
+    a.send_pod(&[6u16]).unwrap();
+    let mut out = [0u16; 4];
+    match b.recv_pod_into(&mut out) {
+        Err(Error::BufferTooShort { message }) => {
+            let items: Vec<u16> = message
+                .chunks_exact(2)
+                .map(bytemuck::pod_read_unaligned)
+                .collect();
+            assert_eq!(items, [1, 2, 3, 4, 5]);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        b.recv_pod_into(&mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(b.recv_pod_into(&mut out).unwrap(), 1, "the next message");
+    assert_eq!(out[0], 6);
+    assert!(matches!(
+        b.recv_pod_into::<()>(&mut []),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// Another copy of an end (as in another process) that sent or received
+/// in between: each copy's hints about the other side's index must not
+/// make it overwrite unread bytes or read stale ones.
+#[test]
+fn copies_of_an_end_take_turns_without_trusting_stale_hints() {
+    let (a, b) = small::<u32>();
+    let copy = |c: &Connection<u32>| {
+        let frame = codec::encode(c).unwrap();
+        codec::decode::<Connection<u32>>(&frame.bytes, frame.fds).unwrap()
+    };
+    let (a2, b2) = (copy(&a), copy(&b));
+    let mut next_sent = 0u32;
+    let mut next_recv = 0u32;
+    for round in 0..300u32 {
+        // Unequal turns, with messages of several sizes, so that each
+        // copy's last view of the ring is out of date when it acts.
+        let writer = if round % 3 == 0 { &a2 } else { &a };
+        for _ in 0..(1 + round % 3) {
+            writer.send(&next_sent).unwrap();
+            writer
+                .send_bytes(&vec![next_sent as u8; (round as usize * 97) % 600])
+                .unwrap();
+            next_sent += 1;
+        }
+        let reader = if round % 2 == 0 { &b2 } else { &b };
+        while next_recv < next_sent {
+            assert_eq!(reader.recv().unwrap(), next_recv);
+            let bytes = reader.recv_bytes().unwrap();
+            assert_eq!(bytes, vec![next_recv as u8; (round as usize * 97) % 600]);
+            next_recv += 1;
+        }
+    }
+}
