@@ -11,32 +11,32 @@
 
 /// A `debug` event (see the module).
 macro_rules! debug_event {
-    ($($t:tt)*) => {
+    ($($t:tt)*) => {{
         #[cfg(feature = "tracing")]
         {
             ::tracing::debug!($($t)*);
         }
-    };
+    }};
 }
 
 /// An `info` event (see the module).
 macro_rules! info_event {
-    ($($t:tt)*) => {
+    ($($t:tt)*) => {{
         #[cfg(feature = "tracing")]
         {
             ::tracing::info!($($t)*);
         }
-    };
+    }};
 }
 
 /// A `warn` event (see the module).
 macro_rules! warn_event {
-    ($($t:tt)*) => {
+    ($($t:tt)*) => {{
         #[cfg(feature = "tracing")]
         {
             ::tracing::warn!($($t)*);
         }
-    };
+    }};
 }
 
 /// A `debug` span entered until the end of the enclosing scope.

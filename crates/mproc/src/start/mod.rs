@@ -36,6 +36,7 @@ pub(crate) use fork::{on_fork, ForkHook};
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::codec::Frame;
+use crate::observe::{debug_event, warn_event};
 use crate::error::{Error, Result};
 use crate::identity::ProcessInfo;
 use crate::sys::fdpass;
@@ -92,6 +93,28 @@ pub(crate) trait Payload: Send {
 /// Starts a child that will be `me`, apply `settings` and run `payload`,
 /// with `method`. The only place that chooses by start method.
 pub(crate) fn start(
+    method: StartMethod,
+    payload: Box<dyn Payload>,
+    me: ProcessInfo,
+    settings: Settings,
+    want_result: bool,
+) -> Result<Started> {
+    #[cfg(feature = "tracing")]
+    let began = std::time::Instant::now();
+    let r = start_by(method, payload, me, settings, want_result);
+    match &r {
+        Ok(_started) => debug_event!(
+            method = ?method,
+            pid = _started.pid,
+            took_us = began.elapsed().as_micros() as u64,
+            "process started"
+        ),
+        Err(_e) => warn_event!(method = ?method, error = %_e, "process could not start"),
+    }
+    r
+}
+
+fn start_by(
     method: StartMethod,
     payload: Box<dyn Payload>,
     me: ProcessInfo,
