@@ -238,14 +238,20 @@ fn holders_killed_inside_lose_no_finished_increment() {
         let record = RawArray::<u64>::new(SLOTS + WORKERS).unwrap();
         let mut workers: Vec<Process> = (0..WORKERS).map(|i| worker(&lock, &record, i)).collect();
         for _ in 0..KILLS {
-            assert!(progresses(&record, 50), "round {round} (seed {seed:#x}): no progress");
+            assert!(
+                progresses(&record, 50),
+                "round {round} (seed {seed:#x}): no progress"
+            );
             std::thread::sleep(Duration::from_micros(rng.below(2_000)));
             let i = rng.below(WORKERS as u64) as usize;
             let victim = std::mem::replace(&mut workers[i], worker(&lock, &record, i));
             stop(victim);
             kills += 1;
         }
-        assert!(progresses(&record, 50), "round {round} (seed {seed:#x}): no progress at the end");
+        assert!(
+            progresses(&record, 50),
+            "round {round} (seed {seed:#x}): no progress at the end"
+        );
         workers.into_iter().for_each(stop);
         // Every holder is dead now; take the lock over and check.
         let died = match lock.lock() {
@@ -265,10 +271,164 @@ fn holders_killed_inside_lose_no_finished_increment() {
         }
         recoveries += record.get(RECOVERIES).unwrap() + u64::from(died);
         let sum: u64 = (0..WORKERS).map(|i| record.get(SLOTS + i).unwrap()).sum();
-        assert_eq!(record.get(VIOLATIONS).unwrap(), 0, "round {round}: two inside at once");
-        assert_eq!(record.get(TOTAL).unwrap(), sum, "round {round}: increments lost");
+        assert_eq!(
+            record.get(VIOLATIONS).unwrap(),
+            0,
+            "round {round}: two inside at once"
+        );
+        assert_eq!(
+            record.get(TOTAL).unwrap(),
+            sum,
+            "round {round}: increments lost"
+        );
         assert!(!lock.is_locked_now(), "round {round}: the lock stays held");
     }
-    assert!(recoveries > 0, "no kill landed inside the lock in {kills} kills");
-    assert!(recoveries <= kills + rounds, "more owner deaths ({recoveries}) than kills ({kills})");
+    assert!(
+        recoveries > 0,
+        "no kill landed inside the lock in {kills} kills"
+    );
+    assert!(
+        recoveries <= kills + rounds,
+        "more owner deaths ({recoveries}) than kills ({kills})"
+    );
+}
+
+// ------------------------------------------------ the woken waiter killed
+
+/// Pins the calling process to `cpu`.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: a zeroed `cpu_set_t` is an empty set; `CPU_SET` writes inside
+    // it; `sched_setaffinity` reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Events of the woken-waiter scenario.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Scene {
+    lock: Lock,
+    held: mproc::Event,
+    go: mproc::Event,
+    retaken: mproc::Event,
+    go2: mproc::Event,
+    got: mproc::Event,
+    /// 1 while the hog runs; the test sets 2 to stop it.
+    hog: RawValue<u32>,
+}
+
+/// Holds the lock; on `go` releases it and at once tries to take it back
+/// (the fast path that marks no waiter); releases it on `go2`.
+fn scene_holder(s: Scene) {
+    assert!(pin(0));
+    s.lock.acquire().unwrap();
+    s.held.set();
+    s.go.wait().unwrap();
+    s.lock.release().unwrap();
+    let again = s.lock.try_acquire().unwrap();
+    s.retaken.set();
+    s.go2.wait().unwrap();
+    if again {
+        s.lock.release().unwrap();
+    }
+}
+
+/// A waiter on CPU 1: the one the unlock wakes first (it slept first).
+fn scene_victim(s: Scene) {
+    assert!(pin(1));
+    s.lock.acquire().unwrap();
+    s.lock.release().unwrap();
+}
+
+/// The waiter that must not be left asleep.
+fn scene_survivor(s: Scene) {
+    assert!(pin(0));
+    s.lock.acquire().unwrap();
+    s.got.set();
+    s.lock.release().unwrap();
+}
+
+/// Keeps CPU 1 from the victim: a real-time spinner (bounded to 5 s).
+fn scene_hog(s: Scene) -> bool {
+    if !pin(1) {
+        return false;
+    }
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid `sched_param` for the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return false;
+    }
+    s.hog.set(1);
+    let t = Instant::now();
+    while s.hog.get() != 2 && t.elapsed() < Duration::from_secs(5) {
+        std::hint::spin_loop();
+    }
+    true
+}
+
+fn asleep_on_a_futex(p: &Process) -> bool {
+    let pid = p.pid().expect("started");
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("futex"))
+}
+
+/// The lost wake-up, made to happen: two waiters sleep; the holder
+/// releases and retakes the lock at once, while the waiter its unlock woke
+/// cannot run (a real-time spinner holds its CPU) and is then SIGKILLed.
+/// A lock that wakes one sleeper per unlock (glibc's robust mutex did)
+/// left the other waiter asleep for ever after (or, with naps, for a
+/// nap); it must get the lock.
+#[test]
+fn a_waiter_killed_as_it_is_woken_takes_no_wake_up_with_it() {
+    let _g = common::exclusive();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: needs 2 CPUs");
+        return;
+    }
+    let scene = Scene {
+        lock: Lock::new().unwrap(),
+        held: mproc::Event::new().unwrap(),
+        go: mproc::Event::new().unwrap(),
+        retaken: mproc::Event::new().unwrap(),
+        go2: mproc::Event::new().unwrap(),
+        got: mproc::Event::new().unwrap(),
+        hog: RawValue::new(0).unwrap(),
+    };
+    let start = |f: fn(Scene)| {
+        let mut p = Process::new(f, scene.clone()).daemon(true);
+        p.start().unwrap();
+        p
+    };
+    let mut holder = start(scene_holder);
+    assert!(scene.held.wait_timeout(GUARD).unwrap());
+    let victim = start(scene_victim);
+    assert!(common::eventually(GUARD, || asleep_on_a_futex(&victim)));
+    let mut survivor = start(scene_survivor);
+    assert!(common::eventually(GUARD, || asleep_on_a_futex(&survivor)));
+    let mut hog = Process::new(scene_hog, scene.clone()).daemon(true);
+    hog.start().unwrap();
+    if !common::eventually(GUARD, || scene.hog.get() == 1 || !hog.is_alive())
+        || scene.hog.get() != 1
+    {
+        eprintln!("skipped: cannot run a real-time spinner on CPU 1");
+        scene.hog.set(2);
+        [victim, survivor, hog, holder].into_iter().for_each(stop);
+        return;
+    }
+    scene.go.set();
+    assert!(scene.retaken.wait_timeout(GUARD).unwrap());
+    victim.kill().unwrap();
+    scene.hog.set(2);
+    assert!(hog.join_timeout(GUARD).unwrap());
+    stop(victim);
+    scene.go2.set();
+    let got = scene.got.wait_timeout(GUARD).unwrap();
+    assert!(holder.join_timeout(GUARD).unwrap());
+    if !got {
+        let _ = survivor.kill();
+    }
+    assert!(survivor.join_timeout(GUARD).unwrap());
+    assert!(got, "the surviving waiter was left asleep");
 }

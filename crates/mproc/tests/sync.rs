@@ -162,7 +162,10 @@ fn killed_holder_is_reported() {
         Err(LockError::OwnerDied(g)) => g,
         other => panic!("expected OwnerDied, got {other:?}"),
     };
-    assert!(rlock.is_locked(), "the guard of an owner death holds the lock");
+    assert!(
+        rlock.is_locked(),
+        "the guard of an owner death holds the lock"
+    );
     thread::scope(|s| {
         let other = s.spawn(|| rlock.try_acquire().unwrap()).join().unwrap();
         assert!(!other, "another thread got a lock the guard holds");
