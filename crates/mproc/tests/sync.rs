@@ -162,9 +162,89 @@ fn killed_holder_is_reported() {
         Err(LockError::OwnerDied(g)) => g,
         other => panic!("expected OwnerDied, got {other:?}"),
     };
+    assert!(
+        rlock.is_locked(),
+        "the guard of an owner death holds the lock"
+    );
+    thread::scope(|s| {
+        let other = s.spawn(|| rlock.try_acquire().unwrap()).join().unwrap();
+        assert!(!other, "another thread got a lock the guard holds");
+    });
     drop(guard);
     assert!(!rlock.is_locked(), "the dead owner's levels are gone");
     let _clean = rlock.lock().unwrap();
+}
+
+fn hold_value_forever((value, held, never): (mproc::Value<u64>, Event, Event)) {
+    let mut guard = value.lock().unwrap();
+    *guard = 7;
+    held.set();
+    never.wait().unwrap();
+}
+
+/// `lock()` after an owner death gives a guard that holds the lock (it
+/// used to release it on the way out), for a `Lock` and a `Value`.
+#[test]
+fn the_guard_of_an_owner_death_holds_the_lock() {
+    let (held, never) = (Event::new().unwrap(), Event::new().unwrap());
+    let value = mproc::Value::new(0u64).unwrap();
+    let mut p = Process::new(hold_value_forever, (value.clone(), held.clone(), never));
+    start(&mut p);
+    assert!(held.wait_timeout(GENEROUS).unwrap());
+    p.kill().unwrap();
+    p.join().unwrap();
+    let guard = match value.lock() {
+        Err(LockError::OwnerDied(g)) => g,
+        other => panic!("expected OwnerDied, got {other:?}"),
+    };
+    assert_eq!(*guard, 7);
+    assert!(value.get_lock().is_locked());
+    thread::scope(|s| {
+        let other = s
+            .spawn(|| value.get_lock().try_acquire().unwrap())
+            .join()
+            .unwrap();
+        assert!(!other, "another thread got the value's lock");
+    });
+    drop(guard);
+    assert!(!value.get_lock().is_locked());
+}
+
+fn lock_and_die((lock, held): (Lock, Event)) {
+    std::mem::forget(lock.lock().unwrap());
+    held.set();
+    // Ends without releasing: the thread is gone, the lock is not.
+}
+
+/// A holder that ended holding the lock is seen dead by `try_acquire` and
+/// by a timed acquisition alone (nobody blocks forever), and even before
+/// it is reaped (a zombie: its parent is this thread, which has not joined
+/// it yet).
+#[test]
+fn a_dead_holder_is_seen_by_try_and_timed_acquisitions_before_its_reaping() {
+    mproc::set_fork_warning(false);
+    for timed in [false, true] {
+        let lock = Lock::new().unwrap();
+        let held = Event::new().unwrap();
+        let mut p = Process::new(lock_and_die, (lock.clone(), held.clone()))
+            .start_method(StartMethod::Fork);
+        start(&mut p);
+        assert!(held.wait_timeout(GENEROUS).unwrap());
+        let deadline = Instant::now() + GENEROUS;
+        let got = loop {
+            let r = match timed {
+                false => lock.try_acquire(),
+                true => lock.acquire_timeout(Duration::from_millis(5)),
+            };
+            match r {
+                Ok(false) if Instant::now() < deadline => thread::yield_now(),
+                other => break other,
+            }
+        };
+        assert!(matches!(got, Err(LockError::OwnerDied(true))), "{got:?}");
+        lock.release().unwrap();
+        join_ok(&mut p);
+    }
 }
 
 // ---------------------------------------------------------------- Semaphore

@@ -60,6 +60,7 @@ macro_rules! shared_lock {
                 self.mutex()
             }
 
+            #[inline]
             fn guard(&self, timeout: Option<Duration>) -> LockResult<Option<LockGuard<'_>>> {
                 match timeout {
                     None => self.lock().map(Some).map_err(|e| e.map_owner(Some)),

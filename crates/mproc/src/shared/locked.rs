@@ -123,6 +123,7 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
 
     /// A guard over all the cells, waiting `timeout` (`None`: forever; zero:
     /// only trying).
+    #[inline]
     pub(crate) fn guard(&self, timeout: Option<Duration>) -> LockResult<Option<SliceGuard<'_, T>>> {
         let (g, died) = match self.acquire(timeout) {
             Ok(Some(held)) => held,
@@ -146,6 +147,7 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
     /// Takes the lock: the guard and whether the previous owner died. A
     /// dead owner's borrow (a guard of a thread of this process that died
     /// holding it) ends with it.
+    #[inline]
     fn acquire(&self, timeout: Option<Duration>) -> Result<Option<(LockGuard<'_>, bool)>> {
         match self.lock.guard(timeout) {
             Ok(g) => Ok(g.map(|g| (g, false))),

@@ -1,4 +1,4 @@
-//! `Lock` and `RLock`: robust locks in shared memory.
+//! `Lock` and `RLock`: locks in shared memory that survive their owner's death.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -95,6 +95,7 @@ impl LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = self.mutex.release();
     }
@@ -107,6 +108,7 @@ impl std::fmt::Debug for LockGuard<'_> {
 }
 
 /// Converts an acquisition outcome into a guard outcome.
+#[inline]
 fn guard(mutex: &SharedMutex, r: LockResult<bool>) -> LockResult<Option<LockGuard<'_>>> {
     match r {
         Ok(got) => Ok(got.then(|| LockGuard::new(mutex))),
@@ -155,6 +157,7 @@ macro_rules! lock_api {
             /// lock.release()?;
             /// # Ok::<(), mproc::Error>(())
             /// ```
+            #[inline]
             pub fn acquire(&self) -> LockResult<()> {
                 self.mutex
                     .acquire(None)
@@ -174,6 +177,7 @@ macro_rules! lock_api {
             /// lock.release()?;
             /// # Ok::<(), mproc::Error>(())
             /// ```
+            #[inline]
             pub fn try_acquire(&self) -> LockResult<bool> {
                 self.mutex.acquire(Some(Duration::ZERO))
             }
@@ -207,6 +211,7 @@ macro_rules! lock_api {
             /// lock.release()?;
             /// # Ok::<(), mproc::Error>(())
             /// ```
+            #[inline]
             pub fn release(&self) -> Result<()> {
                 self.mutex.release()
             }
@@ -225,10 +230,15 @@ macro_rules! lock_api {
             /// assert!(!lock.is_locked());
             /// # Ok::<(), mproc::Error>(())
             /// ```
+            #[inline]
             pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+                // The guard of an owner-death acquisition moves into the
+                // error: dropping it (and making another) would release the
+                // lock the caller is told it holds.
+                const HELD: &str = "a blocking acquire returns with the lock";
                 match guard(&self.mutex, self.mutex.acquire(None)) {
-                    Ok(g) => Ok(g.expect("a blocking acquire returns with the lock")),
-                    Err(e) => Err(map_err(e, ()).map_owner(|()| LockGuard::new(&self.mutex))),
+                    Ok(g) => Ok(g.expect(HELD)),
+                    Err(e) => Err(e.map_owner(|g| g.expect(HELD))),
                 }
             }
 

@@ -1,7 +1,8 @@
 //! Synchronisation primitives in shared memory.
 //!
-//! `Lock` and `RLock` are glibc's robust process-shared mutexes (the kernel
-//! tells the next acquirer that a holder died). The others are words in a
+//! `Lock` and `RLock` are mutexes whose word names the owning thread
+//! (`sys::robust`): the next acquirer notices a holder that died. The
+//! others are words in a
 //! shared block of their own, woken through futexes with the spin-then-sleep
 //! protocol of [`crate::sys::futex`]; each file opens with a table of its
 //! shared words.
@@ -9,7 +10,7 @@
 //! | file           | what                                                     |
 //! |----------------|----------------------------------------------------------|
 //! | `mod.rs`       | the futex helpers the primitives share                   |
-//! | `mutex.rs`     | `SharedMutex`: the robust mutex `Lock` and `RLock` are made of |
+//! | `mutex.rs`     | `SharedMutex`: the owner-tracking mutex `Lock` and `RLock` are made of |
 //! | `lock.rs`      | `Lock`, `RLock` and their guard                          |
 //! | `poison.rs`    | `LockError`, `LockResult`, `Recover`: a holder that died |
 //! | `condition.rs` | `Condition` over a `Lock` or an `RLock`                  |

@@ -1,23 +1,19 @@
-//! The core both `Lock` and `RLock` are made of: a robust, process-shared
-//! mutex in its own shared block.
+//! The core both `Lock` and `RLock` are made of: a process-shared mutex
+//! that knows its owner (`sys::robust`), in its own shared block.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::deadline_after;
 use super::poison::{LockError, LockResult};
 use crate::error::Error;
 use crate::shm::block::{ShmBlock, ShmSafe};
 use crate::sys::robust::{Locked, RobustMutex};
 
 #[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: a `pthread_mutex_t` is plain bytes (any pattern is a value glibc
-                      // can be handed, zeros are a default mutex) used only through glibc.
+                      // SAFETY: three atomics; every bit pattern is a valid state.
 unsafe impl ShmSafe for RobustMutex {}
-
-/// The longest a blocked acquisition sleeps before it tries again (see
-/// [`SharedMutex::lock_napping`]).
-const NAP: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -25,12 +21,14 @@ pub(crate) struct SharedMutex {
     block: ShmBlock<RobustMutex>,
 }
 
-fn failed<G>(context: &'static str) -> impl FnOnce(std::io::Error) -> LockError<G> {
-    move |e| match e.raw_os_error() {
-        Some(libc::EDEADLK) => LockError::Failed(Error::InvalidState(
-            "deadlock: the calling thread already holds this lock",
-        )),
-        _ => LockError::Failed(Error::io(context)(e)),
+#[cold]
+fn failed(context: &'static str, e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EDEADLK) => {
+            Error::InvalidState("deadlock: the calling thread already holds this lock")
+        }
+        Some(libc::EAGAIN) => Error::InvalidState("an RLock re-entered too many times"),
+        _ => Error::io(context)(e),
     }
 }
 
@@ -43,10 +41,7 @@ impl SharedMutex {
     /// `Value` keeps the data its own lock guards).
     pub(crate) fn with_data(recursive: bool, data_len: usize) -> crate::Result<Self> {
         let block = ShmBlock::<RobustMutex>::create("mproc-lock", data_len)?;
-        block
-            .header()
-            .init(recursive)
-            .map_err(Error::io("cannot initialise a lock"))?;
+        block.header().init(recursive);
         Ok(SharedMutex { block })
     }
 
@@ -61,57 +56,30 @@ impl SharedMutex {
 
     /// Takes the mutex: `Ok(true)` acquired, `Ok(false)` timed out (or busy,
     /// for a zero timeout). `timeout: None` waits forever.
+    ///
+    /// No acquisition relies on a single wake-up (see `sys::robust`): an
+    /// unlock wakes every sleeper, and sleepers nap, so a waiter or a holder
+    /// killed at any point cannot leave the others asleep.
+    #[inline]
     pub(crate) fn acquire(&self, timeout: Option<Duration>) -> LockResult<bool> {
         let r = match timeout {
+            None => self.raw().lock(None),
             // A try by the holder of a non-re-entrant lock: busy, as for
-            // anyone else (glibc says EDEADLK).
-            Some(t) if t.is_zero() => match self.raw().try_lock() {
-                Err(e) if e.raw_os_error() == Some(libc::EDEADLK) => Ok(None),
-                r => r,
-            },
-            Some(t) => self.lock_napping(Some(Instant::now() + t)),
-            None => self.lock_napping(None),
+            // anyone else.
+            Some(t) if t.is_zero() => self.raw().try_lock(),
+            Some(t) => self.raw().lock(deadline_after(t)),
         };
-        match r.map_err(failed("cannot acquire a lock"))? {
-            None => Ok(false),
-            Some(Locked::Clean) => Ok(true),
-            Some(Locked::OwnerDied) => Err(LockError::OwnerDied(true)),
+        match r {
+            Ok(Some(Locked::Clean)) => Ok(true),
+            Ok(None) => Ok(false),
+            Ok(Some(Locked::OwnerDied)) => Err(LockError::OwnerDied(true)),
+            Err(e) => Err(LockError::Failed(failed("cannot acquire a lock", e))),
         }
     }
 
-    /// A blocking lock that never relies on a wake-up: a `trylock`, then
-    /// timed locks of at most [`NAP`] until `deadline`.
-    ///
-    /// glibc's robust mutex wakes one sleeper on unlock. If that sleeper is
-    /// being killed (SIGKILL) the wake dies with it, and the kernel's exit
-    /// handling makes up for it only when the lock is still free, which it
-    /// rarely is: the unlocker retakes it by the fast path, which does not
-    /// mark waiters. The other waiters would then sleep until their
-    /// deadline, or forever. Each new timed attempt marks the lock as waited
-    /// on again, so a lost wake costs at most one nap.
-    fn lock_napping(&self, deadline: Option<Instant>) -> std::io::Result<Option<Locked>> {
-        if let Some(locked) = self.raw().try_lock()? {
-            return Ok(Some(locked));
-        }
-        loop {
-            let nap = Instant::now() + NAP;
-            let until = deadline.map_or(nap, |d| d.min(nap));
-            if let Some(locked) = self.raw().lock(Some(until))? {
-                return Ok(Some(locked));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-        }
-    }
-
+    #[inline]
     pub(crate) fn release(&self) -> crate::Result<()> {
-        self.raw().unlock().map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM) => {
-                Error::InvalidState("release of a lock the calling thread does not hold")
-            }
-            _ => Error::io("cannot release a lock")(e),
-        })
+        self.raw().unlock().map_err(not_held)
     }
 
     pub(crate) fn is_locked(&self) -> bool {
@@ -127,20 +95,10 @@ impl SharedMutex {
     }
 
     /// Releases every level the calling thread holds (one for a `Lock`,
-    /// the recursion depth for an `RLock`) and returns how many.
-    ///
-    /// glibc keeps the depth of a recursive mutex; rather than read its
-    /// private fields, unlock until unlocking fails with `EPERM` (the caller
-    /// no longer owns it). Call only while [`held_by_caller`](Self::held_by_caller).
+    /// the recursion depth for an `RLock`) and returns how many. Call only
+    /// while [`held_by_caller`](Self::held_by_caller).
     pub(crate) fn release_all(&self) -> crate::Result<u32> {
-        let mut levels = 0u32;
-        loop {
-            match self.raw().unlock() {
-                Ok(()) => levels += 1,
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(levels),
-                Err(e) => return Err(Error::io("cannot release a lock")(e)),
-            }
-        }
+        self.raw().unlock_all().map_err(not_held)
     }
 
     /// Takes the mutex again `levels` times (at least once), as
@@ -153,10 +111,17 @@ impl SharedMutex {
             Err(LockError::OwnerDied(_)) => true,
             Err(LockError::Failed(e)) => return Err(LockError::Failed(e)),
         };
-        for _ in 1..levels {
-            // Re-entrant acquisitions of a mutex the caller holds.
-            self.acquire(None).map_err(|e| e.map_owner(drop))?;
-        }
+        self.raw().set_levels(levels);
         super::poison::with_outcome(died, ())
+    }
+}
+
+#[cold]
+fn not_held(e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            Error::InvalidState("release of a lock the calling thread does not hold")
+        }
+        _ => Error::io("cannot release a lock")(e),
     }
 }

@@ -13,7 +13,7 @@
 //! | `shm.rs`       | `SharedRegion`: a `memfd` mapped `MAP_SHARED`           |
 //! | `posix_shm.rs` | named POSIX shared memory (`/dev/shm`)                  |
 //! | `futex.rs`     | futex wait and wake on shared words                     |
-//! | `robust.rs`    | process-shared robust mutexes                           |
+//! | `robust.rs`    | process-shared mutexes that notice their owner's death  |
 //! | `fdpass.rs`    | frames with descriptors on a Unix socket (`SCM_RIGHTS`) |
 
 pub(crate) mod fdpass;
