@@ -30,20 +30,14 @@ impl Drop for Held<'_> {
 /// Takes `m` within `wait`. An owner that died holding it is not an error:
 /// the caller repairs what the dead holder may have left half done.
 ///
-/// A wait for the lock is cut into naps of at most [`NAP`] (one
-/// `pthread_mutex_timedlock` each; `SharedMutex` naps itself), because
-/// glibc's robust mutex can lose the wake-up of a waiter: its unlock
-/// clears the lock word and wakes **one** sleeper (`FUTEX_WAKE`, 1). If
-/// that sleeper was SIGKILLed and has not yet left the futex queue, the
-/// wake is spent on a dying process; the kernel makes up for it at the exit
-/// only if the lock word is still free then (`handle_futex_death`,
-/// "pending op"), but the producer that just unlocked usually takes the
-/// lock again at once, by the fast path, which does not set
-/// `FUTEX_WAITERS`: from then on no unlock wakes anyone, and the other
-/// sleepers sleep until their deadline (for ever for a `put`). Seen as a
-/// queue wedged after a producer was killed. A sleeper whose nap ends calls
-/// again, which sets `FUTEX_WAITERS` anew, so a lost wake-up costs at most
-/// one nap.
+/// A wait for the lock is cut into naps (`SharedMutex` naps itself, at
+/// most [`NAP`] here between deadline checks): no wait relies on a
+/// wake-up. glibc's robust mutex, the lock's first implementation, woke
+/// **one** sleeper on unlock, and that wake was lost when the sleeper was
+/// being SIGKILLed (seen as a queue wedged after a producer was killed);
+/// the owner-naming lock that replaced it wakes every sleeper and checks a
+/// silent owner's liveness between naps, so a lost wake costs at most one
+/// nap.
 ///
 /// An uncontended acquisition is one `trylock` and reads no clock: `Try`
 /// and `Until` try first (the deadline's nap reads the clock only once the
