@@ -36,9 +36,9 @@ pub(crate) use fork::{on_fork, ForkHook};
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::codec::Frame;
-use crate::observe::{debug_event, warn_event};
 use crate::error::{Error, Result};
 use crate::identity::ProcessInfo;
+use crate::observe::{debug_event, warn_event};
 use crate::sys::fdpass;
 
 /// How to learn that a child ended.
