@@ -1,9 +1,9 @@
 //! What proxies and the server say to each other.
 //!
-//! Each request is one bincode message on an authenticated
-//! [`SocketConnection`](crate::SocketConnection); the server answers each
-//! with one [`Reply`]. Elements (keys, values, items) are encoded by the
-//! proxy with bincode and kept as bytes by the server, which never decodes
+//! Each request is one message (mproc's codec, `crate::codec`) on an
+//! authenticated [`SocketConnection`](crate::SocketConnection); the server
+//! answers each with one [`Reply`]. Elements (keys, values, items) are
+//! encoded by the proxy and kept as bytes by the server, which never decodes
 //! them: the server is the same for every `K`, `V` and `T`.
 
 use std::fmt;
@@ -284,16 +284,15 @@ pub(crate) struct Packed(pub(crate) Bytes);
 impl Packed {
     /// Encodes `value` at the end.
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> crate::Result<()> {
-        use bincode::Options;
         let buf = &mut (self.0).0;
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
-        super::outgoing::collecting(|| {
-            bincode::DefaultOptions::new()
-                .with_fixint_encoding()
-                .serialize_into(&mut *buf, value)
-        })
-        .map_err(|e| crate::Error::Encode(crate::CodecError(e)))?;
+        if let Err(e) =
+            super::outgoing::collecting(|| crate::codec::encode_plain_into(value, &mut *buf))
+        {
+            buf.truncate(at);
+            return Err(e);
+        }
         self.seal(at)
     }
 
