@@ -37,3 +37,28 @@ fn a_proxy_through_a_queue_leaves_no_reference_behind() {
     assert_eq!(objects_settle_at(&m, 0), 0);
     m.shutdown().unwrap();
 }
+
+/// The checked-in fuzz seeds of well-formed manager requests still decode
+/// (the format's bytes are those the corpus was written in), and the
+/// malformed ones are refused with a typed error (a truncated batch inside
+/// a well-formed request is the server's protocol error).
+#[test]
+fn the_fuzz_corpus_speaks_the_format() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manager_request");
+    for (seed, ok) in [
+        ("hello", true),
+        ("object_count", true),
+        ("create_named_dict", true),
+        ("dict_insert_with_refs", true),
+        ("huge_vec", false),
+        ("list_extend_truncated", false),
+    ] {
+        let bytes = std::fs::read(dir.join(seed)).unwrap();
+        let r = mproc::__private::fuzz::manager_request(&bytes);
+        assert_eq!(r.is_ok(), ok, "{seed}: {r:?}");
+        if seed == "huge_vec" {
+            assert!(matches!(r, Err(mproc::Error::Decode(_))), "{seed}: {r:?}");
+        }
+    }
+}
