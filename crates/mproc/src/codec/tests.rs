@@ -231,7 +231,10 @@ fn a_forged_length_allocates_nothing_and_fails() {
 
 #[test]
 fn items_that_take_no_bytes_are_bounded() {
-    // Before: a `Vec<()>` claiming 2^64 items spun for ever.
+    // Before (bincode 1): a `BTreeSet<()>` claiming 2^64 items spun for
+    // ever; a `Vec<()>` "decoded" as 2^64 - 1 items.
+    let e = decode_plain::<std::collections::BTreeSet<()>>(&bytes_of(&u64::MAX)).unwrap_err();
+    assert!(e.to_string().contains("no bytes"), "{e}");
     let e = decode_plain::<Vec<()>>(&bytes_of(&u64::MAX)).unwrap_err();
     assert!(e.to_string().contains("no bytes"), "{e}");
     // A real one decodes.
@@ -262,8 +265,9 @@ fn nesting_is_bounded_both_ways() {
     let deep = chain(format::MAX_DEPTH as usize);
     assert!(matches!(encode(&deep), Err(Error::Encode(_))));
     unchain(deep);
-    // Forged: 1 (Some) repeated far deeper than allowed.
-    let forged = vec![1u8; 100_000];
+    // Forged: 1 (Some) repeated far deeper than allowed (bincode 1 overflowed
+    // the stack and aborted the process).
+    let forged = vec![1u8; 1_000_000];
     assert!(is_decode_error(decode_plain::<Node>(&forged)));
 }
 
