@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Kind, Result, Runner, Session};
 
 /// The interpreter: `$MPROC_BENCH_PYTHON`, else `python3`.
-fn interpreter() -> String {
+pub fn interpreter() -> String {
     std::env::var("MPROC_BENCH_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
@@ -34,7 +34,7 @@ pub fn version() -> Option<&'static str> {
         .as_deref()
 }
 
-fn script(name: &str) -> PathBuf {
+pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(name)

@@ -4,6 +4,7 @@
 
 mod count;
 mod manager;
+mod objects;
 mod pipe;
 mod pool;
 mod process;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Workload> {
         queue::workloads(),
         sync::workloads(),
         manager::workloads(),
+        objects::workloads(),
         pool::workloads(),
         count::workloads(),
     ]

@@ -165,6 +165,7 @@
 //! [`BOOTSTRAP_EXIT_CODE`] after a one-line reason on stderr. Children die
 //! with their parent; none is left a zombie.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` lives in `sys/` (the kernel) and `shm/` (the shared-memory
 // substrate); the few items elsewhere that must say `unsafe` (the
@@ -184,6 +185,10 @@ mod error;
 mod exit;
 mod identity;
 pub mod manager;
+mod observe;
+#[cfg(feature = "pickle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]
+pub mod pickle;
 mod pipe;
 mod pool;
 mod process;

@@ -224,3 +224,38 @@ fn manager_requests_decode_or_fail_typed() {
     }
     assert!(oks > 0, "no input decoded: the corpus is stale");
 }
+
+/// Pickles from a peer: data or a typed refusal, never a panic, and no
+/// allocation out of proportion to the input (memo references expanded
+/// are bounded by the walk before the decoder builds anything).
+#[cfg(feature = "pickle")]
+#[test]
+fn pickles_decode_or_fail_typed() {
+    for input in inputs("pickle", 0xD1B5_4A32_D192_ED03) {
+        let mut r = Ok(serde_json::Value::Null);
+        let peak = largest_during(|| r = mproc::pickle::loads::<serde_json::Value>(&input));
+        assert!(
+            peak <= (64 << 10).max(64 * input.len()),
+            "{peak} bytes for {input:?}"
+        );
+        match r {
+            Ok(_) | Err(Error::Decode(_)) => {}
+            Err(e) => panic!("unexpected {e:?} for {input:?}"),
+        }
+    }
+    // The seeds that are attacks are refused, whatever the fuzzing did.
+    for name in [
+        "evil_global",
+        "evil_reduce",
+        "evil_deep",
+        "evil_laughs",
+        "evil_length",
+    ] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pickle");
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert!(
+            mproc::pickle::loads::<serde_json::Value>(&bytes).is_err(),
+            "{name} was accepted"
+        );
+    }
+}

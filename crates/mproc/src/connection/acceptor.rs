@@ -31,6 +31,7 @@ use super::auth::{FrameReader, Responder, Step};
 use super::frame;
 use super::stream::Stream;
 use crate::error::{AuthError, Error, Result};
+use crate::observe::{debug_event, warn_event};
 use crate::sys::{fdpass, keep_above_stdio};
 
 /// The most handshakes in progress at once.
@@ -257,7 +258,11 @@ fn run(sock: &Sock, policy: &Policy, shared: &Shared, woken: &UnixStream) {
         // Peers out of time are dropped (deadlines come in arrival order).
         let now = Instant::now();
         while pending.front().is_some_and(|h| h.deadline <= now) {
-            pending.pop_front();
+            let _late = pending.pop_front();
+            warn_event!(
+                peer = %_late.map(|h| h.stream.peer()).unwrap_or_default(),
+                "connection dropped: its handshake did not finish in time"
+            );
         }
         if rest_until.is_some_and(|t| t <= now) {
             rest_until = None;
@@ -285,8 +290,9 @@ fn run(sock: &Sock, policy: &Policy, shared: &Shared, woken: &UnixStream) {
         }
         let readable = match fdpass::wait_any(&fds, deadline) {
             Ok(r) => r,
-            Err(_) => {
+            Err(_e) => {
                 // ENOMEM and the like: try again a moment later.
+                warn_event!(error = %_e, "listener cannot poll; resting");
                 std::thread::sleep(REST);
                 continue;
             }
@@ -308,9 +314,20 @@ fn run(sock: &Sock, policy: &Policy, shared: &Shared, woken: &UnixStream) {
         for (k, done) in finished.into_iter().rev() {
             let h = pending.remove(k).expect("a pending handshake");
             match done {
-                Ok(()) => deliver(shared, finish(h.stream)),
-                Err(e) if reported(&e) => deliver(shared, Err(e)),
-                Err(_) => {}
+                Ok(()) => {
+                    debug_event!(peer = %h.stream.peer(), "connection authenticated");
+                    deliver(shared, finish(h.stream));
+                }
+                Err(e) => {
+                    warn_event!(
+                        peer = %h.stream.peer(),
+                        reason = %e,
+                        "connection refused: authentication failed"
+                    );
+                    if reported(&e) {
+                        deliver(shared, Err(e));
+                    }
+                }
             }
         }
         if listening && readable.contains(&1) {
@@ -333,6 +350,7 @@ fn accept_some(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if fdpass::out_of_resources(&e) => {
+                warn_event!(error = %e, "listener out of descriptors: dropping the oldest handshake or resting");
                 if pending.pop_front().is_some() {
                     continue;
                 }
@@ -342,15 +360,26 @@ fn accept_some(
             Err(_) => continue,
         };
         if policy.same_user_only && !fdpass::peer_is_same_user(stream.as_fd()).unwrap_or(false) {
-            continue; // dropped: another user on a keyless abstract socket
+            warn_event!(
+                peer = %stream.peer(),
+                "connection refused: another user on a keyless abstract socket"
+            );
+            continue; // dropped
         }
         let Some(key) = &policy.authkey else {
+            debug_event!(peer = %stream.peer(), "connection accepted (no key)");
             deliver(shared, Ok(stream));
             continue;
         };
+        debug_event!(peer = %stream.peer(), "connection accepted; handshake begins");
         if let Some(h) = begin(stream, key.clone(), policy.timeout) {
             if pending.len() >= MAX_PENDING {
-                pending.pop_front();
+                let _evicted = pending.pop_front();
+                warn_event!(
+                    peer = %_evicted.map(|h| h.stream.peer()).unwrap_or_default(),
+                    max = MAX_PENDING,
+                    "connection dropped: too many handshakes at once, the oldest goes"
+                );
             }
             pending.push_back(h);
         }

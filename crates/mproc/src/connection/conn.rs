@@ -23,7 +23,7 @@ use crate::sys::fdpass;
 /// or `-1` and an 8-byte length over 2 GiB), so [`send_bytes`] and
 /// [`recv_bytes`] talk to a Python peer. [`send`] and [`recv`] carry `T`
 /// encoded with mproc's binary serde format (a Python peer would see bytes,
-/// not pickles). OS
+/// not pickles, unless the connection is [`pickled`](Self::pickled)). OS
 /// handles cannot travel over a socket connection; a value holding one is
 /// refused.
 ///
@@ -62,6 +62,8 @@ pub struct SocketConnection<T = Vec<u8>> {
     /// A keyless client's connection: its first message must not be a
     /// challenge (the listener wanted a key).
     no_challenge: AtomicBool,
+    /// `send` and `recv` carry pickles (see [`pickled`](Self::pickled)).
+    pickled: bool,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -74,6 +76,7 @@ impl<T> SocketConnection<T> {
             send_lock: Mutex::new(()),
             timed: AtomicBool::new(false),
             no_challenge: AtomicBool::new(false),
+            pickled: false,
             _t: PhantomData,
         }
     }
@@ -149,14 +152,70 @@ impl<T> SocketConnection<T> {
             reader: self.reader,
             timed: self.timed,
             no_challenge: self.no_challenge,
+            pickled: self.pickled,
             _t: PhantomData,
         }
+    }
+
+    /// The same connection, with [`send`](Self::send) and
+    /// [`recv`](Self::recv) carrying Python's pickles instead of mproc's own
+    /// encoding: what CPython's `Connection.send(obj)` and `recv()` speak.
+    /// Only data is accepted from the peer (see [`mproc::pickle`](crate::pickle)
+    /// for the types and what is refused).
+    ///
+    /// ```
+    /// # if std::process::Command::new("python3").arg("-V").output().is_err() { return Ok(()); }
+    /// use mproc::{Address, Listener};
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Job {
+    ///     name: String,
+    ///     ints: Vec<i64>,
+    /// }
+    ///
+    /// let listener = Listener::bind(&Address::tcp("127.0.0.1:0")?, Some(b"key"))?;
+    /// let Address::Tcp(at) = listener.address().clone() else { unreachable!() };
+    /// let python = format!(
+    ///     "from multiprocessing.connection import Client\n\
+    ///      c = Client(('127.0.0.1', {}), authkey=b'key')\n\
+    ///      c.send({{'name': 'py', 'ints': [1, 2, 3]}})\n\
+    ///      c.send(sum(c.recv()))\n",
+    ///     at.port()
+    /// );
+    /// let mut py = std::process::Command::new("python3").args(["-c", &python]).spawn().unwrap();
+    ///
+    /// let conn = listener.accept::<Job>()?.pickled();
+    /// let job = conn.recv()?;
+    /// assert_eq!((job.name.as_str(), job.ints.as_slice()), ("py", &[1, 2, 3][..]));
+    ///
+    /// let conn = conn.cast::<Vec<i64>>();
+    /// conn.send(&job.ints)?; // a list for Python
+    /// assert_eq!(conn.cast::<i64>().recv()?, 6);
+    /// assert!(py.wait().unwrap().success());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[cfg(feature = "pickle")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pickle")))]
+    pub fn pickled(mut self) -> Self {
+        self.pickled = true;
+        self
+    }
+
+    /// Whether [`send`](Self::send) and [`recv`](Self::recv) carry pickles.
+    pub fn is_pickled(&self) -> bool {
+        self.pickled
     }
 }
 
 impl<T: Serialize> SocketConnection<T> {
-    /// Sends `value`, encoded with mproc's binary serde format.
+    /// Sends `value`, encoded with mproc's codec, or pickled if the
+    /// connection is [`pickled`](Self::pickled).
     pub fn send(&self, value: &T) -> Result<()> {
+        #[cfg(feature = "pickle")]
+        if self.pickled {
+            return self.send_bytes(&crate::pickle::dumps(value)?);
+        }
         self.send_bytes(&encode_plain(value)?)
     }
 }
@@ -164,12 +223,20 @@ impl<T: Serialize> SocketConnection<T> {
 impl<T: DeserializeOwned> SocketConnection<T> {
     /// Receives a value sent by [`send`](SocketConnection::send).
     pub fn recv(&self) -> Result<T> {
-        decode_plain(&self.recv_bytes()?)
+        self.decode(&self.recv_bytes()?)
     }
 
     /// Receives a value, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
-        decode_plain(&self.recv_bytes_timeout(timeout)?)
+        self.decode(&self.recv_bytes_timeout(timeout)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<T> {
+        #[cfg(feature = "pickle")]
+        if self.pickled {
+            return crate::pickle::loads(bytes);
+        }
+        decode_plain(bytes)
     }
 }
 

@@ -61,6 +61,21 @@ impl Stream {
         }
     }
 
+    /// Who is at the other end, for operators' events: a TCP peer's
+    /// address, a Unix peer's pid and uid.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn peer(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string()),
+            Stream::Unix(s) => crate::sys::fdpass::peer_credentials(s.as_fd()).map_or_else(
+                |e| format!("unknown ({e})"),
+                |(pid, uid)| format!("pid {pid} uid {uid}"),
+            ),
+        }
+    }
+
     pub(crate) fn shutdown(&self) {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(Shutdown::Both),

@@ -16,6 +16,7 @@ use super::register::{Entry, Factory};
 use super::served::{self, decode_init, Built, Served};
 use crate::connection::{Listener, SocketConnection};
 use crate::error::{Error, RemoteError};
+use crate::observe::{debug_event, debug_scope, info_event, warn_event};
 use crate::Connection;
 
 /// How long a peer has to authenticate before the server drops it.
@@ -77,6 +78,7 @@ pub(crate) fn main(setup: Setup) {
     };
     let mut target = setup.target;
     target.address = listener.address().clone();
+    info_event!(address = %target.address, "manager server listening");
     let _ = setup.ready.send(&Ok(target.address.clone()));
     drop(setup.ready);
     let state = Arc::new(State {
@@ -94,6 +96,7 @@ pub(crate) fn main(setup: Setup) {
         target,
     });
     serve(&listener, &state);
+    info_event!(address = %state.target.address, "manager server stopped");
 }
 
 /// Serves each authenticated peer on a thread of its own. Handshakes run
@@ -111,6 +114,7 @@ fn serve(listener: &Listener, state: &Arc<State>) {
                     .name("mproc-manager-conn".into())
                     .spawn(move || handle(conn, &st));
                 if let Err(e) = started {
+                    warn_event!(error = %e, "manager connection closed: no thread to serve it");
                     if !TOLD.swap(true, Ordering::Relaxed) {
                         eprintln!(
                             "mproc manager server: cannot start a thread for a connection \
@@ -127,6 +131,8 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    debug_scope!("manager connection", id);
+    debug_event!("manager connection served");
     let mut conn = Link::Socket(conn);
     // The references this connection holds, by object.
     let mut held: HashMap<u64, u64> = HashMap::new();
@@ -149,7 +155,10 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
                 }
                 r
             }
-            Err(e) => Err(RemoteError::Failed(format!("bad request: {e}"))),
+            Err(e) => {
+                warn_event!(error = %e, "manager request refused: it does not decode");
+                Err(RemoteError::Failed(format!("bad request: {e}")))
+            }
         };
         if conn.send_bytes(&encode(&reply)).is_err() {
             break;
@@ -157,6 +166,10 @@ fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     }
     // Closed (or its process died): a sort it had begun ends, and what it
     // held goes.
+    debug_event!(
+        objects = held.len(),
+        "manager connection ended; its references go"
+    );
     end_sorts(state, id, held.keys());
     for (object, n) in held {
         for _ in 0..n {

@@ -371,6 +371,13 @@ pub(crate) fn out_of_resources(e: &io::Error) -> bool {
 /// Whether the process at the other end of the Unix socket `sock` runs
 /// with this process's effective uid, or as root (`SO_PEERCRED`: the
 /// credentials the peer had when it connected).
+/// The pid and uid of a Unix socket's peer (`SO_PEERCRED`).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<(i32, u32)> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok((cred.pid.as_raw_nonzero().get(), cred.uid.as_raw()))
+}
+
 pub(crate) fn peer_is_same_user(sock: BorrowedFd<'_>) -> io::Result<bool> {
     let cred = rustix::net::sockopt::socket_peercred(sock)?;
     let uid = cred.uid.as_raw();
