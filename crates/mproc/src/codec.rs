@@ -1,4 +1,10 @@
-//! Values on the wire: serde with bincode, and OS handles beside the bytes.
+//! Values on the wire: serde with mproc's own binary format ([`format`]),
+//! and OS handles beside the bytes.
+//!
+//! This module is the only one that knows the format: everything else
+//! encodes and decodes through the functions here, so the format can change
+//! in one place. The format is chosen by measurement on mproc's own messages
+//! (see `format`'s documentation).
 //!
 //! A value that holds OS handles (a [`Connection`](crate::Connection), later
 //! queues, locks and shared memory) serialises each handle as an index into
@@ -10,7 +16,6 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use bincode::Options;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,8 +23,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{CodecError, Error, Result};
 use crate::sys::fnref::{FnPtr, FnRef, Untrusted};
 
+mod format;
+#[cfg(test)]
+mod tests;
+
+use format::{Count, Fill, WireError};
+
 thread_local! {
-    /// Set while a serialiser only measures (bincode's size pass).
+    /// Set while a serialiser only measures (a size pass).
     static SIZING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -70,14 +81,22 @@ pub(crate) fn refuse_untrusted(u: Untrusted) -> String {
 
 /// Runs a decoder; an error is [`Error::UntrustedCode`] if it came from a
 /// refused function offset, else [`Error::Decode`].
-pub(crate) fn decoding<T>(decode: impl FnOnce() -> bincode::Result<T>) -> Result<T> {
+fn decoding<T>(decode: impl FnOnce() -> format::Result<T>) -> Result<T> {
     REFUSED.with(|r| r.set(None));
     let r = decode();
     let refused = REFUSED.with(|r| r.take());
     r.map_err(|e| match refused {
         Some(u) => Error::from(u),
-        None => Error::Decode(CodecError(e)),
+        None => Error::Decode(codec_error(e)),
     })
+}
+
+fn codec_error(e: WireError) -> CodecError {
+    CodecError(Box::new(e))
+}
+
+fn encode_error(e: WireError) -> Error {
+    Error::Encode(codec_error(e))
 }
 
 /// A function reference travels as its offset; decoding checks that this
@@ -95,21 +114,17 @@ impl<'de, F: FnPtr> Deserialize<'de> for FnRef<F> {
     }
 }
 
-fn options() -> impl Options {
-    bincode::DefaultOptions::new().with_fixint_encoding()
-}
-
 /// Encodes `value`, appending to `out`; returns the descriptors it holds.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>> {
     let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
-    let r = options().serialize_into(&mut *out, value);
+    let r = format::serialize_into(value, out);
     let fds = OUTGOING
         .with(|t| std::mem::replace(&mut *t.borrow_mut(), saved))
         .unwrap_or_default();
-    r.map_err(|e| Error::Encode(CodecError(e)))?;
+    r.map_err(encode_error)?;
     Ok(fds)
 }
 
@@ -120,14 +135,15 @@ pub(crate) fn encode_exact<T: Serialize + ?Sized>(
     out: &mut [u8],
 ) -> Result<Vec<OwnedFd>> {
     let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
-    let mut rest = &mut *out;
-    let r = options().serialize_into(&mut rest, value);
-    let left = rest.len();
+    let len = out.len();
+    let mut fill = Fill { buf: out, at: 0 };
+    let r = format::serialize_into(value, &mut fill);
+    let written = fill.at;
     let fds = OUTGOING
         .with(|t| std::mem::replace(&mut *t.borrow_mut(), saved))
         .unwrap_or_default();
-    r.map_err(|e| Error::Encode(CodecError(e)))?;
-    if left != 0 {
+    r.map_err(encode_error)?;
+    if written != len {
         return Err(Error::InvalidArgument(
             "a value encoded to fewer bytes than its encoded size".into(),
         ));
@@ -136,13 +152,15 @@ pub(crate) fn encode_exact<T: Serialize + ?Sized>(
 }
 
 /// The length of `value`'s encoding (the handles it holds are counted, not
-/// kept).
+/// kept). It runs inside [`sizing`]: a value whose serialisation has a side
+/// effect skips it, since these bytes are never sent.
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize> {
     let saved = OUTGOING.with(|t| t.borrow_mut().replace(Vec::new()));
-    let r = options().serialized_size(value);
+    let mut count = Count::default();
+    let r = sizing(|| format::serialize_into(value, &mut count));
     OUTGOING.with(|t| *t.borrow_mut() = saved);
-    let n = r.map_err(|e| Error::Encode(CodecError(e)))?;
-    usize::try_from(n).map_err(|_| Error::InvalidArgument(format!("a value of {n} bytes")))
+    r.map_err(encode_error)?;
+    Ok(count.0)
 }
 
 /// Encodes `value` into a new frame.
@@ -157,7 +175,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Frame> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     let table = fds.into_iter().map(Some).collect();
     let saved = INCOMING.with(|t| t.borrow_mut().replace(table));
-    let r = decoding(|| options().deserialize(bytes));
+    let r = decoding(|| format::deserialize(bytes));
     INCOMING.with(|t| *t.borrow_mut() = saved);
     r
 }
@@ -166,7 +184,29 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
 /// items to `out` (no vector of its own in between). On an error `out`
 /// may hold some of the items.
 pub(crate) fn decode_extend<T: DeserializeOwned>(bytes: &[u8], out: &mut Vec<T>) -> Result<()> {
-    decoding(|| options().deserialize_seed(Extend(out), bytes))
+    decoding(|| format::deserialize_seed(Extend(out), bytes))
+}
+
+/// Encodes a value that must not hold OS handles (outside [`encode`] a
+/// handle refuses to serialise), measured first inside [`sizing`] so that
+/// it is written once into a buffer of the right size.
+pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut count = Count::default();
+    sizing(|| format::serialize_into(value, &mut count)).map_err(encode_error)?;
+    let mut out = Vec::with_capacity(count.0);
+    format::serialize_into(value, &mut out).map_err(encode_error)?;
+    Ok(out)
+}
+
+/// Encodes a value that must not hold OS handles, appending to `out`. On
+/// an error `out` may hold part of the encoding.
+pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    format::serialize_into(value, out).map_err(encode_error)
+}
+
+/// Decodes a value encoded by [`encode_plain`] (no OS handles).
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    decoding(|| format::deserialize(bytes))
 }
 
 /// A sequence decoded onto the end of a vector.
@@ -243,58 +283,5 @@ impl<'de> Deserialize<'de> for WireFd {
             .with(|t| t.borrow_mut().as_mut()?.get_mut(i)?.take())
             .map(WireFd)
             .ok_or_else(|| D::Error::custom(format!("OS handle #{i} missing from the message")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde::{Deserialize, Serialize};
-
-    #[derive(Serialize, Deserialize)]
-    struct WithFd {
-        name: String,
-        fd: WireFd,
-    }
-
-    #[test]
-    fn values_round_trip() {
-        let f = encode(&(1u32, "two".to_string(), vec![3.0f64])).unwrap();
-        let v: (u32, String, Vec<f64>) = decode(&f.bytes, f.fds).unwrap();
-        assert_eq!(v, (1, "two".into(), vec![3.0]));
-    }
-
-    #[test]
-    fn handles_ride_in_the_side_table() {
-        let (a, _b) = crate::sys::fdpass::stream_pair().unwrap();
-        let f = encode(&WithFd {
-            name: "x".into(),
-            fd: WireFd(a),
-        })
-        .unwrap();
-        assert_eq!(f.fds.len(), 1);
-        let v: WithFd = decode(&f.bytes, f.fds).unwrap();
-        assert_eq!(v.name, "x");
-    }
-
-    #[test]
-    fn decode_extend_appends() {
-        let f = encode(&vec![3u64, 4]).unwrap();
-        let mut out = vec![1u64, 2];
-        decode_extend(&f.bytes, &mut out).unwrap();
-        assert_eq!(out, [1, 2, 3, 4]);
-        assert!(decode_extend::<u64>(&f.bytes[..12], &mut out).is_err());
-    }
-
-    #[test]
-    fn garbage_is_a_decode_error() {
-        let e = decode::<String>(&[0xff; 9], Vec::new()).unwrap_err();
-        assert!(matches!(e, Error::Decode(_)), "{e}");
-    }
-
-    #[test]
-    fn a_missing_handle_is_a_decode_error() {
-        let e = decode::<WireFd>(&0u32.to_le_bytes(), Vec::new()).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
     }
 }

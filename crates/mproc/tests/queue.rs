@@ -728,9 +728,10 @@ fn put_one_big((q, started): (Queue<Vec<u8>>, Event)) {
 }
 
 /// Long enough for `put_one_big` to encode its item (slow in a debug
-/// build) and fill the ring: measured here, with a wide margin.
+/// build) and fill the ring: measured here, with a wide margin (JSON
+/// writes more per byte than mproc's format, a bound from above).
 fn until_stuck() -> Duration {
-    let (bytes, took) = timed(|| bincode::serialize(&vec![7u8; STUCK]).unwrap());
+    let (bytes, took) = timed(|| serde_json::to_vec(&vec![7u8; STUCK]).unwrap());
     drop(bytes);
     took * 4 + Duration::from_millis(300)
 }

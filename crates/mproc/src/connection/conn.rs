@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::frame;
 use super::stream::Stream;
-use crate::error::{AuthError, CodecError, Error, Result};
+use crate::error::{AuthError, Error, Result};
 use crate::sys::fdpass;
 
 /// One end of a connection made by a [`Listener`](crate::Listener) or a
@@ -23,7 +22,8 @@ use crate::sys::fdpass;
 /// Messages are framed as CPython frames them (a 4-byte big-endian length,
 /// or `-1` and an 8-byte length over 2 GiB), so [`send_bytes`] and
 /// [`recv_bytes`] talk to a Python peer. [`send`] and [`recv`] carry `T`
-/// encoded with bincode (a Python peer would see bytes, not pickles). OS
+/// encoded with mproc's binary serde format (a Python peer would see bytes,
+/// not pickles, unless the connection is [`pickled`](Self::pickled)). OS
 /// handles cannot travel over a socket connection; a value holding one is
 /// refused.
 ///
@@ -253,28 +253,15 @@ impl Read for Reader {
     }
 }
 
-/// mproc's bincode options (those of the codec), with no side table: a
-/// value holding an OS handle fails to encode, and none can decode.
-fn plain() -> impl Options {
-    bincode::DefaultOptions::new().with_fixint_encoding()
-}
-
-/// Encodes a value that must not hold OS handles.
+/// Encodes a value that must not hold OS handles (none can cross a
+/// socket connection).
 pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    // Measured first (manager proxies take no reference while measured),
-    // then written once.
-    let n = crate::codec::sizing(|| plain().serialized_size(value))
-        .map_err(|e| Error::Encode(CodecError(e)))?;
-    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-    plain()
-        .serialize_into(&mut out, value)
-        .map_err(|e| Error::Encode(CodecError(e)))?;
-    Ok(out)
+    crate::codec::encode_plain(value)
 }
 
 /// Decodes a value encoded by [`encode_plain`].
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    crate::codec::decoding(|| plain().deserialize(bytes))
+    crate::codec::decode_plain(bytes)
 }
 
 impl<T> AsFd for SocketConnection<T> {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 type Entries<K, V> = fn((K, V)) -> (K, V);
 
 /// A proxy to a dict in a [`Manager`](crate::Manager)'s server, as
-/// Python's `DictProxy`. Keys are compared by their bincode encoding (equal
+/// Python's `DictProxy`. Keys are compared by their encoding (equal
 /// keys of one type encode equally). Entries keep their insertion order,
 /// as in Python: [`keys`](DictProxy::keys) and
 /// [`snapshot`](DictProxy::snapshot) list them in it, a key whose value is

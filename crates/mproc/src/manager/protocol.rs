@@ -1,9 +1,9 @@
 //! What proxies and the server say to each other.
 //!
-//! Each request is one bincode message on an authenticated
-//! [`SocketConnection`](crate::SocketConnection); the server answers each
-//! with one [`Reply`]. Elements (keys, values, items) are encoded by the
-//! proxy with bincode and kept as bytes by the server, which never decodes
+//! Each request is one message (mproc's codec, `crate::codec`) on an
+//! authenticated [`SocketConnection`](crate::SocketConnection); the server
+//! answers each with one [`Reply`]. Elements (keys, values, items) are
+//! encoded by the proxy and kept as bytes by the server, which never decodes
 //! them: the server is the same for every `K`, `V` and `T`.
 
 use std::fmt;
@@ -284,16 +284,15 @@ pub(crate) struct Packed(pub(crate) Bytes);
 impl Packed {
     /// Encodes `value` at the end.
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> crate::Result<()> {
-        use bincode::Options;
         let buf = &mut (self.0).0;
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
-        super::outgoing::collecting(|| {
-            bincode::DefaultOptions::new()
-                .with_fixint_encoding()
-                .serialize_into(&mut *buf, value)
-        })
-        .map_err(|e| crate::Error::Encode(crate::CodecError(e)))?;
+        if let Err(e) =
+            super::outgoing::collecting(|| crate::codec::encode_plain_into(value, &mut *buf))
+        {
+            buf.truncate(at);
+            return Err(e);
+        }
         self.seal(at)
     }
 
@@ -357,5 +356,245 @@ mod tests {
         assert!(cut.iter().any(|r| r.is_err()));
         let lying = Packed(Bytes(vec![255, 255, 255, 255, 1]));
         assert!(lying.iter().next().unwrap().is_err());
+    }
+
+    fn b(x: &[u8]) -> Bytes {
+        Bytes(x.to_vec())
+    }
+
+    fn packed() -> Packed {
+        let mut p = Packed::default();
+        p.push(&1u64).unwrap();
+        p.push("v").unwrap();
+        p
+    }
+
+    /// One request per operation (every variant of every op), each with
+    /// references and odd values.
+    fn every_request() -> Vec<Request> {
+        let t = Some(1_500_000);
+        let mut ops = vec![
+            Op::Hello,
+            Op::Shutdown,
+            Op::Create {
+                kind: Kind::Custom("Counter".into()),
+                name: Some("named".into()),
+                init: b(&[1, 2]),
+            },
+            Op::Custom(b(b"call")),
+            Op::Incref,
+            Op::Decref,
+            Op::Share,
+            Op::Adopt,
+            Op::Release,
+            Op::ObjectCount,
+            Op::Upgrade,
+        ];
+        for kind in [
+            Kind::Dict,
+            Kind::List,
+            Kind::Namespace,
+            Kind::Value,
+            Kind::Lock,
+            Kind::Event,
+            Kind::Queue(3),
+            Kind::Semaphore(2, true),
+            Kind::Barrier(4),
+            Kind::Reentrant,
+        ] {
+            ops.push(Op::Create {
+                kind,
+                name: None,
+                init: Bytes::default(),
+            });
+        }
+        ops.extend(
+            [
+                DictOp::Get(b(b"k")),
+                DictOp::Insert(b(b"k"), b(b"v")),
+                DictOp::Remove(b(b"k")),
+                DictOp::Contains(b(b"k")),
+                DictOp::Len,
+                DictOp::Update(packed()),
+                DictOp::GetMany(vec![b(b"a"), Bytes::default()]),
+                DictOp::Items,
+                DictOp::Keys,
+                DictOp::Clear,
+                DictOp::PopItem,
+            ]
+            .map(Op::Dict),
+        );
+        ops.extend(
+            [
+                ListOp::Push(b(b"x")),
+                ListOp::Extend(packed()),
+                ListOp::Get(-1),
+                ListOp::Set(2, b(b"y")),
+                ListOp::Insert(i64::MIN, b(b"z")),
+                ListOp::Pop(None),
+                ListOp::Pop(Some(-2)),
+                ListOp::Len,
+                ListOp::Snapshot,
+                ListOp::Clear,
+                ListOp::Slice {
+                    start: None,
+                    stop: Some(-1),
+                    step: -2,
+                },
+                ListOp::Index(b(b"x"), Some(1), None),
+                ListOp::Count(b(b"x")),
+                ListOp::Reverse,
+                ListOp::SortBegin,
+                ListOp::SortEnd(None),
+                ListOp::SortEnd(Some((7, None))),
+                ListOp::SortEnd(Some((7, Some(vec![2, 0, 1])))),
+            ]
+            .map(Op::List),
+        );
+        ops.extend(
+            [
+                NamespaceOp::Get("a".into()),
+                NamespaceOp::Set("a".into(), b(b"1")),
+                NamespaceOp::Delete("a".into()),
+                NamespaceOp::Names,
+            ]
+            .map(Op::Namespace),
+        );
+        ops.extend([ValueOp::Get, ValueOp::Set(b(b"v"))].map(Op::Value));
+        ops.extend([LockOp::Acquire(t), LockOp::Release, LockOp::Locked].map(Op::Lock));
+        ops.extend(
+            [
+                EventOp::Set,
+                EventOp::Clear,
+                EventOp::IsSet,
+                EventOp::Wait(None),
+            ]
+            .map(Op::Event),
+        );
+        ops.extend(
+            [
+                QueueOp::Put(b(b"item"), t),
+                QueueOp::Get(None),
+                QueueOp::Len,
+                QueueOp::TaskDone,
+                QueueOp::Join(t),
+                QueueOp::Full,
+            ]
+            .map(Op::Queue),
+        );
+        ops.extend(
+            [
+                SemaphoreOp::Acquire(t),
+                SemaphoreOp::Release,
+                SemaphoreOp::Value,
+            ]
+            .map(Op::Semaphore),
+        );
+        ops.extend(
+            [
+                BarrierOp::Wait(t),
+                BarrierOp::Abort,
+                BarrierOp::Reset,
+                BarrierOp::Waiting,
+                BarrierOp::Broken,
+                BarrierOp::Parties,
+            ]
+            .map(Op::Barrier),
+        );
+        ops.extend(
+            [
+                ReentrantOp::Acquire(None),
+                ReentrantOp::Release,
+                ReentrantOp::Wait(t),
+                ReentrantOp::Notify(u64::MAX),
+            ]
+            .map(Op::Reentrant),
+        );
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| Request {
+                id: i as u64,
+                op,
+                refs: vec![i as u64, u64::MAX],
+            })
+            .collect()
+    }
+
+    /// Which top-level operation: no wildcard, so a new operation must be
+    /// added to [`every_request`] too.
+    fn which(op: &Op) -> usize {
+        match op {
+            Op::Hello => 0,
+            Op::Shutdown => 1,
+            Op::Create { .. } => 2,
+            Op::Dict(_) => 3,
+            Op::List(_) => 4,
+            Op::Namespace(_) => 5,
+            Op::Value(_) => 6,
+            Op::Lock(_) => 7,
+            Op::Event(_) => 8,
+            Op::Queue(_) => 9,
+            Op::Semaphore(_) => 10,
+            Op::Barrier(_) => 11,
+            Op::Reentrant(_) => 12,
+            Op::Custom(_) => 13,
+            Op::Incref => 14,
+            Op::Decref => 15,
+            Op::Share => 16,
+            Op::Adopt => 17,
+            Op::Release => 18,
+            Op::ObjectCount => 19,
+            Op::Upgrade => 20,
+        }
+    }
+
+    #[test]
+    fn every_request_round_trips_and_refuses_truncation() {
+        let requests = every_request();
+        let mut seen: Vec<usize> = requests.iter().map(|r| which(&r.op)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..=20).collect::<Vec<_>>());
+        for req in &requests {
+            let bytes = crate::codec::encode_plain(req).unwrap();
+            let back: Request = crate::codec::decode_plain(&bytes).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{req:?}"));
+            for cut in 0..bytes.len() {
+                let r = crate::codec::decode_plain::<Request>(&bytes[..cut]);
+                assert!(
+                    matches!(r, Err(crate::Error::Decode(_))),
+                    "{req:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let replies: Vec<Reply> = vec![
+            Ok(b(&7u64.to_le_bytes())),
+            Ok(Bytes::default()),
+            Err(crate::error::RemoteError::NoSuchObject(3)),
+            Err(crate::error::RemoteError::Failed("why".into())),
+        ];
+        for reply in replies {
+            let bytes = crate::codec::encode_plain(&reply).unwrap();
+            assert_eq!(crate::codec::decode_plain::<Reply>(&bytes).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn a_push_that_fails_leaves_the_batch_as_it_was() {
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        let mut p = packed();
+        let before = (p.0).0.clone();
+        assert!(p.push(&(1u8, Fails)).is_err());
+        assert_eq!((p.0).0, before);
+        assert_eq!(p.iter().filter(Result::is_ok).count(), 2);
     }
 }

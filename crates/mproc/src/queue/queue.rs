@@ -27,7 +27,7 @@ const SCRATCH_KEEP: usize = 4 << 20;
 /// A FIFO queue shared between processes, as Python's
 /// `multiprocessing.Queue`.
 ///
-/// Items are encoded (serde, bincode) and copied into a ring in shared
+/// Items are encoded (serde, mproc's binary format) and copied into a ring in shared
 /// memory *by the caller*: there is no feeder thread, so an item that does
 /// not encode is an error returned by `put` (the queue is unchanged), and a
 /// `put` that returned is in the queue, even if its process exits at once.
