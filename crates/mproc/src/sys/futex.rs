@@ -194,26 +194,44 @@ pub(crate) fn wait_until_fenced<T>(
 
 /// Asymmetric fences (`membarrier(2)`): whether this kernel has them
 /// (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`), and whether this process is
-/// registered to receive them. Registration is kept across `fork` and
-/// lost at `exec`, like this static.
+/// registered to receive them. Registration is kept across `fork` (the
+/// kernel copies it with the address space) and lost at `exec`, like this
+/// static.
+#[derive(Clone, Copy)]
 struct Membarrier {
     supported: bool,
     registered: bool,
 }
 
-fn membarrier() -> &'static Membarrier {
+/// [`Membarrier`] as one byte: 0 while not yet probed, else 1 + the
+/// two flags. Not a `OnceLock`: a `fork` while another thread was inside
+/// its initialisation would leave the child waiting for that thread for
+/// ever (seen: a `Fork` child stuck in its first send). Two threads that
+/// probe at once both register, which the kernel allows.
+static MEMBARRIER: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn membarrier() -> Membarrier {
     use rustix::thread::{membarrier, membarrier_query, MembarrierCommand as C};
-    static M: std::sync::OnceLock<Membarrier> = std::sync::OnceLock::new();
-    M.get_or_init(|| {
-        let q = membarrier_query();
-        let supported = q.contains_command(C::GlobalExpedited)
-            && q.contains_command(C::RegisterGlobalExpedited);
-        let registered = supported && membarrier(C::RegisterGlobalExpedited).is_ok();
-        Membarrier {
-            supported,
-            registered,
-        }
-    })
+    let known = MEMBARRIER.load(Ordering::Acquire);
+    if known != 0 {
+        let bits = known - 1;
+        return Membarrier {
+            supported: bits & 1 != 0,
+            registered: bits & 2 != 0,
+        };
+    }
+    let q = membarrier_query();
+    let supported =
+        q.contains_command(C::GlobalExpedited) && q.contains_command(C::RegisterGlobalExpedited);
+    let registered = supported && membarrier(C::RegisterGlobalExpedited).is_ok();
+    MEMBARRIER.store(
+        1 + u8::from(supported) + 2 * u8::from(registered),
+        Ordering::Release,
+    );
+    Membarrier {
+        supported,
+        registered,
+    }
 }
 
 /// The cheap side of a store-then-load (Dekker) pair whose other side runs
