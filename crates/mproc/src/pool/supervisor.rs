@@ -11,6 +11,13 @@
 //! runs its chunks in order and replies to each, so when it dies the first
 //! unanswered chunk is the one it was running: that chunk fails, the
 //! others go back to the front of the queue (they never started).
+//!
+//! A supervisor never waits in `send` while a reply may be coming: the
+//! jobs it sent and whose replies have not come stay within what the link
+//! takes unread ([`WorkerLink::room`]); a job larger than that goes alone,
+//! when the worker holds nothing. Else, with messages larger than the
+//! pipe's ring both ways, the supervisor would wait for the worker to read
+//! its next jobs while the worker waits for it to read a reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -19,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::inbox::{Done, Fail, Inbox};
-use super::link::{WorkerHandle, WorkerLink};
+use super::link::{WorkerHandle, WorkerLink, PIPE_RECORD};
 use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
 use crate::error::{Error, Result};
@@ -96,6 +103,12 @@ pub(crate) struct Chunk {
 impl Chunk {
     fn fail(self, why: &Fail) {
         self.inbox.deliver(self.tag, Done::Failed(why.clone()));
+    }
+
+    /// The bytes it takes in the link until its worker reads it, at most:
+    /// as if it went in a jobs message of its own.
+    fn wire_len(&self) -> usize {
+        PIPE_RECORD + 1 + wire::JOB_HEAD + self.args.len()
     }
 }
 
@@ -391,7 +404,9 @@ impl<W: WorkerLink> Supervisor<W> {
             if !st.queue.is_empty() && budget > 0 {
                 let fair = st.queue.len().div_ceil(shared.cfg.processes);
                 let room = self.window() - self.held.len();
-                let n = room.min(fair).min(budget).max(1);
+                // None when none fits beside the chunks held: wait for
+                // their replies.
+                let n = self.fits(&st.queue, room.min(fair).min(budget).max(1));
                 return Next::Send(st.queue.drain(..n).collect());
             }
             if !self.held.is_empty() {
@@ -407,6 +422,26 @@ impl<W: WorkerLink> Supervisor<W> {
             st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
             st.idle -= 1;
         }
+    }
+
+    /// How many of the first `n` chunks of `queue` to send now, so that
+    /// `send` does not wait: those whose bytes, with those of the chunks
+    /// held, fit in the link's room; if none is held, at least one (the
+    /// worker, holding nothing, reads it whole before it replies).
+    fn fits(&self, queue: &VecDeque<Chunk>, n: usize) -> usize {
+        let Some(room) = self.worker.room() else {
+            return n;
+        };
+        let mut used: usize = self.held.iter().map(Chunk::wire_len).sum();
+        let mut k = 0;
+        for job in queue.iter().take(n) {
+            used = used.saturating_add(job.wire_len());
+            if used > room && (k > 0 || !self.held.is_empty()) {
+                break;
+            }
+            k += 1;
+        }
+        k
     }
 
     /// Sends `jobs` and holds them; `false` if the worker is gone.
