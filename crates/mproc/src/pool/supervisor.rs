@@ -112,6 +112,46 @@ impl Chunk {
     }
 }
 
+/// The chunks a worker holds (sent, not answered yet), oldest first, and
+/// their bytes on the wire ([`Chunk::wire_len`]).
+#[derive(Default)]
+struct Held {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn extend(&mut self, jobs: Vec<Chunk>) {
+        self.bytes += jobs.iter().map(Chunk::wire_len).sum::<usize>();
+        self.chunks.extend(jobs);
+    }
+
+    fn push_front(&mut self, job: Chunk) {
+        self.bytes += job.wire_len();
+        self.chunks.push_front(job);
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let job = self.chunks.pop_front()?;
+        self.bytes -= job.wire_len();
+        Some(job)
+    }
+
+    /// Takes them all, oldest first.
+    fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Chunk> {
+        self.bytes = 0;
+        self.chunks.drain(..)
+    }
+}
+
 /// The pool's fixed settings.
 pub(crate) struct Config {
     pub(crate) processes: usize,
@@ -312,7 +352,7 @@ pub(crate) struct Supervisor<W: WorkerLink> {
     shared: Arc<Shared>,
     slot: usize,
     worker: W,
-    held: VecDeque<Chunk>,
+    held: Held,
     /// When the first held chunk started (about).
     head_since: Instant,
     /// Chunks this worker finished.
@@ -328,7 +368,7 @@ impl<W: WorkerLink> Supervisor<W> {
             shared,
             slot,
             worker,
-            held: VecDeque::new(),
+            held: Held::default(),
             head_since: Instant::now(),
             done: 0,
             mean: Duration::from_millis(1),
@@ -432,7 +472,7 @@ impl<W: WorkerLink> Supervisor<W> {
         let Some(room) = self.worker.room() else {
             return n;
         };
-        let mut used: usize = self.held.iter().map(Chunk::wire_len).sum();
+        let mut used = self.held.bytes;
         let mut k = 0;
         for job in queue.iter().take(n) {
             used = used.saturating_add(job.wire_len());
@@ -669,7 +709,7 @@ impl<W: WorkerLink> Supervisor<W> {
             return;
         }
         let mut st = self.shared.lock();
-        for job in self.held.drain(..).rev() {
+        for job in self.held.drain().rev() {
             st.queue.push_front(job);
         }
         drop(st);
@@ -756,7 +796,7 @@ impl<W: WorkerLink> Supervisor<W> {
     /// Kills the worker and fails what it held.
     fn stop(&mut self, why: Fail) {
         let _ = self.worker.stop(self.shared.cfg.grace);
-        for job in self.held.drain(..) {
+        for job in self.held.drain() {
             job.fail(&why);
         }
         self.shared.lock().workers[self.slot] = None;
