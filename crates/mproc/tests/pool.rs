@@ -1071,3 +1071,136 @@ fn try_imap_stops_at_the_inputs_first_error() {
     assert_eq!(all, [1, 4, 9]);
     assert_eq!(p.map(sqr, 0..3).unwrap(), [0, 1, 4]);
 }
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+/// An item of any size, returned as large as it came, with its first byte
+/// bumped (cheap: the chunks go fast, so a worker is given several).
+fn bump(mut v: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    if let Some(b) = v.first_mut() {
+        *b = b.wrapping_add(1);
+    }
+    v
+}
+
+/// `len` bytes, every one `i`.
+fn item(i: usize, len: usize) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(vec![i as u8; len])
+}
+
+/// Whether `v` is `bump(item(i, len))`.
+fn bumped(v: &serde_bytes::ByteBuf, i: usize, len: usize) -> bool {
+    let i = i as u8;
+    v.len() == len && v[0] == i.wrapping_add(1) && v[1..].iter().all(|&b| b == i)
+}
+
+/// Runs `f` on a pool of two workers in a thread; if it has not returned
+/// after a generous deadline, terminates the pool (which fails whatever
+/// waits) and fails the test: a hang becomes a failure. The pool first
+/// runs many tiny tasks, so that its supervisors have measured chunks of
+/// microseconds and hand their workers several chunks at once, whatever
+/// the speed of the build.
+fn within<P>(what: &str, f: P)
+where
+    P: FnOnce(&Pool) + Send + 'static,
+{
+    let pool = std::sync::Arc::new(pool(2));
+    let (done, finished) = std::sync::mpsc::channel();
+    let p = pool.clone();
+    let t = std::thread::spawn(move || {
+        assert_eq!(p.map_chunked(square, 0..4000, Some(1)).unwrap().len(), 4000);
+        f(&p);
+        let _ = done.send(());
+    });
+    let hung = matches!(
+        finished.recv_timeout(Duration::from_secs(60)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+    );
+    if hung {
+        pool.terminate();
+    }
+    let r = t.join();
+    assert!(!hung, "{what}: no result after 60 s (a deadlock)");
+    if let Err(panic) = r {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Chunks of megabytes both ways: jobs sent while the worker replies to
+/// the previous ones must not leave both sides waiting for the other to
+/// read (messages larger than the pipe's ring, or many of them). Every
+/// call here but the two `imap`s of large chunks hung before the
+/// supervisor kept what it sends within the pipe's room.
+#[test]
+fn large_messages_both_ways_never_deadlock() {
+    let _g = common::shared();
+    const N: u64 = 2_000_000;
+    within("map, default chunksize", |p| {
+        let got = p.map(square, 0..N).unwrap();
+        assert_eq!(got.len(), N as usize);
+        assert!(got.iter().enumerate().all(|(i, &r)| r == square(i as u64)));
+    });
+    within("map, chunksize 1000", |p| {
+        let got = p.map_chunked(square, 0..N / 4, Some(1000)).unwrap();
+        assert!(got.iter().enumerate().all(|(i, &r)| r == square(i as u64)));
+    });
+    within("imap, large chunks", |p| {
+        let got = p.imap_chunked(square, 0..N, N as usize / 8);
+        let mut n = 0;
+        for (i, r) in got.enumerate() {
+            assert_eq!(r.unwrap(), square(i as u64));
+            n += 1;
+        }
+        assert_eq!(n, N);
+    });
+    within("imap_unordered, large chunks", |p| {
+        let got = p.imap_unordered_chunked(square, 0..N, N as usize / 8);
+        let mut got: Vec<u64> = got.map(|r| r.unwrap()).collect();
+        got.sort_unstable(); // squares below 2^64 grow with their roots
+        assert!(got.iter().enumerate().all(|(i, &r)| r == square(i as u64)));
+        assert_eq!(got.len(), N as usize);
+    });
+    within("starmap, default chunksize", |p| {
+        let got = p
+            .starmap(|a: u64, b: u64| a.wrapping_mul(b), (0..N).map(|i| (i, i)))
+            .unwrap();
+        assert!(got.iter().enumerate().all(|(i, &r)| r == square(i as u64)));
+    });
+    // Items of 1 MiB, and of 192 KiB (chunks of a few hundred µs, so the
+    // worker is given several), four to a chunk.
+    for len in [1 << 20, 192 << 10] {
+        const M: usize = 24;
+        let items = move || (0..M).map(move |i| item(i, len));
+        within(&format!("map, items of {len} bytes"), move |p| {
+            let got = p.map_chunked(bump, items(), Some(4)).unwrap();
+            assert_eq!(got.len(), M);
+            assert!(got.iter().enumerate().all(|(i, v)| bumped(v, i, len)));
+        });
+        within(&format!("imap, items of {len} bytes"), move |p| {
+            let got: Vec<_> = p.imap_chunked(bump, items(), 4).collect();
+            assert_eq!(got.len(), M);
+            for (i, v) in got.iter().enumerate() {
+                assert!(bumped(v.as_ref().unwrap(), i, len));
+            }
+        });
+        within(&format!("imap_unordered, items of {len} bytes"), move |p| {
+            let mut seen = Vec::new();
+            for v in p.imap_unordered_chunked(bump, items(), 4) {
+                let v = v.unwrap();
+                let i = v[1] as usize;
+                assert!(bumped(&v, i, len));
+                seen.push(i);
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (0..M).collect::<Vec<_>>());
+        });
+        within(&format!("apply_async, items of {len} bytes"), move |p| {
+            let all: Vec<_> = items().map(|a| p.apply_async(bump, a).unwrap()).collect();
+            for (i, r) in all.into_iter().enumerate() {
+                assert!(bumped(&r.get().unwrap(), i, len));
+            }
+        });
+    }
+}

@@ -11,6 +11,13 @@
 //! runs its chunks in order and replies to each, so when it dies the first
 //! unanswered chunk is the one it was running: that chunk fails, the
 //! others go back to the front of the queue (they never started).
+//!
+//! A supervisor never waits in `send` while a reply may be coming: the
+//! jobs it sent and whose replies have not come stay within what the link
+//! takes unread ([`WorkerLink::room`]); a job larger than that goes alone,
+//! when the worker holds nothing. Else, with messages larger than the
+//! pipe's ring both ways, the supervisor would wait for the worker to read
+//! its next jobs while the worker waits for it to read a reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -19,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::inbox::{Done, Fail, Inbox};
-use super::link::{WorkerHandle, WorkerLink};
+use super::link::{WorkerHandle, WorkerLink, PIPE_RECORD};
 use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
 use crate::error::{Error, Result};
@@ -96,6 +103,52 @@ pub(crate) struct Chunk {
 impl Chunk {
     fn fail(self, why: &Fail) {
         self.inbox.deliver(self.tag, Done::Failed(why.clone()));
+    }
+
+    /// The bytes it takes in the link until its worker reads it, at most:
+    /// as if it went in a jobs message of its own.
+    fn wire_len(&self) -> usize {
+        PIPE_RECORD + 1 + wire::JOB_HEAD + self.args.len()
+    }
+}
+
+/// The chunks a worker holds (sent, not answered yet), oldest first, and
+/// their bytes on the wire ([`Chunk::wire_len`]).
+#[derive(Default)]
+struct Held {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn extend(&mut self, jobs: Vec<Chunk>) {
+        self.bytes += jobs.iter().map(Chunk::wire_len).sum::<usize>();
+        self.chunks.extend(jobs);
+    }
+
+    fn push_front(&mut self, job: Chunk) {
+        self.bytes += job.wire_len();
+        self.chunks.push_front(job);
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let job = self.chunks.pop_front()?;
+        self.bytes -= job.wire_len();
+        Some(job)
+    }
+
+    /// Takes them all, oldest first.
+    fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Chunk> {
+        self.bytes = 0;
+        self.chunks.drain(..)
     }
 }
 
@@ -298,7 +351,7 @@ pub(crate) struct Supervisor<W: WorkerLink> {
     shared: Arc<Shared>,
     slot: usize,
     worker: W,
-    held: VecDeque<Chunk>,
+    held: Held,
     /// When the first held chunk started (about).
     head_since: Instant,
     /// Chunks this worker finished.
@@ -314,7 +367,7 @@ impl<W: WorkerLink> Supervisor<W> {
             shared,
             slot,
             worker,
-            held: VecDeque::new(),
+            held: Held::default(),
             head_since: Instant::now(),
             done: 0,
             mean: Duration::from_millis(1),
@@ -390,7 +443,9 @@ impl<W: WorkerLink> Supervisor<W> {
             if !st.queue.is_empty() && budget > 0 {
                 let fair = st.queue.len().div_ceil(shared.cfg.processes);
                 let room = self.window() - self.held.len();
-                let n = room.min(fair).min(budget).max(1);
+                // None when none fits beside the chunks held: wait for
+                // their replies.
+                let n = self.fits(&st.queue, room.min(fair).min(budget).max(1));
                 return Next::Send(st.queue.drain(..n).collect());
             }
             if !self.held.is_empty() {
@@ -406,6 +461,26 @@ impl<W: WorkerLink> Supervisor<W> {
             st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
             st.idle -= 1;
         }
+    }
+
+    /// How many of the first `n` chunks of `queue` to send now, so that
+    /// `send` does not wait: those whose bytes, with those of the chunks
+    /// held, fit in the link's room; if none is held, at least one (the
+    /// worker, holding nothing, reads it whole before it replies).
+    fn fits(&self, queue: &VecDeque<Chunk>, n: usize) -> usize {
+        let Some(room) = self.worker.room() else {
+            return n;
+        };
+        let mut used = self.held.bytes;
+        let mut k = 0;
+        for job in queue.iter().take(n) {
+            used = used.saturating_add(job.wire_len());
+            if used > room && (k > 0 || !self.held.is_empty()) {
+                break;
+            }
+            k += 1;
+        }
+        k
     }
 
     /// Sends `jobs` and holds them; `false` if the worker is gone.
@@ -633,7 +708,7 @@ impl<W: WorkerLink> Supervisor<W> {
             return;
         }
         let mut st = self.shared.lock();
-        for job in self.held.drain(..).rev() {
+        for job in self.held.drain().rev() {
             st.queue.push_front(job);
         }
         drop(st);
@@ -720,7 +795,7 @@ impl<W: WorkerLink> Supervisor<W> {
     /// Kills the worker and fails what it held.
     fn stop(&mut self, why: Fail) {
         let _ = self.worker.stop(self.shared.cfg.grace);
-        for job in self.held.drain(..) {
+        for job in self.held.drain() {
             job.fail(&why);
         }
         self.shared.lock().workers[self.slot] = None;

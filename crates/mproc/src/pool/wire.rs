@@ -49,6 +49,10 @@ pub(crate) const JOBS: u8 = b'J';
 pub(crate) const QUIT: u8 = b'Q';
 pub(crate) const READY: u8 = b'R';
 
+/// The bytes of a job in a jobs message besides its arguments: id, func,
+/// chunk fn, len.
+pub(crate) const JOB_HEAD: usize = 28;
+
 /// Appends one job to a jobs message (which starts with [`JOBS`]).
 pub(crate) fn put_job(buf: &mut Vec<u8>, job: &JobWire<'_>) {
     buf.extend_from_slice(&job.id.to_le_bytes());
@@ -68,15 +72,15 @@ pub(crate) fn jobs(msg: &[u8]) -> Option<Vec<JobAt>> {
         let id = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
         let func = i64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
         let chunk_fn = i64::from_le_bytes(body.get(16..24)?.try_into().ok()?);
-        let len = u32::from_le_bytes(body.get(24..28)?.try_into().ok()?) as usize;
-        body.get(28..28usize.checked_add(len)?)?;
+        let len = u32::from_le_bytes(body.get(24..JOB_HEAD)?.try_into().ok()?) as usize;
+        body.get(JOB_HEAD..JOB_HEAD.checked_add(len)?)?;
         out.push(JobAt {
             id,
             func,
             chunk_fn,
-            args: at + 28..at + 28 + len,
+            args: at + JOB_HEAD..at + JOB_HEAD + len,
         });
-        at += 28 + len;
+        at += JOB_HEAD + len;
     }
     Some(out)
 }
