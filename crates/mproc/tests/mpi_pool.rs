@@ -122,7 +122,8 @@ fn two_hosts() {
     };
     let token = format!("{id}-two_hosts");
     let script = format!(
-        "ip netns exec {a} unshare --uts sh -c 'hostname {a} && exec \"$0\" \"$@\"' \
+        "ip netns exec {a} unshare --uts --mount sh -c \
+         'mount -t tmpfs tmpfs /dev/shm && hostname {a} && exec \"$0\" \"$@\"' \
          mpirun --allow-run-as-root -n 3 --host 10.77.0.1:1,10.77.0.2:2 \
          --mca plm_rsh_agent {agent} --mca plm_rsh_no_tree_spawn 1 \
          --mca btl self,vader,tcp --mca btl_tcp_if_include 10.77.0.0/24 \
@@ -225,10 +226,13 @@ impl Hosts {
             }
         }
         // OpenMPI runs `<agent> <host> <command...>` as it would ssh: run
-        // the command in that host's namespaces instead.
+        // the command in that host's namespaces instead, with a /dev/shm of
+        // its own (as a real host has: OpenMPI's shared-memory segments of
+        // a host killed mid-run then go with its namespace instead of
+        // staying in the machine's /dev/shm).
         let agent = format!(
             "#!/bin/sh\nhost=$1; shift\ncase $host in\n  10.77.0.1) ns={a} ;;\n  *) ns={b} ;;\nesac\n\
-             exec ip netns exec $ns unshare --uts sh -c \"hostname $ns; exec $*\"\n"
+             exec ip netns exec $ns unshare --uts --mount sh -c \"mount -t tmpfs tmpfs /dev/shm; hostname $ns; exec $*\"\n"
         );
         std::fs::write(&hosts.agent, agent).map_err(|e| e.to_string())?;
         let mut perm = std::fs::metadata(&hosts.agent).unwrap().permissions();
@@ -627,7 +631,14 @@ fn settings(world: &mproc::mpi::World) {
     let before: HashSet<i32> = pool.pids().into_iter().collect();
     let got = pool.map_chunked(seeded, 0..40u64, Some(1)).unwrap();
     assert_eq!(got, (1000..1040).collect::<Vec<u64>>());
-    let after: HashSet<i32> = pool.pids().into_iter().collect();
+    // A worker that ran its 5th chunk is replaced after its result is in:
+    // the replacement may still be starting when `map` returns.
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut after: HashSet<i32> = pool.pids().into_iter().collect();
+    while !before.is_disjoint(&after) && std::time::Instant::now() < guard {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        after = pool.pids().into_iter().collect();
+    }
     assert!(before.is_disjoint(&after), "workers retire after 5 chunks");
     assert_eq!(pool.timeline().events().len(), 40);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -107,13 +107,6 @@ impl RankWorker {
 }
 
 impl WorkerLink for RankWorker {
-    /// `send` only queues (the MPI thread sends without blocking, and the
-    /// rank's feeder and reader of each local worker are separate threads
-    /// with unbounded channels), so chunks need no room kept free.
-    fn room(&self) -> Option<usize> {
-        None
-    }
-
     fn start(cfg: &Config, slot: usize) -> Result<Self> {
         let driver = cfg
             .remote
