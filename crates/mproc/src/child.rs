@@ -97,6 +97,22 @@ impl Child {
         Ok(Some(code))
     }
 
+    /// After the sentinel was reported readable: reaps the child if it has
+    /// really ended (`None` if the report was stale). Readable means ending,
+    /// so the reap waits out the short gap between a pidfd turning readable
+    /// and the zombie being reapable instead of reporting "running".
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_wait_ended(&self) -> crate::error::Result<Option<()>> {
+        let io = || crate::error::Error::io("waiting for a child");
+        if self.code.get().is_none()
+            && !fdpass::wait_readable(self.sentinel(), Some(Instant::now())).map_err(io())?
+        {
+            return Ok(None);
+        }
+        self.wait(None).map_err(io())?;
+        Ok(Some(()))
+    }
+
     /// The exit code, if known (never blocks, never reaps).
     pub(crate) fn known_code(&self) -> Option<i32> {
         self.code.get().copied()

@@ -220,6 +220,10 @@ pub enum Error {
         #[source]
         error: Box<Error>,
     },
+    /// An awaitable call (feature `tokio`) was polled outside a tokio
+    /// runtime: create its future inside one (with I/O enabled).
+    #[error("no tokio runtime: await mproc's futures inside a tokio runtime with I/O enabled")]
+    NoAsyncRuntime,
 }
 
 impl From<crate::sys::fnref::Untrusted> for Error {

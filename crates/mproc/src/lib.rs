@@ -177,6 +177,8 @@
 #![warn(unreachable_pub)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod child;
 mod codec;
 mod connection;

@@ -201,6 +201,37 @@ impl Process {
         Ok(code.is_some())
     }
 
+    /// Waits for the child to end without blocking a thread (feature
+    /// `tokio`): the future sleeps on the child's sentinel (a pidfd, or the
+    /// fork server's status socket) in the runtime's reactor. Cancel-safe:
+    /// dropping it before the end changes nothing, and a later `join`
+    /// or `join_async` waits again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> mproc::Result<()> {
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// let mut p = mproc::Process::new(nap, 10);
+    /// p.start()?;
+    /// p.join_async().await?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn join_async(&mut self) -> Result<()> {
+        let child = self.started()?;
+        if child.known_code().is_some() {
+            return Ok(());
+        }
+        let ready = crate::aio::Readiness::new(child.sentinel())?;
+        std::future::poll_fn(|cx| ready.poll_until(cx, || child.try_wait_ended())).await
+    }
+
     /// Whether the child has been started and has not ended.
     pub fn is_alive(&self) -> bool {
         self.child

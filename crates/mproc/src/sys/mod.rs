@@ -15,6 +15,7 @@
 //! | `futex.rs`     | futex wait and wake on shared words                     |
 //! | `robust.rs`    | process-shared mutexes that notice their owner's death  |
 //! | `fdpass.rs`    | frames with descriptors on a Unix socket (`SCM_RIGHTS`) |
+//! | `reactor.rs`   | (feature `tokio`) a descriptor registered with tokio    |
 
 pub(crate) mod fdpass;
 pub(crate) mod fnref;
@@ -22,6 +23,8 @@ pub(crate) mod futex;
 pub(crate) mod image;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod ring;
 pub(crate) mod robust;
 pub(crate) mod shm;
