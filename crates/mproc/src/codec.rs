@@ -25,6 +25,8 @@ use crate::sys::fnref::{FnPtr, FnRef, Untrusted};
 
 mod format;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use format::{Count, Fill, WireError};

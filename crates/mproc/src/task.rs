@@ -236,3 +236,101 @@ impl Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The first frame's messages on the wire: round trips, and damaged or
+    //! random bytes are decode errors, never panics.
+
+    use super::*;
+    use crate::codec::decode_plain;
+    use crate::codec::testing::{bytes_of, refuses_damage, round_trip};
+
+    fn info() -> ProcessInfo {
+        ProcessInfo {
+            name: "Process-1:2".into(),
+            pid: 4242,
+            identity: vec![1, 2],
+            daemon: true,
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            version: WIRE_VERSION,
+            identity: vec![0xab; 32],
+            func: -12345,
+            trampoline: 678,
+            want_result: true,
+            me: info(),
+            parent: ProcessInfo {
+                name: "MainProcess".into(),
+                pid: 1,
+                identity: vec![],
+                daemon: false,
+            },
+            settings: Settings::default(),
+        }
+    }
+
+    fn outcomes() -> Vec<Outcome> {
+        use Outcome;
+        vec![
+            Outcome::Returned(bytes_of(&(1u8, "r"))),
+            Outcome::Panicked {
+                message: "boom".into(),
+                location: "src/x.rs:1:2".into(),
+            },
+            Outcome::Refused("no".into()),
+            Outcome::Mismatch {
+                expected: vec![1],
+                found: vec![2],
+            },
+            Outcome::Encode("bad".into()),
+        ]
+    }
+
+    #[test]
+    fn task_messages_round_trip() {
+        let h: Header = round_trip(&header());
+        assert_eq!(
+            (h.version, h.func, h.trampoline, h.want_result),
+            (WIRE_VERSION, -12345, 678, true)
+        );
+        assert_eq!(
+            (h.me, h.parent.pid, h.identity),
+            (info(), 1, vec![0xab; 32])
+        );
+        for o in outcomes() {
+            let back: Outcome = round_trip(&o);
+            assert_eq!(format!("{back:?}"), format!("{o:?}"));
+        }
+    }
+
+    #[test]
+    fn damaged_messages_are_decode_errors() {
+        refuses_damage::<Header>(&bytes_of(&header()));
+        for outcome in outcomes() {
+            refuses_damage::<Outcome>(&bytes_of(&outcome));
+        }
+        let e = decode_plain::<Outcome>(&bytes_of(&99u32)).unwrap_err();
+        assert!(matches!(e, Error::Decode(_)), "{e}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (rng >> 24) as u8
+                })
+                .collect();
+            let _ = decode_plain::<Header>(&bytes);
+            let _ = decode_plain::<Outcome>(&bytes);
+        }
+    }
+}
