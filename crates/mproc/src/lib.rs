@@ -168,10 +168,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` lives in `sys/` (the kernel) and `shm/` (the shared-memory
-// substrate); the few items elsewhere that must say `unsafe` (the
-// constructor, the `ShmSafe` declarations of the shared state blocks,
-// `SharedMemory`'s raw slices and the guard lending its cells) each opt out
-// by name, with their argument beside them.
+// substrate, where `shm_state!` declares the state blocks of the layers
+// above); the two items elsewhere that must say `unsafe` (the bootstrap's
+// constructor, and `Locked` lending its cells to a guard of their lock) opt
+// out by name, with their argument beside them.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(unreachable_pub)]

@@ -41,34 +41,30 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, Result};
-use crate::shm::block::ShmSafe;
+use crate::shm::block::shm_state;
 
-#[repr(C)]
-pub(super) struct Header {
-    pub(super) tail: AtomicU64,
-    pub(super) data_seq: AtomicU32,
-    pub(super) put_open: AtomicU32,
-    pub(super) deep: AtomicU32,
-    pub(super) laps: AtomicU32,
-    pub(super) reserved: AtomicU32,
-    _line0: [u8; 100],
-    pub(super) head: AtomicU64,
-    pub(super) space_seq: AtomicU32,
-    pub(super) get_open: AtomicU32,
-    _line1: [u8; 112],
-    pub(super) get_sleepers: AtomicU32,
-    pub(super) put_sleepers: AtomicU32,
-    pub(super) cap: AtomicU32,
-    pub(super) maxsize: AtomicU32,
-    pub(super) shut: AtomicU32,
-    pub(super) done: AtomicU32,
-    pub(super) join_sleepers: AtomicU32,
+shm_state! {
+    pub(super) struct Header {
+        pub(super) tail: AtomicU64,
+        pub(super) data_seq: AtomicU32,
+        pub(super) put_open: AtomicU32,
+        pub(super) deep: AtomicU32,
+        pub(super) laps: AtomicU32,
+        pub(super) reserved: AtomicU32,
+        _line0: [u8; 100],
+        pub(super) head: AtomicU64,
+        pub(super) space_seq: AtomicU32,
+        pub(super) get_open: AtomicU32,
+        _line1: [u8; 112],
+        pub(super) get_sleepers: AtomicU32,
+        pub(super) put_sleepers: AtomicU32,
+        pub(super) cap: AtomicU32,
+        pub(super) maxsize: AtomicU32,
+        pub(super) shut: AtomicU32,
+        pub(super) done: AtomicU32,
+        pub(super) join_sleepers: AtomicU32,
+    }
 }
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: atomics and padding bytes only: every bit pattern is a valid
-                      // `Header`, and all mutation goes through the atomics.
-unsafe impl ShmSafe for Header {}
 
 /// Splits a `tail`/`head` word into (item count, byte index).
 pub(super) fn split(word: u64) -> (u32, u32) {

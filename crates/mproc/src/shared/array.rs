@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock_kind::SharedLock;
 use super::locked::{Locked, SliceGuard};
-use super::raw::check_range;
 use crate::error::Result;
+use crate::shm::cells::check_range;
 use crate::shm::plain::Plain;
 use crate::sync::{LockResult, RLock};
 

@@ -1,6 +1,7 @@
 //! The shared objects a Python user knows — [`Value`], [`Array`], their
 //! raw forms [`RawValue`] and [`RawArray`], and [`SharedMemory`] — built on
-//! the shared-memory substrate (`crate::shm`: blocks, cells, plain data).
+//! the shared-memory substrate (`crate::shm`: blocks, cells, plain data;
+//! `SharedMemory`, whose raw views are the substrate's own, lives there).
 //!
 //! All live in `MAP_SHARED` mappings of a `memfd` (or, for a named
 //! `SharedMemory`, a file of `/dev/shm`) and travel to a child inside its
@@ -13,18 +14,16 @@
 //! | `raw.rs`       | `RawValue`, `RawArray`: the same without a lock           |
 //! | `locked.rs`    | what `Value` and `Array` are made of: cells and their lock |
 //! | `lock_kind.rs` | `SharedLock`: the locks a `Value` or `Array` may use       |
-//! | `memory.rs`    | `SharedMemory`: a block of bytes, named or anonymous      |
 
 mod array;
 mod lock_kind;
 mod locked;
-mod memory;
 mod raw;
 mod value;
 
+pub use crate::shm::memory::SharedMemory;
 pub use crate::shm::plain::Plain;
 pub use array::{Array, ArrayGuard};
 pub use lock_kind::SharedLock;
-pub use memory::SharedMemory;
 pub use raw::{RawArray, RawValue};
 pub use value::{Value, ValueGuard};

@@ -8,20 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::shm::block::ShmBlock;
+use crate::shm::cells::check_range;
 use crate::shm::cells::Cells;
 use crate::shm::plain::Plain;
-
-/// Fails with [`Error::OutOfRange`] (naming the first index asked for
-/// that is past the end) unless `start..start + count` lies in `0..len`.
-pub(crate) fn check_range(start: usize, count: usize, len: usize) -> Result<()> {
-    match start.checked_add(count) {
-        Some(end) if end <= len => Ok(()),
-        _ => Err(Error::OutOfRange {
-            index: start.max(len),
-            len,
-        }),
-    }
-}
 
 /// The bytes of `len` values, as `ShmBlock` wants them (a mapping is never
 /// empty, so an empty array still takes one byte).

@@ -9,6 +9,9 @@
 
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
+use std::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 use std::sync::Arc;
 
 use serde::de::Error as _;
@@ -18,6 +21,7 @@ use super::cells::Cells;
 use super::plain::Plain;
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
+use crate::sys::robust::RobustMutex;
 use crate::sys::shm::SharedRegion;
 
 /// Types that may live in shared memory and be used through `&T` by many
@@ -100,6 +104,86 @@ impl<T> ShmBlock<T> {
 
 // SAFETY: a zero-sized header has no bytes to mutate.
 unsafe impl ShmSafe for () {}
+
+/// The parts a shared state block is built of ([`shm_state!`] checks every
+/// field against this list): each is `Sync`, every bit pattern is a value
+/// of it, and it is changed only through its own atomic operations.
+macro_rules! shm_safe_atomics {
+    ($($atomic:ty),*) => {$(
+        // SAFETY: an atomic integer has the layout of its integer, whose
+        // every bit pattern is a value, and is mutated only atomically
+        // through `&self` (a race with another process is an atomic race).
+        unsafe impl ShmSafe for $atomic {}
+    )*};
+}
+shm_safe_atomics!(
+    AtomicU8,
+    AtomicU16,
+    AtomicU32,
+    AtomicU64,
+    AtomicI32,
+    AtomicI64,
+    AtomicUsize
+);
+
+// SAFETY: plain bytes (a block's padding): every pattern is a value, and
+// a `&u8` cannot mutate (no interior mutability), so no one in this process
+// writes it through the block; the padding of a state block is never
+// written after the block is made (zero-filled).
+unsafe impl ShmSafe for u8 {}
+
+// SAFETY: an array of `ShmSafe` elements: its bytes are the elements',
+// with no padding between them, so the elements' promises cover it.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+// SAFETY: `RobustMutex` (`sys/robust.rs`) is three atomics (a `u64` and
+// two `u32`s, `#[repr(C)]`, no padding) changed only by atomic operations
+// of its owner protocol; every bit pattern is a state it tolerates (a
+// stale or foreign owner reads as a dead owner).
+unsafe impl ShmSafe for RobustMutex {}
+
+/// Declares a `#[repr(C)]` struct that lives in shared memory (the header
+/// of a [`ShmBlock`]) and makes it [`ShmSafe`] after checking, at compile
+/// time, that every field is `ShmSafe` itself (atomics, byte padding,
+/// arrays of them, other declared state). The layers above write their
+/// state blocks with it instead of an `unsafe impl` of their own.
+///
+/// ```ignore
+/// shm_state! {
+///     struct EventState {
+///         word: AtomicU32,
+///         sleepers: AtomicU32,
+///     }
+/// }
+/// ```
+macro_rules! shm_state {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        $vis struct $name {
+            $($(#[$fmeta])* $fvis $field: $ty),*
+        }
+
+        const _: () = {
+            const fn every_field_is_shm_safe<T: $crate::shm::block::ShmSafe>() {}
+            $(every_field_is_shm_safe::<$ty>();)*
+        };
+
+        #[allow(unsafe_code)] // the substrate's own promise, checked above
+        // SAFETY: `#[repr(C)]` and every field `ShmSafe` (the `const`
+        // above does not compile otherwise): every bit pattern of the
+        // struct is a value (padding bytes included: `repr(C)` padding is
+        // never read as a field), it is `Sync`, and all mutation goes
+        // through the fields' atomics.
+        unsafe impl $crate::shm::block::ShmSafe for $name {}
+    };
+}
+pub(crate) use shm_state;
 
 impl<T> Serialize for ShmBlock<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -249,3 +249,15 @@ impl<T, G> Drop for Lent<'_, T, G> {
         self.cells.unborrow();
     }
 }
+
+/// Fails with [`Error::OutOfRange`] (naming the first index asked for
+/// that is past the end) unless `start..start + count` lies in `0..len`.
+pub(crate) fn check_range(start: usize, count: usize, len: usize) -> crate::error::Result<()> {
+    match start.checked_add(count) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(crate::error::Error::OutOfRange {
+            index: start.max(len),
+            len,
+        }),
+    }
+}

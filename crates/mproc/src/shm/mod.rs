@@ -3,12 +3,13 @@
 //! locks, queues and events of `sync/` and `queue/`) is made of. Every
 //! `unsafe` of the shared-memory kind lives here (the mappings themselves
 //! are made in `sys/shm.rs`), each with its `// SAFETY:` argument; the
-//! layers above use safe functions, with two exceptions that carry a
-//! promise only they can make: `Locked` (`shared/locked.rs`) calls
+//! layers above use safe functions, with one exception that carries a
+//! promise only it can make: `Locked` (`shared/locked.rs`) calls
 //! [`Cells::lend`](cells::Cells::lend) vouching that its guard holds the
-//! cells' lock, and the public `unsafe fn`s `SharedMemory::as_slice` and
-//! `as_mut_slice` pass their caller's promise on to
-//! [`SharedBytes`](bytes::SharedBytes).
+//! cells' lock. State blocks above (`sync/`, `queue/`) are declared with
+//! [`shm_state!`](block::shm_state), which checks their fields instead of
+//! an `unsafe impl` of their own. `SharedMemory` lives here because its
+//! raw views (`as_slice`, `as_mut_slice`) are the substrate's own `unsafe`.
 //!
 //! | file       | what                                                         |
 //! |------------|--------------------------------------------------------------|
@@ -16,8 +17,10 @@
 //! | `block.rs` | `ShmBlock<T>`: a shared header of type `T` and data after it, one descriptor |
 //! | `cells.rs` | `Cells<T>`: `len` plain values at a place in a mapping       |
 //! | `plain.rs` | `Plain` data and its relaxed atomic copies in and out        |
+//! | `memory.rs` | `SharedMemory`: the user's block of bytes, named or anonymous, with its raw views |
 
 pub(crate) mod block;
 pub(crate) mod bytes;
 pub(crate) mod cells;
+pub(crate) mod memory;
 pub(crate) mod plain;

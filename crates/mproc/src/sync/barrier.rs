@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shm::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{shm_state, ShmBlock};
 use crate::sys::fnref::FnRef;
 use crate::sys::{futex, image};
 
@@ -60,17 +60,14 @@ const COUNT: u64 = MAX_PARTIES as u64;
 const RESETTING: u64 = 1 << 30;
 const BROKEN: u64 = 1 << 31;
 
-#[repr(C)]
-struct BarrierState {
-    state: AtomicU64,
-    ended_broken: AtomicU64,
-    seq: AtomicU32,
-    sleepers: AtomicU32,
+shm_state! {
+    struct BarrierState {
+        state: AtomicU64,
+        ended_broken: AtomicU64,
+        seq: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: atomics only; every bit pattern is a value.
-unsafe impl ShmSafe for BarrierState {}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Snapshot {

@@ -53,7 +53,7 @@ use super::mutex::SharedMutex;
 use super::poison::{with_outcome, LockError, LockResult};
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shm::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{shm_state, ShmBlock};
 use crate::sys::futex;
 use crate::sys::remaining;
 
@@ -76,22 +76,20 @@ fn tag(ticket: u32, state: u32) -> u32 {
     (ticket << 2) | state
 }
 
-#[repr(C)]
-struct Slot {
-    word: AtomicU32,
-    sleepers: AtomicU32,
+shm_state! {
+    struct Slot {
+        word: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
 
-#[repr(C)]
-struct CondState {
-    head: AtomicU32,
-    tail: AtomicU32,
-    slots: [Slot; MAX_CONDITION_WAITERS],
+shm_state! {
+    struct CondState {
+        head: AtomicU32,
+        tail: AtomicU32,
+        slots: [Slot; MAX_CONDITION_WAITERS],
+    }
 }
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: atomics only; every bit pattern is a value.
-unsafe impl ShmSafe for CondState {}
 
 impl CondState {
     fn slot(&self, ticket: u32) -> &Slot {

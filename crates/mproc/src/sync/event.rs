@@ -23,21 +23,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers, WAKE_ALL};
 use crate::error::{Error, Result};
-use crate::shm::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{shm_state, ShmBlock};
 use crate::sys::futex;
 
 const FLAG: u32 = 1;
 const ONE_SET: u32 = 2;
 
-#[repr(C)]
-struct EventState {
-    word: AtomicU32,
-    sleepers: AtomicU32,
+shm_state! {
+    struct EventState {
+        word: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: two atomics; every bit pattern is a value.
-unsafe impl ShmSafe for EventState {}
 
 /// An event shared between processes, as Python's `multiprocessing.Event`:
 /// a flag that [`set`](Event::set) raises, [`clear`](Event::clear) lowers

@@ -8,12 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::deadline_after;
 use super::poison::{LockError, LockResult};
 use crate::error::Error;
-use crate::shm::block::{ShmBlock, ShmSafe};
+use crate::shm::block::ShmBlock;
 use crate::sys::robust::{Locked, RobustMutex};
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: three atomics; every bit pattern is a valid state.
-unsafe impl ShmSafe for RobustMutex {}
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{deadline_after, wake_sleepers};
 use crate::error::{Error, Result};
-use crate::shm::block::{ShmBlock, ShmSafe};
+use crate::shm::block::{shm_state, ShmBlock};
 use crate::sys::futex;
 
 /// The largest value a semaphore can hold, as POSIX's `SEM_VALUE_MAX` on
@@ -40,15 +40,12 @@ use crate::sys::futex;
 /// ```
 pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 
-#[repr(C)]
-struct SemState {
-    value: AtomicU32,
-    sleepers: AtomicU32,
+shm_state! {
+    struct SemState {
+        value: AtomicU32,
+        sleepers: AtomicU32,
+    }
 }
-
-#[allow(unsafe_code)] // the substrate's contract, argued below
-                      // SAFETY: two atomics; every bit pattern is a value.
-unsafe impl ShmSafe for SemState {}
 
 /// The shared part of both semaphores.
 #[derive(Clone, Serialize, Deserialize)]

@@ -48,10 +48,10 @@ use std::sync::Arc;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::raw::check_range;
+use super::bytes::SharedBytes;
+use super::cells::check_range;
 use crate::codec::WireFd;
 use crate::error::{Error, Result};
-use crate::shm::bytes::SharedBytes;
 use crate::sys::posix_shm as posix;
 use crate::sys::proc::getpid;
 use crate::sys::shm::{reserve, SharedRegion};
