@@ -435,3 +435,103 @@ fn handles_debug_print() {
         "Array([true])"
     );
 }
+
+fn try_take(lock: Lock) -> bool {
+    let took = lock.try_acquire().unwrap();
+    if took {
+        lock.release().unwrap();
+    }
+    took
+}
+
+#[test]
+fn a_lock_lending_a_value_cannot_be_released_under_its_guard() {
+    // The guard's `&mut` must stay exclusive: releasing its lock by hand
+    // would let another process write under it.
+    let v = Value::with_lock(1i32, Lock::new().unwrap()).unwrap();
+    let mut g = v.lock().unwrap();
+    let e = v.get_lock().release().unwrap_err();
+    assert!(matches!(e, mproc::Error::InvalidState(_)), "{e}");
+    assert!(
+        !mproc::spawn(try_take, v.get_lock().clone())
+            .unwrap()
+            .join()
+            .unwrap(),
+        "another process must still find the lock held"
+    );
+    *g = 2;
+    drop(g);
+    assert!(!v.get_lock().is_locked(), "the guard released it");
+    assert!(mproc::spawn(try_take, v.get_lock().clone())
+        .unwrap()
+        .join()
+        .unwrap());
+    assert_eq!(v.get().unwrap(), 2);
+}
+
+#[test]
+fn an_rlock_lending_an_array_keeps_the_guards_level() {
+    let a = Array::<u8>::new(3).unwrap(); // an RLock, as in Python
+    let g = a.lock().unwrap();
+    // A level taken by hand may go again; the guard's may not.
+    a.get_lock().acquire().unwrap();
+    a.get_lock().release().unwrap();
+    assert!(matches!(
+        a.get_lock().release(),
+        Err(mproc::Error::InvalidState(_))
+    ));
+    assert!(a.get_lock().is_locked());
+    drop(g);
+    assert!(!a.get_lock().is_locked());
+    assert!(matches!(
+        a.get_lock().release(),
+        Err(mproc::Error::InvalidState(_))
+    ));
+}
+
+#[test]
+fn a_condition_cannot_wait_away_the_lock_of_a_live_value_guard() {
+    let lock = Lock::new().unwrap();
+    let v = Value::with_lock(0u64, lock.clone()).unwrap();
+    let cond = mproc::Condition::with_lock(lock.clone()).unwrap();
+    let g = v.lock().unwrap();
+    let waited = cond.wait_timeout(Duration::from_millis(1));
+    assert!(
+        matches!(
+            waited,
+            Err(LockError::Failed(mproc::Error::InvalidState(_)))
+        ),
+        "{waited:?}"
+    );
+    assert!(lock.is_locked(), "still held by the guard");
+    drop(g);
+    assert!(!lock.is_locked());
+}
+
+fn die_holding_pinned_value((v, tell): (Value<i32, Lock>, Connection<()>)) {
+    let _g = v.lock().unwrap();
+    tell.send(&()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_dead_owners_pins_die_with_it() {
+    let v = Value::with_lock(5i32, Lock::new().unwrap()).unwrap();
+    let (here, there) = Pipe::new().unwrap();
+    let mut p = Process::new(die_holding_pinned_value, (v.clone(), there));
+    p.start().unwrap();
+    here.recv().unwrap();
+    p.kill().unwrap();
+    p.join().unwrap();
+    // Recovered by a hand acquisition: its release must not be refused for
+    // the dead child's guard.
+    assert!(matches!(
+        v.get_lock().acquire(),
+        Err(LockError::OwnerDied(()))
+    ));
+    v.get_lock().release().unwrap();
+    assert!(!v.get_lock().is_locked());
+    assert_eq!(v.get().unwrap(), 5);
+}

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::shm::block::ShmBlock;
 use crate::shm::cells::{Cells, Lent};
 use crate::shm::plain::Plain;
-use crate::sync::{LockError, LockGuard, LockResult};
+use crate::sync::{LockError, LockGuard, LockResult, SharedMutex};
 
 /// Cells and their lock.
 pub(crate) struct Locked<T, L> {
@@ -130,14 +130,17 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(LockError::Failed(e)),
         };
+        let pinned = Pinned::new(self.lock.shared_mutex(), g);
         #[allow(unsafe_code)] // the one promise only this caller can make (below)
-        // SAFETY: `g` holds the lock that guards these cells: every
-        // process writes them only through a guard of this `Locked`'s lock
-        // (the raw types have cells of their own, never locked).
-        let guard = match unsafe { self.cells.lend(g) } {
+        // SAFETY: `pinned` holds the lock that guards these cells (every
+        // process writes them only through a guard of this `Locked`'s lock;
+        // the raw types have cells of their own, never locked), and keeps
+        // it until dropped: its level is pinned, so neither a `release()`
+        // of the same lock nor a condition's wait on it can free it early.
+        let guard = match unsafe { self.cells.lend(pinned) } {
             Ok(guard) => guard,
-            Err(g) => {
-                drop(g);
+            Err(pinned) => {
+                drop(pinned);
                 return Err(LockError::Failed(Error::InvalidState(REENTERED)));
             }
         };
@@ -170,7 +173,31 @@ fn outcome<R>(died: bool, r: R) -> LockResult<R> {
 
 /// Holds the lock and a borrow of the cells, whose values it has checked
 /// (so they are `&mut [T]` until it drops).
-pub(crate) type SliceGuard<'a, T> = Lent<'a, T, LockGuard<'a>>;
+pub(crate) type SliceGuard<'a, T> = Lent<'a, T, Pinned<'a>>;
+
+/// A held lock whose level is pinned while it lends the cells: unpinned,
+/// then released, when it drops.
+pub(crate) struct Pinned<'a> {
+    mutex: &'a SharedMutex,
+    // Dropped (the lock released) after `Drop::drop` unpinned it.
+    _guard: LockGuard<'a>,
+}
+
+impl<'a> Pinned<'a> {
+    fn new(mutex: &'a SharedMutex, guard: LockGuard<'a>) -> Self {
+        mutex.pin();
+        Pinned {
+            mutex,
+            _guard: guard,
+        }
+    }
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        self.mutex.unpin();
+    }
+}
 
 /// How a `Locked` travels: its lock, and its cells' block unless they live
 /// in the lock's.

@@ -81,6 +81,18 @@ impl SharedMutex {
     pub(crate) fn is_locked(&self) -> bool {
         self.raw().is_locked()
     }
+
+    /// Pins the level the caller holds for a guard that lends the data
+    /// this mutex protects: no `release` or condition wait frees it until
+    /// [`unpin`](Self::unpin) (see `sys::robust`).
+    pub(crate) fn pin(&self) {
+        self.raw().pin();
+    }
+
+    /// Undoes [`pin`](Self::pin).
+    pub(crate) fn unpin(&self) {
+        self.raw().unpin();
+    }
 }
 
 /// What a condition variable needs of its lock.
@@ -118,6 +130,9 @@ fn not_held(e: std::io::Error) -> Error {
         Some(libc::EPERM) => {
             Error::InvalidState("release of a lock the calling thread does not hold")
         }
+        Some(libc::EBUSY) => Error::InvalidState(
+            "the lock is held by a guard of a shared value: drop the guard to release it",
+        ),
         _ => Error::io("cannot release a lock")(e),
     }
 }

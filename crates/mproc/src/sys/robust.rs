@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `state` (64 bits) | `0` free; else bits 0..=29 the owner's kernel thread id, bit 31 [`WAITERS`], bits 32..=63 the owner's stamp | a locker: CAS `0 -> me`; a waiter: CAS `x -> x \| WAITERS`; the owner: CAS `me -> 0`, or (with `WAITERS`) CAS to `0` and wake every sleeper; a recoverer: CAS `dead -> me \| WAITERS` |
 //! | `depth` | levels a recursive mutex's owner holds beyond the first | its owner only |
-//! | `kind` | `0` error-checking, else recursive | set at creation |
+//! | `kind` | bit 0: `0` error-checking, `1` recursive (set at creation); bits 8..: levels pinned by guards that lend the data the mutex guards ([`RobustMutex::pin`]) | the kind at creation; the pins by the owner only (reset by a recoverer) |
 //!
 //! Sleepers sleep on the low 32 bits of `state` (thread id and `WAITERS`),
 //! the only part a futex can compare.
@@ -86,6 +86,9 @@ pub(crate) struct RobustMutex {
     kind: AtomicU32,
 }
 
+/// One pinned level in `kind` (bits 8 and up; bit 0 is the kind).
+const PIN_ONE: u32 = 1 << 8;
+
 fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
@@ -100,7 +103,23 @@ impl RobustMutex {
     }
 
     fn recursive(&self) -> bool {
-        self.kind.load(Ordering::Relaxed) != 0
+        self.kind.load(Ordering::Relaxed) & 1 != 0
+    }
+
+    /// Pins one level the calling thread holds: until [`unpin`](Self::unpin),
+    /// [`unlock`](Self::unlock) and [`unlock_all`](Self::unlock_all) refuse
+    /// (`EBUSY`) to release the pinned levels. A guard that lends the data
+    /// this mutex protects pins its level, so that no other release (a
+    /// `release()` of the same lock, a condition's wait on it) can free the
+    /// data while references into it live. Call only while holding it.
+    pub(crate) fn pin(&self) {
+        debug_assert!(self.held_by_caller());
+        self.kind.fetch_add(PIN_ONE, Ordering::Relaxed);
+    }
+
+    /// Undoes one [`pin`](Self::pin), before the guard releases its level.
+    pub(crate) fn unpin(&self) {
+        self.kind.fetch_sub(PIN_ONE, Ordering::Relaxed);
     }
 
     /// Locks, waiting until `deadline` (`None`: forever). `Ok(None)` on
@@ -216,6 +235,8 @@ impl RobustMutex {
         self.state
             .compare_exchange(dead, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)?;
         self.depth.store(0, Ordering::Relaxed);
+        // The dead owner's guards died with it.
+        self.kind.fetch_and(PIN_ONE - 1, Ordering::Relaxed);
         Ok(Locked::OwnerDied)
     }
 
@@ -235,22 +256,47 @@ impl RobustMutex {
         Ok(Some(Locked::Clean))
     }
 
-    /// Unlocks one level. `EPERM` when the calling thread does not hold it.
+    /// Unlocks one level. `EPERM` when the calling thread does not hold it;
+    /// `EBUSY` when that level is pinned by a guard ([`pin`](Self::pin)).
     #[inline]
     pub(crate) fn unlock(&self) -> io::Result<()> {
         let me = identity();
-        if self.recursive() {
-            let depth = self.depth.load(Ordering::Relaxed);
-            if depth != 0 {
-                // `depth` is the owner's; anyone else reads a value it must
-                // not act on.
-                if self.state.load(Ordering::Relaxed) & !WAITERS != me {
-                    return Err(errno(libc::EPERM));
-                }
-                self.depth.store(depth - 1, Ordering::Relaxed);
-                return Ok(());
-            }
+        let kind = self.kind.load(Ordering::Relaxed);
+        if kind != 0 {
+            return self.unlock_checked(me, kind);
         }
+        self.release(me)
+    }
+
+    /// Unlocking a recursive or pinned mutex: the levels held beyond the
+    /// first go one by one, and pinned levels stay.
+    #[cold]
+    fn unlock_checked(&self, me: u64, kind: u32) -> io::Result<()> {
+        // `depth` and the pins are the owner's; anyone else reads values
+        // it must not act on.
+        let owner = self.state.load(Ordering::Relaxed) & !WAITERS == me;
+        let pins = kind / PIN_ONE;
+        let depth = match kind & 1 {
+            0 => 0,
+            _ => self.depth.load(Ordering::Relaxed),
+        };
+        if (depth != 0 || pins != 0) && !owner {
+            return Err(errno(libc::EPERM));
+        }
+        // `depth + 1` levels held; after this release `depth` remain.
+        if depth < pins {
+            return Err(errno(libc::EBUSY));
+        }
+        if depth != 0 {
+            self.depth.store(depth - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.release(me)
+    }
+
+    /// Frees the mutex held at its last level by `me`.
+    #[inline]
+    fn release(&self, me: u64) -> io::Result<()> {
         match self
             .state
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
@@ -283,10 +329,14 @@ impl RobustMutex {
     }
 
     /// Releases every level the calling thread holds (one for an
-    /// error-checking mutex) and says how many. `EPERM` if it holds none.
+    /// error-checking mutex) and says how many. `EPERM` if it holds none,
+    /// `EBUSY` if a level is pinned ([`pin`](Self::pin)).
     pub(crate) fn unlock_all(&self) -> io::Result<u32> {
         if !self.held_by_caller() {
             return Err(errno(libc::EPERM));
+        }
+        if self.kind.load(Ordering::Relaxed) >= PIN_ONE {
+            return Err(errno(libc::EBUSY));
         }
         let levels = match self.recursive() {
             true => self.depth.swap(0, Ordering::Relaxed).saturating_add(1),
