@@ -169,9 +169,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` lives in `sys/` (the kernel) and `shm/` (the shared-memory
 // substrate, where `shm_state!` declares the state blocks of the layers
-// above); the two items elsewhere that must say `unsafe` (the bootstrap's
-// constructor, and `Locked` lending its cells to a guard of their lock) opt
-// out by name, with their argument beside them.
+// above and `guarded.rs` lends a `Value`'s cells to the holder of its lock);
+// no item elsewhere opts out. (The bootstrap's `#[ctor::ctor(unsafe)]` is
+// that crate's acknowledgment that the constructor runs before `main`, not
+// unsafe code: the constructor itself is safe Rust.)
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(unreachable_pub)]

@@ -535,3 +535,61 @@ fn a_dead_owners_pins_die_with_it() {
     assert!(!v.get_lock().is_locked());
     assert_eq!(v.get().unwrap(), 5);
 }
+
+fn guard_both((a, b): (Value<i32>, Value<i32>)) -> (bool, bool, bool) {
+    let mut g = a.lock().unwrap();
+    *g = 9;
+    let second_guard = matches!(
+        b.lock(),
+        Err(LockError::Failed(mproc::Error::InvalidState(_)))
+    );
+    let second_get = matches!(
+        b.get(),
+        Err(LockError::Failed(mproc::Error::InvalidState(_)))
+    );
+    drop(g);
+    (second_guard, second_get, b.get().unwrap() == 9)
+}
+
+#[test]
+fn a_value_received_twice_is_not_lent_twice() {
+    // The child maps the value's block once per handle it receives: the
+    // mark that refuses a second guard lives in the shared block, not in
+    // one mapping.
+    let v = Value::new(0i32).unwrap();
+    let (guard_refused, get_refused, seen) = mproc::spawn(guard_both, (v.clone(), v.clone()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        guard_refused,
+        "a second guard on the same cells must be refused"
+    );
+    assert!(get_refused, "a get under the guard must be refused");
+    assert!(seen);
+    assert_eq!(v.get().unwrap(), 9);
+}
+
+fn guard_apart((a, tell): (Array<u32, Lock>, Connection<()>)) {
+    let _g = a.lock().unwrap();
+    tell.send(&()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_dead_lenders_mark_is_stale_for_the_next_holder() {
+    let a = Array::<u32, Lock>::with_lock(4, Lock::new().unwrap()).unwrap();
+    let (here, there) = Pipe::new().unwrap();
+    let mut p = Process::new(guard_apart, (a.clone(), there));
+    p.start().unwrap();
+    here.recv().unwrap();
+    p.kill().unwrap();
+    p.join().unwrap();
+    let mut g = a.lock().recover().unwrap();
+    g[0] = 1;
+    drop(g);
+    assert_eq!(a.get(0).unwrap(), 1);
+    assert!(!a.get_lock().is_locked());
+}

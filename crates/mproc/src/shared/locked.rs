@@ -1,15 +1,16 @@
 //! What `Value` and `Array` are made of: cells of plain data and the lock
-//! that guards them.
+//! that guards them (paired and lent in `shm/guarded.rs`).
 //!
 //! `Value::new` and `Array::new` put the data in the lock's own block,
 //! after the mutex: one memfd, one descriptor, one mapping. A value made
-//! with an existing lock (`with_lock`) has its data in a block of its own.
+//! with an existing lock (`with_lock`) has its data in a block of its own,
+//! whose header names the lock.
 //!
 //! Re-entrance: a value's default lock is an [`RLock`](crate::RLock), as
 //! in Python, so the thread that holds a guard (`&mut T`) could call
-//! `get`/`set`/`lock` again and alias the guard's reference. Each process
-//! keeps a borrow flag per block of cells (shared by the clones of a
-//! handle); a call that finds it set after taking the lock is that thread
+//! `get`/`set`/`lock` again and alias the guard's reference. The cells
+//! carry a lent mark in shared memory (the lending thread); a call that
+//! finds it naming the calling thread after taking the lock is that thread
 //! re-entering, and fails instead.
 
 use std::time::Duration;
@@ -22,16 +23,15 @@ use super::lock_kind::SharedLock;
 use super::raw::{data_len, layout_error};
 use crate::error::{Error, Result};
 use crate::shm::block::ShmBlock;
-use crate::shm::cells::{Cells, Lent};
+use crate::shm::cells::Cells;
+use crate::shm::guarded::{ApartHeader, Guarded, Lent, Refused};
 use crate::shm::plain::Plain;
-use crate::sync::{LockError, LockGuard, LockResult, SharedMutex};
+use crate::sync::{LockError, LockGuard, LockResult};
 
 /// Cells and their lock.
 pub(crate) struct Locked<T, L> {
     lock: L,
-    cells: Cells<T>,
-    /// Where the cells live, for serialisation: `None` in the lock's block.
-    apart: Option<ShmBlock<()>>,
+    cells: Guarded<T>,
 }
 
 impl<T, L: Clone> Clone for Locked<T, L> {
@@ -39,7 +39,6 @@ impl<T, L: Clone> Clone for Locked<T, L> {
         Locked {
             lock: self.lock.clone(),
             cells: self.cells.clone(),
-            apart: self.apart.clone(),
         }
     }
 }
@@ -53,47 +52,27 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
         T: Zeroable,
     {
         let lock = L::with_data(data_len::<T>(len)?)?;
-        let cells = lock
-            .shared_mutex()
-            .block()
-            .cells(len)
-            .map_err(layout_error)?;
-        Ok(Locked {
-            lock,
-            cells,
-            apart: None,
-        })
+        let cells = Guarded::in_lock(lock.shared_mutex().block(), len).map_err(layout_error)?;
+        Ok(Locked { lock, cells })
     }
 
     /// A copy of `values` in the block of a new lock.
     pub(crate) fn from_slice(values: &[T]) -> Result<Self> {
         let lock = L::with_data(data_len::<T>(values.len())?)?;
-        let cells = lock
-            .shared_mutex()
-            .block()
-            .cells(values.len())
-            .map_err(layout_error)?;
-        cells.write_from(0, values);
-        Ok(Locked {
-            lock,
-            cells,
-            apart: None,
-        })
+        let cells =
+            Guarded::in_lock(lock.shared_mutex().block(), values.len()).map_err(layout_error)?;
+        cells.cells().write_from(0, values);
+        Ok(Locked { lock, cells })
     }
 
     /// `len` cells in a block of their own, guarded by `lock`, holding
     /// `values` if given (zeros otherwise).
     pub(crate) fn apart(len: usize, values: Option<&[T]>, lock: L) -> Result<Self> {
-        let block = ShmBlock::<()>::create("mproc-array", data_len::<T>(len)?)?;
-        let cells = block.cells(len).map_err(layout_error)?;
+        let cells = Guarded::create_apart(lock.shared_mutex().block(), len, data_len::<T>(len)?)?;
         if let Some(values) = values {
-            cells.write_from(0, values);
+            cells.cells().write_from(0, values);
         }
-        Ok(Locked {
-            lock,
-            cells,
-            apart: Some(block),
-        })
+        Ok(Locked { lock, cells })
     }
 
     pub(crate) fn lock(&self) -> &L {
@@ -101,7 +80,7 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.cells.len()
+        self.cells.cells().len()
     }
 
     /// Runs `f` on the cells with the lock held; the outcome of the
@@ -112,11 +91,11 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => unreachable!("a blocking acquire returns with the lock"),
             Err(e) => return Err(LockError::Failed(e)),
         };
-        if self.cells.is_borrowed() {
+        if self.cells.lent_to_caller() {
             drop(g);
             return Err(LockError::Failed(Error::InvalidState(REENTERED)));
         }
-        let out = f(&self.cells);
+        let out = f(self.cells.cells());
         drop(g);
         outcome(died, out)
     }
@@ -130,34 +109,25 @@ impl<T: Plain, L: SharedLock> Locked<T, L> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(LockError::Failed(e)),
         };
-        let pinned = Pinned::new(self.lock.shared_mutex(), g);
-        #[allow(unsafe_code)] // the one promise only this caller can make (below)
-        // SAFETY: `pinned` holds the lock that guards these cells (every
-        // process writes them only through a guard of this `Locked`'s lock;
-        // the raw types have cells of their own, never locked), and keeps
-        // it until dropped: its level is pinned, so neither a `release()`
-        // of the same lock nor a condition's wait on it can free it early.
-        let guard = match unsafe { self.cells.lend(pinned) } {
+        let guard = match self.cells.lend(g) {
             Ok(guard) => guard,
-            Err(pinned) => {
-                drop(pinned);
-                return Err(LockError::Failed(Error::InvalidState(REENTERED)));
+            Err((g, why)) => {
+                drop(g);
+                return Err(LockError::Failed(Error::InvalidState(match why {
+                    Refused::Reentered => REENTERED,
+                    Refused::NotHeld => "a shared value's guard does not hold its lock",
+                })));
             }
         };
         outcome(died, Some(guard))
     }
 
-    /// Takes the lock: the guard and whether the previous owner died. A
-    /// dead owner's borrow (a guard of a thread of this process that died
-    /// holding it) ends with it.
+    /// Takes the lock: the guard and whether the previous owner died.
     #[inline]
     fn acquire(&self, timeout: Option<Duration>) -> Result<Option<(LockGuard<'_>, bool)>> {
         match self.lock.guard(timeout) {
             Ok(g) => Ok(g.map(|g| (g, false))),
-            Err(LockError::OwnerDied(g)) => {
-                self.cells.unborrow();
-                Ok(g.map(|g| (g, true)))
-            }
+            Err(LockError::OwnerDied(g)) => Ok(g.map(|g| (g, true))),
             Err(LockError::Failed(e)) => Err(e),
         }
     }
@@ -171,33 +141,9 @@ fn outcome<R>(died: bool, r: R) -> LockResult<R> {
     }
 }
 
-/// Holds the lock and a borrow of the cells, whose values it has checked
-/// (so they are `&mut [T]` until it drops).
-pub(crate) type SliceGuard<'a, T> = Lent<'a, T, Pinned<'a>>;
-
-/// A held lock whose level is pinned while it lends the cells: unpinned,
-/// then released, when it drops.
-pub(crate) struct Pinned<'a> {
-    mutex: &'a SharedMutex,
-    // Dropped (the lock released) after `Drop::drop` unpinned it.
-    _guard: LockGuard<'a>,
-}
-
-impl<'a> Pinned<'a> {
-    fn new(mutex: &'a SharedMutex, guard: LockGuard<'a>) -> Self {
-        mutex.pin();
-        Pinned {
-            mutex,
-            _guard: guard,
-        }
-    }
-}
-
-impl Drop for Pinned<'_> {
-    fn drop(&mut self) {
-        self.mutex.unpin();
-    }
-}
+/// Holds the lock (its level pinned) and the cells lent, whose values it
+/// has checked (so they are `&mut [T]` until it drops).
+pub(crate) type SliceGuard<'a, T> = Lent<'a, T, LockGuard<'a>>;
 
 /// How a `Locked` travels: its lock, and its cells' block unless they live
 /// in the lock's.
@@ -209,10 +155,10 @@ enum Wire<L, B> {
 
 impl<T, L: Serialize> Serialize for Locked<T, L> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let len = self.cells.len() as u64;
+        let len = self.cells.cells().len() as u64;
         let lock = &self.lock;
-        match &self.apart {
-            None => Wire::<_, &ShmBlock<()>>::InLock { lock, len },
+        match self.cells.apart_block() {
+            None => Wire::<_, &ShmBlock<ApartHeader>>::InLock { lock, len },
             Some(block) => Wire::Apart { lock, block, len },
         }
         .serialize(s)
@@ -222,20 +168,19 @@ impl<T, L: Serialize> Serialize for Locked<T, L> {
 impl<'de, T: Plain, L: SharedLock> Deserialize<'de> for Locked<T, L> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let usize_len = |len: u64| usize::try_from(len).map_err(D::Error::custom);
-        match Wire::<L, ShmBlock<()>>::deserialize(d)? {
+        let (lock, cells) = match Wire::<L, ShmBlock<ApartHeader>>::deserialize(d)? {
             Wire::InLock { lock, len } => {
-                let cells = lock.shared_mutex().block().cells(usize_len(len)?);
-                Ok(Locked {
-                    cells: cells.map_err(D::Error::custom)?,
-                    lock,
-                    apart: None,
-                })
+                let cells = Guarded::in_lock(lock.shared_mutex().block(), usize_len(len)?);
+                (lock, cells)
             }
-            Wire::Apart { lock, block, len } => Ok(Locked {
-                cells: block.cells(usize_len(len)?).map_err(D::Error::custom)?,
-                lock,
-                apart: Some(block),
-            }),
-        }
+            Wire::Apart { lock, block, len } => {
+                let cells = Guarded::apart(lock.shared_mutex().block(), block, usize_len(len)?);
+                (lock, cells)
+            }
+        };
+        Ok(Locked {
+            cells: cells.map_err(D::Error::custom)?,
+            lock,
+        })
     }
 }

@@ -96,6 +96,12 @@ impl<T: ShmSafe> ShmBlock<T> {
 }
 
 impl<T> ShmBlock<T> {
+    /// The block's file (device, inode): the same for every mapping of it
+    /// in every process, and no other live file's.
+    pub(crate) fn identity(&self) -> std::io::Result<(u64, u64)> {
+        self.region.identity()
+    }
+
     /// `len` cells of `U` in the data area, after checking they fit.
     pub(crate) fn cells<U: Plain>(&self, len: usize) -> std::result::Result<Cells<U>, String> {
         Cells::new(self.region.clone(), data_offset::<T>(), len)

@@ -2,18 +2,16 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::plain::{self, Plain, MAX_ALIGN};
 use crate::sys::shm::SharedRegion;
 
-/// `len` values of `T` in a shared mapping, with this process's record of
-/// whether a guard borrows them.
+/// `len` values of `T` in a shared mapping.
 ///
 /// Invariant: no reference into the cells exists in this process except
-/// one made by [`Cells::slice_mut`], whose caller holds the lock that guards
-/// the cells and has set the borrow flag ([`Cells::borrow`]) first; the
+/// one made by [`Cells::slice_mut`], whose only caller is a lend of
+/// `guarded.rs` (the lock held and pinned, the cells marked lent); the
 /// owners of cells that are never locked (the raw types) never call it.
 /// Other processes (and, for the raw types, other threads) may write the
 /// bytes at any time: every other access is a relaxed atomic copy
@@ -28,8 +26,6 @@ struct Inner {
     _region: Arc<SharedRegion>,
     ptr: NonNull<u8>,
     len: usize,
-    /// A guard of this process holds the cells (see the type's invariant).
-    borrowed: AtomicBool,
 }
 
 // SAFETY: `Inner` holds a pointer into a mapping that lives as long as
@@ -59,43 +55,19 @@ impl<T> Cells<T> {
     ///
     /// The caller holds the lock that guards the cells (so no other process
     /// writes them), has checked them ([`check_valid`](Self::check_valid))
-    /// and marked them borrowed ([`borrow`](Self::borrow) returned `true`),
-    /// and the slice lives no longer than the lock and the borrow.
+    /// and marked them lent (so no other reference of this process exists),
+    /// and the slice lives no longer than the lock and the mark.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice_mut(&self) -> &mut [T] {
         // SAFETY: bounds and alignment were checked in `new`, validity by
-        // the caller; the lock keeps other processes out and the borrow
-        // flag other references of this process (caller).
+        // the caller; the lock keeps other processes out and the lent
+        // mark other references of this process (caller).
         unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len()) }
     }
 
     /// The number of cells.
     pub(crate) fn len(&self) -> usize {
         self.inner.len
-    }
-
-    /// Marks the cells borrowed by a guard; `false` if they already are
-    /// (the calling thread re-entered a re-entrant lock while its guard
-    /// lives).
-    ///
-    /// Only the holder of the cells' lock touches the flag, so a load and a
-    /// store suffice (the lock orders them between threads).
-    pub(crate) fn borrow(&self) -> bool {
-        if self.is_borrowed() {
-            return false;
-        }
-        self.inner.borrowed.store(true, Ordering::Relaxed);
-        true
-    }
-
-    /// Whether a guard of this process holds the cells.
-    pub(crate) fn is_borrowed(&self) -> bool {
-        self.inner.borrowed.load(Ordering::Relaxed)
-    }
-
-    /// Ends a borrow (also after an owner death, whose guard is gone).
-    pub(crate) fn unborrow(&self) {
-        self.inner.borrowed.store(false, Ordering::Relaxed);
     }
 }
 
@@ -133,7 +105,6 @@ impl<T: Plain> Cells<T> {
                 _region: region,
                 ptr,
                 len,
-                borrowed: AtomicBool::new(false),
             }),
             _type: PhantomData,
         })
@@ -185,68 +156,6 @@ impl<T: Plain> Cells<T> {
         // SAFETY: bounds and alignment were checked in `new`; nothing writes
         // the cells meanwhile (caller).
         unsafe { plain::check(self.ptr(), self.len()) }
-    }
-}
-
-/// The cells lent to the holder of their lock, checked: `&[T]` and
-/// `&mut [T]` until it drops, which ends the borrow before the guard `G`
-/// (the lock held) is released.
-pub(crate) struct Lent<'a, T, G> {
-    cells: &'a Cells<T>,
-    // Dropped after `Drop::drop` ended the borrow.
-    _guard: G,
-}
-
-impl<T: Plain> Cells<T> {
-    /// Lends the cells to the holder of `guard` after checking their
-    /// values; gives `guard` back if a guard of this process already
-    /// borrows them (the calling thread re-entered a re-entrant lock).
-    ///
-    /// # Safety
-    ///
-    /// `guard` holds the lock that every process takes before it writes
-    /// these cells through a `Lent` or a slice, and keeps it until dropped.
-    ///
-    /// # Panics
-    ///
-    /// If a cell does not hold a valid `T` (see [`Plain`]); never for `Pod`
-    /// types. The borrow ends and `guard` is dropped first.
-    pub(crate) unsafe fn lend<G>(&self, guard: G) -> Result<Lent<'_, T, G>, G> {
-        if !self.borrow() {
-            return Err(guard);
-        }
-        let lent = Lent {
-            cells: self,
-            _guard: guard,
-        };
-        // SAFETY: the lock is held (caller) and the cells borrowed by
-        // `lent`, so no one else writes them and no reference into them is
-        // alive. A panic here drops `lent`, which ends the borrow and
-        // releases the lock.
-        unsafe { self.check_valid() };
-        Ok(lent)
-    }
-}
-
-impl<T, G> Lent<'_, T, G> {
-    pub(crate) fn slice(&self) -> &[T] {
-        // SAFETY: `lend`'s caller vouched for the lock, `lend` set the
-        // borrow and checked the values; the shared borrow of `self`
-        // excludes `slice_mut` meanwhile.
-        unsafe { self.cells.slice_mut() }
-    }
-
-    pub(crate) fn slice_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `slice`; the exclusive borrow of `self` makes this
-        // the only reference.
-        unsafe { self.cells.slice_mut() }
-    }
-}
-
-impl<T, G> Drop for Lent<'_, T, G> {
-    fn drop(&mut self) {
-        // Before `_guard` releases the lock (fields drop after this).
-        self.cells.unborrow();
     }
 }
 

@@ -9,12 +9,13 @@ use super::deadline_after;
 use super::poison::{LockError, LockResult};
 use crate::error::Error;
 use crate::shm::block::ShmBlock;
+use crate::shm::guarded::LockHeader;
 use crate::sys::robust::{Locked, RobustMutex};
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct SharedMutex {
-    block: ShmBlock<RobustMutex>,
+    block: ShmBlock<LockHeader>,
 }
 
 #[cold]
@@ -36,18 +37,18 @@ impl SharedMutex {
     /// A mutex whose block has `data_len` bytes of data after it (where a
     /// `Value` keeps the data its own lock guards).
     pub(crate) fn with_data(recursive: bool, data_len: usize) -> crate::Result<Self> {
-        let block = ShmBlock::<RobustMutex>::create("mproc-lock", data_len)?;
-        block.header().init(recursive);
+        let block = ShmBlock::<LockHeader>::create("mproc-lock", data_len)?;
+        block.header().mutex.init(recursive);
         Ok(SharedMutex { block })
     }
 
     /// The shared block the mutex heads.
-    pub(crate) fn block(&self) -> &ShmBlock<RobustMutex> {
+    pub(crate) fn block(&self) -> &ShmBlock<LockHeader> {
         &self.block
     }
 
     fn raw(&self) -> &RobustMutex {
-        self.block.header()
+        &self.block.header().mutex
     }
 
     /// Takes the mutex: `Ok(true)` acquired, `Ok(false)` timed out (or busy,
@@ -80,18 +81,6 @@ impl SharedMutex {
 
     pub(crate) fn is_locked(&self) -> bool {
         self.raw().is_locked()
-    }
-
-    /// Pins the level the caller holds for a guard that lends the data
-    /// this mutex protects: no `release` or condition wait frees it until
-    /// [`unpin`](Self::unpin) (see `sys::robust`).
-    pub(crate) fn pin(&self) {
-        self.raw().pin();
-    }
-
-    /// Undoes [`pin`](Self::pin).
-    pub(crate) fn unpin(&self) {
-        self.raw().unpin();
     }
 }
 

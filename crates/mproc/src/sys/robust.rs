@@ -112,14 +112,20 @@ impl RobustMutex {
     /// this mutex protects pins its level, so that no other release (a
     /// `release()` of the same lock, a condition's wait on it) can free the
     /// data while references into it live. Call only while holding it.
+    ///
+    /// Only the holder writes the pins (the kind bit never changes), so a
+    /// load and a store suffice: the lock orders them between holders.
     pub(crate) fn pin(&self) {
         debug_assert!(self.held_by_caller());
-        self.kind.fetch_add(PIN_ONE, Ordering::Relaxed);
+        let kind = self.kind.load(Ordering::Relaxed);
+        self.kind.store(kind + PIN_ONE, Ordering::Relaxed);
     }
 
     /// Undoes one [`pin`](Self::pin), before the guard releases its level.
     pub(crate) fn unpin(&self) {
-        self.kind.fetch_sub(PIN_ONE, Ordering::Relaxed);
+        let kind = self.kind.load(Ordering::Relaxed);
+        self.kind
+            .store(kind.saturating_sub(PIN_ONE), Ordering::Relaxed);
     }
 
     /// Locks, waiting until `deadline` (`None`: forever). `Ok(None)` on
@@ -236,7 +242,8 @@ impl RobustMutex {
             .compare_exchange(dead, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)?;
         self.depth.store(0, Ordering::Relaxed);
         // The dead owner's guards died with it.
-        self.kind.fetch_and(PIN_ONE - 1, Ordering::Relaxed);
+        let kind = self.kind.load(Ordering::Relaxed);
+        self.kind.store(kind & (PIN_ONE - 1), Ordering::Relaxed);
         Ok(Locked::OwnerDied)
     }
 
@@ -403,6 +410,12 @@ thread_local! {
 /// The calling thread's identity as an owner: its kernel thread id, and
 /// its stamp above it. No system call after the first.
 #[inline]
+/// The calling thread's identity as a lock word names its owner (thread
+/// id and start stamp): what `held_by_caller` compares.
+pub(crate) fn caller_identity() -> u64 {
+    identity()
+}
+
 fn identity() -> u64 {
     match ME.with(Cell::get) {
         0 => identity_slow(),

@@ -110,6 +110,12 @@ impl SharedRegion {
     }
 
     /// The mapping's length in bytes.
+    /// The file's device and inode (`fstat`).
+    pub(crate) fn identity(&self) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::fstat(&self.fd)?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
