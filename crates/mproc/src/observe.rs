@@ -111,7 +111,7 @@ impl TaskRun {
     pub(crate) fn begin(pid: u32, chunk: u64) -> TaskRun {
         #[cfg(feature = "tracing")]
         {
-            let span = tracing::debug_span!("pool task", pid, chunk);
+            let span = tracing::debug_span!(target: TASK_TARGET, "pool task", pid, chunk);
             if span.is_disabled() {
                 return TaskRun { on: None };
             }
@@ -137,6 +137,7 @@ impl TaskRun {
                 "err"
             };
             tracing::debug!(
+                target: TASK_TARGET,
                 duration_us = began.elapsed().as_micros() as u64,
                 outcome,
                 "pool task ran"
@@ -145,6 +146,10 @@ impl TaskRun {
         }
     }
 }
+
+/// Where task runs are told from: the worker's module, as if written there.
+#[cfg(feature = "tracing")]
+const TASK_TARGET: &str = "mproc::pool::worker";
 
 #[cfg(feature = "tracing")]
 static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -445,6 +445,7 @@ fn a_forked_worker_reports_each_task_run_in_a_debug_span() {
                 && e.span_field("pid") == worker
         });
         assert_eq!(ran.level, "DEBUG");
+        assert_eq!(ran.target, "mproc::pool::worker");
         assert_eq!(ran.pid.to_string(), worker, "told by the worker itself");
         assert_eq!(ran.spans.last().unwrap().0, "pool task");
         assert!(ran.span_field("chunk").parse::<u64>().is_ok(), "{ran:?}");
