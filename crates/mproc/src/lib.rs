@@ -164,6 +164,35 @@
 //! typed [`Error`]. A child that cannot start its task exits with
 //! [`BOOTSTRAP_EXIT_CODE`] after a one-line reason on stderr. Children die
 //! with their parent; none is left a zombie.
+//!
+//! # Observability
+//!
+//! With the `tracing` feature, mproc reports through the
+//! [`tracing`](https://docs.rs/tracing) crate what an operator needs, under
+//! targets that are its module paths (`RUST_LOG=mproc=debug` with
+//! `tracing-subscriber`'s `EnvFilter` selects them all;
+//! `examples/tracing.rs` shows them):
+//!
+//! - `warn`: a pool worker that died (`pid`, `status` such as
+//!   `signal 9 (SIGKILL)`, `code`, the `chunk` it ran), a task retried
+//!   (`chunk`, `attempt`, `max`) or timed out (`pid`, `chunk`,
+//!   `timeout_ms`), a pool broken, a refused connection (`peer`, `reason`),
+//!   a lock taken over from a holder that died, a queue item voided because
+//!   its producer or consumer died inside it;
+//! - `info`: a pool started or terminated, a worker replaced (`old_pid`,
+//!   `new_pid`, `cause`) or retired (`max_tasks_per_child`), a manager
+//!   server listening or stopped;
+//! - `debug`: a process started (`method`, `pid`, `took_us`), a pool worker
+//!   started, each task run in a worker (a `pool task` span with `pid` and
+//!   `chunk`, closed by a `pool task ran` event with `duration_us` and
+//!   `outcome`: `ok`, `err` or `panic`), connections accepted and
+//!   authenticated, a pipe or connection whose peer is gone.
+//!
+//! Each process reports to its own subscriber. A worker started by fork
+//! inherits its parent's (and writes where it writes); one started by
+//! spawn or the fork server has none unless its program installs one. With
+//! no subscriber an event costs a load and a branch; without the feature
+//! nothing is compiled.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]

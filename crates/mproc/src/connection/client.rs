@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::stream::Stream;
 use super::{auth, frame, Address, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT};
 use crate::error::{AuthError, Error, Result};
+use crate::observe::warn_event;
 use crate::sys::fdpass;
 
 /// Connects to a listener, as Python's `multiprocessing.connection.Client`.
@@ -98,7 +99,14 @@ impl Client {
             Some(key) => {
                 let bound = Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT;
                 let deadline = deadline.map_or(bound, |d| d.min(bound));
-                handshake(&stream, key, deadline)?;
+                if let Err(e) = handshake(&stream, key, deadline) {
+                    warn_event!(
+                        address = %addr,
+                        reason = %e,
+                        "connection refused by the server: authentication failed"
+                    );
+                    return Err(e);
+                }
                 Ok(SocketConnection::new(stream))
             }
             None => {

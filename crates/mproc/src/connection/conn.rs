@@ -81,6 +81,12 @@ impl<T> SocketConnection<T> {
         }
     }
 
+    /// Who is at the other end, for operators' events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn peer(&self) -> String {
+        self.stream.peer()
+    }
+
     /// Marks a keyless client's connection: a challenge as its first
     /// message is [`AuthError::KeyRequired`](crate::AuthError::KeyRequired).
     pub(crate) fn refusing_challenge(self) -> Self {

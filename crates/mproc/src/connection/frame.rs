@@ -5,6 +5,7 @@
 use std::io::{self, IoSlice, Read, Write};
 
 use crate::error::{Error, Result};
+use crate::observe::{debug_event, warn_event};
 
 /// The largest payload announced in the short form (Python's `0x7fffffff`).
 const SHORT_MAX: usize = 0x7fff_ffff;
@@ -63,7 +64,9 @@ const WHOLE_UP_TO: usize = 1 << 20;
 /// Receives one message of at most `max` bytes. A longer announced length
 /// is a protocol error and nothing of the payload is read.
 pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
-    let n = parse_header(&mut r)?.ok_or(Error::Disconnected)?;
+    let Some(n) = parse_header(&mut r)? else {
+        return Err(hung_up("the peer closed the connection"));
+    };
     if n > max {
         return Err(Error::Protocol(format!(
             "message of {n} bytes over the limit of {max}"
@@ -84,7 +87,7 @@ pub(crate) fn recv(mut r: impl Read, max: u64) -> Result<Vec<u8>> {
             buf.resize(grow, 0);
         }
         match r.read(&mut buf[got..]) {
-            Ok(0) => return Err(Error::Protocol("connection closed inside a message".into())),
+            Ok(0) => return Err(closed_inside()),
             Ok(k) => got += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(map_io(e, "cannot receive a message")),
@@ -108,7 +111,7 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> Result<bool> {
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(Error::Protocol("connection closed inside a message".into())),
+            Ok(0) => return Err(closed_inside()),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(map_io(e, "cannot receive a message")),
@@ -117,13 +120,32 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// A peer gone: told at `debug` (a peer closing is the ordinary end of a
+/// connection).
+#[cold]
+#[inline(never)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn hung_up(how: &'static str) -> Error {
+    debug_event!(how, "connection peer gone");
+    Error::Disconnected
+}
+
+/// A peer gone in the middle of a message: told at `warn` (it died, or
+/// does not speak the protocol).
+#[cold]
+#[inline(never)]
+fn closed_inside() -> Error {
+    warn_event!("connection peer gone inside a message");
+    Error::Protocol("connection closed inside a message".into())
+}
+
 /// Timeouts become [`Error::Timeout`], a reset peer [`Error::Disconnected`].
 pub(crate) fn map_io(e: io::Error, context: &'static str) -> Error {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
         io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted => Error::Disconnected,
+        | io::ErrorKind::ConnectionAborted => hung_up("the peer reset the connection"),
         _ => Error::Io { context, source: e },
     }
 }

@@ -131,7 +131,7 @@ fn serve(listener: &Listener, state: &Arc<State>) {
 
 fn handle(conn: SocketConnection<()>, state: &Arc<State>) {
     let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    debug_scope!("manager connection", id);
+    debug_scope!("manager connection", id, peer = %conn.peer());
     debug_event!("manager connection served");
     let mut conn = Link::Socket(conn);
     // The references this connection holds, by object.

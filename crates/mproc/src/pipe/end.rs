@@ -12,6 +12,7 @@ use super::ring::{Peer, Ring, Waited};
 use super::side::{self, Inbox};
 use super::sink::{Dst, Message, Sink};
 use crate::error::{Error, Result};
+use crate::observe::debug_event;
 use crate::sys::fdpass;
 use crate::sys::futex::{TurnGuard, TurnLock};
 use crate::task::MAX_FRAME;
@@ -66,7 +67,10 @@ impl Rx {
 
     /// Remembers a hang-up seen by a wait.
     fn note<T>(&mut self, r: Result<T>) -> Result<T> {
-        self.peer_gone |= matches!(r, Err(Error::Disconnected));
+        if !self.peer_gone && matches!(r, Err(Error::Disconnected)) {
+            self.peer_gone = true;
+            peer_gone_seen("recv");
+        }
         r
     }
 }
@@ -225,7 +229,11 @@ impl End {
             room.copy_from_slice(&header);
         }
         let r = self.write_record(tx, &ring, &header, pre, bytes);
-        tx.peer_gone = matches!(r, Err(Error::Disconnected));
+        let gone = matches!(r, Err(Error::Disconnected));
+        if gone && !tx.peer_gone {
+            peer_gone_seen("send");
+        }
+        tx.peer_gone = gone;
         r
     }
 
@@ -259,7 +267,11 @@ impl End {
     /// `Disconnected` if a copy of the peer closed and it was the last.
     fn check_peer(&self, tx: &mut Tx) -> Result<()> {
         if self.peer_closed_since(&mut tx.closes_seen) {
-            tx.peer_gone = self.peer_gone();
+            let gone = self.peer_gone();
+            if gone && !tx.peer_gone {
+                peer_gone_seen("send");
+            }
+            tx.peer_gone = gone;
         }
         if tx.peer_gone {
             return Err(Error::Disconnected);
@@ -501,4 +513,18 @@ impl Drop for End {
 fn lock<T>(m: Option<&TurnLock<T>>) -> Result<TurnGuard<'_, T>> {
     let m = m.ok_or(Error::InvalidState("wrong direction for this connection"))?;
     Ok(m.lock())
+}
+
+/// Tells the operator that this end found its peer gone (every copy of the
+/// other end closed, or its process died): once per end and direction, off
+/// the path of a message.
+#[cold]
+#[inline(never)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn peer_gone_seen(on: &'static str) {
+    debug_event!(
+        on,
+        pid = std::process::id(),
+        "pipe peer gone: every copy of the other end closed or its process died"
+    );
 }

@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::observe::{debug_event, info_event};
 use crate::start::{get_start_method, StartMethod};
 use inbox::Fail;
 use link::WorkerLink;
@@ -274,7 +275,12 @@ impl Pool {
 
     /// Refuses new work; the workers finish what is queued, then leave.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
+        let mut st = self.shared.lock();
+        if !st.closed {
+            debug_event!(pending = st.queue.len(), "pool closed");
+        }
+        st.closed = true;
+        drop(st);
         self.shared.wake_all();
     }
 
@@ -282,6 +288,9 @@ impl Pool {
     /// [`Error::PoolTerminated`].
     pub fn terminate(&self) {
         let mut st = self.shared.lock();
+        if !st.terminated && !self.threads.is_empty() {
+            info_event!(pending = st.queue.len(), "pool terminated");
+        }
         st.terminated = true;
         st.closed = true;
         for job in st.queue.drain(..) {
@@ -301,11 +310,15 @@ impl Pool {
         if !self.shared.lock().closed {
             return Err(Error::InvalidState("join a pool that is still running"));
         }
+        let joined = !self.threads.is_empty();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         // Every result is complete now: its callbacks are queued or ran.
         callback::finish(&self.shared.callbacks);
+        if joined {
+            debug_event!("pool joined: every worker ended");
+        }
         Ok(())
     }
 
@@ -324,6 +337,7 @@ impl Pool {
             // On error, the workers already started are dropped: killed
             // and reaped.
             let w = W::start(&shared.cfg, slot)?;
+            debug_event!(pid = w.pid(), slot, "pool worker started");
             shared.lock().workers[slot] = Some(w.handle());
             workers.push(w);
         }
@@ -342,6 +356,11 @@ impl Pool {
             threads: Vec::new(),
         };
         pool.threads = threads.map_err(Error::io("cannot start a pool thread"))?;
+        info_event!(
+            processes = pool.shared.cfg.processes,
+            method = ?pool.shared.cfg.method,
+            "pool started"
+        );
         Ok(pool)
     }
 }

@@ -30,6 +30,7 @@ use super::link::{WorkerHandle, WorkerLink, PIPE_RECORD};
 use super::timeline::{Recorder, TaskEvent};
 use super::wire::{self, JobWire};
 use crate::error::{Error, Result};
+use crate::observe::{debug_event, info_event, warn_event, Status};
 use crate::start::StartMethod;
 
 /// The most chunks a worker holds: enough that a worker running tiny
@@ -249,6 +250,7 @@ impl Shared {
     fn break_pool(&self, reason: String) {
         let mut st = self.lock();
         if st.broken.is_none() {
+            warn_event!(reason = %reason, pending = st.queue.len(), "pool broken");
             st.broken = Some(reason.clone());
         }
         let why = Fail::Broken(reason);
@@ -294,6 +296,15 @@ pub(crate) fn reap<W: WorkerLink>(w: &mut W) -> io::Result<i32> {
     match w.wait(Duration::from_secs(2))? {
         Some(code) => Ok(code),
         None => w.stop(Duration::ZERO),
+    }
+}
+
+/// How a reaped worker ended, for an event.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn ended_text(ended: &io::Result<i32>) -> String {
+    match ended {
+        Ok(code) => Status(*code).to_string(),
+        Err(e) => format!("unknown ({e})"),
     }
 }
 
@@ -393,7 +404,13 @@ impl<W: WorkerLink> Supervisor<W> {
                         return;
                     }
                     Next::Retire => {
-                        let w = self.replace_worker();
+                        info_event!(
+                            pid = self.worker.pid(),
+                            slot = self.slot,
+                            tasks = self.done,
+                            "pool worker retired: max_tasks_per_child reached"
+                        );
+                        let w = self.replace_worker("retired");
                         if let Some(mut old) = w {
                             quit(&mut old);
                         } else {
@@ -491,8 +508,14 @@ impl<W: WorkerLink> Supervisor<W> {
                 // fails; these chunks go to its replacement.
                 self.held.extend(jobs);
                 self.requeue();
-                let _ = reap(&mut self.worker);
-                return self.replace_worker().is_some() || !self.held.is_empty();
+                let _ended = reap(&mut self.worker);
+                warn_event!(
+                    pid = self.worker.pid(),
+                    slot = self.slot,
+                    status = %ended_text(&_ended),
+                    "pool worker died while idle"
+                );
+                return self.replace_worker("died").is_some() || !self.held.is_empty();
             }
             self.head_since = Instant::now();
         }
@@ -611,6 +634,8 @@ impl<W: WorkerLink> Supervisor<W> {
     fn timed_out(&mut self, after: Duration) -> bool {
         let pid = self.worker.pid();
         let at = Instant::now();
+        // Told now, not after the grace period.
+        self.tell_lost(&Fail::Timeout { pid, after }, self.held.chunks.front());
         let _ = self.worker.stop(self.shared.cfg.grace);
         let why = self.placed(Fail::Timeout { pid, after });
         self.lost(why, at)
@@ -643,7 +668,11 @@ impl<W: WorkerLink> Supervisor<W> {
             return false;
         }
         let mut had_task = false;
-        if let Some(job) = self.held.pop_front() {
+        let head = self.held.pop_front();
+        if !matches!(why.root(), Fail::Timeout { .. }) {
+            self.tell_lost(&why, head.as_ref()); // a timeout was told already
+        }
+        if let Some(job) = head {
             self.record(&job, at, false);
             match self.retry(job, &why) {
                 None => {}
@@ -660,9 +689,62 @@ impl<W: WorkerLink> Supervisor<W> {
             self.stop(Fail::Broken(reason));
             return false;
         }
-        match self.replace_worker() {
+        let cause = match why.root() {
+            Fail::Timeout { .. } => "timed out",
+            _ => "died",
+        };
+        match self.replace_worker(cause) {
             Some(_dead) => true,
             None => false,
+        }
+    }
+
+    /// Tells the operator that the worker is gone, and why: `head` is the
+    /// chunk it was running, if any.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn tell_lost(&self, why: &Fail, head: Option<&Chunk>) {
+        let pid = self.worker.pid();
+        let slot = self.slot;
+        let _place = self
+            .worker
+            .place()
+            .map(|p| format!("rank {} on {}", p.rank, p.host));
+        let _place = _place.as_deref().unwrap_or("local");
+        match (why.root(), head) {
+            (Fail::Timeout { after, .. }, Some(job)) => warn_event!(
+                pid,
+                slot,
+                place = _place,
+                chunk = job.id,
+                timeout_ms = after.as_millis() as u64,
+                "pool task timed out: its worker is stopped"
+            ),
+            (Fail::Died { code, .. }, Some(job)) => warn_event!(
+                pid,
+                slot,
+                place = _place,
+                status = %Status(*code),
+                code,
+                chunk = job.id,
+                "pool worker died running a task"
+            ),
+            (Fail::Died { code, .. }, None) => warn_event!(
+                pid,
+                slot,
+                place = _place,
+                status = %Status(*code),
+                code,
+                "pool worker died while idle"
+            ),
+            (Fail::Unknown { errno }, _) => warn_event!(
+                pid,
+                slot,
+                place = _place,
+                chunk = ?head.map(|j| j.id),
+                error = %io::Error::from_raw_os_error(*errno),
+                "pool worker gone; how it ended cannot be learnt"
+            ),
+            _ => {}
         }
     }
 
@@ -680,7 +762,14 @@ impl<W: WorkerLink> Supervisor<W> {
             return Some(job);
         }
         *runs += 1;
+        let _attempt = *runs;
         drop(st);
+        warn_event!(
+            chunk = job.id,
+            attempt = _attempt,
+            max,
+            "pool task retried: its worker died"
+        );
         self.held.push_front(job);
         None
     }
@@ -724,12 +813,22 @@ impl<W: WorkerLink> Supervisor<W> {
     /// shortages pass, and the pool must work again when they do. Only if
     /// work waits, no other worker is there to run it and none could start
     /// for [`PATIENCE`] does the pool break, saying why.
-    fn replace_worker(&mut self) -> Option<W> {
+    ///
+    /// `_cause`: why the old one goes (`died`, `timed out`, `retired`).
+    fn replace_worker(&mut self, _cause: &'static str) -> Option<W> {
         let mut delay = FIRST_RETRY;
         let mut stalled = None;
         loop {
             let e = match W::start(&self.shared.cfg, self.slot) {
                 Ok(w) => {
+                    debug_event!(pid = w.pid(), slot = self.slot, "pool worker started");
+                    info_event!(
+                        old_pid = self.worker.pid(),
+                        new_pid = w.pid(),
+                        slot = self.slot,
+                        cause = _cause,
+                        "pool worker replaced"
+                    );
                     self.shared.lock().workers[self.slot] = Some(w.handle());
                     self.done = 0;
                     return Some(std::mem::replace(&mut self.worker, w));
@@ -737,6 +836,12 @@ impl<W: WorkerLink> Supervisor<W> {
                 Err(e) => e,
             };
             let reason = format!("cannot start a replacement worker: {e}");
+            warn_event!(
+                slot = self.slot,
+                error = %e,
+                will_retry = short_of_resources(&e),
+                "pool worker could not start"
+            );
             if short_of_resources(&e) {
                 if !self.worker.is_alive() {
                     // Not a worker others can count on meanwhile.

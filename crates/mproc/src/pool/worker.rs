@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{self, Status};
 use crate::codec::{self, WireFd};
+use crate::observe::{count_panic, TaskRun};
 use crate::pipe::Connection;
 use crate::sys::fnref::{self, FnRef};
 
@@ -145,6 +146,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         return;
     }
     let mut out = Vec::new();
+    let pid = std::process::id();
     while let Ok(msg) = args.conn.recv_bytes() {
         if msg.first() != Some(&wire::JOBS) {
             return; // QUIT, or garbage
@@ -155,6 +157,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let msg = Rc::new(msg);
         for job in jobs {
             out.clear();
+            let run = TaskRun::begin(pid, job.id);
             // The job pipe comes from the pool's parent, which chose the
             // functions: their offsets are vouched for on arrival.
             let status = match fnref::trusting_parent(|| FnRef::<ChunkFn>::checked(job.chunk_fn)) {
@@ -173,6 +176,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     status
                 }
             };
+            run.end(matches!(status, Status::AllOk));
             wire::seal_reply(&mut out, job.id, status);
             if args.conn.send_bytes(&out).is_err() {
                 return;
@@ -193,6 +197,7 @@ fn quiet_panics() {
                 .unwrap_or_else(|| "Box<dyn Any>".into()),
         };
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        count_panic();
         LAST_PANIC.with(|l| *l.borrow_mut() = Some((message, location)));
     }));
 }

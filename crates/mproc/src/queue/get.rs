@@ -70,7 +70,12 @@ impl Core {
         // A consumer that died inside a chunked item left the rest of it.
         let mut at = match self.h().get_open.load(SeqCst) {
             0 => At::Between,
-            _ => At::Skipping,
+            _ => {
+                crate::observe::warn_event!(
+                    "queue: the rest of an item whose consumer died getting it is skipped"
+                );
+                At::Skipping
+            }
         };
         out.clear();
         loop {

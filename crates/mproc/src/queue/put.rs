@@ -107,6 +107,7 @@ impl Core {
     /// reserved while streaming.
     pub(super) fn repair_put(&self) -> Res<()> {
         if self.h().put_open.load(SeqCst) != 0 {
+            crate::observe::warn_event!("queue: an item whose producer died putting it is voided");
             self.put_record(Kind::Abort, &[], false, 0, Wait::Try)?;
             self.h().put_open.store(0, SeqCst);
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::deadline_after;
 use super::poison::{LockError, LockResult};
 use crate::error::Error;
+use crate::observe::warn_event;
 use crate::shm::block::ShmBlock;
 use crate::shm::guarded::LockHeader;
 use crate::sys::robust::{Locked, RobustMutex};
@@ -69,7 +70,7 @@ impl SharedMutex {
         match r {
             Ok(Some(Locked::Clean)) => Ok(true),
             Ok(None) => Ok(false),
-            Ok(Some(Locked::OwnerDied)) => Err(LockError::OwnerDied(true)),
+            Ok(Some(Locked::OwnerDied)) => Err(owner_died()),
             Err(e) => Err(LockError::Failed(failed("cannot acquire a lock", e))),
         }
     }
@@ -111,6 +112,18 @@ impl SharedMutex {
         self.raw().set_levels(levels);
         super::poison::with_outcome(died, ())
     }
+}
+
+/// A lock taken over from a holder that died: told at `warn` (what it
+/// guarded may be half done).
+#[cold]
+#[inline(never)]
+fn owner_died() -> LockError<bool> {
+    warn_event!(
+        pid = std::process::id(),
+        "lock taken over: its holder died holding it"
+    );
+    LockError::OwnerDied(true)
 }
 
 #[cold]
