@@ -184,6 +184,7 @@ mod context;
 mod error;
 mod exit;
 mod identity;
+mod limits;
 pub mod manager;
 #[cfg(feature = "mpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
@@ -212,6 +213,7 @@ pub use connection::{
 };
 pub use context::{get_context, Context};
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
+pub use limits::{Limit, Limits, MemoryKind, Resources};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
 pub use pool::{
