@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 /// use std::time::Duration;
 /// use mproc::{Error, Limit, Limits, Process};
 ///
+/// // Grows by a MiB at a time.
 /// fn hog(mib: usize) -> usize {
-///     let v = vec![1u8; mib << 20];
-///     v.iter().map(|&b| b as usize).sum()
+///     let v: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+///     v.iter().map(|m| m.len()).sum()
 /// }
 ///
 /// let limits = Limits::new()

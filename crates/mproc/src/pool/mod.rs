@@ -494,8 +494,10 @@ impl PoolBuilder {
     /// ```
     /// use mproc::{Error, Limit, Limits};
     ///
+    /// // Grows by a MiB at a time.
     /// fn alloc(mib: usize) -> usize {
-    ///     vec![1u8; mib << 20].iter().filter(|&&b| b == 1).count() >> 20
+    ///     let v: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+    ///     v.len()
     /// }
     /// let pool = mproc::Pool::builder()
     ///     .processes(2)
