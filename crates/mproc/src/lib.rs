@@ -164,6 +164,16 @@
 //! typed [`Error`]. A child that cannot start its task exits with
 //! [`BOOTSTRAP_EXIT_CODE`] after a one-line reason on stderr. Children die
 //! with their parent; none is left a zombie.
+//!
+//! # Confinement
+//!
+//! [`Limits`] cap a child's memory and CPU time, its descriptors and core
+//! dumps, and set its nice value, per [`Process`], per [`Context`] (for its
+//! `spawn`s too) and per pool worker ([`PoolBuilder::limits`]). A child
+//! that exceeds its memory or CPU cap ends with [`Error::LimitExceeded`]
+//! naming the [`Limit`] (in a pool, only its task fails), and
+//! [`Process::resources`] says what a child used (peak resident memory,
+//! CPU time).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -287,3 +287,18 @@ extern "C" fn on_abort(_sig: libc::c_int) {
     // SAFETY: as above.
     unsafe { *errno = saved };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usage_reads_back_from_its_bytes() {
+        let u = Usage {
+            max_rss: 64 << 20,
+            user: Duration::from_micros(1_234_567),
+            system: Duration::from_micros(89),
+        };
+        assert_eq!(Usage::from_bytes(&u.to_bytes()), u);
+    }
+}
