@@ -44,6 +44,7 @@ per_method! {
     an_abort_is_not_a_limit_even_under_a_memory_cap
     a_pool_task_past_the_cap_fails_alone
     a_limit_failure_is_not_retried_unless_asked
+    a_pool_task_past_the_cpu_cap_fails_alone
 }
 
 const CAP: u64 = 256 << 20;
@@ -425,4 +426,43 @@ fn a_limit_failure_is_not_retried_unless_asked(method: StartMethod) {
     let _g = common::shared();
     assert_eq!(runs_with(method, false), 1);
     assert_eq!(runs_with(method, true), 3);
+}
+
+/// Item 2 spins forever; the others return at once.
+fn spin_on_two(i: u64) -> u64 {
+    if i == 2 {
+        spin(());
+    }
+    i
+}
+
+fn a_pool_task_past_the_cpu_cap_fails_alone(method: StartMethod) {
+    let _g = common::shared();
+    let pool = mproc::Pool::builder()
+        .processes(1)
+        .start_method(method)
+        .limits(Limits::new().cpu_time(Duration::from_secs(1)))
+        .task_timeout(GENEROUS)
+        .build()
+        .unwrap();
+    let out = pool
+        .map_results_chunked(spin_on_two, 0..5, Some(1))
+        .unwrap();
+    for (i, r) in out.iter().enumerate() {
+        if i == 2 {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::LimitExceeded {
+                        limit: Limit::CpuTime,
+                        cap: 1,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.as_ref().ok(), Some(&(i as u64)), "item {i}");
+        }
+    }
 }
