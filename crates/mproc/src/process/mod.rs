@@ -212,7 +212,13 @@ impl Process {
         )?;
         self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
         if !want_result && self.settings.limits.get_memory().is_some() {
-            self.ctl = Some(started.ctl.try_clone().map_err(Error::io("dup failed"))?);
+            // Best effort: the child runs; without the copy (no descriptor
+            // left) its memory cap is named as an ordinary abort.
+            self.ctl = started
+                .ctl
+                .try_clone()
+                .and_then(crate::sys::above_stdio)
+                .ok();
         }
         Ok(started.ctl)
     }
