@@ -1,8 +1,11 @@
 //! Starting and joining processes: `process_start_join_{fork,forkserver,spawn}`
-//! (a child that does nothing) and `spawn_return_value` (an argument in, a
-//! value back).
+//! (a child that does nothing), `process_start_join_limits` (the same with
+//! resource limits, against without) and `spawn_return_value` (an argument
+//! in, a value back).
 
-use mproc::{Process, StartMethod};
+use std::time::Duration;
+
+use mproc::{Limits, Process, StartMethod};
 
 use super::Workload;
 use crate::cpython;
@@ -37,6 +40,14 @@ pub fn workloads() -> Vec<Workload> {
             runners: start_join_spawn,
         },
         Workload {
+            name: "process_start_join_limits",
+            unit: "us/proc",
+            better: Better::Lower,
+            about: "start + join of a child that does nothing with Limits set (memory, CPU time, nice, open files, core dumps), forkserver; peer: the same without limits",
+            pinned: false,
+            runners: start_join_limits,
+        },
+        Workload {
             name: "spawn_return_value",
             unit: "us/proc",
             better: Better::Lower,
@@ -63,10 +74,20 @@ fn double(x: u64) -> u64 {
 
 fn mproc_start_join(method: StartMethod, n: usize) -> Runner {
     let what = format!("Process::new(noop, ()).start_method({method:?}): start() + join()");
-    Runner::new(Kind::Mproc, what, move || {
+    mproc_start_join_with(Kind::Mproc, what, method, Limits::new(), n)
+}
+
+fn mproc_start_join_with(
+    kind: Kind,
+    what: String,
+    method: StartMethod,
+    limits: Limits,
+    n: usize,
+) -> Runner {
+    Runner::new(kind, what, move || {
         session(move || {
             micros_per_op(n, || {
-                let mut p = Process::new(noop, ()).start_method(method);
+                let mut p = Process::new(noop, ()).start_method(method).limits(limits);
                 p.start()?;
                 p.join()?;
                 match p.exitcode() {
@@ -126,6 +147,39 @@ fn start_join_spawn(mode: Mode) -> Vec<Runner> {
             Kind::Limit,
             "Command::new(current_exe()).status(): posix_spawn of this binary, which _exits in a constructor",
             move || reexec_self(n),
+        ),
+    ]
+}
+
+/// The limits of `process_start_join_limits`: every kind the child sets.
+/// Nice 0: the same `setpriority` as any other value, without the wait a
+/// lower priority adds on a busy machine (which is its purpose, not a cost).
+fn bench_limits() -> Limits {
+    Limits::new()
+        .memory(1 << 30)
+        .cpu_time(Duration::from_secs(60))
+        .nice(0)
+        .open_files(512)
+        .core_dumps(false)
+}
+
+fn start_join_limits(mode: Mode) -> Vec<Runner> {
+    let method = StartMethod::ForkServer;
+    let n = count(mode, method);
+    vec![
+        mproc_start_join_with(
+            Kind::Mproc,
+            "Process::new(noop, ()).limits(memory 1 GiB, CPU 60 s, nice 0, 512 files, no core): start() + join(), forkserver".into(),
+            method,
+            bench_limits(),
+            n,
+        ),
+        mproc_start_join_with(
+            Kind::Peer,
+            "mproc itself without limits: Process::new(noop, ()): start() + join(), forkserver".into(),
+            method,
+            Limits::new(),
+            n,
         ),
     ]
 }

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use crate::exit::UNKNOWN_EXIT_CODE;
 use crate::identity::ProcessInfo;
+use crate::limits::Resources;
 use crate::start::{self, Waiter};
+use crate::sys::rlimit::{self, Usage, USAGE_BYTES};
 use crate::sys::{fdpass, proc};
 
 /// A started child process.
@@ -32,6 +34,9 @@ pub(crate) struct Child {
     pidfd: OwnedFd,
     waiter: Waiter,
     code: OnceLock<i32>,
+    /// What it used, learnt with its exit code (unless the reap could not
+    /// tell: reaped behind our back, a fork server gone).
+    usage: OnceLock<Resources>,
     reaping: Mutex<()>,
     detached: AtomicBool,
     owner: i32,
@@ -45,6 +50,7 @@ impl Child {
             pidfd,
             waiter,
             code: OnceLock::new(),
+            usage: OnceLock::new(),
             reaping: Mutex::new(()),
             detached: AtomicBool::new(false),
             owner: proc::getpid(),
@@ -83,15 +89,21 @@ impl Child {
             // not yet reapable (a pidfd readable once the leader thread
             // exits, before the zombie) waits for it rather than returning
             // "still running" to a caller that asked to wait for the end.
-            Waiter::Direct => match proc::reap_pidfd(self.pidfd.as_fd(), deadline.is_none()) {
-                Ok(Some(c)) => c,
-                Ok(None) => return Ok(None),
-                // Reaped behind our back (a `waitpid(-1)` elsewhere).
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => UNKNOWN_EXIT_CODE,
-                Err(e) => return Err(e),
-            },
+            Waiter::Direct => {
+                match rlimit::reap_pidfd_with_usage(self.pidfd.as_fd(), deadline.is_none()) {
+                    Ok(Some((c, usage))) => (c, Some(usage)),
+                    Ok(None) => return Ok(None),
+                    // Reaped behind our back (a `waitpid(-1)` elsewhere).
+                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => (UNKNOWN_EXIT_CODE, None),
+                    Err(e) => return Err(e),
+                }
+            }
             Waiter::Served { status } => read_status(status)?,
         };
+        let (code, usage) = code;
+        if let Some(usage) = usage {
+            let _ = self.usage.set(usage.into());
+        }
         let code = *self.code.get_or_init(|| code);
         unregister(self);
         Ok(Some(code))
@@ -111,6 +123,11 @@ impl Child {
         }
         self.wait(None).map_err(io())?;
         Ok(Some(()))
+    }
+
+    /// What the child used, once reaped (if the reap could tell).
+    pub(crate) fn resources(&self) -> Option<Resources> {
+        self.usage.get().copied()
     }
 
     /// The exit code, if known (never blocks, never reaps).
@@ -136,21 +153,29 @@ impl Child {
     }
 }
 
-/// Reads a served child's exit status from its pipe. Reads the borrowed
-/// descriptor in place: no new descriptor is needed, so a process that has
-/// used up its descriptor limit can still join its children.
-fn read_status(status: &OwnedFd) -> io::Result<i32> {
-    let mut buf = [0u8; 4];
+/// Reads a served child's exit status and usage from its status socket
+/// (the fork server's message: the code, 4 bytes, then a
+/// [`Usage`]). Reads the borrowed descriptor in place: no new descriptor
+/// is needed, so a process that has used up its descriptor limit can still
+/// join its children.
+fn read_status(status: &OwnedFd) -> io::Result<(i32, Option<Usage>)> {
+    let mut buf = [0u8; 4 + USAGE_BYTES];
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::read(status, &mut buf[got..]) {
-            Ok(0) => return Ok(UNKNOWN_EXIT_CODE),
+            Ok(0) => break,
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(i32::from_le_bytes(buf))
+    if got < 4 {
+        return Ok((UNKNOWN_EXIT_CODE, None));
+    }
+    let code = i32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
+    let usage = (got == buf.len())
+        .then(|| Usage::from_bytes(buf[4..].try_into().expect("USAGE_BYTES bytes")));
+    Ok((code, usage))
 }
 
 static REGISTRY: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());

@@ -10,6 +10,7 @@ use serde::Serialize;
 use bytemuck::Zeroable;
 
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::pipe::{Connection, Pipe};
 use crate::process::{JoinHandle, Process};
 use crate::queue::{JoinableQueue, Queue, SimpleQueue};
@@ -29,6 +30,7 @@ use crate::sync::{
 pub fn get_context(method: Option<StartMethod>) -> Context {
     Context {
         method: method.unwrap_or_else(get_start_method),
+        limits: Limits::new(),
     }
 }
 
@@ -46,6 +48,7 @@ pub fn get_context(method: Option<StartMethod>) -> Context {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Context {
     method: StartMethod,
+    limits: Limits,
 }
 
 impl Context {
@@ -54,13 +57,41 @@ impl Context {
         self.method
     }
 
-    /// A [`Process`] that will start with this context's method.
+    /// This context with `limits` as the default [`Limits`] of its
+    /// processes, `spawn`s and pools' workers (none by default).
+    ///
+    /// ```
+    /// use mproc::Limits;
+    /// fn open_files_limit(_: ()) -> String {
+    ///     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    ///     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    ///     line.split_whitespace().nth(3).unwrap().to_string()
+    /// }
+    ///
+    /// let ctx = mproc::get_context(None).limits(Limits::new().open_files(100));
+    /// assert_eq!(ctx.spawn(open_files_limit, ())?.join()?, "100");
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Context {
+        self.limits = limits;
+        self
+    }
+
+    /// The default limits of this context's processes.
+    pub fn get_limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A [`Process`] that will start with this context's method (and
+    /// limits).
     pub fn process<A, R>(&self, f: fn(A) -> R, args: A) -> Process
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Process::new(f, args).start_method(self.method)
+        Process::new(f, args)
+            .start_method(self.method)
+            .limits(self.limits)
     }
 
     /// A [`Pool`](crate::Pool) of `processes` workers started with this
@@ -75,9 +106,12 @@ impl Context {
         self.pool_builder().processes(processes).build()
     }
 
-    /// A [`PoolBuilder`](crate::PoolBuilder) with this context's method.
+    /// A [`PoolBuilder`](crate::PoolBuilder) with this context's method
+    /// (and limits, for every worker).
     pub fn pool_builder(&self) -> crate::PoolBuilder {
-        crate::Pool::builder().start_method(self.method)
+        crate::Pool::builder()
+            .start_method(self.method)
+            .limits(self.limits)
     }
 
     /// Runs `f(args)` in a new child started with this context's method, as
@@ -87,7 +121,7 @@ impl Context {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        crate::process::spawn_with(self.method, f, args)
+        crate::process::spawn_with(self.method, self.limits, f, args)
     }
 
     /// A duplex [`Pipe`] (the same in every context).

@@ -224,6 +224,26 @@ pub enum Error {
     /// runtime: create its future inside one (with I/O enabled).
     #[error("no tokio runtime: await mproc's futures inside a tokio runtime with I/O enabled")]
     NoAsyncRuntime,
+    /// The child (or the pool worker running the task) was ended by one of
+    /// its resource [`Limits`](crate::Limits): an allocation failed under
+    /// its memory cap (Rust's allocation-failure abort), or it used up its
+    /// CPU time (`SIGXCPU`, then `SIGKILL`). An abort, a crash or a kill
+    /// for any other reason is [`Error::Signaled`], even with limits set.
+    #[error("child {pid} exceeded its {limit} limit ({})", match limit {
+        crate::Limit::CpuTime => format!("{cap} s"),
+        _ => format!("{cap} bytes"),
+    })]
+    LimitExceeded {
+        /// The child's pid.
+        pid: i32,
+        /// Which limit.
+        limit: crate::Limit,
+        /// The limit's value: bytes for [`Limit::Memory`](crate::Limit::Memory),
+        /// seconds for [`Limit::CpuTime`](crate::Limit::CpuTime).
+        cap: u64,
+        /// The exit code it ended with (`-N`: signal N).
+        code: i32,
+    },
 }
 
 impl From<crate::sys::fnref::Untrusted> for Error {

@@ -193,6 +193,16 @@
 //! spawn or the fork server has none unless its program installs one. With
 //! no subscriber an event costs a load and a branch; without the feature
 //! nothing is compiled.
+//!
+//! # Confinement
+//!
+//! [`Limits`] cap a child's memory and CPU time, its descriptors and core
+//! dumps, and set its nice value, per [`Process`], per [`Context`] (for its
+//! `spawn`s too) and per pool worker ([`PoolBuilder::limits`]). A child
+//! that exceeds its memory or CPU cap ends with [`Error::LimitExceeded`]
+//! naming the [`Limit`] (in a pool, only its task fails), and
+//! [`Process::resources`] says what a child used (peak resident memory,
+//! CPU time).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -216,6 +226,7 @@ mod context;
 mod error;
 mod exit;
 mod identity;
+mod limits;
 pub mod manager;
 #[cfg(feature = "mpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
@@ -244,6 +255,7 @@ pub use connection::{
 };
 pub use context::{get_context, Context};
 pub use error::{AuthError, CodecError, Error, RemoteError, Result};
+pub use limits::{Limit, Limits, MemoryKind, Resources};
 pub use manager::Manager;
 pub use pipe::{Connection, Pipe};
 pub use pool::{

@@ -23,8 +23,9 @@ use crate::identity::{self, ProcessInfo};
 use crate::sys::fnref::{self, FnRef};
 use crate::sys::image;
 
-/// Bumped whenever the header's layout changes (2: [`Settings`] added).
-pub(crate) const WIRE_VERSION: u32 = 2;
+/// Bumped whenever the header's layout changes (2: [`Settings`] added; 3:
+/// [`Settings::limits`] and [`Outcome::OutOfMemory`]).
+pub(crate) const WIRE_VERSION: u32 = 3;
 
 /// Frames larger than this are refused before allocation (garbage lengths).
 pub(crate) const MAX_FRAME: u64 = 1 << 40;
@@ -46,11 +47,13 @@ pub(crate) struct Header {
 /// by its `Process` and carried in its task header (a forked child gets
 /// them in memory). Applied in one place, `start::bootstrap::apply`.
 ///
-/// Empty today: this is where per-process settings such as resource limits
-/// will go. A field added here changes the header's layout: bump
-/// [`WIRE_VERSION`] with it.
+/// A field added here changes the header's layout: bump [`WIRE_VERSION`]
+/// with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Settings {}
+pub(crate) struct Settings {
+    /// The child's resource limits (`crate::limits::apply`).
+    pub(crate) limits: crate::Limits,
+}
 
 /// How a child's task ended, sent to the parent on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,6 +68,10 @@ pub(crate) enum Outcome {
     Mismatch { expected: Vec<u8>, found: Vec<u8> },
     /// The task returned a value that could not be encoded.
     Encode(String),
+    /// An allocation failed under the child's memory cap and it aborts:
+    /// sent from its `SIGABRT` handler (`sys::rlimit::report_enomem_abort`),
+    /// never decoded as a value.
+    OutOfMemory,
 }
 
 /// Decodes `A` (the first frame's body from the given index), runs the
@@ -233,6 +240,7 @@ impl Outcome {
             },
             Outcome::Encode(m) => Error::Encode(crate::error::CodecError(m.into())),
             Outcome::Returned(_) => Error::Protocol("unexpected result".into()),
+            Outcome::OutOfMemory => Error::Protocol("unexpected memory report".into()),
         }
     }
 }

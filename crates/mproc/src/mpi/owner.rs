@@ -514,6 +514,8 @@ fn start_config(payload: &[u8]) -> crate::Result<Config> {
         break_on_death: false,
         record_timeline: false,
         retries: 0,
+        limits: crate::Limits::new(),
+        retry_limits: false,
         remote: None,
     })
 }

@@ -40,6 +40,13 @@ impl Place {
 pub(crate) enum Fail {
     /// The worker holding it died.
     Died { pid: i32, code: i32 },
+    /// The worker holding it was ended by one of its limits.
+    Limit {
+        pid: i32,
+        limit: crate::Limit,
+        cap: u64,
+        code: i32,
+    },
     /// It ran past the task timeout; its worker was killed.
     Timeout {
         pid: i32,
@@ -74,6 +81,17 @@ impl Fail {
             },
             Fail::Died { pid, code } => Error::Exited {
                 pid: *pid,
+                code: *code,
+            },
+            Fail::Limit {
+                pid,
+                limit,
+                cap,
+                code,
+            } => Error::LimitExceeded {
+                pid: *pid,
+                limit: *limit,
+                cap: *cap,
                 code: *code,
             },
             Fail::Timeout { pid, after } => Error::TaskTimeout {

@@ -97,6 +97,13 @@ pub(crate) trait WorkerLink: Sized + Send + 'static {
     /// Receives one message (blocks until one is there).
     fn recv(&self) -> Result<Vec<u8>>;
 
+    /// The limit that ended the worker (and its value), once it ended, if
+    /// one did ([`Process::limit_exceeded`](crate::Process::limit_exceeded));
+    /// `None` (the default) for a worker without limits.
+    fn limit_exceeded(&self) -> Option<(crate::Limit, u64)> {
+        None
+    }
+
     /// Whether the worker still runs (never blocks).
     fn is_alive(&self) -> bool;
 

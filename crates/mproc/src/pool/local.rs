@@ -40,7 +40,8 @@ impl WorkerLink for LocalWorker {
         let mut process = Process::new(worker_main, args)
             .name(format!("PoolWorker-{}", slot + 1))
             .daemon(true)
-            .start_method(cfg.method);
+            .start_method(cfg.method)
+            .limits(cfg.limits);
         process.start()?;
         let pid = process.pid().expect("started");
         let child = process.child().expect("started");
@@ -81,6 +82,15 @@ impl WorkerLink for LocalWorker {
     #[inline]
     fn recv(&self) -> Result<Vec<u8>> {
         self.conn.recv_bytes()
+    }
+
+    fn limit_exceeded(&self) -> Option<(crate::Limit, u64)> {
+        let process = self._process.lock().unwrap_or_else(|e| e.into_inner());
+        let (limit, error) = process.limit_error()?;
+        match error {
+            crate::Error::LimitExceeded { cap, .. } => Some((limit, cap)),
+            _ => None,
+        }
     }
 
     #[inline]

@@ -95,6 +95,9 @@ pub(crate) mod backend {
 ///   and the pool goes on — unless the pool was built with
 ///   [`break_on_worker_death`](PoolBuilder::break_on_worker_death), which
 ///   fails everything pending with [`Error::PoolBroken`] instead;
+/// - a worker that one of its [`limits`](PoolBuilder::limits) ends fails
+///   the items of its chunk with [`Error::LimitExceeded`], naming the
+///   limit, and is replaced likewise;
 /// - a chunk past the [`task_timeout`](PoolBuilder::task_timeout) has its
 ///   worker terminated (SIGTERM, then SIGKILL after the grace period) and
 ///   replaced, and fails with [`Error::TaskTimeout`].
@@ -207,6 +210,8 @@ pub struct PoolBuilder {
     break_on_death: bool,
     record_timeline: bool,
     retries: usize,
+    limits: crate::Limits,
+    retry_limits: bool,
     /// Workers elsewhere (a backend's), if any.
     pub(crate) remote: Option<Arc<dyn Remote>>,
 }
@@ -230,6 +235,8 @@ impl Pool {
             break_on_death: false,
             record_timeline: false,
             retries: 0,
+            limits: crate::Limits::new(),
+            retry_limits: false,
             remote: None,
         }
     }
@@ -493,6 +500,48 @@ impl PoolBuilder {
         self
     }
 
+    /// Gives every worker (replacements included) these [`Limits`](crate::Limits),
+    /// applied by the worker to itself as it starts. A worker that a limit
+    /// ends (an allocation past its memory cap, its CPU time used up) fails
+    /// the chunk it was running with [`Error::LimitExceeded`] naming the
+    /// limit, and is replaced; the other chunks go on. The CPU time is the
+    /// worker's, over every task it ran: combine with
+    /// [`max_tasks_per_child`](Self::max_tasks_per_child) to make it
+    /// per-task, or bound each task's wall-clock time with
+    /// [`task_timeout`](Self::task_timeout).
+    ///
+    /// ```
+    /// use mproc::{Error, Limit, Limits};
+    ///
+    /// // Grows by a MiB at a time.
+    /// fn alloc(mib: usize) -> usize {
+    ///     let v: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+    ///     v.len()
+    /// }
+    /// let pool = mproc::Pool::builder()
+    ///     .processes(2)
+    ///     .limits(Limits::new().memory(128 << 20))
+    ///     .build()?;
+    /// let out = pool.map_results_chunked(alloc, [1, 4096, 2], Some(1))?;
+    /// assert_eq!(out[0].as_ref().ok(), Some(&1));
+    /// assert!(matches!(out[1], Err(Error::LimitExceeded { limit: Limit::Memory, .. })));
+    /// assert_eq!(out[2].as_ref().ok(), Some(&2));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// With [`retry_on_worker_death`](Self::retry_on_worker_death), also
+    /// re-runs the chunks whose worker one of its [`limits`](Self::limits)
+    /// ended (default `false`: a task that exceeds a limit would most
+    /// likely exceed it again, and fails at once).
+    pub fn retry_limit_failures(mut self, yes: bool) -> Self {
+        self.retry_limits = yes;
+        self
+    }
+
     /// Records which worker ran each chunk, from when to when (default
     /// `false`): see [`Pool::timeline`] and [`Timeline`]'s exports (Chrome
     /// trace JSON, ASCII chart). Times are taken by the parent's
@@ -553,6 +602,8 @@ impl PoolBuilder {
             break_on_death: self.break_on_death,
             record_timeline: self.record_timeline,
             retries: self.retries,
+            limits: self.limits,
+            retry_limits: self.retry_limits,
             remote,
         })
     }

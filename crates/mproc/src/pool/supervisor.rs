@@ -164,6 +164,10 @@ pub(crate) struct Config {
     pub(crate) break_on_death: bool,
     pub(crate) record_timeline: bool,
     pub(crate) retries: usize,
+    /// Every worker's limits.
+    pub(crate) limits: crate::Limits,
+    /// Whether `retries` also re-runs chunks whose worker a limit ended.
+    pub(crate) retry_limits: bool,
     /// Where the workers run when not here (a backend's), if anywhere.
     pub(crate) remote: Option<Arc<dyn super::remote::Remote>>,
 }
@@ -647,7 +651,16 @@ impl<W: WorkerLink> Supervisor<W> {
         let pid = self.worker.pid();
         let at = Instant::now();
         let ended = reap(&mut self.worker);
-        let why = self.placed(fail_of(pid, ended));
+        let why = match (&ended, self.worker.limit_exceeded()) {
+            (&Ok(code), Some((limit, cap))) => Fail::Limit {
+                pid,
+                limit,
+                cap,
+                code,
+            },
+            _ => fail_of(pid, ended),
+        };
+        let why = self.placed(why);
         !self.lost(why, at)
     }
 
@@ -752,7 +765,12 @@ impl<W: WorkerLink> Supervisor<W> {
     /// the retry policy allows another run; else gives it back to fail.
     fn retry(&mut self, job: Chunk, why: &Fail) -> Option<Chunk> {
         let max = self.shared.cfg.retries;
-        if max == 0 || !matches!(why.root(), Fail::Died { .. } | Fail::Unknown { .. }) {
+        let retried = match why.root() {
+            Fail::Died { .. } | Fail::Unknown { .. } => true,
+            Fail::Limit { .. } => self.shared.cfg.retry_limits,
+            _ => false,
+        };
+        if max == 0 || !retried {
             return Some(job);
         }
         let mut st = self.shared.lock();

@@ -13,6 +13,7 @@ use super::Process;
 use crate::child::Child;
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::limits::{Limits, Resources};
 use crate::start::{Payload, StartMethod};
 use crate::sys::fdpass;
 use crate::task::{Outcome, MAX_FRAME};
@@ -46,15 +47,20 @@ where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    spawn_with(crate::get_start_method(), f, args)
+    spawn_with(crate::get_start_method(), Limits::new(), f, args)
 }
 
-pub(crate) fn spawn_with<A, R>(method: StartMethod, f: fn(A) -> R, args: A) -> Result<JoinHandle<R>>
+pub(crate) fn spawn_with<A, R>(
+    method: StartMethod,
+    limits: Limits,
+    f: fn(A) -> R,
+    args: A,
+) -> Result<JoinHandle<R>>
 where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    JoinHandle::start(Box::new(FnTask { f, args }), method)
+    JoinHandle::start(Box::new(FnTask { f, args }), method, limits)
 }
 
 /// Forks the calling process and runs any closure in the child (the `Fork`
@@ -75,14 +81,14 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    JoinHandle::start(Box::new(ClosureTask(f)), StartMethod::Fork)
+    JoinHandle::start(Box::new(ClosureTask(f)), StartMethod::Fork, Limits::new())
 }
 
 /// Starts a child whose first frame is `bytes` followed by end of file (for
 /// tests of a child's refusal of garbage).
 #[doc(hidden)]
 pub fn __start_with_raw_first_frame(method: StartMethod, bytes: Vec<u8>) -> Result<JoinHandle<()>> {
-    JoinHandle::start(Box::new(RawFrame(bytes)), method)
+    JoinHandle::start(Box::new(RawFrame(bytes)), method, Limits::new())
 }
 
 /// An owned permission to join a child and take its value.
@@ -105,8 +111,10 @@ enum Report {
 }
 
 impl<R: DeserializeOwned> JoinHandle<R> {
-    fn start(payload: Box<dyn Payload>, method: StartMethod) -> Result<Self> {
-        let mut process = Process::with_payload(payload).start_method(method);
+    fn start(payload: Box<dyn Payload>, method: StartMethod, limits: Limits) -> Result<Self> {
+        let mut process = Process::with_payload(payload)
+            .start_method(method)
+            .limits(limits);
         let ctl = process.start_wanting(true)?;
         Ok(JoinHandle {
             process,
@@ -120,7 +128,8 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// Waits for the child and returns its value, or why there is none:
     /// [`Error::Panicked`] (with message and location), [`Error::Exited`]
     /// (it called `exit`), [`Error::Signaled`] (killed), or the child's
-    /// refusal to start ([`Error::BinaryMismatch`], [`Error::Bootstrap`]).
+    /// refusal to start ([`Error::BinaryMismatch`], [`Error::Bootstrap`]),
+    /// or [`Error::LimitExceeded`] (one of its [`Limits`] ended it).
     pub fn join(mut self) -> Result<R> {
         self.wait_result(None)
     }
@@ -146,6 +155,14 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// The child's exit code, once it ended (see [`Process::exitcode`]).
     pub fn exitcode(&self) -> Option<i32> {
         self.process.exitcode()
+    }
+
+    /// What the child used, once it ended and was reaped (after a
+    /// [`join_timeout`](JoinHandle::join_timeout) that returned, or
+    /// [`is_finished`](JoinHandle::is_finished) seen `true`); see
+    /// [`Process::resources`].
+    pub fn resources(&self) -> Option<Resources> {
+        self.process.resources()
     }
 
     /// Sends SIGTERM to the child.
@@ -215,20 +232,37 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         self.taken = true;
         match self.report.take() {
             Some(Report::Frame(bytes, fds)) => self.decode(pid, &bytes, fds),
-            _ => Err(self.died(pid)),
+            _ => Err(self.died(pid, false)),
         }
     }
 
     fn decode(&self, pid: i32, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<R> {
         match codec::decode::<Outcome>(bytes, Vec::new())? {
             Outcome::Returned(value) => codec::decode(&value, fds),
+            Outcome::OutOfMemory => Err(self.died(pid, true)),
             other => Err(other.into_error(pid)),
         }
     }
 
-    /// The error for a child that ended without reporting an outcome.
-    fn died(&self, pid: i32) -> Error {
-        match self.child().known_code() {
+    /// The error for a child that ended without reporting an outcome
+    /// (`memory_report`: but with its abort report): a limit it exceeded,
+    /// or how it ended.
+    fn died(&self, pid: i32, memory_report: bool) -> Error {
+        let child = self.child();
+        if let Some(code) = child.known_code() {
+            let limits = self.process.get_limits();
+            if let Some((limit, cap)) =
+                limits.exceeded(code, child.resources().as_ref(), memory_report)
+            {
+                return Error::LimitExceeded {
+                    pid,
+                    limit,
+                    cap,
+                    code,
+                };
+            }
+        }
+        match child.known_code() {
             Some(signal) if signal < 0 => Error::Signaled {
                 pid,
                 signal: -signal,

@@ -18,16 +18,20 @@ pub use crate::identity::{cpu_count, current_process, parent_process, ProcessInf
 pub(crate) use handle::spawn_with;
 pub use handle::{__start_with_raw_first_frame, fork, spawn, JoinHandle};
 
-use std::os::fd::BorrowedFd;
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::child::{self, Child};
+use crate::codec;
 use crate::error::{Error, Result};
+use crate::limits::{Limit, Limits, Resources};
 use crate::start::{self, get_start_method, Payload, Settings, StartMethod};
+use crate::sys::fdpass;
+use crate::task::{Outcome, MAX_FRAME};
 use payload::FnTask;
 
 /// A child process running `f(args)`, as Python's `multiprocessing.Process`.
@@ -76,9 +80,15 @@ pub struct Process {
     method: Option<StartMethod>,
     payload: Option<Box<dyn Payload>>,
     /// What the child applies to itself before its task (carried in its
-    /// task header): where per-process settings such as limits will go.
+    /// task header): its limits.
     settings: Settings,
     child: Option<Arc<Child>>,
+    /// The parent's end of the control socket, kept (when nobody else
+    /// reads it) for a child under a memory cap: its abort report comes
+    /// there.
+    ctl: Option<OwnedFd>,
+    /// Whether that report came, once the child ended.
+    memory_report: OnceLock<bool>,
 }
 
 impl Process {
@@ -101,6 +111,8 @@ impl Process {
             payload: Some(payload),
             settings: Settings::default(),
             child: None,
+            ctl: None,
+            memory_report: OnceLock::new(),
         }
     }
 
@@ -122,6 +134,39 @@ impl Process {
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
+    }
+
+    /// Sets the child's resource limits (memory, CPU time, nice value,
+    /// descriptors, core dumps), which it applies to itself before `f`
+    /// runs; see [`Limits`]. Default: the [`Context`](crate::Context)'s,
+    /// none for [`Process::new`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mproc::{Limit, Limits, Process};
+    ///
+    /// fn spin(_: ()) {
+    ///     let mut x = 0u64;
+    ///     loop {
+    ///         x = std::hint::black_box(x.wrapping_add(1));
+    ///     }
+    /// }
+    ///
+    /// let mut p = Process::new(spin, ()).limits(Limits::new().cpu_time(Duration::from_secs(1)));
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.limit_exceeded(), Some(Limit::CpuTime));
+    /// assert!(p.resources().unwrap().cpu_time() >= Duration::from_millis(500));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.settings.limits = limits;
+        self
+    }
+
+    /// The limits the child applies to itself.
+    pub fn get_limits(&self) -> Limits {
+        self.settings.limits
     }
 
     /// The process's name.
@@ -166,7 +211,86 @@ impl Process {
             want_result,
         )?;
         self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
+        if !want_result && self.settings.limits.get_memory().is_some() {
+            // Best effort: the child runs; without the copy (no descriptor
+            // left) its memory cap is named as an ordinary abort.
+            self.ctl = started
+                .ctl
+                .try_clone()
+                .and_then(crate::sys::above_stdio)
+                .ok();
+        }
         Ok(started.ctl)
+    }
+
+    /// What the child used (peak resident memory, CPU time), once it ended
+    /// and was reaped ([`join`](Process::join), or
+    /// [`exitcode`](Process::exitcode) seen `Some`); `None` before, or if
+    /// it was reaped elsewhere.
+    ///
+    /// ```
+    /// fn touch(mib: usize) -> u8 {
+    ///     let v = vec![1u8; mib << 20];
+    ///     v[v.len() - 1]
+    /// }
+    ///
+    /// let mut p = mproc::Process::new(touch, 64).start_method(mproc::StartMethod::Spawn);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert!(p.resources().unwrap().peak_rss() >= 64 << 20);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn resources(&self) -> Option<Resources> {
+        self.child.as_ref()?.resources()
+    }
+
+    /// The limit that ended the child, once it ended: [`Limit::Memory`] if
+    /// an allocation failed under its memory cap, [`Limit::CpuTime`] if it
+    /// used up its CPU time; `None` if it ended for another reason (or
+    /// runs, or was never started). See [`Limits`].
+    pub fn limit_exceeded(&self) -> Option<Limit> {
+        self.limit_error().map(|(limit, _)| limit)
+    }
+
+    /// The limit that ended the child, and the error that says so.
+    pub(crate) fn limit_error(&self) -> Option<(Limit, Error)> {
+        let child = self.child.as_ref()?;
+        let code = child.known_code()?;
+        let (limit, cap) = self.settings.limits.exceeded(
+            code,
+            child.resources().as_ref(),
+            self.memory_reported(),
+        )?;
+        let error = Error::LimitExceeded {
+            pid: child.pid,
+            limit,
+            cap,
+            code,
+        };
+        Some((limit, error))
+    }
+
+    /// Whether the (ended) child reported a failed allocation on the
+    /// control socket kept for it.
+    fn memory_reported(&self) -> bool {
+        let Some(ctl) = &self.ctl else {
+            return false;
+        };
+        *self.memory_report.get_or_init(|| {
+            let mut seen = false;
+            while fdpass::wait_readable(ctl.as_fd(), Some(Instant::now())).unwrap_or(false) {
+                match fdpass::recv_frame(ctl.as_fd(), None, MAX_FRAME) {
+                    Ok(Some((bytes, _))) => {
+                        seen |= matches!(
+                            codec::decode::<Outcome>(&bytes, Vec::new()),
+                            Ok(Outcome::OutOfMemory)
+                        );
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            seen
+        })
     }
 
     /// The child's record, once started (a pool signals its workers from

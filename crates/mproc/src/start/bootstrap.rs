@@ -236,7 +236,7 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
         Ok(parsed) => parsed,
         Err(outcome) => refuse(&ctl, outcome),
     };
-    apply(&header.settings);
+    apply(&ctl, &header.settings);
     identity::set_current(header.me.clone(), Some(header.parent.clone()));
     let want = header.want_result;
     run_and_exit(ctl, want, || task::run_wire(&header, body, start, fds))
@@ -244,10 +244,39 @@ pub(crate) fn run_task_child(ctl: OwnedFd) -> ! {
 
 /// Applies the per-child settings its `Process` chose (carried in the task
 /// header, or in memory for a forked child), before the task runs: the one
-/// place where a child changes itself as its parent asked. Nothing to apply
-/// yet; resource limits per process will be applied here.
-pub(super) fn apply(settings: &Settings) {
-    let Settings {} = settings;
+/// place where a child changes itself as its parent asked. A setting it
+/// cannot apply ends it with a refusal its parent reads on `ctl`.
+///
+/// Under a memory cap, the child also arms its abort report
+/// ([`Outcome::OutOfMemory`] on `ctl`, sent by a `SIGABRT` handler when an
+/// allocation failed): how its parent tells an exhausted cap from any other
+/// abort.
+pub(super) fn apply(ctl: &OwnedFd, settings: &Settings) {
+    let Settings { limits } = settings;
+    if limits.is_empty() {
+        return;
+    }
+    if let Some(cap) = limits.get_memory() {
+        let address_space = limits.get_memory_kind() == crate::MemoryKind::AddressSpace;
+        let armed = codec::encode(&Outcome::OutOfMemory).and_then(|frame| {
+            let mut report = (frame.bytes.len() as u64).to_le_bytes().to_vec();
+            report.extend_from_slice(&frame.bytes);
+            crate::sys::rlimit::report_enomem_abort(ctl.as_fd(), report, cap, address_space)
+                .map_err(Error::io("cannot install the abort handler"))
+        });
+        if let Err(e) = armed {
+            refuse(
+                ctl,
+                Outcome::Refused(format!("cannot apply its limits: {e}")),
+            );
+        }
+    }
+    if let Err(e) = crate::limits::apply(limits) {
+        refuse(
+            ctl,
+            Outcome::Refused(format!("cannot apply its limits: {e}")),
+        );
+    }
 }
 
 /// Tells the parent why this child cannot start, prints it, exits.

@@ -11,7 +11,9 @@
 //! arrive there, as for spawn) and one end of a new *status* socket. The
 //! server forks; it sends the child's pid (4 bytes, little-endian) on the
 //! status socket with the child's pidfd attached, reaps the child when it
-//! ends and writes its exit code (4 bytes) there. The user process reads
+//! ends and writes its exit code (4 bytes) there, followed by what it used
+//! (its `rusage`: peak RSS, user and system time, 8 bytes each), which its
+//! user, not being its parent, cannot learn otherwise. The user process reads
 //! both; the status socket is the child's sentinel. A request of other
 //! bytes is refused (a pid of 0, no fork); a failed fork is told as
 //! `-errno` in place of the pid.
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::{bootstrap, spawn, FirstFrame, Started, Waiter};
 use crate::error::{Error, Result};
-use crate::sys::{fdpass, proc};
+use crate::sys::{fdpass, proc, rlimit};
 use crate::task::Outcome;
 
 /// A guard against a server that stops answering (it never should).
@@ -591,14 +593,15 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         drop(fds);
         for &i in ready.iter().rev().filter(|&&i| i > 0) {
             let kid = kids.swap_remove(i - 1);
-            let code = proc::reap_pidfd(kid.pidfd.as_fd(), true).ok().flatten();
-            let code = code.unwrap_or(crate::exit::UNKNOWN_EXIT_CODE);
+            let ended = rlimit::reap_pidfd_with_usage(kid.pidfd.as_fd(), true);
+            // The code, then what the child used (its user cannot reap it
+            // to learn it); the unknown code alone if the reap failed.
+            let status = match ended.ok().flatten() {
+                Some((code, usage)) => [&code.to_le_bytes()[..], &usage.to_bytes()].concat(),
+                None => crate::exit::UNKNOWN_EXIT_CODE.to_le_bytes().to_vec(),
+            };
             // Never SIGPIPE: the user may have closed its end.
-            let _ = rustix::net::send(
-                &kid.status,
-                &code.to_le_bytes(),
-                rustix::net::SendFlags::NOSIGNAL,
-            );
+            let _ = rustix::net::send(&kid.status, &status, rustix::net::SendFlags::NOSIGNAL);
         }
         if ready.first() == Some(&0) {
             match fdpass::recv_frame(control.as_fd(), None, MAX_REQUEST) {

@@ -126,7 +126,7 @@ fn start_by(
         return fork::start(
             me,
             Box::new(move |ctl: OwnedFd| {
-                bootstrap::apply(&settings);
+                bootstrap::apply(&ctl, &settings);
                 bootstrap::run_and_exit(ctl, want_result, body)
             }),
         );

@@ -8,6 +8,7 @@
 //! |----------------|---------------------------------------------------------|
 //! | `mod.rs`       | small helpers: `cvt`, descriptors above stdio, deadlines |
 //! | `proc.rs`      | process creation, reaping and signals                   |
+//! | `rlimit.rs`    | a child's resource limits, its abort report, its rusage  |
 //! | `image.rs`     | the running executable: identity, function addresses    |
 //! | `fnref.rs`     | `FnRef`: a typed function reference, checked            |
 //! | `shm.rs`       | `SharedRegion`: a `memfd` mapped `MAP_SHARED`           |
@@ -26,6 +27,7 @@ pub(crate) mod proc;
 #[cfg(feature = "tokio")]
 pub(crate) mod reactor;
 pub(crate) mod ring;
+pub(crate) mod rlimit;
 pub(crate) mod robust;
 pub(crate) mod shm;
 
