@@ -105,7 +105,11 @@ fn a_child_leads_its_own_group_unless_told() {
             .process_group(false);
         q.start().unwrap();
         q.join().unwrap();
-        assert_eq!(q.exitcode(), Some(0), "{method}: stays in the parent's group");
+        assert_eq!(
+            q.exitcode(),
+            Some(0),
+            "{method}: stays in the parent's group"
+        );
     }
 }
 

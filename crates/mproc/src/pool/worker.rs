@@ -128,6 +128,24 @@ pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection<()>,
     /// The initializer, if any.
     pub(crate) init: Option<Init>,
+    /// Whether and how the worker watches its resident memory.
+    pub(crate) memory: MemoryWatch,
+}
+
+/// What a worker does with its resident memory after each chunk.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MemoryWatch {
+    /// Measure it and report it with the reply (the timeline records it).
+    pub(crate) report: bool,
+    /// Retire after the chunk that leaves it above this many bytes
+    /// (`max_memory_per_child`): measured whatever `report` says.
+    pub(crate) max: Option<u64>,
+}
+
+impl MemoryWatch {
+    fn wanted(&self) -> bool {
+        self.report || self.max.is_some()
+    }
 }
 
 thread_local! {
@@ -144,6 +162,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     if args.conn.send_bytes(&[wire::READY]).is_err() {
         return;
     }
+    // Opened after the initializer: a forked worker opens its own.
+    let rss = args
+        .memory
+        .wanted()
+        .then(crate::sys::proc::ResidentMemory::open)
+        .and_then(|r| r.ok());
+    let mut last_read = std::time::Instant::now();
     let mut out = Vec::new();
     while let Ok(msg) = args.conn.recv_bytes() {
         if msg.first() != Some(&wire::JOBS) {
@@ -173,10 +198,42 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     status
                 }
             };
-            wire::seal_reply(&mut out, job.id, status);
+            let mut tail = wire::Tail::default();
+            if let Some(r) = rss
+                .as_ref()
+                .filter(|_| args.memory.report || last_read.elapsed() >= MEMORY_READ_GAP)
+            {
+                tail.rss = r.bytes();
+                last_read = std::time::Instant::now();
+                tail.retiring =
+                    matches!((tail.rss, args.memory.max), (Some(now), Some(max)) if now > max);
+            }
+            wire::seal_reply(&mut out, job.id, status, tail);
             if args.conn.send_bytes(&out).is_err() {
                 return;
             }
+            if tail.retiring {
+                return retire(&args.conn);
+            }
+        }
+    }
+}
+
+/// The least time between two reads of the worker's resident memory for
+/// `max_memory_per_child` (a read costs about a microsecond, a trivial
+/// task less): a chunk that takes this long or more is followed by a read,
+/// always; after shorter ones, the first that ends this long after the
+/// previous read is. The timeline reads after every chunk.
+const MEMORY_READ_GAP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Past its memory threshold: runs nothing more (the chunks it holds go
+/// back to the queue, its supervisor knows from the flag) and waits for
+/// the supervisor's QUIT, so that the supervisor never sends to a worker
+/// that has gone.
+fn retire(conn: &Connection<()>) {
+    while let Ok(msg) = conn.recv_bytes() {
+        if msg.first() != Some(&wire::JOBS) {
+            return;
         }
     }
 }

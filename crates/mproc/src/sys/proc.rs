@@ -393,7 +393,10 @@ pub(crate) fn process_group_of(pid: i32) -> Option<i32> {
 /// Whether the process behind `pidfd` has not ended (its pidfd is not
 /// readable): so not reaped either, and its pid is still its own.
 pub(crate) fn pidfd_running(pidfd: BorrowedFd<'_>) -> bool {
-    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
     let zero = rustix::time::Timespec {
         tv_sec: 0,
         tv_nsec: 0,

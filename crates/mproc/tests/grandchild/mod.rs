@@ -32,10 +32,8 @@ impl Tag {
         dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| {
                 // A zombie's command line is empty.
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    c.split(|&b| b == 0)
-                        .any(|arg| arg == self.0.as_bytes())
-                })
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == self.0.as_bytes()))
             })
             .collect()
     }
@@ -62,19 +60,35 @@ pub fn sleep_and_wait(tag: &str, sent: &mproc::Queue<i32>) {
 }
 
 /// A pidfd for `pid`, a process that bears `tag` (checked after the open,
-/// so that a reused pid is not watched in its place).
-pub fn watch(pid: i32, tag: &Tag) -> OwnedFd {
+/// so that a reused pid is not watched in its place); `None` if it has
+/// already ended.
+pub fn watch(pid: i32, tag: &Tag) -> Option<OwnedFd> {
     // SAFETY: a raw `pidfd_open`: no pointer argument.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    assert!(fd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ESRCH),
+            "pidfd_open({pid}): {e}"
+        );
+        return None;
+    }
     // SAFETY: the descriptor was just opened here and is owned by nobody.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    assert!(tag.bearers().contains(&pid), "{pid} is the tagged sleep");
-    fd
+    if !tag.bearers().contains(&pid) {
+        // Ended between the two looks (or a zombie now).
+        return None;
+    }
+    Some(fd)
 }
 
-/// Whether the process behind `pidfd` ends within `timeout`.
-pub fn ends_within(pidfd: &OwnedFd, timeout: Duration) -> bool {
+/// Whether the process behind `pidfd` ends within `timeout` (`None`: it
+/// had ended before it was watched).
+pub fn ends_within(pidfd: &Option<OwnedFd>, timeout: Duration) -> bool {
+    let Some(pidfd) = pidfd else {
+        return true;
+    };
     let mut p = libc::pollfd {
         fd: pidfd.as_raw_fd(),
         events: libc::POLLIN,
