@@ -76,11 +76,24 @@ pub fn watch(pid: i32, tag: &Tag) -> Option<OwnedFd> {
     }
     // SAFETY: the descriptor was just opened here and is owned by nobody.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    if !tag.bearers().contains(&pid) {
-        // Ended between the two looks (or a zombie now).
-        return None;
+    // Just after its exec the new program's command line reads empty for
+    // a moment (the kernel releases the parent before it sets the
+    // arguments' place): wait for the tag, or the end (a zombie's command
+    // line is empty too). No descriptor says when: look every
+    // millisecond, within a generous bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let fd = Some(fd);
+    while !tag.bearers().contains(&pid) {
+        if ends_within(&fd, Duration::ZERO) {
+            return None;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} runs but is not the tagged sleep"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Some(fd)
+    fd
 }
 
 /// Whether the process behind `pidfd` ends within `timeout` (`None`: it
