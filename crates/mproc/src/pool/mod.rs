@@ -431,10 +431,10 @@ impl PoolBuilder {
     /// The worker reads its resident memory (`/proc/self/statm`, through a
     /// descriptor it keeps open: about a microsecond) after each chunk and
     /// retires itself: what counts is what it keeps, not a peak within the
-    /// chunk that it gave back before the chunk ended. After chunks shorter
-    /// than 50 µs it reads at most once per 50 µs (a read would cost more
-    /// than such a task), so it retires after the first chunk that ends at
-    /// least 50 µs after its previous read and finds it above. Resident
+    /// chunk that it gave back before the chunk ended. Among chunks shorter
+    /// than 50 µs it reads about once per 50 µs of them (a read would cost
+    /// more than such a task), so it retires within that many chunks of
+    /// passing the threshold. Resident
     /// memory counts the pages a [`Fork`](crate::StartMethod::Fork) worker
     /// still shares with the parent it was copied from: with `Fork`, set
     /// the threshold above the parent's own. Where `/proc` cannot be read

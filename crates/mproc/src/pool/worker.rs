@@ -163,12 +163,12 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         return;
     }
     // Opened after the initializer: a forked worker opens its own.
-    let rss = args
+    let mut rss = args
         .memory
         .wanted()
         .then(crate::sys::proc::ResidentMemory::open)
-        .and_then(|r| r.ok());
-    let mut last_read = std::time::Instant::now();
+        .and_then(|r| r.ok())
+        .map(Sampler::new);
     let mut out = Vec::new();
     while let Ok(msg) = args.conn.recv_bytes() {
         if msg.first() != Some(&wire::JOBS) {
@@ -199,12 +199,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 }
             };
             let mut tail = wire::Tail::default();
-            if let Some(r) = rss
-                .as_ref()
-                .filter(|_| args.memory.report || last_read.elapsed() >= MEMORY_READ_GAP)
-            {
-                tail.rss = r.bytes();
-                last_read = std::time::Instant::now();
+            if let Some(r) = rss.as_mut() {
+                tail.rss = r.after_chunk(args.memory.report);
                 tail.retiring =
                     matches!((tail.rss, args.memory.max), (Some(now), Some(max)) if now > max);
             }
@@ -219,12 +215,55 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
 }
 
-/// The least time between two reads of the worker's resident memory for
-/// `max_memory_per_child` (a read costs about a microsecond, a trivial
-/// task less): a chunk that takes this long or more is followed by a read,
-/// always; after shorter ones, the first that ends this long after the
-/// previous read is. The timeline reads after every chunk.
+/// About the least time between two reads of the worker's resident memory
+/// for `max_memory_per_child`: a read costs about a microsecond (and a
+/// look at the clock up to 0.1 µs on a virtual machine), a trivial task
+/// less.
 const MEMORY_READ_GAP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The most chunks between two reads.
+const MAX_SKIP: u32 = 1024;
+
+/// When the worker reads its resident memory: after every chunk, but for
+/// chunks shorter than [`MEMORY_READ_GAP`], after about one in as many as
+/// fit in it (measured from the reads: the clock is looked at only then,
+/// a count of chunks is all the others cost). A chunk that takes the gap
+/// or longer is always followed by a read unless it comes right after a
+/// run of tiny ones, and then within that run's count.
+struct Sampler {
+    rss: crate::sys::proc::ResidentMemory,
+    /// Chunks to let pass between reads, and how many are left to pass.
+    skip: u32,
+    left: u32,
+    last: std::time::Instant,
+}
+
+impl Sampler {
+    fn new(rss: crate::sys::proc::ResidentMemory) -> Self {
+        Sampler {
+            rss,
+            skip: 0,
+            left: 0,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// After a chunk: the resident bytes, if read now (`always`: the
+    /// timeline wants each chunk's).
+    fn after_chunk(&mut self, always: bool) -> Option<u64> {
+        if !always && self.left > 0 {
+            self.left -= 1;
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let per_chunk = (now - self.last).as_nanos() / u128::from(self.skip + 1);
+        self.last = now;
+        let fit = MEMORY_READ_GAP.as_nanos() / per_chunk.max(1);
+        self.skip = u32::try_from(fit.saturating_sub(1)).map_or(MAX_SKIP, |s| s.min(MAX_SKIP));
+        self.left = self.skip;
+        self.rss.bytes()
+    }
+}
 
 /// Past its memory threshold: runs nothing more (the chunks it holds go
 /// back to the queue, its supervisor knows from the flag) and waits for
