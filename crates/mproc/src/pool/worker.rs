@@ -401,3 +401,38 @@ fn encodable<R: Serialize>(item: ItemOut<R>) -> ItemOut<R> {
         Err(e) => ItemOut::Encode(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_chunks_are_sampled_and_long_ones_always() {
+        let rss = crate::sys::proc::ResidentMemory::open().unwrap();
+        let mut s = Sampler::new(rss);
+        // Right after the start (no chunk timed yet): read.
+        assert!(s.after_chunk(false).is_some());
+        // Back-to-back calls: chunks far shorter than the gap.
+        let reads = (0..10_000)
+            .filter(|_| s.after_chunk(false).is_some())
+            .count();
+        assert!(reads < 5_000, "{reads} reads of 10,000 tiny chunks");
+        // The timeline wants every chunk's.
+        assert!((0..10).all(|_| s.after_chunk(true).is_some()));
+        // Chunks as long as the gap: read within the count the tiny ones
+        // left, then after every one.
+        let mut calls = 0;
+        loop {
+            std::thread::sleep(MEMORY_READ_GAP * 2);
+            calls += 1;
+            if s.after_chunk(false).is_some() {
+                break;
+            }
+        }
+        assert!(calls <= MAX_SKIP as usize + 1);
+        for _ in 0..3 {
+            std::thread::sleep(MEMORY_READ_GAP * 2);
+            assert!(s.after_chunk(false).is_some());
+        }
+    }
+}
