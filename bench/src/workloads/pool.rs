@@ -1,6 +1,8 @@
 //! `Pool` on 2 workers with trivial tasks (`x * x`): `pool_map_chunksize1`,
 //! `pool_map_default_chunksize` and `pool_imap_unordered_chunksize1`, in
-//! tasks per second. What is measured is the hand-off of tasks and
+//! tasks per second; `pool_map_chunksize1_max_memory`, the first with
+//! `max_memory_per_child` on (one read of the worker's resident memory a
+//! task) against it off. What is measured is the hand-off of tasks and
 //! results, not the work.
 
 use super::Workload;
@@ -37,6 +39,14 @@ pub fn workloads() -> Vec<Workload> {
                 "as pool_map_chunksize1, against ProcessPoolExecutor.map (chunksize 1, its default)",
             pinned: false,
             runners: |mode| runners(mode, Call::Executor),
+        },
+        Workload {
+            name: "pool_map_chunksize1_max_memory",
+            unit: "tasks/s",
+            better: Better::Higher,
+            about: "as pool_map_chunksize1 with max_memory_per_child on (never reached), against it off",
+            pinned: false,
+            runners: max_memory_runners,
         },
         Workload {
             name: "pool_imap_unordered_chunksize1",
@@ -110,8 +120,43 @@ fn runners(mode: Mode, call: Call) -> Vec<Runner> {
     v
 }
 
+/// The threshold of `pool_map_chunksize1_max_memory`: far above what a
+/// worker holds, so that each task pays the read and none retires.
+const NEVER_REACHED: u64 = 1 << 40;
+
+fn max_memory_runners(mode: Mode) -> Vec<Runner> {
+    let n = tasks(mode);
+    let call = Call::Map(Some(1));
+    vec![
+        Runner::new(
+            Kind::Mproc,
+            format!(
+                "pool.map_chunked(square, 0..{n}, Some(1)), 2 workers (forkserver), max_memory_per_child(1 TiB)"
+            ),
+            move || session_with(n, call, Some(NEVER_REACHED)),
+        ),
+        Runner::new(
+            Kind::Limit,
+            "the same pool with max_memory_per_child off: what the option costs is measured against it",
+            move || session_with(n, call, None),
+        ),
+    ]
+}
+
 fn mproc_session(n: u64, call: Call) -> Result<Box<dyn crate::harness::Session>> {
-    let pool = mproc::Pool::new(WORKERS)?;
+    session_with(n, call, None)
+}
+
+fn session_with(
+    n: u64,
+    call: Call,
+    max_memory: Option<u64>,
+) -> Result<Box<dyn crate::harness::Session>> {
+    let mut builder = mproc::Pool::builder().processes(WORKERS);
+    if let Some(bytes) = max_memory {
+        builder = builder.max_memory_per_child(bytes);
+    }
+    let pool = builder.build()?;
     session(move || {
         let t = std::time::Instant::now();
         let sum: u64 = match call {

@@ -33,6 +33,9 @@ pub(crate) struct Child {
     pub(crate) info: ProcessInfo,
     pidfd: OwnedFd,
     waiter: Waiter,
+    /// It leads a process group of its own (its pid), which its signals
+    /// go to: what it started goes with it.
+    group: bool,
     code: OnceLock<i32>,
     /// What it used, learnt with its exit code (unless the reap could not
     /// tell: reaped behind our back, a fork server gone).
@@ -43,12 +46,19 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    pub(crate) fn new(pid: i32, pidfd: OwnedFd, waiter: Waiter, info: ProcessInfo) -> Arc<Self> {
+    pub(crate) fn new(
+        pid: i32,
+        pidfd: OwnedFd,
+        waiter: Waiter,
+        info: ProcessInfo,
+        group: bool,
+    ) -> Arc<Self> {
         let child = Arc::new(Child {
             pid,
             info: ProcessInfo { pid, ..info },
             pidfd,
             waiter,
+            group,
             code: OnceLock::new(),
             usage: OnceLock::new(),
             reaping: Mutex::new(()),
@@ -135,12 +145,49 @@ impl Child {
         self.code.get().copied()
     }
 
-    /// Sends a signal unless the child is already reaped.
+    /// Sends a signal unless the child is already reaped: to its process
+    /// group when it leads one (what it started, unless that left the
+    /// group), and to the child itself if it is not in that group (it left
+    /// it, or the group is empty).
     pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
         if self.code.get().is_some() {
             return Ok(());
         }
+        if self.group {
+            use proc::GroupSignal;
+            let mut sent = proc::signal_group_pidfd(self.pidfd.as_fd(), sig)?;
+            if sent == GroupSignal::Unsupported {
+                sent = self.signal_group_by_number(sig)?;
+            }
+            // The group got it; so did the child, if it is still in it. A
+            // reused pid here (the child reaped since) reads as another
+            // group: the pidfd signal below then finds no process.
+            if sent == GroupSignal::Sent && proc::process_group_of(self.pid) == Some(self.pid) {
+                return Ok(());
+            }
+        }
         proc::signal_pidfd(self.pidfd.as_fd(), sig)
+    }
+
+    /// Before Linux 6.9: `kill(-pid)`, only while the child is known not to
+    /// be reaped, so that its pid, the group's number, is still its own and
+    /// no other process can lead a group of that number. Ours: not reaped
+    /// while we hold the reaping lock and have no code. The fork server's:
+    /// its pidfd is not readable, so it has not even ended (the server
+    /// could reap it and the pid be reused between that look and the
+    /// `kill` only if the child ended, was reaped, every member of its
+    /// group ended and the kernel handed the same number round again, all
+    /// within those microseconds).
+    fn signal_group_by_number(&self, sig: i32) -> io::Result<proc::GroupSignal> {
+        let _g = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
+        let unreaped = match self.waiter {
+            Waiter::Direct => self.code.get().is_none(),
+            Waiter::Served { .. } => proc::pidfd_running(self.pidfd.as_fd()),
+        };
+        if !unreaped {
+            return Ok(proc::GroupSignal::Empty);
+        }
+        proc::signal_group_by_number(self.pid, sig)
     }
 
     /// Called when the last user handle is dropped: the registry and the

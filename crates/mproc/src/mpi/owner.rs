@@ -509,6 +509,7 @@ fn start_config(payload: &[u8]) -> crate::Result<Config> {
         method,
         init,
         max_tasks: None,
+        max_memory: None,
         task_timeout: None,
         grace: Duration::ZERO,
         break_on_death: false,

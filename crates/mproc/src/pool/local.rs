@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::link::{WorkerHandle, WorkerLink};
 use super::supervisor::{fail_of, Config};
 use super::wire;
-use super::worker::{worker_main, WorkerArgs};
+use super::worker::{worker_main, MemoryWatch, WorkerArgs};
 use crate::child::Child;
 use crate::error::Result;
 use crate::pipe::{Connection, Pipe};
@@ -36,6 +36,10 @@ impl WorkerLink for LocalWorker {
         let args = WorkerArgs {
             conn: there,
             init: cfg.init.clone(),
+            memory: MemoryWatch {
+                report: cfg.record_timeline,
+                max: cfg.max_memory,
+            },
         };
         let mut process = Process::new(worker_main, args)
             .name(format!("PoolWorker-{}", slot + 1))

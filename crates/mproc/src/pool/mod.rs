@@ -205,6 +205,7 @@ pub struct PoolBuilder {
     init: Option<worker::Init>,
     init_error: Option<String>,
     max_tasks: Option<usize>,
+    max_memory: Option<u64>,
     task_timeout: Option<Duration>,
     grace: Duration,
     break_on_death: bool,
@@ -230,6 +231,7 @@ impl Pool {
             init: None,
             init_error: None,
             max_tasks: None,
+            max_memory: None,
             task_timeout: None,
             grace: Duration::from_millis(500),
             break_on_death: false,
@@ -445,6 +447,50 @@ impl PoolBuilder {
         self
     }
 
+    /// Replaces each worker after the chunk that leaves its resident memory
+    /// above `bytes` (billiard's `max_memory_per_child`, here in bytes):
+    /// that chunk's results are kept, the chunks the worker held but had
+    /// not started go to other workers (or its replacement), and nothing
+    /// fails. For a task that leaks (a C library's cache, a fragmented
+    /// heap), beside [`max_tasks_per_child`](Self::max_tasks_per_child).
+    ///
+    /// The worker reads its resident memory (`/proc/self/statm`, through a
+    /// descriptor it keeps open: about a microsecond) after each chunk and
+    /// retires itself: what counts is what it keeps, not a peak within the
+    /// chunk that it gave back before the chunk ended. Among chunks shorter
+    /// than 50 µs it reads about once per 50 µs of them (a read would cost
+    /// more than such a task), so it retires within that many chunks of
+    /// passing the threshold. Resident
+    /// memory counts the pages a [`Fork`](crate::StartMethod::Fork) worker
+    /// still shares with the parent it was copied from: with `Fork`, set
+    /// the threshold above the parent's own. Where `/proc` cannot be read
+    /// the threshold is not applied. (A peak, `ru_maxrss`,
+    /// starts from what the worker inherited: after `posix_spawn` it is
+    /// the parent's whole peak, so it would retire workers of a large
+    /// parent after every chunk.) Not a cap: a chunk that allocates without
+    /// bound runs to its end; see the limits for that. A threshold of 0 is
+    /// refused; workers on other hosts (MPI) do not take it.
+    ///
+    /// ```
+    /// fn leak(x: u64) -> u64 {
+    ///     // 8 MiB kept for the worker's life.
+    ///     std::mem::forget(vec![1u8; 8 << 20]);
+    ///     x
+    /// }
+    /// let pool = mproc::Pool::builder()
+    ///     .processes(1)
+    ///     .max_memory_per_child(200 << 20)
+    ///     .build()?;
+    /// let out = pool.map_chunked(leak, 0..40, Some(1))?;
+    /// assert_eq!(out, (0..40).collect::<Vec<_>>());
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "maxmemoryperchild")]
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
     /// Fails a chunk that runs longer than `d` with [`Error::TaskTimeout`],
     /// terminating and replacing its worker. The clock starts when the
     /// worker finished its previous chunk (or received this one); it
@@ -592,11 +638,22 @@ impl PoolBuilder {
                 "max_tasks_per_child must be at least 1".into(),
             ));
         }
+        if self.max_memory == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_memory_per_child must be at least 1 byte".into(),
+            ));
+        }
+        if remote.is_some() && self.max_memory.is_some() {
+            return Err(Error::InvalidArgument(
+                "max_memory_per_child applies to local workers only".into(),
+            ));
+        }
         Pool::start(Config {
             processes,
             method: self.method.unwrap_or_else(get_start_method),
             init: self.init,
             max_tasks: self.max_tasks,
+            max_memory: self.max_memory,
             task_timeout: self.task_timeout,
             grace: self.grace,
             break_on_death: self.break_on_death,

@@ -159,6 +159,8 @@ pub(crate) struct Config {
     pub(crate) method: StartMethod,
     pub(crate) init: Option<super::worker::Init>,
     pub(crate) max_tasks: Option<usize>,
+    /// Resident bytes past which a worker retires after its chunk.
+    pub(crate) max_memory: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) grace: Duration,
     pub(crate) break_on_death: bool,
@@ -373,6 +375,8 @@ pub(crate) struct Supervisor<W: WorkerLink> {
     done: usize,
     /// Mean chunk time, smoothed.
     mean: Duration,
+    /// The worker passed its memory threshold: it runs nothing more.
+    retiring: bool,
     buf: Vec<u8>,
 }
 
@@ -386,12 +390,25 @@ impl<W: WorkerLink> Supervisor<W> {
             head_since: Instant::now(),
             done: 0,
             mean: Duration::from_millis(1),
+            retiring: false,
             buf: Vec::new(),
         }
     }
 
     pub(crate) fn run(mut self) {
         loop {
+            if std::mem::take(&mut self.retiring) {
+                // What it holds never started: to the queue, in order.
+                self.requeue();
+                info_event!(
+                    pid = self.worker.pid(),
+                    slot = self.slot,
+                    "pool worker retired: max_memory_per_child passed"
+                );
+                if !self.retire() {
+                    return;
+                }
+            }
             if self.held.len() <= self.window() / 2 {
                 match self.next() {
                     Next::Send(jobs) => {
@@ -414,10 +431,7 @@ impl<W: WorkerLink> Supervisor<W> {
                             tasks = self.done,
                             "pool worker retired: max_tasks_per_child reached"
                         );
-                        let w = self.replace_worker("retired");
-                        if let Some(mut old) = w {
-                            quit(&mut old);
-                        } else {
+                        if !self.retire() {
                             return;
                         }
                         continue;
@@ -428,6 +442,18 @@ impl<W: WorkerLink> Supervisor<W> {
             if !self.wait_reply() {
                 return;
             }
+        }
+    }
+
+    /// Replaces the worker, which leaves when told; `false` when this
+    /// supervisor is done.
+    fn retire(&mut self) -> bool {
+        match self.replace_worker("retired") {
+            Some(mut old) => {
+                quit(&mut old);
+                true
+            }
+            None => false,
         }
     }
 
@@ -581,7 +607,7 @@ impl<W: WorkerLink> Supervisor<W> {
     }
 
     fn on_reply(&mut self, msg: Vec<u8>) -> bool {
-        let Some((id, status, body)) = wire::parse_reply(msg) else {
+        let Some((id, status, tail, body)) = wire::parse_reply(msg) else {
             return !self.died();
         };
         let Some(job) = self.held.pop_front() else {
@@ -589,7 +615,8 @@ impl<W: WorkerLink> Supervisor<W> {
         };
         debug_assert_eq!(job.id, id);
         let now = Instant::now();
-        self.record(&job, now, true);
+        self.record(&job, now, true, tail.rss);
+        self.retiring |= tail.retiring;
         let took = now - self.head_since;
         self.mean = (self.mean * 3 + took) / 4;
         self.head_since = now;
@@ -686,7 +713,7 @@ impl<W: WorkerLink> Supervisor<W> {
             self.tell_lost(&why, head.as_ref()); // a timeout was told already
         }
         if let Some(job) = head {
-            self.record(&job, at, false);
+            self.record(&job, at, false, None);
             match self.retry(job, &why) {
                 None => {}
                 Some(job) => {
@@ -793,7 +820,7 @@ impl<W: WorkerLink> Supervisor<W> {
     }
 
     /// Records the head chunk's run, ending `now`, if the pool records.
-    fn record(&self, job: &Chunk, now: Instant, replied: bool) {
+    fn record(&self, job: &Chunk, now: Instant, replied: bool, memory: Option<u64>) {
         if let Some(rec) = &self.shared.timeline {
             let epoch = self.shared.epoch;
             let start = self.head_since.max(epoch) - epoch;
@@ -805,6 +832,7 @@ impl<W: WorkerLink> Supervisor<W> {
                 start,
                 end: (now - epoch).max(start),
                 replied,
+                memory,
             });
         }
     }

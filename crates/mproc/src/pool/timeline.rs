@@ -37,6 +37,12 @@ pub struct TaskEvent {
     /// Whether the worker replied; `false` when the worker died running
     /// it or was stopped at the task timeout.
     pub replied: bool,
+    /// The worker's resident memory in bytes when the chunk ended, as the
+    /// worker read it (`/proc/self/statm`) before replying; `None` when it
+    /// did not reply. The largest of a worker's events is its peak as the
+    /// chunk boundaries sample it (what a chunk allocated and freed before
+    /// its end does not show).
+    pub memory: Option<u64>,
 }
 
 /// The recorded runs of a pool's chunks, from [`Pool::timeline`](crate::Pool::timeline).
@@ -145,14 +151,15 @@ impl Timeline {
             push(
                 &mut out,
                 format!(
-                    "{{\"name\":\"task {}\",\"cat\":\"pool\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{pid},\"tid\":{pid},\"args\":{{\"task\":{},\"chunk\":{},\"worker\":{},\"replied\":{}}}}}",
+                    "{{\"name\":\"task {}\",\"cat\":\"pool\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{pid},\"tid\":{pid},\"args\":{{\"task\":{},\"chunk\":{},\"worker\":{},\"replied\":{},\"memory\":{}}}}}",
                     e.task,
                     micros(e.start),
                     micros(e.duration()),
                     e.task,
                     e.chunk,
                     e.worker,
-                    e.replied
+                    e.replied,
+                    e.memory.map_or("null".to_string(), |m| m.to_string()),
                 ),
             );
         }
@@ -271,6 +278,7 @@ mod tests {
             start: Duration::from_millis(start),
             end: Duration::from_millis(end),
             replied: true,
+            memory: None,
         }
     }
 
@@ -323,6 +331,7 @@ mod tests {
         assert_eq!(x[0]["pid"], 100);
         assert_eq!(x[0]["name"], "task 0");
         assert_eq!(x[0]["args"]["replied"], true);
+        assert!(x[0]["args"]["memory"].is_null());
         let m: Vec<_> = evs.iter().filter(|e| e["ph"] == "M").collect();
         assert_eq!(m[0]["args"]["name"], "worker 1 (pid 100)");
         assert_eq!(json_str("a\"b\\c\n"), r#""a\"b\\c\u000a""#);

@@ -6,9 +6,12 @@
 //! | jobs (→ worker)| `b'J'`, then per job: id u64, func i64, chunk fn i64, len u32, args |
 //! | quit (→ worker)| `b'Q'`                                                  |
 //! | ready (← worker)| `b'R'`: the initializer ran                            |
-//! | reply (← worker)| body, then id u64, [`Status`] u8                       |
+//! | reply (← worker)| body, then resident bytes u64, id u64, [`Status`] u8 (`| RETIRING`) |
 //!
-//! All integers little-endian. A reply's header comes last so that the
+//! The resident bytes are the worker's after the chunk, 0 when it does not
+//! measure them; [`RETIRING`] in the status byte says the worker passed its
+//! memory threshold with this chunk and runs no more (the chunks it holds
+//! never started). All integers little-endian. A reply's header comes last so that the
 //! worker appends it to the body it encoded and the supervisor cuts it off,
 //! neither copying the body.
 
@@ -49,6 +52,21 @@ pub(crate) const JOBS: u8 = b'J';
 pub(crate) const QUIT: u8 = b'Q';
 pub(crate) const READY: u8 = b'R';
 
+/// The bit of a reply's status byte that says the worker retires.
+pub(crate) const RETIRING: u8 = 0x80;
+
+/// What a reply's trailer says besides its id and status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// The worker's resident memory after the chunk, if it measures it.
+    pub(crate) rss: Option<u64>,
+    /// The worker passed its memory threshold: it runs nothing more.
+    pub(crate) retiring: bool,
+}
+
+/// The bytes of a reply's trailer.
+const TAIL: usize = 17;
+
 /// The bytes of a job in a jobs message besides its arguments: id, func,
 /// chunk fn, len.
 pub(crate) const JOB_HEAD: usize = 28;
@@ -86,23 +104,30 @@ pub(crate) fn jobs(msg: &[u8]) -> Option<Vec<JobAt>> {
 }
 
 /// Makes `body` a reply: appends the trailer.
-pub(crate) fn seal_reply(body: &mut Vec<u8>, id: u64, status: Status) {
+pub(crate) fn seal_reply(body: &mut Vec<u8>, id: u64, status: Status, tail: Tail) {
+    body.extend_from_slice(&tail.rss.unwrap_or(0).to_le_bytes());
     body.extend_from_slice(&id.to_le_bytes());
-    body.push(status as u8);
+    body.push(status as u8 | if tail.retiring { RETIRING } else { 0 });
 }
 
-/// A reply's id, status and body; `None` if malformed.
-pub(crate) fn parse_reply(mut msg: Vec<u8>) -> Option<(u64, Status, Vec<u8>)> {
-    let at = msg.len().checked_sub(9)?;
-    let id = u64::from_le_bytes(msg[at..at + 8].try_into().ok()?);
-    let status = match msg[at + 8] {
+/// A reply's id, status, trailer and body; `None` if malformed.
+pub(crate) fn parse_reply(mut msg: Vec<u8>) -> Option<(u64, Status, Tail, Vec<u8>)> {
+    let at = msg.len().checked_sub(TAIL)?;
+    let rss = u64::from_le_bytes(msg[at..at + 8].try_into().ok()?);
+    let id = u64::from_le_bytes(msg[at + 8..at + 16].try_into().ok()?);
+    let byte = msg[at + 16];
+    let status = match byte & !RETIRING {
         0 => Status::AllOk,
         1 => Status::SomeFailed,
         2 => Status::BadArgs,
         _ => return None,
     };
+    let tail = Tail {
+        rss: (rss != 0).then_some(rss),
+        retiring: byte & RETIRING != 0,
+    };
     msg.truncate(at);
-    Some((id, status, msg))
+    Some((id, status, tail, msg))
 }
 
 #[cfg(test)]
@@ -137,16 +162,23 @@ mod tests {
     #[test]
     fn reply_round_trip() {
         let mut r = b"xy".to_vec();
-        seal_reply(&mut r, 3, Status::SomeFailed);
+        seal_reply(&mut r, 3, Status::SomeFailed, Tail::default());
         assert_eq!(
             parse_reply(r),
-            Some((3, Status::SomeFailed, b"xy".to_vec()))
+            Some((3, Status::SomeFailed, Tail::default(), b"xy".to_vec()))
         );
-        assert_eq!(parse_reply(vec![0; 4]), None);
+        let mut r = Vec::new();
+        let tail = Tail {
+            rss: Some(5 << 20),
+            retiring: true,
+        };
+        seal_reply(&mut r, 4, Status::AllOk, tail);
+        assert_eq!(parse_reply(r), Some((4, Status::AllOk, tail, Vec::new())));
+        assert_eq!(parse_reply(vec![0; 9]), None);
         assert_eq!(
-            parse_reply(vec![0; 9]),
-            Some((0, Status::AllOk, Vec::new()))
+            parse_reply(vec![0; TAIL]),
+            Some((0, Status::AllOk, Tail::default(), Vec::new()))
         );
-        assert_eq!(parse_reply(vec![7; 9]), None);
+        assert_eq!(parse_reply(vec![7; TAIL]), None);
     }
 }

@@ -129,6 +129,24 @@ pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection<()>,
     /// The initializer, if any.
     pub(crate) init: Option<Init>,
+    /// Whether and how the worker watches its resident memory.
+    pub(crate) memory: MemoryWatch,
+}
+
+/// What a worker does with its resident memory after each chunk.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MemoryWatch {
+    /// Measure it and report it with the reply (the timeline records it).
+    pub(crate) report: bool,
+    /// Retire after the chunk that leaves it above this many bytes
+    /// (`max_memory_per_child`): measured whatever `report` says.
+    pub(crate) max: Option<u64>,
+}
+
+impl MemoryWatch {
+    fn wanted(&self) -> bool {
+        self.report || self.max.is_some()
+    }
 }
 
 thread_local! {
@@ -145,6 +163,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     if args.conn.send_bytes(&[wire::READY]).is_err() {
         return;
     }
+    // Opened after the initializer: a forked worker opens its own.
+    let mut rss = args
+        .memory
+        .wanted()
+        .then(crate::sys::proc::ResidentMemory::open)
+        .and_then(|r| r.ok())
+        .map(Sampler::new);
     let mut out = Vec::new();
     let pid = std::process::id();
     while let Ok(msg) = args.conn.recv_bytes() {
@@ -177,10 +202,81 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 }
             };
             run.end(matches!(status, Status::AllOk));
-            wire::seal_reply(&mut out, job.id, status);
+            let mut tail = wire::Tail::default();
+            if let Some(r) = rss.as_mut() {
+                tail.rss = r.after_chunk(args.memory.report);
+                tail.retiring =
+                    matches!((tail.rss, args.memory.max), (Some(now), Some(max)) if now > max);
+            }
+            wire::seal_reply(&mut out, job.id, status, tail);
             if args.conn.send_bytes(&out).is_err() {
                 return;
             }
+            if tail.retiring {
+                return retire(&args.conn);
+            }
+        }
+    }
+}
+
+/// About the least time between two reads of the worker's resident memory
+/// for `max_memory_per_child`: a read costs about a microsecond (and a
+/// look at the clock up to 0.1 µs on a virtual machine), a trivial task
+/// less.
+const MEMORY_READ_GAP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The most chunks between two reads.
+const MAX_SKIP: u32 = 1024;
+
+/// When the worker reads its resident memory: after every chunk, but for
+/// chunks shorter than [`MEMORY_READ_GAP`], after about one in as many as
+/// fit in it (measured from the reads: the clock is looked at only then,
+/// a count of chunks is all the others cost). A chunk that takes the gap
+/// or longer is always followed by a read unless it comes right after a
+/// run of tiny ones, and then within that run's count.
+struct Sampler {
+    rss: crate::sys::proc::ResidentMemory,
+    /// Chunks to let pass between reads, and how many are left to pass.
+    skip: u32,
+    left: u32,
+    last: std::time::Instant,
+}
+
+impl Sampler {
+    fn new(rss: crate::sys::proc::ResidentMemory) -> Self {
+        Sampler {
+            rss,
+            skip: 0,
+            left: 0,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// After a chunk: the resident bytes, if read now (`always`: the
+    /// timeline wants each chunk's).
+    fn after_chunk(&mut self, always: bool) -> Option<u64> {
+        if !always && self.left > 0 {
+            self.left -= 1;
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let per_chunk = (now - self.last).as_nanos() / u128::from(self.skip + 1);
+        self.last = now;
+        let fit = MEMORY_READ_GAP.as_nanos() / per_chunk.max(1);
+        self.skip = u32::try_from(fit.saturating_sub(1)).map_or(MAX_SKIP, |s| s.min(MAX_SKIP));
+        self.left = self.skip;
+        self.rss.bytes()
+    }
+}
+
+/// Past its memory threshold: runs nothing more (the chunks it holds go
+/// back to the queue, its supervisor knows from the flag) and waits for
+/// the supervisor's QUIT, so that the supervisor never sends to a worker
+/// that has gone.
+fn retire(conn: &Connection<()>) {
+    while let Ok(msg) = conn.recv_bytes() {
+        if msg.first() != Some(&wire::JOBS) {
+            return;
         }
     }
 }
@@ -308,5 +404,40 @@ fn encodable<R: Serialize>(item: ItemOut<R>) -> ItemOut<R> {
     match codec::encode_into(&item, &mut scratch) {
         Ok(_) => item,
         Err(e) => ItemOut::Encode(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_chunks_are_sampled_and_long_ones_always() {
+        let rss = crate::sys::proc::ResidentMemory::open().unwrap();
+        let mut s = Sampler::new(rss);
+        // Right after the start (no chunk timed yet): read.
+        assert!(s.after_chunk(false).is_some());
+        // Back-to-back calls: chunks far shorter than the gap.
+        let reads = (0..10_000)
+            .filter(|_| s.after_chunk(false).is_some())
+            .count();
+        assert!(reads < 5_000, "{reads} reads of 10,000 tiny chunks");
+        // The timeline wants every chunk's.
+        assert!((0..10).all(|_| s.after_chunk(true).is_some()));
+        // Chunks as long as the gap: read within the count the tiny ones
+        // left, then after every one.
+        let mut calls = 0;
+        loop {
+            std::thread::sleep(MEMORY_READ_GAP * 2);
+            calls += 1;
+            if s.after_chunk(false).is_some() {
+                break;
+            }
+        }
+        assert!(calls <= MAX_SKIP as usize + 1);
+        for _ in 0..3 {
+            std::thread::sleep(MEMORY_READ_GAP * 2);
+            assert!(s.after_chunk(false).is_some());
+        }
     }
 }

@@ -82,6 +82,9 @@ pub struct Process {
     /// What the child applies to itself before its task (carried in its
     /// task header): its limits.
     settings: Settings,
+    /// The child leads a process group of its own (see
+    /// [`process_group`](Process::process_group)).
+    own_group: bool,
     child: Option<Arc<Child>>,
     /// The parent's end of the control socket, kept (when nobody else
     /// reads it) for a child under a memory cap: its abort report comes
@@ -110,6 +113,7 @@ impl Process {
             method: None,
             payload: Some(payload),
             settings: Settings::default(),
+            own_group: true,
             child: None,
             ctl: None,
             memory_report: OnceLock::new(),
@@ -169,6 +173,45 @@ impl Process {
         self.settings.limits
     }
 
+    /// Whether the child leads a process group of its own (the default:
+    /// `true`), so that [`terminate`](Process::terminate),
+    /// [`kill`](Process::kill) and [`interrupt`](Process::interrupt) reach
+    /// what it started too (a shell command, a helper binary), and no such
+    /// grandchild outlives it when it is stopped.
+    ///
+    /// `false` keeps the child in its parent's group, as Python does: a
+    /// Ctrl-C at the terminal (which signals the terminal's foreground
+    /// group) then reaches the child and its own children, but
+    /// `terminate` and `kill` reach the child alone.
+    ///
+    /// In its own group, the child is out of the terminal's foreground
+    /// group: Ctrl-C reaches only the parent's group (if the parent dies
+    /// of it, the child dies with it, its death signal, but what the
+    /// child started does not), and a child that reads the terminal is
+    /// stopped (`SIGTTIN`), as a background job is.
+    ///
+    /// What escapes even so: a grandchild that leaves the group itself
+    /// (`setsid`, `setpgid`, a daemon that detaches), and what a
+    /// grandchild started by mproc starts (it leads a group of its own,
+    /// which its own parent's death signal ends, not this one).
+    ///
+    /// ```
+    /// fn shell(_: ()) {
+    ///     let _ = std::process::Command::new("sleep").arg("1000").status();
+    /// }
+    ///
+    /// let mut p = mproc::Process::new(shell, ());
+    /// p.start()?;
+    /// p.kill()?; // the child and its `sleep`
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-9));
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    pub fn process_group(mut self, own: bool) -> Self {
+        self.own_group = own;
+        self
+    }
+
     /// The process's name.
     pub fn get_name(&self) -> &str {
         &self.name
@@ -209,8 +252,15 @@ impl Process {
             me.clone(),
             self.settings.clone(),
             want_result,
+            self.own_group,
         )?;
-        self.child = Some(Child::new(started.pid, started.pidfd, started.waiter, me));
+        self.child = Some(Child::new(
+            started.pid,
+            started.pidfd,
+            started.waiter,
+            me,
+            self.own_group,
+        ));
         if !want_result && self.settings.limits.get_memory().is_some() {
             // Best effort: the child runs; without the copy (no descriptor
             // left) its memory cap is named as an ordinary abort.

@@ -51,14 +51,23 @@ fn warn_if_threaded() {
     }
 }
 
-/// Forks a child that runs `body` with its end of the control socket.
-/// `body` must not return (it ends with `run_and_exit`).
-pub(crate) fn start(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
-    launcher::on_lasting_thread(move || fork_now(me, body))
+/// Forks a child that runs `body` with its end of the control socket;
+/// with `own_group`, in a new process group it leads. `body` must not
+/// return (it ends with `run_and_exit`).
+pub(crate) fn start(
+    me: ProcessInfo,
+    body: Box<dyn FnOnce(OwnedFd) + Send>,
+    own_group: bool,
+) -> Result<Started> {
+    launcher::on_lasting_thread(move || fork_now(me, body, own_group))
         .map_err(Error::io("cannot reach the launcher thread"))?
 }
 
-fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<Started> {
+fn fork_now(
+    me: ProcessInfo,
+    body: Box<dyn FnOnce(OwnedFd) + Send>,
+    own_group: bool,
+) -> Result<Started> {
     warn_if_threaded();
     super::prepare_fork();
     let (parent_end, child_end) =
@@ -76,12 +85,21 @@ fn fork_now(me: ProcessInfo, body: Box<dyn FnOnce(OwnedFd) + Send>) -> Result<St
     // parent, the closure is dropped unrun: the locks are released and the
     // child's end closed.
     let in_child = move |_: proc::JustForked| {
+        if own_group {
+            // The parent does it too: the group exists once either did.
+            let _ = proc::own_process_group(0);
+        }
         proc::close_raw(parent_raw);
         super::after_fork_in_child(locks, parent, me, named);
         body(child_end);
         crate::exit::BOOTSTRAP_EXIT_CODE
     };
     let pid = proc::fork_then_exit(in_child).map_err(Error::io("fork failed"))?;
+    if own_group {
+        // Before anyone learns the pid, so that a signal to its group
+        // never misses it (the child may not have run yet).
+        let _ = proc::own_process_group(pid);
+    }
     let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
     Ok(Started {
         pid,

@@ -6,14 +6,17 @@
 //! # Protocol
 //!
 //! The user process holds one end of the server's *control* socket. To start
-//! a child it sends a request frame ([`REQUEST`], nothing else) carrying two
+//! a child it sends a request frame ([`REQUEST`], or [`REQUEST_SAME_GROUP`]
+//! for a child that stays in the server's process group; nothing else) carrying two
 //! descriptors: the child's end of a new control socket (its task will
 //! arrive there, as for spawn) and one end of a new *status* socket. The
 //! server forks; it sends the child's pid (4 bytes, little-endian) on the
-//! status socket with the child's pidfd attached, reaps the child when it
-//! ends and writes its exit code (4 bytes) there, followed by what it used
-//! (its `rusage`: peak RSS, user and system time, 8 bytes each), which its
-//! user, not being its parent, cannot learn otherwise. The user process reads
+//! status socket with the child's pidfd attached (having made it the
+//! leader of a new process group first, unless asked not to), reaps the
+//! child when it ends and writes its exit code (4 bytes) there, followed by
+//! what it used (its `rusage`: peak RSS, user and system time, 8 bytes
+//! each), which its user, not being its parent, cannot learn otherwise. The
+//! user process reads
 //! both; the status socket is the child's sentinel. A request of other
 //! bytes is refused (a pid of 0, no fork); a failed fork is told as
 //! `-errno` in place of the pid.
@@ -115,10 +118,15 @@ fn slot() -> &'static Mutex<Option<Server>> {
 
 /// Asks the fork server (starting it if needed) for a child that runs
 /// `first`; its outcome comes back on the returned `ctl`.
-pub(crate) fn start(first: &FirstFrame) -> Result<Started> {
+pub(crate) fn start(first: &FirstFrame, own_group: bool) -> Result<Started> {
     let mut last = None;
+    let kind = if own_group {
+        REQUEST
+    } else {
+        REQUEST_SAME_GROUP
+    };
     for _ in 0..2 {
-        match request(REQUEST, State::capture, Some(first)) {
+        match request(kind, State::capture, Some(first)) {
             Ok(started) => return Ok(started),
             Err(Failed::Here(e)) => return Err(e),
             Err(Failed::Server(e)) => {
@@ -142,7 +150,13 @@ enum Failed {
 /// A start request, all of it: this protocol's tag and version, sent with
 /// two descriptors (the child's control socket, the status socket's other
 /// end). Anything else is refused.
+/// The child leads a new process group, made by the server (and the child)
+/// before the pid is sent.
 const REQUEST: &[u8] = b"mproc-f3";
+
+/// As [`REQUEST`], the child staying in the server's process group (its
+/// user's: the server is not put in a group of its own).
+const REQUEST_SAME_GROUP: &[u8] = b"mproc-f3 same-group";
 
 /// The longest request frame the server reads: a longer one leaves a
 /// stream it cannot follow, and the server leaves (its user starts
@@ -483,7 +497,8 @@ fn launch() -> Result<Server> {
     // The server's state is ours as the spawn takes it: known where it did
     // not change around the spawn (another thread's `set_var`, `chdir`...).
     let before = Snapshot::now();
-    let pid = spawn::exec_self("forkserver", server_end)?;
+    // In its user's process group: a child asked to stay there does so.
+    let pid = spawn::exec_self("forkserver", server_end, false)?;
     let inherits = Arc::new(before.common(&Snapshot::now()));
     let pidfd = proc::open_pidfd(pid).map_err(Error::io("pidfd_open failed"))?;
     Ok(Server {
@@ -611,11 +626,16 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         // of file where the pid should be).
                         continue;
                     };
-                    if bytes != REQUEST {
-                        let _ = proc::send_answer(status.as_fd(), 0, None);
-                        continue;
-                    }
-                    if let Some(kid) = fork_child(me, &control, &mut kids, ctl, status) {
+                    let own_group = match &bytes[..] {
+                        REQUEST => true,
+                        REQUEST_SAME_GROUP => false,
+                        _ => {
+                            let _ = proc::send_answer(status.as_fd(), 0, None);
+                            continue;
+                        }
+                    };
+                    let kid = fork_child(me, &control, &mut kids, ctl, status, own_group);
+                    if let Some(kid) = kid {
                         kids.push(kid);
                     }
                 }
@@ -651,11 +671,16 @@ fn fork_child(
     kids: &mut Vec<Kid>,
     ctl: OwnedFd,
     status: OwnedFd,
+    own_group: bool,
 ) -> Option<Kid> {
     // The server is single-threaded (it runs in the constructor of a fresh
     // exec and starts no thread), so no lock is held by anyone else.
     let status_raw = proc::raw(&status);
     let in_child = move |forked: proc::JustForked| {
+        if own_group {
+            // The server does it too: the group exists once either did.
+            let _ = proc::own_process_group(0);
+        }
         // Close every descriptor the server holds for others.
         kids.clear();
         proc::close_raw(status_raw);
@@ -681,6 +706,11 @@ fn fork_child(
     };
     match answer {
         Ok((pid, pidfd)) => {
+            if own_group {
+                // Before the pid leaves: a signal to the group never
+                // misses the child.
+                let _ = proc::own_process_group(pid);
+            }
             let _ = proc::send_answer(status.as_fd(), pid, Some(pidfd.as_fd()));
             Some(Kid { pidfd, status })
         }

@@ -91,17 +91,20 @@ pub(crate) trait Payload: Send {
 }
 
 /// Starts a child that will be `me`, apply `settings` and run `payload`,
-/// with `method`. The only place that chooses by start method.
+/// with `method`; with `own_group`, in a new process group it leads,
+/// made before the pid comes back (so that signalling the group reaches
+/// it from the start). The only place that chooses by start method.
 pub(crate) fn start(
     method: StartMethod,
     payload: Box<dyn Payload>,
     me: ProcessInfo,
     settings: Settings,
     want_result: bool,
+    own_group: bool,
 ) -> Result<Started> {
     #[cfg(feature = "tracing")]
     let began = std::time::Instant::now();
-    let r = start_by(method, payload, me, settings, want_result);
+    let r = start_by(method, payload, me, settings, want_result, own_group);
     match &r {
         Ok(_started) => debug_event!(
             method = ?method,
@@ -120,6 +123,7 @@ fn start_by(
     me: ProcessInfo,
     settings: Settings,
     want_result: bool,
+    own_group: bool,
 ) -> Result<Started> {
     if method == StartMethod::Fork {
         let body = payload.forked(want_result)?;
@@ -129,16 +133,17 @@ fn start_by(
                 bootstrap::apply(&ctl, &settings);
                 bootstrap::run_and_exit(ctl, want_result, body)
             }),
+            own_group,
         );
     }
     let frame = payload.first_frame(me, settings, want_result)?;
     if method == StartMethod::Spawn {
-        let started = spawn::start()?;
+        let started = spawn::start(own_group)?;
         send_first_frame(&started.ctl, &frame)?;
         return Ok(started);
     }
     // The fork server sends it itself, before the child exists if it can.
-    forkserver::start(&frame)
+    forkserver::start(&frame, own_group)
 }
 
 impl FirstFrame {

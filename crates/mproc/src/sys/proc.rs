@@ -312,6 +312,98 @@ pub(crate) fn signal_pidfd(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()>
     }
 }
 
+/// Makes process `pid` (0: this one) the leader of a new process group
+/// whose id is its pid. A parent may do it for its child until the child
+/// executes a program; both doing it (the child for itself, the parent for
+/// it) makes the group exist before either goes on, whoever runs first.
+pub(crate) fn own_process_group(pid: i32) -> io::Result<()> {
+    let pid = Pid::from_raw(pid);
+    Ok(rustix::process::setpgid(pid, pid)?)
+}
+
+/// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): the signal goes to the process
+/// group whose id is the pidfd's process's pid.
+const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
+
+/// What a signal to a process group through a pidfd did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupSignal {
+    /// The group had members, and each got it.
+    Sent,
+    /// No process is in the group (its leader left it, and nothing it
+    /// started stayed in it; or all of them ended).
+    Empty,
+    /// The kernel cannot signal a group through a pidfd (before 6.9).
+    Unsupported,
+}
+
+/// Sends `signal` to the process group whose id is the pid of `pidfd`'s
+/// process. Immune to pid reuse: the kernel names the group by the pid
+/// structure the pidfd holds, which no later process can get, even once
+/// the leader is reaped and its number given to another process.
+pub(crate) fn signal_group_pidfd(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<GroupSignal> {
+    // SAFETY: a raw `pidfd_send_signal` (rustix has no flags argument):
+    // `pidfd` is a live descriptor for the call's duration, the `info`
+    // pointer is null (the kernel fills it as `kill` would), and the call
+    // writes no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            PIDFD_SIGNAL_PROCESS_GROUP,
+        )
+    };
+    if r == 0 {
+        return Ok(GroupSignal::Sent);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => Ok(GroupSignal::Empty),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => Ok(GroupSignal::Unsupported),
+        _ => Err(e),
+    }
+}
+
+/// Sends `signal` to process group `pgid` by its number (`kill(-pgid)`),
+/// for kernels before 6.9. Only while the group's leader, whose pid is
+/// `pgid`, is known not to be reaped: then its number is taken, and no
+/// other process can lead a group of that number (see the caller).
+/// `Empty` when no process is in the group.
+pub(crate) fn signal_group_by_number(pgid: i32, signal: i32) -> io::Result<GroupSignal> {
+    if pgid <= 1 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    match kill(-pgid, signal) {
+        Ok(()) => Ok(GroupSignal::Sent),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(GroupSignal::Empty),
+        Err(e) => Err(e),
+    }
+}
+
+/// The process group of process `pid`, if it exists.
+pub(crate) fn process_group_of(pid: i32) -> Option<i32> {
+    let pid = Pid::from_raw(pid)?;
+    rustix::process::getpgid(Some(pid))
+        .ok()
+        .map(|p| p.as_raw_nonzero().get())
+}
+
+/// Whether the process behind `pidfd` has not ended (its pidfd is not
+/// readable): so not reaped either, and its pid is still its own.
+pub(crate) fn pidfd_running(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+}
+
 /// Reaps a child of this process through its pidfd. `Ok(None)` while it
 /// runs (when `block` is false). The result is a Python-style exit code:
 /// the exit status, or `-N` for signal N.
@@ -351,9 +443,17 @@ pub(crate) const CHILD_CTL_FD: RawFd = 3;
 /// everything above [`CHILD_CTL_FD`] is closed before the exec, whether
 /// close-on-exec or not (a C library's descriptor, an inherited pipe end).
 ///
+/// With `own_group`, the child leads a new process group of its own
+/// (`POSIX_SPAWN_SETPGROUP`), made before the exec: it exists when the pid
+/// comes back.
+///
 /// The child cannot set its death signal before the exec here; the bootstrap
 /// constructor does it first thing (and checks the parent is still there).
-pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::Result<i32> {
+pub(crate) fn spawn_self(
+    env: &[(&str, OsString)],
+    keep: BorrowedFd<'_>,
+    own_group: bool,
+) -> io::Result<i32> {
     let cstr =
         |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let arg0 = std::env::args_os()
@@ -384,13 +484,32 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
     // puts the control socket at CHILD_CTL_FD without close-on-exec
     // (`dup2(fd, fd)` clears the flag: POSIX.1-2024, glibc 2.29+), `open`
     // fills the missing stdio, `closefrom` closes the rest (glibc 2.34+).
+    // `attr`, likewise initialised before use and destroyed after, asks
+    // for a new process group (group 0: the child's pid) when wanted.
     let ret = unsafe {
-        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        let r = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        let r = libc::posix_spawnattr_init(attr.as_mut_ptr());
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
-        let mut r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, CHILD_CTL_FD);
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let mut r = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
+        if r != 0 {
+            libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        if own_group {
+            r = libc::posix_spawnattr_setpgroup(attr.as_mut_ptr(), 0);
+            if r == 0 {
+                r = libc::posix_spawnattr_setflags(
+                    attr.as_mut_ptr(),
+                    libc::POSIX_SPAWN_SETPGROUP as libc::c_short,
+                );
+            }
+        }
+        if r == 0 {
+            r = libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, CHILD_CTL_FD);
+        }
         for &n in &missing {
             if r == 0 {
                 r = libc::posix_spawn_file_actions_addopen(
@@ -413,12 +532,13 @@ pub(crate) fn spawn_self(env: &[(&str, OsString)], keep: BorrowedFd<'_>) -> io::
                 &mut pid,
                 path.as_ptr(),
                 actions.as_ptr(),
-                std::ptr::null(),
+                attr.as_ptr(),
                 argv.as_ptr(),
                 envp.as_ptr(),
             );
         }
         libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
         r
     };
     if ret != 0 {
@@ -638,6 +758,43 @@ fn umask_from(status: BorrowedFd<'_>) -> Option<u32> {
     u32::from_str_radix(line.trim(), 8).ok()
 }
 
+/// This process's resident memory, read from `/proc/self/statm` through a
+/// descriptor kept open (`pread` from its start makes the kernel write it
+/// anew: one system call a read, about a microsecond).
+///
+/// Current, not peak: the kernel's high-water mark (`getrusage`'s
+/// `ru_maxrss`, `VmHWM`) starts from what the process inherited (a forked
+/// copy's pages; after a `vfork` and exec, as `posix_spawn` does, its
+/// parent's whole peak), so in a child of a large parent it says nothing
+/// of the child's own growth.
+pub(crate) struct ResidentMemory {
+    statm: OwnedFd,
+    page: u64,
+}
+
+impl ResidentMemory {
+    /// Opens this process's `statm` (a forked child opens its own).
+    pub(crate) fn open() -> io::Result<Self> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let statm = rustix::fs::open(c"/proc/self/statm", flags, Mode::empty())?;
+        Ok(ResidentMemory {
+            statm: super::above_stdio(statm)?,
+            page: rustix::param::page_size() as u64,
+        })
+    }
+
+    /// Resident bytes now; `None` if the file cannot be read.
+    pub(crate) fn bytes(&self) -> Option<u64> {
+        // Seven numbers of at most 20 digits each.
+        let mut buf = [0u8; 160];
+        let n = rustix::io::pread(&self.statm, &mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+        Some(pages.saturating_mul(self.page))
+    }
+}
+
 /// Sets this process's file-mode creation mask.
 pub(crate) fn set_umask(mask: u32) {
     rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
@@ -843,6 +1000,53 @@ mod tests {
         drop(a);
         let eof = recv_answer(b.as_fd()).unwrap_err();
         assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_group_is_signalled_through_its_leaders_pidfd_or_by_number() {
+        // The child touches no lock: it only waits for a signal.
+        let pid = fork_then_exit(|_| {
+            let _ = own_process_group(0);
+            let _ = die_with_parent(0);
+            loop {
+                // SAFETY: `pause` only waits for a signal.
+                unsafe { libc::pause() };
+            }
+        })
+        .unwrap();
+        own_process_group(pid).unwrap();
+        let pidfd = open_pidfd(pid).unwrap();
+        assert_eq!(process_group_of(pid), Some(pid));
+        assert!(pidfd_running(pidfd.as_fd()));
+        // Signal 0 only checks that the group has a member.
+        assert_eq!(signal_group_by_number(pid, 0).unwrap(), GroupSignal::Sent);
+        let by_pidfd = signal_group_pidfd(pidfd.as_fd(), 0).unwrap();
+        assert_ne!(by_pidfd, GroupSignal::Empty);
+        assert_eq!(
+            signal_group_by_number(pid, libc::SIGKILL).unwrap(),
+            GroupSignal::Sent
+        );
+        assert_eq!(reap_pidfd(pidfd.as_fd(), true).unwrap(), Some(-9));
+        assert!(!pidfd_running(pidfd.as_fd()));
+        // Reaped: the pidfd still names the group, now empty.
+        if by_pidfd == GroupSignal::Sent {
+            assert_eq!(
+                signal_group_pidfd(pidfd.as_fd(), libc::SIGKILL).unwrap(),
+                GroupSignal::Empty
+            );
+        }
+    }
+
+    #[test]
+    fn resident_memory_follows_growth() {
+        let rss = ResidentMemory::open().unwrap();
+        let before = rss.bytes().unwrap();
+        assert!(before > 0);
+        let grown = vec![1u8; 64 << 20];
+        let grown = std::hint::black_box(grown);
+        let after = rss.bytes().unwrap();
+        assert!(after >= before + (32 << 20), "{before} then {after}");
+        drop(grown);
     }
 
     #[test]
