@@ -392,7 +392,32 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let (inbox, sizes) = self.submit_all(Task::new(f), items.into_iter().collect(), None)?;
+        self.map_async_chunked(f, items, None)
+    }
+
+    /// [`map_async`](Pool::map_async) with chunks of `chunksize` items
+    /// (`None`: the default rule), as Python's `map_async(f, items,
+    /// chunksize)`.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::new(2)?;
+    /// let r = pool.map_async_chunked(|x: u32| x + 1, 0..4, Some(1))?;
+    /// assert_eq!(r.get()?, [1, 2, 3, 4]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "map_async")]
+    pub fn map_async_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let (inbox, sizes) =
+            self.submit_all(Task::new(f), items.into_iter().collect(), chunksize)?;
         Ok(AsyncResult::new(inbox, sizes, |items| {
             items.into_iter().collect()
         }))
