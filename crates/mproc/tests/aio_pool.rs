@@ -382,6 +382,31 @@ fn imap_streams_in_order_and_completely() {
     }
 }
 
+/// A stream dropped while it waits keeps no waker in the pool.
+#[test]
+fn a_stream_dropped_while_waiting_keeps_no_waker() {
+    let _g = common::shared();
+    let pool = Pool::new(2).unwrap();
+    let gate = Gate::new("stream");
+    let counted = Arc::new(Counted);
+    let waker = Waker::from(counted.clone());
+    let mut cx = Context::from_waker(&waker);
+    for ordered in [true, false] {
+        let input: Vec<_> = (0..10).map(|i| gate.arg(i)).collect();
+        let mut s = match ordered {
+            true => pool.imap(gated, input),
+            false => pool.imap_unordered(gated, input),
+        };
+        assert!(Pin::new(&mut s).poll_next(&mut cx).is_pending());
+        assert!(Arc::strong_count(&counted) > 1);
+        drop(s);
+    }
+    drop(waker);
+    assert_eq!(Arc::strong_count(&counted), 1, "a waker was kept");
+    gate.open();
+    assert_eq!(pool.map(task, [1, 2]).unwrap(), [2, 4]);
+}
+
 /// Dropping a `next()` future (a timer wins) loses no item.
 #[test]
 fn a_dropped_next_loses_no_item() {
