@@ -189,9 +189,15 @@ fn awaited_errors_are_the_blocking_ones() {
                 e => panic!("{name}: {e:?}"),
             }
             let e = pool.apply_async(task, -2).unwrap().await.unwrap_err();
-            assert!(matches!(e, Error::Signaled { signal: 9, .. }), "{name}: {e:?}");
+            assert!(
+                matches!(e, Error::Signaled { signal: 9, .. }),
+                "{name}: {e:?}"
+            );
             let e = pool.apply_async(task, -3).unwrap().await.unwrap_err();
-            assert!(matches!(e, Error::Signaled { signal: 6, .. }), "{name}: {e:?}");
+            assert!(
+                matches!(e, Error::Signaled { signal: 6, .. }),
+                "{name}: {e:?}"
+            );
             let e = pool.apply_async(task, -6).unwrap().await.unwrap_err();
             assert!(matches!(e, Error::TaskTimeout { .. }), "{name}: {e:?}");
             // The first failure in input order, after every item.
@@ -202,7 +208,10 @@ fn awaited_errors_are_the_blocking_ones() {
                 .apply_async_with(task, -3, Callbacks::new().error_callback(|_| {}))
                 .unwrap();
             let e = r.await.unwrap_err();
-            assert!(matches!(e, Error::Signaled { signal: 6, .. }), "{name}: {e:?}");
+            assert!(
+                matches!(e, Error::Signaled { signal: 6, .. }),
+                "{name}: {e:?}"
+            );
             // And the pool goes on.
             assert_eq!(pool.apply_async(task, 5).unwrap().await.unwrap(), 10);
         });
@@ -299,7 +308,10 @@ fn ten_thousand_pending_awaits_use_no_more_threads() {
                     assert_eq!(h.await.unwrap().unwrap(), i as u64 + 1);
                 }
             }
-            assert_eq!(counts[0], counts[1], "{name}: threads with 10, then {N} pending");
+            assert_eq!(
+                counts[0], counts[1],
+                "{name}: threads with 10, then {N} pending"
+            );
         });
     }
 }
@@ -339,7 +351,10 @@ fn ten_thousand_results_dropped_while_awaited_leave_nothing() {
             gate.open();
             // Every dropped task still runs; the pool goes on.
             let r = pool.map_async_chunked(task, 0..100, Some(1)).unwrap();
-            assert_eq!(r.await.unwrap(), (0..100).map(|x| 2 * x).collect::<Vec<_>>());
+            assert_eq!(
+                r.await.unwrap(),
+                (0..100).map(|x| 2 * x).collect::<Vec<_>>()
+            );
         });
     }
 }
@@ -375,7 +390,10 @@ fn imap_streams_in_order_and_completely() {
             // Failures come in their place, as from the iterator.
             let mut s = pool.imap(task, [1, -1, 2]);
             assert_eq!(next(&mut s).await.unwrap().unwrap(), 2);
-            assert!(matches!(next(&mut s).await, Some(Err(Error::Panicked { .. }))));
+            assert!(matches!(
+                next(&mut s).await,
+                Some(Err(Error::Panicked { .. }))
+            ));
             assert_eq!(next(&mut s).await.unwrap().unwrap(), 4);
             assert!(next(&mut s).await.is_none());
         });
