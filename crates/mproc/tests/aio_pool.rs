@@ -243,11 +243,12 @@ fn a_pool_terminated_or_dropped_while_awaited_fails_with_pool_terminated() {
         for drop_it in [false, true] {
             let pool = Pool::new(2).unwrap();
             rt.block_on(async {
-                // Two running (long naps), one queued.
+                // Held until the end, two running and one queued.
+                let gate = Gate::new(&format!("terminated-{name}-{drop_it}"));
                 let mut pending = Vec::new();
-                for x in [-6, -6, 3] {
+                for x in 0..3 {
                     let (tx, rx) = tokio::sync::oneshot::channel();
-                    let r = pool.apply_async(task, x).unwrap();
+                    let r = pool.apply_async(gated, gate.arg(x)).unwrap();
                     let tell = move |p| {
                         let _ = tx.send(p);
                     };
