@@ -51,7 +51,7 @@ impl Task {
 }
 
 /// Where a waiting map puts each chunk's outcomes, in input order.
-trait Gather<R> {
+pub(crate) trait Gather<R> {
     /// Room for `n` items.
     fn reserve(&mut self, n: usize);
     /// The next chunk, of `n` items.
@@ -70,7 +70,7 @@ impl<R: DeserializeOwned> Gather<R> for Vec<Result<R>> {
 
 /// The values, or the first failure in input order (`map`): a chunk whose
 /// items all returned is decoded straight into the result.
-struct Values<R> {
+pub(crate) struct Values<R> {
     values: Vec<R>,
     failed: Option<Error>,
 }
@@ -108,7 +108,7 @@ impl<R: DeserializeOwned> Gather<R> for Values<R> {
 }
 
 impl<R> Values<R> {
-    fn finish(self) -> Result<Vec<R>> {
+    pub(crate) fn finish(self) -> Result<Vec<R>> {
         match self.failed {
             Some(e) => Err(e),
             None => Ok(self.values),
@@ -418,9 +418,7 @@ impl Pool {
     {
         let (inbox, sizes) =
             self.submit_all(Task::new(f), items.into_iter().collect(), chunksize)?;
-        Ok(AsyncResult::new(inbox, sizes, |items| {
-            items.into_iter().collect()
-        }))
+        Ok(AsyncResult::values(inbox, sizes))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::callback::{Callbacks, Called};
+use super::calls::{Gather, Values};
 use super::inbox::{Inbox, Want};
 use crate::error::{Error, Result};
 use crate::util::job_thread::Job;
@@ -46,6 +47,33 @@ pub struct AsyncResult<T> {
     /// withdrawn if it is dropped first.
     #[cfg(feature = "tokio")]
     polled: bool,
+}
+
+impl<R: DeserializeOwned + 'static> AsyncResult<Vec<R>> {
+    /// As `new`, for the values of a map (the first failure in input
+    /// order otherwise): a chunk whose items all returned is decoded
+    /// straight into the result, as a waiting `map` does, with no outcome
+    /// per item in between.
+    pub(crate) fn values(inbox: Arc<Inbox>, sizes: Vec<usize>) -> Self {
+        let decode = |inbox: &Inbox, sizes: &[usize]| {
+            let mut arrived = std::mem::take(&mut inbox.lock().arrived);
+            let mut out = Values::default();
+            out.reserve(sizes.iter().sum());
+            for (tag, &n) in sizes.iter().enumerate() {
+                let done = arrived.remove(&tag).expect("every chunk arrived");
+                out.take(done, n);
+            }
+            out.finish()
+        };
+        AsyncResult {
+            inbox,
+            sizes,
+            finish: Some(Box::new(decode)),
+            called: None,
+            #[cfg(feature = "tokio")]
+            polled: false,
+        }
+    }
 }
 
 impl<T: 'static> AsyncResult<T> {
