@@ -36,7 +36,7 @@ type Finish<T> = Box<dyn FnOnce(&Inbox, &[usize]) -> Result<T> + Send>;
 ///
 /// With the feature `tokio`, it is also a [`Future`](std::future::Future)
 /// whose output is what [`get`](Self::get) returns: see
-/// [its `Future` impl](#impl-Future-for-AsyncResult<T>).
+/// [its `Future` impl](#impl-Future-for-AsyncResult%3CT%3E).
 pub struct AsyncResult<T> {
     inbox: Arc<Inbox>,
     sizes: Vec<usize>,
