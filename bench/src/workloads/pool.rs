@@ -56,7 +56,88 @@ pub fn workloads() -> Vec<Workload> {
             pinned: false,
             runners: |mode| runners(mode, Call::ImapUnordered),
         },
+        Workload {
+            name: "pool_map_async_awaited_chunksize1",
+            unit: "tasks/s",
+            better: Better::Higher,
+            about: "Pool.map_async(x * x) over N ints, chunksize 1, awaited on a tokio runtime, against the blocking map",
+            pinned: false,
+            runners: |mode| awaited_runners(mode, Awaited::MapAsync),
+        },
+        Workload {
+            name: "pool_apply_async_awaited",
+            unit: "tasks/s",
+            better: Better::Higher,
+            about: "N x Pool.apply_async(x * x), each awaited by its own tokio task, against the blocking map at chunksize 1",
+            pinned: false,
+            runners: |mode| awaited_runners(mode, Awaited::ApplyAsync),
+        },
     ]
+}
+
+/// How the awaited workloads call the pool.
+#[derive(Clone, Copy)]
+enum Awaited {
+    /// One `map_async_chunked(.., Some(1))`, awaited.
+    MapAsync,
+    /// One `apply_async` per task, each awaited in a task of its own.
+    ApplyAsync,
+}
+
+/// The awaited form (`mproc`) against the blocking `map` at chunksize 1
+/// (in the `peer` column: the bar here is mproc's own blocking call).
+fn awaited_runners(mode: Mode, how: Awaited) -> Vec<Runner> {
+    let n = tasks(mode);
+    let what = match how {
+        Awaited::MapAsync => format!(
+            "pool.map_async_chunked(square, 0..{n}, Some(1))?.await on a current-thread tokio runtime"
+        ),
+        Awaited::ApplyAsync => format!(
+            "{n} x tokio::spawn(pool.apply_async(square, i)?), each JoinHandle awaited, current-thread tokio runtime"
+        ),
+    };
+    vec![
+        Runner::new(Kind::Mproc, format!("{what}, 2 workers"), move || {
+            awaited_session(n, how)
+        }),
+        Runner::new(
+            Kind::Peer,
+            format!("mproc's blocking pool.map_chunked(square, 0..{n}, Some(1)), 2 workers"),
+            move || mproc_session(n, Call::Map(Some(1))),
+        ),
+    ]
+}
+
+fn awaited_session(n: u64, how: Awaited) -> Result<Box<dyn crate::harness::Session>> {
+    let pool = mproc::Pool::new(WORKERS)?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    session(move || {
+        let t = std::time::Instant::now();
+        let sum: u64 = rt.block_on(async {
+            match how {
+                Awaited::MapAsync => Ok::<u64, crate::harness::BoxError>(
+                    pool.map_async_chunked(square, 0..n, Some(1))?
+                        .await?
+                        .iter()
+                        .sum(),
+                ),
+                Awaited::ApplyAsync => {
+                    let mut handles = Vec::with_capacity(n as usize);
+                    for i in 0..n {
+                        handles.push(tokio::spawn(pool.apply_async(square, i)?));
+                    }
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await??;
+                    }
+                    Ok(sum)
+                }
+            }
+        })?;
+        let secs = t.elapsed().as_secs_f64();
+        check(sum, n)?;
+        Ok(n as f64 / secs)
+    })
 }
 
 #[derive(Clone, Copy)]

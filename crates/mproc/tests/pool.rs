@@ -863,15 +863,18 @@ fn terminate_and_drop_run_pending_callbacks_once() {
     let p = pool(1);
     for _ in 0..3 {
         let c = count.clone();
-        let _ = p
-            .apply_async_with(
+        // Dropped unread (with the feature `tokio` it is a future: `drop`
+        // says it is meant).
+        drop(
+            p.apply_async_with(
                 task,
                 -6,
                 mproc::Callbacks::new().error_callback(move |_| {
                     c.fetch_add(1, Ordering::SeqCst);
                 }),
             )
-            .unwrap();
+            .unwrap(),
+        );
     }
     drop(p);
     assert_eq!(count.load(Ordering::SeqCst), 3);

@@ -146,6 +146,9 @@ struct CalledState<T> {
     done: bool,
     ok: bool,
     value: Option<Result<T>>,
+    /// An awaiting caller's waker, woken with the condition variable.
+    #[cfg(feature = "tokio")]
+    waker: Option<std::task::Waker>,
 }
 
 impl<T> Called<T> {
@@ -155,6 +158,8 @@ impl<T> Called<T> {
                 done: false,
                 ok: false,
                 value: None,
+                #[cfg(feature = "tokio")]
+                waker: None,
             }),
             cv: Condvar::new(),
         })
@@ -165,8 +170,41 @@ impl<T> Called<T> {
         st.ok = value.is_ok();
         st.value = Some(value);
         st.done = true;
+        #[cfg(feature = "tokio")]
+        let waker = st.waker.take();
         drop(st);
         self.cv.notify_all();
+        #[cfg(feature = "tokio")]
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The value if set (`Some(None)`: already taken), else `waker` is
+    /// kept to be woken when it is and `None`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_take(&self, waker: &std::task::Waker) -> Option<Option<Result<T>>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.done {
+            return Some(st.value.take());
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Drops the kept waker (a future dropped before it completed).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn forget_waker(&self) {
+        let waker = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waker
+            .take();
+        drop(waker);
     }
 
     /// Whether it is set; `Some(ok)` if so.

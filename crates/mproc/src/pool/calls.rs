@@ -51,7 +51,7 @@ impl Task {
 }
 
 /// Where a waiting map puts each chunk's outcomes, in input order.
-trait Gather<R> {
+pub(crate) trait Gather<R> {
     /// Room for `n` items.
     fn reserve(&mut self, n: usize);
     /// The next chunk, of `n` items.
@@ -70,7 +70,7 @@ impl<R: DeserializeOwned> Gather<R> for Vec<Result<R>> {
 
 /// The values, or the first failure in input order (`map`): a chunk whose
 /// items all returned is decoded straight into the result.
-struct Values<R> {
+pub(crate) struct Values<R> {
     values: Vec<R>,
     failed: Option<Error>,
 }
@@ -108,7 +108,7 @@ impl<R: DeserializeOwned> Gather<R> for Values<R> {
 }
 
 impl<R> Values<R> {
-    fn finish(self) -> Result<Vec<R>> {
+    pub(crate) fn finish(self) -> Result<Vec<R>> {
         match self.failed {
             Some(e) => Err(e),
             None => Ok(self.values),
@@ -392,10 +392,33 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let (inbox, sizes) = self.submit_all(Task::new(f), items.into_iter().collect(), None)?;
-        Ok(AsyncResult::new(inbox, sizes, |items| {
-            items.into_iter().collect()
-        }))
+        self.map_async_chunked(f, items, None)
+    }
+
+    /// [`map_async`](Pool::map_async) with chunks of `chunksize` items
+    /// (`None`: the default rule), as Python's `map_async(f, items,
+    /// chunksize)`.
+    ///
+    /// ```
+    /// let pool = mproc::Pool::new(2)?;
+    /// let r = pool.map_async_chunked(|x: u32| x + 1, 0..4, Some(1))?;
+    /// assert_eq!(r.get()?, [1, 2, 3, 4]);
+    /// # Ok::<(), mproc::Error>(())
+    /// ```
+    #[doc(alias = "map_async")]
+    pub fn map_async_chunked<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let (inbox, sizes) =
+            self.submit_all(Task::new(f), items.into_iter().collect(), chunksize)?;
+        Ok(AsyncResult::values(inbox, sizes))
     }
 }
 

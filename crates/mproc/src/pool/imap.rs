@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::calls::Task;
-use super::inbox::{Inbox, Want};
+use super::inbox::{Done, Inbox, State, Want};
 use super::Pool;
 use crate::error::{Error, Result};
 
@@ -61,6 +61,11 @@ pub struct IMap<'p, I: Iterator, R> {
     /// The input iterator's panic, re-raised after the results before it.
     input_panic: Option<Box<dyn Any + Send>>,
     window: usize,
+    /// Withdraws the waker a poll left in the inbox if the stream is
+    /// dropped first (a field, not a `Drop` of `IMap`: the borrow of the
+    /// pool ends where it would without the feature).
+    #[cfg(feature = "tokio")]
+    withdraw: Withdraw,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -77,13 +82,14 @@ where
         chunksize: usize,
         ordered: bool,
     ) -> Self {
+        let inbox = Arc::new(Inbox::new());
         IMap {
             pool,
             task: Task::new(f),
             input: input.fuse(),
             chunksize: chunksize.max(1),
             ordered,
-            inbox: Arc::new(Inbox::new()),
+            inbox: inbox.clone(),
             sizes: HashMap::new(),
             next_tag: 0,
             next_out: 0,
@@ -92,6 +98,8 @@ where
             stopped: false,
             input_panic: None,
             window: AHEAD_PER_WORKER * pool.processes(),
+            #[cfg(feature = "tokio")]
+            withdraw: Withdraw::new(&inbox),
             _r: PhantomData,
         }
     }
@@ -105,38 +113,45 @@ where
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Some(r);
-            }
-            self.fill();
-            if let Some(r) = self.ready.pop_front() {
-                return Some(r);
-            }
-            if self.sizes.is_empty() {
-                if let Some(payload) = self.input_panic.take() {
-                    panic::resume_unwind(payload);
-                }
-                return self.tail.pop_front();
-            }
-            let want = if self.ordered {
-                Want::Tag(self.next_out)
-            } else {
-                Want::Any
+            let want = match self.step() {
+                Step::Item(item) => return item,
+                Step::Wait(want) => want,
             };
             let Some(mut st) = self.inbox.wait(want, deadline) else {
                 return Some(Err(Error::Timeout));
             };
-            let (tag, done) = if self.ordered {
-                let done = st.arrived.remove(&self.next_out).expect("waited for it");
-                self.next_out += 1;
-                (self.next_out - 1, done)
-            } else {
-                st.arrived.pop_first().expect("waited for one")
-            };
+            let (tag, done) = pick(&mut st, self.ordered, &mut self.next_out);
             drop(st);
-            let n = self.sizes.remove(&tag).expect("a submitted chunk");
-            done.items::<R>(n, &mut self.ready);
+            self.absorb(tag, done);
         }
+    }
+
+    /// What to yield next without waiting, or what to wait for.
+    fn step(&mut self) -> Step<R> {
+        if let Some(r) = self.ready.pop_front() {
+            return Step::Item(Some(r));
+        }
+        self.fill();
+        if let Some(r) = self.ready.pop_front() {
+            return Step::Item(Some(r));
+        }
+        if self.sizes.is_empty() {
+            if let Some(payload) = self.input_panic.take() {
+                panic::resume_unwind(payload);
+            }
+            return Step::Item(self.tail.pop_front());
+        }
+        Step::Wait(if self.ordered {
+            Want::Tag(self.next_out)
+        } else {
+            Want::Any
+        })
+    }
+
+    /// A chunk waited for, taken from the inbox: its items, ready.
+    fn absorb(&mut self, tag: usize, done: Done) {
+        let n = self.sizes.remove(&tag).expect("a submitted chunk");
+        done.items::<R>(n, &mut self.ready);
     }
 
     /// Submits chunks until the window is full or the input ends.
@@ -181,6 +196,26 @@ where
     }
 }
 
+/// Where [`IMap::step`] leaves the caller.
+enum Step<R> {
+    /// Yield this (`None`: the end).
+    Item(Option<Result<R>>),
+    /// Wait for this, then [`pick`] and [`IMap::absorb`].
+    Wait(Want),
+}
+
+/// Takes the chunk waited for (`Want::Tag(next_out)` if `ordered`, else
+/// any): its tag and how it ended.
+fn pick(st: &mut State, ordered: bool, next_out: &mut usize) -> (usize, Done) {
+    if ordered {
+        let done = st.arrived.remove(next_out).expect("waited for it");
+        *next_out += 1;
+        (*next_out - 1, done)
+    } else {
+        st.arrived.pop_first().expect("waited for one")
+    }
+}
+
 /// An error for each item of a chunk that could not be submitted.
 fn copy(e: &Error) -> Error {
     match e {
@@ -203,6 +238,106 @@ where
 
     fn next(&mut self) -> Option<Result<R>> {
         self.next_until(None)
+    }
+}
+
+/// With the feature `tokio`, an `IMap` is also a
+/// [`Stream`](futures_core::Stream) of the same items, in the same order
+/// (input order for `imap`, completion order for `imap_unordered`), with
+/// the same bounded window: a chunk is read from the input and submitted
+/// only as results are consumed. Polling never blocks a thread: the
+/// supervisor that delivers the chunk waited for wakes the task. The input
+/// iterator is still read in `poll_next` (keep it cheap: a blocking input
+/// blocks the runtime's thread).
+///
+/// **Cancel-safe.** Dropping a `next()` future loses no item: items are
+/// taken from the inbox only by the poll that yields them (a chunk of
+/// several items is kept in the stream, yielded one by one). Dropping the
+/// stream is dropping the iterator: the chunks in flight run on, their
+/// results are discarded, and its waker is withdrawn.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> mproc::Result<()> {
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+///
+/// let pool = mproc::Pool::new(2)?;
+/// let mut squares = pool.imap(|x: u64| x * x, 0..);  // endless input
+/// let mut firsts = Vec::new();
+/// // `futures::StreamExt::next` does the same.
+/// while let Some(r) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+///     firsts.push(r?);
+///     if firsts.len() == 5 {
+///         break;
+///     }
+/// }
+/// assert_eq!(firsts, [0, 1, 4, 9, 16]);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<I, A, R> futures_core::Stream for IMap<'_, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            let want = match this.step() {
+                Step::Item(item) => return Poll::Ready(item),
+                Step::Wait(want) => want,
+            };
+            let Some(mut st) = this.inbox.poll(want, cx.waker()) else {
+                this.withdraw.armed = true;
+                return Poll::Pending;
+            };
+            let (tag, done) = pick(&mut st, this.ordered, &mut this.next_out);
+            drop(st);
+            this.withdraw.armed = false;
+            this.absorb(tag, done);
+        }
+    }
+}
+
+/// Nothing in an `IMap` is pinned: its stream moves freely.
+#[cfg(feature = "tokio")]
+impl<I: Iterator, R> Unpin for IMap<'_, I, R> {}
+
+/// Withdraws the waker an `IMap`'s poll left in its inbox, when dropped
+/// while `armed`.
+#[cfg(feature = "tokio")]
+struct Withdraw {
+    inbox: Arc<Inbox>,
+    armed: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl Withdraw {
+    fn new(inbox: &Arc<Inbox>) -> Self {
+        Withdraw {
+            inbox: inbox.clone(),
+            armed: false,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inbox.forget_waker();
+        }
     }
 }
 

@@ -233,6 +233,30 @@ pub(crate) struct State {
     /// Run (once) when `count` reaches the number given: a result's
     /// callbacks (it only hands them to the callback thread).
     hook: Option<(usize, Box<dyn FnOnce() + Send>)>,
+    /// An awaiting caller's waker, woken where the condition variable is
+    /// notified. One slot: an inbox has one consumer (its `AsyncResult`
+    /// or `IMap`), as `wake_at` and `wake_tag` already assume.
+    #[cfg(feature = "tokio")]
+    waker: Option<std::task::Waker>,
+}
+
+impl State {
+    fn holds(&self, want: Want) -> bool {
+        match want {
+            Want::Count(n) => self.count >= n,
+            Want::Tag(t) => self.arrived.contains_key(&t),
+            Want::Any => !self.arrived.is_empty(),
+        }
+    }
+
+    /// Asks `deliver` to wake the caller when `want` may hold.
+    fn announce(&mut self, want: Want) {
+        match want {
+            Want::Count(n) => self.wake_at = n,
+            Want::Tag(t) => self.wake_tag = Some(t),
+            Want::Any => self.wake_tag = Some(usize::MAX),
+        }
+    }
 }
 
 /// What a caller waits for.
@@ -255,6 +279,8 @@ impl Inbox {
                 wake_at: usize::MAX,
                 wake_tag: None,
                 hook: None,
+                #[cfg(feature = "tokio")]
+                waker: None,
             }),
             cv: Condvar::new(),
         }
@@ -273,9 +299,17 @@ impl Inbox {
             s.wake_at = usize::MAX;
             s.wake_tag = None;
         }
+        // Only on a wake, under the lock already held: a caller that does
+        // not await costs nothing here.
+        #[cfg(feature = "tokio")]
+        let waker = if wake { s.waker.take() } else { None };
         drop(s);
         if wake {
             self.cv.notify_all();
+        }
+        #[cfg(feature = "tokio")]
+        if let Some(w) = waker {
+            w.wake();
         }
         if let Some((_, run)) = hook {
             run();
@@ -304,19 +338,10 @@ impl Inbox {
     ) -> Option<MutexGuard<'_, State>> {
         let mut s = self.lock();
         loop {
-            let holds = match want {
-                Want::Count(n) => s.count >= n,
-                Want::Tag(t) => s.arrived.contains_key(&t),
-                Want::Any => !s.arrived.is_empty(),
-            };
-            if holds {
+            if s.holds(want) {
                 return Some(s);
             }
-            match want {
-                Want::Count(n) => s.wake_at = n,
-                Want::Tag(t) => s.wake_tag = Some(t),
-                Want::Any => s.wake_tag = Some(usize::MAX),
-            }
+            s.announce(want);
             s = match deadline {
                 None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
@@ -331,5 +356,40 @@ impl Inbox {
                 }
             };
         }
+    }
+
+    /// As [`wait`](Self::wait) without blocking: the state if `want`
+    /// holds, else `waker` is kept to be woken when it may (replacing the
+    /// one kept before) and `None`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll(
+        &self,
+        want: Want,
+        waker: &std::task::Waker,
+    ) -> Option<MutexGuard<'_, State>> {
+        let mut s = self.lock();
+        if s.holds(want) {
+            return Some(s);
+        }
+        s.announce(want);
+        match &mut s.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Drops the kept waker (a future dropped before it completed).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn forget_waker(&self) {
+        let mut s = self.lock();
+        let waker = s.waker.take();
+        if waker.is_some() {
+            // Nobody waits any more: no notification is due.
+            s.wake_at = usize::MAX;
+            s.wake_tag = None;
+        }
+        drop(s);
+        drop(waker);
     }
 }

@@ -5,16 +5,16 @@
 //! | `mod.rs`        | the public `Pool` and its builder                        |
 //! | `callback.rs`   | `Callbacks` of the async forms, the callback thread       |
 //! | `calls.rs`      | `map`, `starmap`, `apply` and their async forms          |
-//! | `imap.rs`       | `imap`, `imap_unordered`, `try_imap`: lazy, bounded iterators |
+//! | `imap.rs`       | `imap`, `imap_unordered`, `try_imap`: lazy, bounded iterators (and, feature `tokio`, streams) |
 //! | `star.rs`       | `starmap` over tuples of 1 to 8 arguments                 |
-//! | `result.rs`     | `AsyncResult`                                            |
+//! | `result.rs`     | `AsyncResult` (feature `tokio`: a `Future`)              |
 //! | `supervisor.rs` | one thread per worker in the parent: hand-off, deaths, deadlines |
 //! | `link.rs`       | `WorkerLink`: the seam between a supervisor and its worker |
 //! | `local.rs`      | the local worker process and its pipe, as a `WorkerLink` |
 //! | `remote.rs`     | `Remote`: workers elsewhere, the seam a backend (MPI) plugs into |
 //! | `worker.rs`     | the worker process's loop and the chunk runners          |
 //! | `wire.rs`       | the messages between the two                             |
-//! | `inbox.rs`      | where finished chunks land                               |
+//! | `inbox.rs`      | where finished chunks land; the waker of an awaiting caller |
 //! | `timeline.rs`   | the recorded chunk runs and their exports                |
 
 mod callback;
@@ -147,6 +147,16 @@ pub(crate) mod backend {
 /// assert_eq!((bar.position(), sum), (n, n * (n - 1)));
 /// # Ok::<(), mproc::Error>(())
 /// ```
+///
+/// # Async
+///
+/// With the feature `tokio`, an [`AsyncResult`] (of
+/// [`apply_async`](Pool::apply_async), [`map_async`](Pool::map_async),
+/// [`starmap_async`](Pool::starmap_async) and their `_with` forms) is a
+/// `Future` and an [`IMap`] a `Stream`: an async program awaits thousands
+/// of pending results without a thread for each (see
+/// `examples/async_server.rs`). Both are cancel-safe; their docs say what
+/// dropping them does.
 ///
 /// # Ctrl-C
 ///

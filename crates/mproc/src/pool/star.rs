@@ -158,9 +158,7 @@ impl Pool {
     {
         let (inbox, sizes) =
             self.submit_all(Task::star::<T, R>(f), items.into_iter().collect(), None)?;
-        Ok(AsyncResult::new(inbox, sizes, |items| {
-            items.into_iter().collect()
-        }))
+        Ok(AsyncResult::values(inbox, sizes))
     }
 }
 
