@@ -1,14 +1,12 @@
 //! Confining untrusted or leaky code: a pool whose workers each have a
-//! memory cap and a CPU-time cap, and whose tasks have a wall-clock
-//! timeout. One task leaks, one allocates 10 GiB at once, one spins
-//! forever, one sleeps forever: each fails alone, with its reason, while
-//! the others finish.
+//! memory cap and a CPU-time cap, whose tasks have a wall-clock timeout,
+//! and whose workers are recycled when they grow. One task leaks without
+//! end, one allocates 10 GiB at once, one spins forever, one sleeps
+//! forever: each fails alone, with its reason, while the others finish.
+//! Tasks that each leave 48 MiB behind (a leaky library) succeed: their
+//! worker is replaced once it holds more than 128 MiB, their results kept.
 //!
 //! `cargo run --release --example limits`
-//!
-//! The leak is stopped by the memory cap here (the task fails). Recycling
-//! a worker that grows, keeping the task's result, is `max_memory_per_child`'s
-//! job, not the cap's.
 //!
 //! Rust prints `memory allocation of N bytes failed` on stderr for the two
 //! memory failures. With `RUST_BACKTRACE` set it also prints a backtrace,
@@ -34,6 +32,9 @@ enum Job {
     Spin,
     /// Never ends, never uses the CPU.
     Sleep,
+    /// Succeeds (giving its worker's pid), but leaves 48 MiB behind in
+    /// its worker.
+    Grow,
 }
 
 fn run(job: Job) -> u64 {
@@ -58,6 +59,11 @@ fn run(job: Job) -> u64 {
         Job::Sleep => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },
+        Job::Grow => {
+            let kept: &'static mut [u8] = Box::leak(vec![1u8; 48 << 20].into_boxed_slice());
+            std::hint::black_box(kept);
+            u64::from(std::process::id()) // which worker ran it
+        }
     }
 }
 
@@ -73,12 +79,14 @@ fn main() -> mproc::Result<()> {
                 .core_dumps(false),
         )
         .task_timeout(Duration::from_secs(10))
+        .max_memory_per_child(128 << 20)
         .build()?;
     let mut jobs: Vec<Job> = (0..20).map(Job::Square).collect();
     jobs.insert(3, Job::Leak);
     jobs.insert(8, Job::Huge);
     jobs.insert(13, Job::Spin);
     jobs.insert(18, Job::Sleep);
+    jobs.extend([Job::Grow; 6]);
     let began = Instant::now();
     let results = pool.map_results_chunked(run, jobs.iter().copied(), Some(1))?;
     for (job, r) in jobs.iter().zip(&results) {
