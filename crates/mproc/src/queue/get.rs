@@ -7,9 +7,10 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::time::Instant;
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, record_len, Kind};
-use super::wait::{acquire, SLICE};
+use super::wait::SLICE;
 
 /// Looks at `tail` a consumer that found no record makes at once, before
 /// it spins and sleeps.
@@ -60,7 +61,7 @@ impl Core {
     /// Takes the oldest item's bytes into `out` (cleared first), within
     /// `wait`; returns the descriptors they refer to.
     pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
-        let _held = acquire(&self.get_lock, wait)?;
+        let _held = self.lock(Side::Get, wait)?;
         self.get_locked(out, wait)
     }
 
@@ -189,7 +190,7 @@ impl Core {
     /// is free (its holder died, or a producer met the void), void the item
     /// on the dead producer's behalf.
     fn look_at_producer(&self) -> Res<()> {
-        match acquire(&self.put_lock, Wait::Try) {
+        match self.lock(Side::Put, Wait::Try) {
             Ok(_held) => self.repair_put(),
             Err(Stop::Busy) => Ok(()),
             Err(e) => Err(e),

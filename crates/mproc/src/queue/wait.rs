@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use crate::error::Error;
 use crate::sync::{LockError, SharedMutex};
@@ -18,12 +19,16 @@ use crate::sys::futex;
 /// idle waiter wakes this often; nothing else depends on it.
 pub(super) const NAP: Duration = Duration::from_millis(50);
 
-/// A lock held until dropped.
-pub(super) struct Held<'a>(&'a SharedMutex);
+/// A queue's put or get lock, held until dropped; its release is followed
+/// by a look for async waiters the holder kept out (`Core::after_unlock`,
+/// nothing without the feature `tokio`).
+pub(super) struct Held<'a>(&'a SharedMutex, &'a Core, Side);
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = self.0.release();
+        self.1.after_unlock(self.2);
     }
 }
 
@@ -46,14 +51,14 @@ impl Drop for Held<'_> {
 /// second attempt, and a `Some(NAP)` timeout a clock read, on every
 /// acquisition.)
 #[inline]
-pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
+fn acquire<'a>(m: &'a SharedMutex, wait: Wait, core: &'a Core, side: Side) -> Res<Held<'a>> {
     let mut timeout = match wait {
         Wait::Forever => None,
         Wait::Try | Wait::Until(_) => Some(Duration::ZERO),
     };
     loop {
         match m.acquire(timeout) {
-            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
+            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m, core, side)),
             Ok(false) => {}
             Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
         }
@@ -71,16 +76,6 @@ pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
     }
 }
 
-/// Wakes the sleepers of `seq` if `sleepers` says there are any (after the
-/// `SeqCst` store they wait for; see `sys::futex`).
-#[inline]
-pub(super) fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
-    if sleepers.load(SeqCst) != 0 {
-        seq.fetch_add(1, SeqCst);
-        futex::wake(seq, WAKE_ALL);
-    }
-}
-
 /// The longest sleep of a consumer inside a chunked item between looks at
 /// its producer (a futex cannot tell that the producer died).
 pub(super) const SLICE: Duration = Duration::from_millis(20);
@@ -88,6 +83,33 @@ pub(super) const SLICE: Duration = Duration::from_millis(20);
 pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
 
 impl Core {
+    /// Takes this queue's put or get lock within `wait`, as [`acquire`];
+    /// its release then looks for async waiters the holder kept out
+    /// (`Core::after_unlock`).
+    #[inline]
+    pub(super) fn lock(&self, side: Side, wait: Wait) -> Res<Held<'_>> {
+        let m = match side {
+            Side::Get => &self.get_lock,
+            Side::Put => &self.put_lock,
+        };
+        acquire(m, wait, self, side)
+    }
+
+    /// Wakes the sleepers of `seq` if `sleepers` says there are any (after
+    /// the `SeqCst` store they wait for; see `sys::futex`), and, if some of
+    /// them are async waiters (`waiters`, feature `tokio`), every async
+    /// waiter of the queue through its eventfd (`aio.rs`). An async waiter
+    /// counts itself in `sleepers` too: with none announced, this is still
+    /// one load of `sleepers`.
+    #[inline]
+    pub(super) fn notify(&self, seq: &AtomicU32, sleepers: &AtomicU32, waiters: &AtomicU32) {
+        if sleepers.load(SeqCst) != 0 {
+            seq.fetch_add(1, SeqCst);
+            futex::wake(seq, WAKE_ALL);
+            self.wake_async_if(waiters);
+        }
+    }
+
     /// Spins, then sleeps on `seq`, until `check` reports something or
     /// `until` passes (`Ok(None)`).
     ///
