@@ -444,3 +444,26 @@ fn block_on<F: Future>(f: F) -> F::Output {
         }
     }
 }
+
+#[test]
+fn an_immediate_shutdown_wakes_an_async_joiner() {
+    // The joiner runs on another worker and may look between the
+    // shutdown's first wake and its marking the drained items done.
+    multi_thread().block_on(async {
+        for round in 0..300 {
+            let j = JoinableQueue::<u8>::new().unwrap();
+            j.put(1).unwrap();
+            let j2 = j.clone();
+            let joiner = tokio::spawn(async move { j2.join_async().await });
+            for _ in 0..round % 4 {
+                tokio::task::yield_now().await;
+            }
+            j.shutdown(true).unwrap();
+            tokio::time::timeout(Duration::from_secs(10), joiner)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the joiner was not woken"))
+                .unwrap()
+                .unwrap();
+        }
+    });
+}

@@ -486,3 +486,103 @@ mod with_tokio {
         }
     }
 }
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use crate::{JoinableQueue, Queue};
+
+    /// The eventfd's counter, read from `/proc` (the descriptor untouched).
+    fn wakes<T>(q: &Queue<T>) -> u64 {
+        let fd = q.core().wake.fd().as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("eventfd-count:"))
+            .unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
+
+    fn counts<T>(q: &Queue<T>) -> [u32; 6] {
+        let h = q.core().h();
+        [
+            h.get_sleepers.load(SeqCst),
+            h.put_sleepers.load(SeqCst),
+            h.join_sleepers.load(SeqCst),
+            h.get_async.load(SeqCst),
+            h.put_async.load(SeqCst),
+            h.join_async.load(SeqCst),
+        ]
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn without_async_waiters_the_eventfd_is_never_written() {
+        let q = Queue::bounded(4).unwrap();
+        let j = JoinableQueue::new().unwrap();
+        for i in 0..1000u32 {
+            q.put(i).unwrap();
+            assert_eq!(q.get().unwrap(), i);
+            j.put(i).unwrap();
+            j.get().unwrap();
+            j.task_done().unwrap();
+        }
+        j.join().unwrap();
+        // Async calls that need not wait write nothing either.
+        rt().block_on(async {
+            q.put_async(1).await.unwrap();
+            assert_eq!(q.get_async().await.unwrap(), 1);
+            j.join_async().await.unwrap();
+        });
+        assert_eq!((wakes(&q), wakes(&j)), (0, 0));
+    }
+
+    #[test]
+    fn a_dropped_future_withdraws_its_announcement() {
+        let q = Queue::<u32>::bounded(1).unwrap();
+        let j = JoinableQueue::<u32>::new().unwrap();
+        j.put(7).unwrap();
+        rt().block_on(async {
+            for _ in 0..3 {
+                tokio::select! {
+                    biased;
+                    _ = q.get_async() => unreachable!("the queue is empty"),
+                    () = std::future::ready(()) => {}
+                }
+                tokio::select! {
+                    biased;
+                    _ = j.join_async() => unreachable!("an item is unfinished"),
+                    () = std::future::ready(()) => {}
+                }
+            }
+            q.put(1).unwrap();
+            tokio::select! {
+                biased;
+                _ = q.put_async(2) => unreachable!("the queue is full"),
+                () = std::future::ready(()) => {}
+            }
+        });
+        assert_eq!(counts(&q), [0; 6]);
+        assert_eq!(counts(&j), [0; 6]);
+        // Announced, a publisher writes the eventfd once per publish.
+        rt().block_on(async {
+            let q2 = q.clone();
+            let put = tokio::spawn(async move { q2.put_async(2).await });
+            tokio::task::yield_now().await;
+            assert_eq!(counts(&q), [0, 1, 0, 0, 1, 0]);
+            let before = wakes(&q);
+            assert_eq!(q.get().unwrap(), 1);
+            assert_eq!(wakes(&q), before + 1);
+            put.await.unwrap().unwrap();
+        });
+        assert_eq!(counts(&q), [0; 6]);
+    }
+}

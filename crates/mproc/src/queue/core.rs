@@ -286,6 +286,9 @@ impl Core {
         }
         self.h().done.fetch_add(drained, SeqCst);
         futex::wake(&self.h().done, WAKE_ALL);
+        // After `done`, for async joiners (the first wake, above, came
+        // before the drain).
+        self.wake_async();
         Ok(drained)
     }
 
