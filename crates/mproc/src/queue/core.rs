@@ -23,7 +23,7 @@ use super::aio::{Side, WakeFd};
 use super::handles::Chan;
 use super::header::Header;
 use super::space::LOOK_MIN;
-use super::wait::{NAP, WAKE_ALL};
+use super::wait::{acquire, Unlocked, NAP, WAKE_ALL};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::shm::block::ShmBlock;
@@ -275,7 +275,10 @@ impl Core {
         if !immediate {
             return Ok(0);
         }
-        let _held = self.lock(Side::Get, Wait::Forever).map_err(into_error)?;
+        let _held = (
+            acquire(&self.get_lock, Wait::Forever).map_err(into_error)?,
+            Unlocked(self, Side::Get),
+        );
         let (mut drained, mut sink) = (0u32, Vec::new());
         loop {
             match self.get_locked(&mut sink, Wait::Try) {

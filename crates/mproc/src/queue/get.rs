@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, record_len, Kind};
-use super::wait::SLICE;
+use super::wait::{acquire, Unlocked, SLICE};
 
 /// Looks at `tail` a consumer that found no record makes at once, before
 /// it spins and sleeps.
@@ -61,7 +61,7 @@ impl Core {
     /// Takes the oldest item's bytes into `out` (cleared first), within
     /// `wait`; returns the descriptors they refer to.
     pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
-        let _held = self.lock(Side::Get, wait)?;
+        let _held = (acquire(&self.get_lock, wait)?, Unlocked(self, Side::Get));
         self.get_locked(out, wait)
     }
 
@@ -190,8 +190,11 @@ impl Core {
     /// is free (its holder died, or a producer met the void), void the item
     /// on the dead producer's behalf.
     fn look_at_producer(&self) -> Res<()> {
-        match self.lock(Side::Put, Wait::Try) {
-            Ok(_held) => self.repair_put(),
+        match acquire(&self.put_lock, Wait::Try) {
+            Ok(held) => {
+                let _held = (held, Unlocked(self, Side::Put));
+                self.repair_put()
+            }
             Err(Stop::Busy) => Ok(()),
             Err(e) => Err(e),
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, record_len, Kind};
-use super::wait::SLICE;
+use super::wait::{acquire, Unlocked, SLICE};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
@@ -94,7 +94,7 @@ impl Core {
             if self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
-            let held = self.lock(Side::Put, wait)?;
+            let held = (acquire(&self.put_lock, wait)?, Unlocked(self, Side::Put));
             self.repair_put()?;
             self.pace(wait, true);
             self.wait_room(len, true, wait)?;

@@ -274,6 +274,7 @@ impl<T: Serialize> Queue<T> {
 
     /// Puts a copy of `value` (its encoding) within `wait`; the caller
     /// checked that the handle is open.
+    #[inline]
     pub(super) fn put_ref(
         &self,
         value: &T,

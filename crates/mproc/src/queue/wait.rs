@@ -19,16 +19,24 @@ use crate::sys::futex;
 /// idle waiter wakes this often; nothing else depends on it.
 pub(super) const NAP: Duration = Duration::from_millis(50);
 
-/// A queue's put or get lock, held until dropped; its release is followed
-/// by a look for async waiters the holder kept out (`Core::after_unlock`,
-/// nothing without the feature `tokio`).
-pub(super) struct Held<'a>(&'a SharedMutex, &'a Core, Side);
+/// A lock held until dropped.
+pub(super) struct Held<'a>(&'a SharedMutex);
 
 impl Drop for Held<'_> {
-    #[inline]
     fn drop(&mut self) {
         let _ = self.0.release();
-        self.1.after_unlock(self.2);
+    }
+}
+
+/// Paired after a queue lock's [`Held`] in a tuple (so dropped after it):
+/// the look, after the release, for async waiters the holder kept out
+/// (`Core::after_unlock`; nothing without the feature `tokio`).
+pub(super) struct Unlocked<'a>(pub(super) &'a Core, pub(super) Side);
+
+impl Drop for Unlocked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.after_unlock(self.1);
     }
 }
 
@@ -51,14 +59,14 @@ impl Drop for Held<'_> {
 /// second attempt, and a `Some(NAP)` timeout a clock read, on every
 /// acquisition.)
 #[inline]
-fn acquire<'a>(m: &'a SharedMutex, wait: Wait, core: &'a Core, side: Side) -> Res<Held<'a>> {
+pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
     let mut timeout = match wait {
         Wait::Forever => None,
         Wait::Try | Wait::Until(_) => Some(Duration::ZERO),
     };
     loop {
         match m.acquire(timeout) {
-            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m, core, side)),
+            Ok(true) | Err(LockError::OwnerDied(_)) => return Ok(Held(m)),
             Ok(false) => {}
             Err(LockError::Failed(e)) => return Err(Stop::Failed(e)),
         }
@@ -83,18 +91,6 @@ pub(super) const SLICE: Duration = Duration::from_millis(20);
 pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
 
 impl Core {
-    /// Takes this queue's put or get lock within `wait`, as [`acquire`];
-    /// its release then looks for async waiters the holder kept out
-    /// (`Core::after_unlock`).
-    #[inline]
-    pub(super) fn lock(&self, side: Side, wait: Wait) -> Res<Held<'_>> {
-        let m = match side {
-            Side::Get => &self.get_lock,
-            Side::Put => &self.put_lock,
-        };
-        acquire(m, wait, self, side)
-    }
-
     /// Wakes the sleepers of `seq` if `sleepers` says there are any (after
     /// the `SeqCst` store they wait for; see `sys::futex`), and, if some of
     /// them are async waiters (`waiters`, feature `tokio`), every async
@@ -104,10 +100,18 @@ impl Core {
     #[inline]
     pub(super) fn notify(&self, seq: &AtomicU32, sleepers: &AtomicU32, waiters: &AtomicU32) {
         if sleepers.load(SeqCst) != 0 {
-            seq.fetch_add(1, SeqCst);
-            futex::wake(seq, WAKE_ALL);
-            self.wake_async_if(waiters);
+            self.wake(seq, waiters);
         }
+    }
+
+    /// The rest of [`notify`](Core::notify), out of line: a system call
+    /// follows anyway.
+    #[cold]
+    #[inline(never)]
+    fn wake(&self, seq: &AtomicU32, waiters: &AtomicU32) {
+        seq.fetch_add(1, SeqCst);
+        futex::wake(seq, WAKE_ALL);
+        self.wake_async_if(waiters);
     }
 
     /// Spins, then sleeps on `seq`, until `check` reports something or
