@@ -85,6 +85,12 @@ const SCRATCH_KEEP: usize = 4 << 20;
 /// - A `try_*` call that finds another producer (consumer) inside the
 ///   queue's put (get) lock answers `Full` (`Empty`), as CPython's
 ///   `block=False` does.
+/// - With the feature `tokio`, `get_async` and `put_async` (and
+///   `JoinableQueue::join_async`) await on a tokio runtime instead of
+///   blocking a thread; blocking and async users may share a queue across
+///   processes. A queue then holds one more descriptor per process (an
+///   eventfd that producers write only while an async waiter is
+///   announced).
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Queue<T> {
