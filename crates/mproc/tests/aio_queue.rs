@@ -467,3 +467,32 @@ fn an_immediate_shutdown_wakes_an_async_joiner() {
         }
     });
 }
+
+fn produce_range((q, from, n): (Queue<u32>, u32, u32)) {
+    for i in from..from + n {
+        q.put(i).unwrap();
+    }
+}
+
+fn consume_n((q, n, out): (Queue<u32>, u32, Queue<Vec<u32>>)) {
+    out.put((0..n).map(|_| q.get().unwrap()).collect()).unwrap();
+}
+
+#[test]
+fn async_and_blocking_producers_share_a_bounded_queue() {
+    // A full queue of one item, a blocking producer child asleep inside the
+    // put lock waiting for room, an async producer here whose tries find
+    // the lock held, a blocking consumer child: every item once.
+    on_both(|| async {
+        let (q, out) = (Queue::bounded(1).unwrap(), Queue::new().unwrap());
+        let consumer = started(consume_n, (q.clone(), 4_000, out.clone()));
+        let producer = started(produce_range, (q.clone(), 0, 2_000));
+        for i in 2_000..4_000 {
+            q.put_async(i).await.unwrap();
+        }
+        let got = out.get_async().await.unwrap();
+        joined(producer).await;
+        joined(consumer).await;
+        assert_exactly_once(4_000, [got]);
+    });
+}
