@@ -10,6 +10,14 @@ use std::time::Duration;
 
 use mproc::{Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue};
 
+/// Every test reads, the leak test writes: under `cargo test` (threads of
+/// one process) no other test opens descriptors while it counts them.
+static EXCLUSIVE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A generous guard: no test waits on it unless something hangs.
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -51,6 +59,7 @@ async fn joined(mut p: Process) {
 
 #[test]
 fn futures_complete_with_the_right_values() {
+    let _g = shared();
     on_both(|| async {
         let q = Queue::bounded(2).unwrap();
         q.put_async(1u32).await.unwrap();
@@ -89,6 +98,7 @@ fn futures_complete_with_the_right_values() {
 
 #[test]
 fn futures_fail_as_the_blocking_calls_do() {
+    let _g = shared();
     on_both(|| async {
         // A closed handle.
         let q = Queue::<u8>::bounded(1).unwrap();
@@ -142,6 +152,7 @@ fn shut_down(q: Queue<u8>) {
 
 #[test]
 fn outside_a_runtime_a_waiting_future_is_a_typed_error() {
+    let _g = shared();
     let q = Queue::<u8>::bounded(1).unwrap();
     let outcome = block_on(q.get_async());
     assert!(
@@ -210,11 +221,13 @@ async fn select_drops_lose_nothing() {
 
 #[test]
 fn a_select_that_drops_get_futures_loses_no_item_current_thread() {
+    let _g = shared();
     current_thread().block_on(select_drops_lose_nothing());
 }
 
 #[test]
 fn a_select_that_drops_get_futures_loses_no_item_multi_thread() {
+    let _g = shared();
     multi_thread().block_on(select_drops_lose_nothing());
 }
 
@@ -244,6 +257,7 @@ fn consume_bounded((q, n, out): (Queue<u32>, u32, Queue<u64>)) {
 
 #[test]
 fn blocking_and_async_users_mix_across_processes() {
+    let _g = shared();
     on_both(|| async {
         // A blocking producer child, an async consumer here.
         let q = Queue::new().unwrap();
@@ -308,6 +322,7 @@ fn take_one((q, out): (Queue<u32>, Queue<u32>)) {
 
 #[test]
 fn an_async_get_kept_out_by_a_blocking_get_is_woken_when_it_leaves() {
+    let _g = shared();
     // A blocking consumer child sleeps inside the get lock; two items come
     // at once: the child takes one, the async get (whose tries found the
     // lock held) must be woken by the lock's release to take the other.
@@ -370,6 +385,7 @@ async fn several_consumers(tasks: usize) {
 
 #[test]
 fn several_async_consumers_in_tasks() {
+    let _g = shared();
     on_both(|| several_consumers(4));
 }
 
@@ -382,6 +398,7 @@ fn mark_done((q, n): (JoinableQueue<u32>, u32)) {
 
 #[test]
 fn join_async_waits_for_a_consumer_process() {
+    let _g = shared();
     on_both(|| async {
         let q = JoinableQueue::new().unwrap();
         for i in 0..100 {
@@ -400,6 +417,7 @@ fn thread_count() -> usize {
 
 #[test]
 fn nothing_leaks_after_the_runtime_shuts_down() {
+    let _g = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
     // Warm up: the fork server and helper threads hold descriptors and
     // threads of their own (this may be the first test of its process).
     for m in mproc::all_start_methods() {
@@ -447,6 +465,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 
 #[test]
 fn an_immediate_shutdown_wakes_an_async_joiner() {
+    let _g = shared();
     // The joiner runs on another worker and may look between the
     // shutdown's first wake and its marking the drained items done.
     multi_thread().block_on(async {
@@ -480,6 +499,7 @@ fn consume_n((q, n, out): (Queue<u32>, u32, Queue<Vec<u32>>)) {
 
 #[test]
 fn async_and_blocking_producers_share_a_bounded_queue() {
+    let _g = shared();
     // A full queue of one item, a blocking producer child asleep inside the
     // put lock waiting for room, an async producer here whose tries find
     // the lock held, a blocking consumer child: every item once.
