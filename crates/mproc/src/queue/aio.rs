@@ -66,7 +66,7 @@
 //! A try also fails when another handle holds the queue's get (put) lock:
 //! a blocking `get` sleeps inside the get lock while it waits for data, and
 //! takes only one of the items that a wake may announce. So the release of
-//! a queue lock (`Held`'s drop, `Core::after_unlock`) looks at `get_async`
+//! a queue lock (`wait::Unlocked`, paired after the lock's guard: `Core::after_unlock`) looks at `get_async`
 //! (`put_async`) and, if a waiter is announced and an item (room) is left,
 //! writes the eventfd. The waiter announces before its try of the lock, the
 //! holder releases the lock before it loads the count (a `SeqCst`
@@ -106,7 +106,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::core::Core;
 
-/// Which of a queue's two locks a `Held` releases.
+/// Which of a queue's two locks an `Unlocked` follows.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Side {
     Get,
