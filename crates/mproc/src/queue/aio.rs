@@ -66,9 +66,9 @@
 //! A try also fails when another handle holds the queue's get (put) lock:
 //! a blocking `get` sleeps inside the get lock while it waits for data, and
 //! takes only one of the items that a wake may announce. So the release of
-//! a queue lock (`wait::Unlocked`, paired after the lock's guard: `Core::after_unlock`) looks at `get_async`
-//! (`put_async`) and, if a waiter is announced and an item (room) is left,
-//! writes the eventfd. The waiter announces before its try of the lock, the
+//! a queue lock (`wait::Unlocked`, paired after the lock's guard, calls
+//! `Core::after_unlock`) looks at `get_async` (`put_async`) and, if a
+//! waiter is announced and an item (room) is left, writes the eventfd. The waiter announces before its try of the lock, the
 //! holder releases the lock before it loads the count (a `SeqCst`
 //! read-modify-write on x86-64, a fence elsewhere): either the try finds
 //! the lock free or the holder sees the announcement. This load is the one
