@@ -9,6 +9,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod queue_async;
 mod sync;
 
 use crate::harness::{Mode, Runner};
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Workload> {
         process::workloads(),
         pipe::workloads(),
         queue::workloads(),
+        queue_async::workloads(),
         sync::workloads(),
         manager::workloads(),
         objects::workloads(),

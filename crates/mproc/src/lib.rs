@@ -298,6 +298,7 @@ pub mod __private {
     }
     pub use crate::pipe::__cast_connection as cast_connection;
     pub use crate::process::__start_with_raw_first_frame as start_with_raw_first_frame;
+    pub use crate::queue::__get_lock_held as queue_get_lock_held;
     pub use crate::start::{fork_server_pid, fork_server_raw_request, kill_fork_server};
     pub use crate::sys::proc::open_fd_count;
     pub use crate::task::__first_frame_claiming as first_frame_claiming;

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::aio::{Side, WakeFd};
 use super::handles::Chan;
 use super::header::Header;
 use super::space::LOOK_MIN;
-use super::wait::{acquire, NAP, WAKE_ALL};
+use super::wait::{acquire, Unlocked, NAP, WAKE_ALL};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::shm::block::ShmBlock;
@@ -96,8 +97,8 @@ impl<'de> Deserialize<'de> for SharedRing {
     }
 }
 
-/// The wire form of a queue: its header, its ring, its two locks and its
-/// socket pair.
+/// The wire form of a queue: its header, its ring, its two locks, its
+/// socket pair and (feature `tokio`) its eventfd.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     block: ShmBlock<Header>,
@@ -105,6 +106,7 @@ struct Wire {
     put_lock: SharedMutex,
     get_lock: SharedMutex,
     chan: Chan,
+    wake: WakeFd,
 }
 
 /// A handle on a queue's shared state; `cap` and `maxsize` are this
@@ -123,6 +125,9 @@ pub(super) struct Core {
     pub(super) put_lock: SharedMutex,
     pub(super) get_lock: SharedMutex,
     pub(super) chan: Chan,
+    /// The eventfd that wakes async waiters (`aio.rs`); nothing without
+    /// the feature `tokio`.
+    pub(super) wake: WakeFd,
     pub(super) cap: u32,
     pub(super) maxsize: u32,
     pub(super) seen_head: AtomicU64,
@@ -140,6 +145,7 @@ impl Clone for Core {
             put_lock: self.put_lock.clone(),
             get_lock: self.get_lock.clone(),
             chan: self.chan.clone(),
+            wake: self.wake.clone(),
             cap: self.cap,
             maxsize: self.maxsize,
             seen_head: AtomicU64::new(self.seen_head.load(Relaxed)),
@@ -159,6 +165,7 @@ impl From<Core> for Wire {
             put_lock: c.put_lock,
             get_lock: c.get_lock,
             chan: c.chan,
+            wake: c.wake,
         }
     }
 }
@@ -175,7 +182,7 @@ impl TryFrom<Wire> for Core {
             ));
         }
         Ok(Core::with_parts(
-            w.block, w.ring, w.put_lock, w.get_lock, w.chan, cap, maxsize,
+            w.block, w.ring, w.put_lock, w.get_lock, w.chan, w.wake, cap, maxsize,
         ))
     }
 }
@@ -196,6 +203,7 @@ impl Core {
             SharedMutex::new(false)?,
             SharedMutex::new(false)?,
             Chan::new()?,
+            WakeFd::new()?,
             cap,
             maxsize,
         ))
@@ -209,6 +217,7 @@ impl Core {
         put_lock: SharedMutex,
         get_lock: SharedMutex,
         chan: Chan,
+        wake: WakeFd,
         cap: u32,
         maxsize: u32,
     ) -> Core {
@@ -218,6 +227,7 @@ impl Core {
             put_lock,
             get_lock,
             chan,
+            wake,
             cap,
             maxsize,
             seen_head: AtomicU64::new(0),
@@ -261,10 +271,14 @@ impl Core {
             seq.fetch_add(1, SeqCst);
             futex::wake(seq, WAKE_ALL);
         }
+        self.wake_async();
         if !immediate {
             return Ok(0);
         }
-        let _held = acquire(&self.get_lock, Wait::Forever).map_err(into_error)?;
+        let _held = (
+            acquire(&self.get_lock, Wait::Forever).map_err(into_error)?,
+            Unlocked(self, Side::Get),
+        );
         let (mut drained, mut sink) = (0u32, Vec::new());
         loop {
             match self.get_locked(&mut sink, Wait::Try) {
@@ -275,6 +289,9 @@ impl Core {
         }
         self.h().done.fetch_add(drained, SeqCst);
         futex::wake(&self.h().done, WAKE_ALL);
+        // After `done`, for async joiners (the first wake, above, came
+        // before the drain).
+        self.wake_async();
         Ok(drained)
     }
 
@@ -299,6 +316,7 @@ impl Core {
         }
         if self.h().join_sleepers.load(SeqCst) != 0 {
             futex::wake(done, WAKE_ALL);
+            self.wake_async_if(&self.h().join_async);
         }
         Ok(())
     }

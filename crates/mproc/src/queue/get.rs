@@ -7,9 +7,10 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::time::Instant;
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, record_len, Kind};
-use super::wait::{acquire, SLICE};
+use super::wait::{acquire, Unlocked, SLICE};
 
 /// Looks at `tail` a consumer that found no record makes at once, before
 /// it spins and sleeps.
@@ -60,7 +61,7 @@ impl Core {
     /// Takes the oldest item's bytes into `out` (cleared first), within
     /// `wait`; returns the descriptors they refer to.
     pub(super) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Res<Vec<OwnedFd>> {
-        let _held = acquire(&self.get_lock, wait)?;
+        let _held = (acquire(&self.get_lock, wait)?, Unlocked(self, Side::Get));
         self.get_locked(out, wait)
     }
 
@@ -195,7 +196,10 @@ impl Core {
     /// on the dead producer's behalf.
     fn look_at_producer(&self) -> Res<()> {
         match acquire(&self.put_lock, Wait::Try) {
-            Ok(_held) => self.repair_put(),
+            Ok(held) => {
+                let _held = (held, Unlocked(self, Side::Put));
+                self.repair_put()
+            }
             Err(Stop::Busy) => Ok(()),
             Err(e) => Err(e),
         }

@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, record_len, Kind};
-use super::wait::{acquire, SLICE};
+use super::wait::{acquire, Unlocked, SLICE};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
@@ -93,7 +94,7 @@ impl Core {
             if self.is_shut_down() {
                 return Err(Stop::ShutDown);
             }
-            let held = acquire(&self.put_lock, wait)?;
+            let held = (acquire(&self.put_lock, wait)?, Unlocked(self, Side::Put));
             self.repair_put()?;
             self.pace(wait, true);
             self.wait_room(len, true, wait)?;

@@ -20,6 +20,14 @@
 //! | `shut`          | `shutdown`                         | 0 open, 1 shut down (never goes back)                                |
 //! | `done`          | `task_done`, immediate `shutdown`  | items marked done (wrapping); unfinished = `items_put - done`        |
 //! | `join_sleepers` | `join`                             | joiners announced asleep on `done`                                   |
+//! | `get_async`     | `get_async` (feature `tokio`)      | async consumers announced (each also counted in `get_sleepers`)      |
+//! | `put_async`     | `put_async` (feature `tokio`)      | async producers announced (each also counted in `put_sleepers`)      |
+//! | `join_async`    | `join_async` (feature `tokio`)     | async joiners announced (each also counted in `join_sleepers`)       |
+//!
+//! An async waiter (`aio.rs`) counts itself in its word's `*_sleepers`
+//! too, so that a publisher's one load of `*_sleepers` (which it makes
+//! anyway) still tells it whether anyone at all waits; only then does it
+//! look at `*_async` and write the queue's eventfd.
 //!
 //! `byte_tail - byte_head` (wrapping) is at most `cap` and both are
 //! multiples of 8; `items_put - items_got` is at most `2^31`. Anything else
@@ -63,6 +71,9 @@ shm_state! {
         pub(super) shut: AtomicU32,
         pub(super) done: AtomicU32,
         pub(super) join_sleepers: AtomicU32,
+        pub(super) get_async: AtomicU32,
+        pub(super) put_async: AtomicU32,
+        pub(super) join_async: AtomicU32,
     }
 }
 

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use super::core::Core;
 use super::header;
-use super::wait::notify;
 use crate::error::{Error, Result};
 
 impl Core {
@@ -58,10 +57,9 @@ impl Core {
     /// lock or by this store.
     #[inline(always)]
     pub(super) fn publish(&self, items_put: u32, byte_tail: u32) {
-        self.h()
-            .tail
-            .store(header::join(items_put, byte_tail), SeqCst);
-        notify(&self.h().data_seq, &self.h().get_sleepers);
+        let h = self.h();
+        h.tail.store(header::join(items_put, byte_tail), SeqCst);
+        self.notify(&h.data_seq, &h.get_sleepers, &h.get_async);
     }
 
     /// Frees the records before `byte_head` and counts `items_got` (one
@@ -74,9 +72,8 @@ impl Core {
     /// `put_sleepers` must not pass.
     #[inline(always)]
     pub(super) fn free(&self, items_got: u32, byte_head: u32) {
-        self.h()
-            .head
-            .store(header::join(items_got, byte_head), SeqCst);
-        notify(&self.h().space_seq, &self.h().put_sleepers);
+        let h = self.h();
+        h.head.store(header::join(items_got, byte_head), SeqCst);
+        self.notify(&h.space_seq, &h.put_sleepers, &h.put_async);
     }
 }

@@ -20,11 +20,13 @@
 //! | `put.rs`      | the put path: whole and streamed items, repair, room, commit |
 //! | `get.rs`      | the get path: the consumer's state machine (`At`), the wait for data |
 //! | `handles.rs`  | items holding OS handles: the `SOCK_SEQPACKET` pair, tags, put and take |
+//! | `aio.rs`      | (feature `tokio`) `get_async`, `put_async`, `join_async`: the eventfd, announcements, the look after a lock's release |
 //!
 //! `core.rs` defines `Core`; each protocol file below it adds an `impl Core`
 //! block for its concern, and keeps the argument (fences, kill windows)
 //! beside the code it argues.
 
+mod aio;
 mod core;
 mod error;
 mod get;
@@ -44,3 +46,10 @@ pub use error::{GetError, PutError};
 pub use joinable::JoinableQueue;
 pub use queue::Queue;
 pub use simple::SimpleQueue;
+
+/// Whether some handle holds the queue's get lock (tests: a consumer is
+/// inside a `get`).
+#[doc(hidden)]
+pub fn __get_lock_held<T>(q: &Queue<T>) -> bool {
+    q.core().get_lock.is_locked()
+}

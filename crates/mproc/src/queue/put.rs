@@ -7,9 +7,10 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use super::header::{self, encode_header, record_len, Kind};
-use super::wait::acquire;
+use super::wait::{acquire, Unlocked};
 use crate::error::Error;
 
 impl Core {
@@ -51,7 +52,7 @@ impl Core {
         if self.is_shut_down() {
             return Err(Stop::ShutDown);
         }
-        let held = acquire(&self.put_lock, wait)?;
+        let held = (acquire(&self.put_lock, wait)?, Unlocked(self, Side::Put));
         self.repair_put()?;
         self.pace(wait, true);
         let (put, tail) = self.wait_room(len, true, wait)?;
@@ -87,7 +88,7 @@ impl Core {
         if self.is_shut_down() {
             return Err(Stop::ShutDown);
         }
-        let _held = acquire(&self.put_lock, wait)?;
+        let _held = (acquire(&self.put_lock, wait)?, Unlocked(self, Side::Put));
         self.repair_put()?;
         self.pace(wait, record_len(bytes.len()) <= self.chunk());
         if record_len(bytes.len()) <= self.chunk() {

@@ -85,6 +85,12 @@ const SCRATCH_KEEP: usize = 4 << 20;
 /// - A `try_*` call that finds another producer (consumer) inside the
 ///   queue's put (get) lock answers `Full` (`Empty`), as CPython's
 ///   `block=False` does.
+/// - With the feature `tokio`, `get_async` and `put_async` (and
+///   `JoinableQueue::join_async`) await on a tokio runtime instead of
+///   blocking a thread; blocking and async users may share a queue across
+///   processes. A queue then holds one more descriptor per process (an
+///   eventfd that producers write only while an async waiter is
+///   announced).
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Queue<T> {
@@ -268,6 +274,18 @@ impl<T: Serialize> Queue<T> {
         if self.is_closed() {
             return Err(PutError::Closed(value));
         }
+        self.put_ref(&value, wait)
+            .map_err(|stop| PutError::from_stop(stop, value))
+    }
+
+    /// Puts a copy of `value` (its encoding) within `wait`; the caller
+    /// checked that the handle is open.
+    #[inline]
+    pub(super) fn put_ref(
+        &self,
+        value: &T,
+        wait: Wait,
+    ) -> std::result::Result<(), super::core::Stop> {
         // A size pass, then a small value is encoded straight into the
         // ring (one copy). Larger ones are encoded into this thread's
         // buffer and copied (streamed in chunks past a chunk): the codec's
@@ -275,15 +293,14 @@ impl<T: Serialize> Queue<T> {
         // primitive, where the one into a `Vec` stores it inline, and in
         // place a 500-`u64` item took 2.1 µs a put and get instead of
         // 1.3 µs. `IN_PLACE` is the one bound to raise once it is as fast.
-        let r = match codec::encoded_len(&value) {
+        match codec::encoded_len(value) {
             Ok(n) if n <= IN_PLACE && record_len(n) <= self.core.chunk() => {
                 self.core
-                    .put_encoded(n, wait, |dst| codec::encode_exact(&value, dst))
+                    .put_encoded(n, wait, |dst| codec::encode_exact(value, dst))
             }
-            Ok(_) => self.put_large(&value, wait),
+            Ok(_) => self.put_large(value, wait),
             Err(e) => Err(e.into()),
-        };
-        r.map_err(|stop| PutError::from_stop(stop, value))
+        }
     }
 
     fn put_large(&self, value: &T, wait: Wait) -> std::result::Result<(), super::core::Stop> {
@@ -344,7 +361,7 @@ impl<T: DeserializeOwned> Queue<T> {
         self.get_within(Wait::timeout(timeout))
     }
 
-    fn get_within(&self, wait: Wait) -> std::result::Result<T, GetError> {
+    pub(super) fn get_within(&self, wait: Wait) -> std::result::Result<T, GetError> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }

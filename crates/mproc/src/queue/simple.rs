@@ -52,6 +52,11 @@ impl<T> std::fmt::Debug for SimpleQueue<T> {
 }
 
 impl<T> SimpleQueue<T> {
+    #[cfg(feature = "tokio")]
+    pub(super) fn queue(&self) -> &Queue<T> {
+        &self.queue
+    }
+
     /// A new, empty queue.
     pub fn new() -> Result<Self> {
         Ok(SimpleQueue {

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use super::aio::Side;
 use super::core::{Core, Res, Stop, Wait};
 use crate::error::Error;
 use crate::sync::{LockError, SharedMutex};
@@ -24,6 +25,18 @@ pub(super) struct Held<'a>(&'a SharedMutex);
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let _ = self.0.release();
+    }
+}
+
+/// Paired after a queue lock's [`Held`] in a tuple (so dropped after it):
+/// the look, after the release, for async waiters the holder kept out
+/// (`Core::after_unlock`; nothing without the feature `tokio`).
+pub(super) struct Unlocked<'a>(pub(super) &'a Core, pub(super) Side);
+
+impl Drop for Unlocked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.after_unlock(self.1);
     }
 }
 
@@ -71,16 +84,6 @@ pub(super) fn acquire(m: &SharedMutex, wait: Wait) -> Res<Held<'_>> {
     }
 }
 
-/// Wakes the sleepers of `seq` if `sleepers` says there are any (after the
-/// `SeqCst` store they wait for; see `sys::futex`).
-#[inline]
-pub(super) fn notify(seq: &AtomicU32, sleepers: &AtomicU32) {
-    if sleepers.load(SeqCst) != 0 {
-        seq.fetch_add(1, SeqCst);
-        futex::wake(seq, WAKE_ALL);
-    }
-}
-
 /// The longest sleep of a consumer inside a chunked item between looks at
 /// its producer (a futex cannot tell that the producer died).
 pub(super) const SLICE: Duration = Duration::from_millis(20);
@@ -88,6 +91,29 @@ pub(super) const SLICE: Duration = Duration::from_millis(20);
 pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
 
 impl Core {
+    /// Wakes the sleepers of `seq` if `sleepers` says there are any (after
+    /// the `SeqCst` store they wait for; see `sys::futex`), and, if some of
+    /// them are async waiters (`waiters`, feature `tokio`), every async
+    /// waiter of the queue through its eventfd (`aio.rs`). An async waiter
+    /// counts itself in `sleepers` too: with none announced, this is still
+    /// one load of `sleepers`.
+    #[inline]
+    pub(super) fn notify(&self, seq: &AtomicU32, sleepers: &AtomicU32, waiters: &AtomicU32) {
+        if sleepers.load(SeqCst) != 0 {
+            self.wake(seq, waiters);
+        }
+    }
+
+    /// The rest of [`notify`](Core::notify), out of line: a system call
+    /// follows anyway.
+    #[cold]
+    #[inline(never)]
+    fn wake(&self, seq: &AtomicU32, waiters: &AtomicU32) {
+        seq.fetch_add(1, SeqCst);
+        futex::wake(seq, WAKE_ALL);
+        self.wake_async_if(waiters);
+    }
+
     /// Spins, then sleeps on `seq`, until `check` reports something or
     /// `until` passes (`Ok(None)`).
     ///

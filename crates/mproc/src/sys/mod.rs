@@ -17,6 +17,7 @@
 //! | `robust.rs`    | process-shared mutexes that notice their owner's death  |
 //! | `fdpass.rs`    | frames with descriptors on a Unix socket (`SCM_RIGHTS`) |
 //! | `reactor.rs`   | (feature `tokio`) a descriptor registered with tokio    |
+//! | `wakefd.rs`    | (feature `tokio`) an eventfd that wakes async waiters   |
 
 pub(crate) mod fdpass;
 pub(crate) mod fnref;
@@ -30,6 +31,8 @@ pub(crate) mod ring;
 pub(crate) mod rlimit;
 pub(crate) mod robust;
 pub(crate) mod shm;
+#[cfg(feature = "tokio")]
+pub(crate) mod wakefd;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
