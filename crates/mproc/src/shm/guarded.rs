@@ -138,10 +138,12 @@ impl<T> Guarded<T> {
         self.apart.as_ref()
     }
 
+    #[inline]
     fn mutex(&self) -> &RobustMutex {
         &self.lock.header().mutex
     }
 
+    #[inline]
     fn lent(&self) -> &AtomicU64 {
         match &self.apart {
             Some(block) => &block.header().lent,
@@ -175,15 +177,16 @@ impl<T: Plain> Guarded<T> {
     ///
     /// If a cell does not hold a valid `T` (see [`Plain`]); never for `Pod`
     /// types. The lend is undone and `guard` dropped first.
+    #[inline]
     pub(crate) fn lend<G>(&self, guard: G) -> std::result::Result<Lent<'_, T, G>, (G, Refused)> {
         let mutex = self.mutex();
-        if !mutex.held_by_caller() {
+        let me = robust::caller_identity();
+        if !mutex.held_by(me) {
             return Err((guard, Refused::NotHeld));
         }
         // Only the holder writes the mark, so a load and a store suffice
         // (the lock orders them between threads and processes). A mark
         // naming another thread was left by a holder that died.
-        let me = robust::caller_identity();
         if self.lent().load(Ordering::Relaxed) == me {
             return Err((guard, Refused::Reentered));
         }
@@ -220,6 +223,7 @@ impl<T, G> Lent<'_, T, G> {
 }
 
 impl<T, G> Drop for Lent<'_, T, G> {
+    #[inline]
     fn drop(&mut self) {
         // Before `_guard` releases the lock (fields drop after this).
         self.guarded.lent().store(0, Ordering::Relaxed);

@@ -115,6 +115,7 @@ impl RobustMutex {
     ///
     /// Only the holder writes the pins (the kind bit never changes), so a
     /// load and a store suffice: the lock orders them between holders.
+    #[inline]
     pub(crate) fn pin(&self) {
         debug_assert!(self.held_by_caller());
         let kind = self.kind.load(Ordering::Relaxed);
@@ -122,6 +123,7 @@ impl RobustMutex {
     }
 
     /// Undoes one [`pin`](Self::pin), before the guard releases its level.
+    #[inline]
     pub(crate) fn unpin(&self) {
         let kind = self.kind.load(Ordering::Relaxed);
         self.kind
@@ -302,7 +304,7 @@ impl RobustMutex {
     }
 
     /// Frees the mutex held at its last level by `me`.
-    #[inline]
+    #[inline(always)]
     fn release(&self, me: u64) -> io::Result<()> {
         match self
             .state
@@ -368,8 +370,15 @@ impl RobustMutex {
     }
 
     /// Whether the calling thread holds the mutex.
+    #[inline]
     pub(crate) fn held_by_caller(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & !WAITERS == identity()
+        self.held_by(identity())
+    }
+
+    /// Whether the thread named `me` ([`caller_identity`]) holds it.
+    #[inline]
+    pub(crate) fn held_by(&self, me: u64) -> bool {
+        self.state.load(Ordering::Relaxed) & !WAITERS == me
     }
 }
 
@@ -412,6 +421,7 @@ thread_local! {
 #[inline]
 /// The calling thread's identity as a lock word names its owner (thread
 /// id and start stamp): what `held_by_caller` compares.
+#[inline]
 pub(crate) fn caller_identity() -> u64 {
     identity()
 }
