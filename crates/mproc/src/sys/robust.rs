@@ -416,9 +416,6 @@ thread_local! {
     static LAST_TRY_CHECK: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// The calling thread's identity as an owner: its kernel thread id, and
-/// its stamp above it. No system call after the first.
-#[inline]
 /// The calling thread's identity as a lock word names its owner (thread
 /// id and start stamp): what `held_by_caller` compares.
 #[inline]
@@ -426,6 +423,9 @@ pub(crate) fn caller_identity() -> u64 {
     identity()
 }
 
+/// The calling thread's identity as an owner: its kernel thread id, and
+/// its stamp above it. No system call after the first.
+#[inline]
 fn identity() -> u64 {
     match ME.with(Cell::get) {
         0 => identity_slow(),
