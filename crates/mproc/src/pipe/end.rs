@@ -11,6 +11,8 @@ use super::record::{Record, HEADER};
 use super::ring::{Peer, Ring, Waited};
 use super::side::{self, Inbox};
 use super::sink::{Dst, Message, Sink};
+#[cfg(feature = "tokio")]
+use crate::aio::Attempt;
 use crate::error::{Error, Result};
 use crate::sys::fdpass;
 use crate::sys::futex::{TurnGuard, TurnLock};
@@ -44,7 +46,7 @@ struct Tx {
 }
 
 /// What a receiver remembers between calls.
-struct Rx {
+pub(super) struct Rx {
     inbox: Inbox,
     /// `closes[peer]` when last looked at.
     closes_seen: u32,
@@ -182,12 +184,20 @@ impl End {
         encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>>,
     ) -> Result<()> {
         let mut tx = lock(self.tx.as_ref())?;
+        self.send_value_locked(&mut tx, encode)
+    }
+
+    fn send_value_locked(
+        &self,
+        tx: &mut Tx,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>>,
+    ) -> Result<()> {
         let mut buf = std::mem::take(&mut tx.buf);
         buf.clear();
         buf.extend_from_slice(&[0; HEADER as usize]);
         let r = encode(&mut buf).and_then(|fds| {
             let fds = fdpass::borrow_all(&fds);
-            self.send_locked(&mut tx, &mut buf, &[], &fds)
+            self.send_locked(tx, &mut buf, &[], &fds)
         });
         if buf.capacity() <= KEEP {
             tx.buf = buf;
@@ -361,8 +371,17 @@ impl End {
         f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
     ) -> Result<R> {
         let mut rx = lock(self.rx.as_ref())?;
+        self.recv_with_locked(&mut rx, deadline, f)
+    }
+
+    fn recv_with_locked<R>(
+        &self,
+        rx: &mut Rx,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
         let buf = std::mem::take(&mut rx.buf);
-        let m = self.recv_locked(&mut rx, deadline, Dst::Reuse(buf, KEEP))?;
+        let m = self.recv_locked(rx, deadline, Dst::Reuse(buf, KEEP))?;
         let bytes = m.bytes.unwrap_or_default();
         let r = f(&bytes, m.fds);
         if bytes.capacity() <= KEEP {
@@ -413,6 +432,10 @@ impl End {
             used -= n as u32;
             done += n;
             ring.publish_head(head);
+            #[cfg(feature = "tokio")]
+            if ring.take_space_armed() {
+                side::send_wake(self.sock());
+            }
             if done == len {
                 return Ok(());
             }
@@ -477,6 +500,146 @@ impl End {
     pub(super) fn disarm(&self) {
         if self.rx.is_some() {
             self.read_ring().set_armed(false);
+        }
+    }
+}
+
+/// The non-blocking attempts the futures of `pipe/aio.rs` are made of.
+#[cfg(feature = "tokio")]
+impl End {
+    /// One attempt of an async receive. When the whole next message is in
+    /// the ring (or the header of one too large to ever be whole in it),
+    /// receives it with `take` (which then never waits, but for the rest of
+    /// a message larger than the ring). Otherwise, with `arm`: drains the
+    /// socket (keeping descriptor batches), looks at the peer (one `poll`,
+    /// on the way to a sleep only), asks the writer for a wake byte and
+    /// looks at the ring a last time. A hung-up peer with nothing left in
+    /// the ring is `take`'s to report (`Disconnected`).
+    pub(super) fn try_recv_async<R>(
+        &self,
+        arm: bool,
+        take: impl FnOnce(&Self, &mut Rx) -> Result<R>,
+    ) -> Result<Attempt<R>> {
+        let lock = self.rx.as_ref();
+        let lock = lock.ok_or(Error::InvalidState("wrong direction for this connection"))?;
+        let Some(mut guard) = lock.try_lock() else {
+            return Ok(Attempt::Busy);
+        };
+        let rx: &mut Rx = &mut guard;
+        let ring = self.read_ring();
+        if !self.message_ready(&ring)? {
+            if !arm {
+                return Ok(Attempt::NotYet);
+            }
+            rx.inbox.drain(self.sock())?;
+            let gone = rx.peer_gone || self.peer_gone();
+            if !gone {
+                ring.set_armed(true);
+                if !self.message_ready(&ring)? {
+                    return Ok(Attempt::NotYet);
+                }
+            }
+            rx.peer_gone = gone;
+        }
+        take(self, rx).map(Attempt::Done)
+    }
+
+    /// Whether the next message can be received without waiting for its
+    /// writer (or is too large for the ring, and has begun).
+    fn message_ready(&self, ring: &Ring<'_>) -> Result<bool> {
+        let used = ring.used()?;
+        if used < HEADER {
+            return Ok(false);
+        }
+        let mut header = [0u8; HEADER as usize];
+        ring.read(ring.head(), &mut header);
+        let record = Record::decode(&header)?;
+        let whole = u64::from(HEADER).saturating_add(record.len);
+        Ok(whole > u64::from(ring.cap()) || u64::from(used) >= whole)
+    }
+
+    /// Receives a value the ring holds whole (see [`try_recv_async`]).
+    ///
+    /// [`try_recv_async`]: Self::try_recv_async
+    pub(super) fn take_with<R>(
+        &self,
+        rx: &mut Rx,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
+        let r = self.recv_with_locked(rx, None, f);
+        rx.note(r)
+    }
+
+    /// Receives a message the ring holds whole, as bytes.
+    pub(super) fn take_bytes(&self, rx: &mut Rx) -> Result<Vec<u8>> {
+        let r = self.recv_locked(rx, None, Dst::Vec);
+        Ok(rx.note(r)?.bytes.unwrap_or_default())
+    }
+
+    /// One attempt of an async send of the record `pre ++ bytes` (as
+    /// `send_locked`: `pre` is empty or begins with room for the header)
+    /// with `fds`: sends it when the ring has room
+    /// for all of it (for a record larger than the ring: when the ring is
+    /// empty; the rest then streams as the reader frees space). Otherwise,
+    /// with `arm`: drains the socket (keeping descriptor batches for this
+    /// end's receiver), looks at the peer, asks the reader for a wake byte
+    /// when it frees space, and looks a last time.
+    pub(super) fn try_send_async(
+        &self,
+        arm: bool,
+        pre: &mut [u8],
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Attempt<()>> {
+        let lock = self.tx.as_ref();
+        let lock = lock.ok_or(Error::InvalidState("wrong direction for this connection"))?;
+        let Some(mut guard) = lock.try_lock() else {
+            return Ok(Attempt::Busy);
+        };
+        let tx: &mut Tx = &mut guard;
+        self.check_peer(tx)?;
+        let ring = self.write_ring();
+        let whole = pre.len().max(HEADER as usize).saturating_add(bytes.len());
+        let need = whole.min(ring.cap() as usize) as u32;
+        let room = |tx: &Tx| {
+            let tail = match ring.writer_tail() {
+                t if t == tx.tail => t,
+                _ => ring.tail(),
+            };
+            ring.free(tail).map(|free| free >= need)
+        };
+        if !room(tx)? {
+            if !arm {
+                return Ok(Attempt::NotYet);
+            }
+            match self.rx.as_ref() {
+                Some(rx) => {
+                    if let Some(mut rx) = rx.try_lock() {
+                        rx.inbox.drain(self.sock())?;
+                    }
+                }
+                None => Inbox::default().drain(self.sock())?,
+            }
+            if self.peer_gone() {
+                tx.peer_gone = true;
+                return Err(Error::Disconnected);
+            }
+            ring.set_space_armed(true);
+            if !room(tx)? {
+                return Ok(Attempt::NotYet);
+            }
+        }
+        self.send_locked(tx, pre, bytes, fds).map(Attempt::Done)
+    }
+
+    /// Stops asking for wake bytes: the receiving side's (`recv`) or the
+    /// sending side's (`send`).
+    pub(super) fn disarm_async(&self, recv: bool, send: bool) {
+        if recv && self.rx.is_some() {
+            self.read_ring().set_armed(false);
+        }
+        if send && self.tx.is_some() {
+            self.write_ring().set_space_armed(false);
         }
     }
 }
