@@ -126,9 +126,11 @@ fn nothing_leaks() {
         r.unwrap();
         p.join_async().await.unwrap();
         let never = Event::new().unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(2), never.wait_async())
-            .await
-            .is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(2), never.wait_async())
+                .await
+                .is_err()
+        );
     };
     on_both(work);
     let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));

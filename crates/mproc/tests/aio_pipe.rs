@@ -191,7 +191,10 @@ fn bytes_descriptors_and_poll() {
         assert_eq!(b.recv_bytes_async().await.unwrap(), b"raw");
         // A read-only end cannot send, as for `send`.
         let (rx, _tx) = Pipe::<u8>::one_way().unwrap();
-        assert!(matches!(rx.send_async(&1).await, Err(Error::InvalidState(_))));
+        assert!(matches!(
+            rx.send_async(&1).await,
+            Err(Error::InvalidState(_))
+        ));
         // End of file is ready for `poll_async`.
         drop(theirs);
         mine.poll_async().await.unwrap();
@@ -252,9 +255,11 @@ fn nothing_leaks() {
         }
         // A receive dropped while asleep in the reactor.
         let (c, _d) = Pipe::<u64>::new().unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(5), c.recv_async())
-            .await
-            .is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), c.recv_async())
+                .await
+                .is_err()
+        );
         drop(a);
         p.join_async().await.unwrap();
         let h = mproc::spawn(|x: u64| x, 1).unwrap();

@@ -156,7 +156,14 @@ fn big(n: usize) -> Vec<u8> {
 }
 
 async fn handles_every_outcome() {
-    assert_eq!(mproc::spawn(square, 12).unwrap().join_async().await.unwrap(), 144);
+    assert_eq!(
+        mproc::spawn(square, 12)
+            .unwrap()
+            .join_async()
+            .await
+            .unwrap(),
+        144
+    );
     assert_eq!(mproc::spawn(square, 3).unwrap().await.unwrap(), 9);
     let value = mproc::fork(|| big(8 << 20)).unwrap().await.unwrap();
     assert_eq!(value, big(8 << 20));
@@ -203,7 +210,9 @@ fn many_handles_awaited_together() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let handles: Vec<_> = (0..8u64).map(|i| mproc::spawn(square, i).unwrap()).collect();
+        let handles: Vec<_> = (0..8u64)
+            .map(|i| mproc::spawn(square, i).unwrap())
+            .collect();
         let tasks: Vec<_> = handles
             .into_iter()
             .map(|h| tokio::spawn(h.join_async()))

@@ -315,12 +315,10 @@ fn try_report(ctl: BorrowedFd<'_>) -> Result<Option<Report>> {
     if !fdpass::wait_readable(ctl, now).map_err(Error::io("waiting for a child"))? {
         return Ok(None);
     }
-    Ok(Some(
-        match fdpass::recv_frame(ctl, None, MAX_FRAME) {
-            Ok(Some((bytes, fds))) => Report::Frame(bytes, fds),
-            Ok(None) | Err(_) => Report::Nothing,
-        },
-    ))
+    Ok(Some(match fdpass::recv_frame(ctl, None, MAX_FRAME) {
+        Ok(Some((bytes, fds))) => Report::Frame(bytes, fds),
+        Ok(None) | Err(_) => Report::Nothing,
+    }))
 }
 
 /// After the sentinel turned readable: once the child really ended,

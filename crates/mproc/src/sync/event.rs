@@ -321,7 +321,9 @@ impl Event {
             return Ok(());
         }
         std::future::poll_fn(|cx| {
-            ready.poll_until(cx, || Ok(released(s.word.load(Ordering::SeqCst)).then_some(())))
+            ready.poll_until(cx, || {
+                Ok(released(s.word.load(Ordering::SeqCst)).then_some(()))
+            })
         })
         .await
     }
