@@ -2,13 +2,28 @@
 //! result, a queue, a pipe or an event from an async program without a
 //! thread per pending wait.
 //!
+//! The futures are methods beside their blocking forms:
+//! [`Process::join_async`](crate::Process::join_async),
+//! [`JoinHandle::join_async`](crate::JoinHandle::join_async) (and
+//! `handle.await`), [`Connection::recv_async`](crate::Connection::recv_async),
+//! [`send_async`](crate::Connection::send_async),
+//! [`recv_bytes_async`](crate::Connection::recv_bytes_async),
+//! [`send_bytes_async`](crate::Connection::send_bytes_async),
+//! [`poll_async`](crate::Connection::poll_async),
+//! [`Event::wait_async`](crate::Event::wait_async); and [`wait_async`]
+//! here, [`crate::wait`] as a future. Each says whether it is cancel-safe.
+//! They need a tokio runtime with I/O enabled (and time, for
+//! `wait_async` with a timeout); outside one they fail with
+//! [`Error::NoAsyncRuntime`](crate::Error::NoAsyncRuntime), unless they
+//! complete on their fast path.
+//!
 //! Files:
-//! - `readiness.rs`: [`Readiness`], the one type that knows the runtime: a
+//! - `readiness.rs`: `Readiness`, the one type that knows the runtime: a
 //!   descriptor registered with the reactor, and the loop "try, else sleep
 //!   until the descriptor is readable, then try again" every future here is
 //!   built on. Another runtime (smol's `async-io`) would be a second
 //!   implementation of this file; nothing else names tokio.
-//! - `mod.rs`: [`Attempt`] and [`spin`], the fast path every future takes
+//! - `mod.rs`: `Attempt` and `spin`, the fast path every future takes
 //!   before it registers anything; `wait_async`, [`crate::wait`] as a future.
 //!
 //! The futures themselves live beside their blocking forms:

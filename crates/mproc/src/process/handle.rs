@@ -226,7 +226,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     /// starts writing it, so a child blocked on a full socket is never
     /// waited for. The same errors as `join`: [`Error::Panicked`],
     /// [`Error::Exited`], [`Error::Signaled`], [`Error::BinaryMismatch`],
-    /// [`Error::Bootstrap`]. `handle.await` (through [`IntoFuture`]) is the
+    /// [`Error::Bootstrap`]. `handle.await` (through [`IntoFuture`](std::future::IntoFuture)) is the
     /// same future.
     ///
     /// Once the child has begun to write its value, the rest is read with
