@@ -19,6 +19,12 @@
 //!    one wake byte on the socket, without blocking. The socket turns
 //!    readable, the reactor wakes the task, and the future goes back to 2.
 //!
+//! Both directions' wake bytes come on the one socket, and a future that
+//! drains it may take the byte meant for a future of the other direction
+//! on the same end before the reactor reported it: a future that drained
+//! anything wakes the other (the end keeps one waker per direction), which
+//! then looks again.
+//!
 //! A peer with no awaiting reader or writer pays one relaxed load of a line
 //! it reads anyway per publication, as for `mproc::wait`: no system call,
 //! no wake-up. The registration is made once per future (when it first
@@ -29,7 +35,7 @@
 
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,6 +57,8 @@ struct Awaiting<'a> {
     ready: Option<Readiness>,
     /// Make the next attempt without waiting for an event.
     direct: bool,
+    /// `End::kicks` of this side when last looked at.
+    kicks: u32,
 }
 
 impl<'a> Awaiting<'a> {
@@ -60,22 +68,30 @@ impl<'a> Awaiting<'a> {
             recv,
             ready: None,
             direct: false,
+            kicks: 0,
         }
     }
 
     /// Fast path, then arm-and-sleep rounds until `attempt` is done.
-    /// `attempt(end, arm)` never blocks (see `End::try_recv_async`).
+    /// `attempt(end, arm)` never blocks (see `End::try_recv_async`); `arm`
+    /// is the task's waker when the attempt is to announce a sleep.
     fn poll<T>(
         &mut self,
         cx: &mut Context<'_>,
-        mut attempt: impl FnMut(&End, bool) -> Result<Attempt<T>>,
+        mut attempt: impl FnMut(&End, Option<&Waker>) -> Result<Attempt<T>>,
     ) -> Poll<Result<T>> {
         let end = self.end;
         if self.ready.is_none() {
-            if let Attempt::Done(v) = spin(|| attempt(end, false))? {
+            if let Attempt::Done(v) = spin(|| attempt(end, None))? {
                 return Poll::Ready(Ok(v));
             }
             self.ready = Some(Readiness::new(end.sock())?);
+            self.direct = true;
+        }
+        let kicks = end.kicks(usize::from(!self.recv));
+        if kicks != std::mem::replace(&mut self.kicks, kicks) {
+            // Woken by the other direction's future, which drained the
+            // socket (perhaps our byte, unseen by the reactor).
             self.direct = true;
         }
         if std::mem::take(&mut self.direct) {
@@ -83,7 +99,7 @@ impl<'a> Awaiting<'a> {
             // now on, and a message published before the announcement sent
             // no wake byte), or last seen busy: arm and look, not waiting
             // for an event.
-            match attempt(end, true)? {
+            match attempt(end, Some(cx.waker()))? {
                 Attempt::Done(v) => return Poll::Ready(Ok(v)),
                 Attempt::NotYet => {}
                 Attempt::Busy => return self.busy(cx),
@@ -91,7 +107,8 @@ impl<'a> Awaiting<'a> {
         }
         let ready = self.ready.as_ref().expect("registered above");
         let busy = Cell::new(false);
-        let r = ready.poll_until(cx, || match attempt(end, true)? {
+        let waker = cx.waker().clone();
+        let r = ready.poll_until(cx, || match attempt(end, Some(&waker))? {
             Attempt::Done(v) => Ok(Some(v)),
             Attempt::NotYet => Ok(None),
             Attempt::Busy => {

@@ -82,6 +82,17 @@ pub(super) struct End {
     id: usize,
     rx: Option<TurnLock<Rx>>,
     tx: Option<TurnLock<Tx>>,
+    /// The wakers of this process's receiving (0) and sending (1) futures
+    /// asleep on the socket: the wake bytes of both directions come on the
+    /// one socket, so a future that drains bytes wakes the other, whose
+    /// byte it may have taken before the reactor saw it.
+    #[cfg(feature = "tokio")]
+    wakers: std::sync::Mutex<[Option<std::task::Waker>; 2]>,
+    /// How many times each side's future was woken that way: such a
+    /// future looks again without waiting for the reactor (which saw no
+    /// byte for it).
+    #[cfg(feature = "tokio")]
+    kicks: [std::sync::atomic::AtomicU32; 2],
 }
 
 impl End {
@@ -119,6 +130,10 @@ impl End {
             rx: readable.then(|| TurnLock::new(rx)),
             tx: writable.then(|| TurnLock::new(tx)),
             shared,
+            #[cfg(feature = "tokio")]
+            wakers: Default::default(),
+            #[cfg(feature = "tokio")]
+            kicks: Default::default(),
         })
     }
 
@@ -488,8 +503,11 @@ impl End {
         let Some(Some(mut rx)) = self.rx.as_ref().map(TurnLock::try_lock) else {
             return false;
         };
-        if rx.inbox.drain(self.sock()).is_err() {
-            return true; // let `recv` report it
+        match rx.inbox.drain(self.sock()) {
+            Err(_) => return true, // let `recv` report it
+            #[cfg(feature = "tokio")]
+            Ok(true) => self.wake_other(0),
+            Ok(_) => {}
         }
         let ring = self.read_ring();
         ring.set_armed(true);
@@ -517,7 +535,7 @@ impl End {
     /// the ring is `take`'s to report (`Disconnected`).
     pub(super) fn try_recv_async<R>(
         &self,
-        arm: bool,
+        arm: Option<&std::task::Waker>,
         take: impl FnOnce(&Self, &mut Rx) -> Result<R>,
     ) -> Result<Attempt<R>> {
         let lock = self.rx.as_ref();
@@ -528,10 +546,10 @@ impl End {
         let rx: &mut Rx = &mut guard;
         let ring = self.read_ring();
         if !self.message_ready(&ring)? {
-            if !arm {
+            let Some(waker) = arm else {
                 return Ok(Attempt::NotYet);
-            }
-            rx.inbox.drain(self.sock())?;
+            };
+            self.drain_for(0, waker, |sock| rx.inbox.drain(sock))?;
             let gone = rx.peer_gone || self.peer_gone();
             if !gone {
                 ring.set_armed(true);
@@ -586,7 +604,7 @@ impl End {
     /// when it frees space, and looks a last time.
     pub(super) fn try_send_async(
         &self,
-        arm: bool,
+        arm: Option<&std::task::Waker>,
         pre: &mut [u8],
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
@@ -609,17 +627,16 @@ impl End {
             ring.free(tail).map(|free| free >= need)
         };
         if !room(tx)? {
-            if !arm {
+            let Some(waker) = arm else {
                 return Ok(Attempt::NotYet);
-            }
-            match self.rx.as_ref() {
-                Some(rx) => {
-                    if let Some(mut rx) = rx.try_lock() {
-                        rx.inbox.drain(self.sock())?;
-                    }
-                }
-                None => Inbox::default().drain(self.sock())?,
-            }
+            };
+            self.drain_for(1, waker, |sock| match self.rx.as_ref() {
+                Some(rx) => match rx.try_lock() {
+                    Some(mut rx) => rx.inbox.drain(sock),
+                    None => Ok(false),
+                },
+                None => Inbox::default().drain(sock),
+            })?;
             if self.peer_gone() {
                 tx.peer_gone = true;
                 return Err(Error::Disconnected);
@@ -632,9 +649,49 @@ impl End {
         self.send_locked(tx, pre, bytes, fds).map(Attempt::Done)
     }
 
+    /// Keeps `waker` as side `me`'s (0 receiving, 1 sending), drains the
+    /// socket with `drain`, and wakes the other side's future if anything
+    /// was read (it may have been that future's wake byte).
+    fn drain_for(
+        &self,
+        me: usize,
+        waker: &std::task::Waker,
+        drain: impl FnOnce(BorrowedFd<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        {
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut wakers[me] {
+                Some(w) if w.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+        }
+        if drain(self.sock())? {
+            self.wake_other(me);
+        }
+        Ok(())
+    }
+
+    /// Wakes the future of the side that is not `me`, if one sleeps.
+    fn wake_other(&self, me: usize) {
+        let other = self.wakers.lock().unwrap_or_else(|e| e.into_inner())[1 - me].take();
+        if let Some(w) = other {
+            self.kicks[1 - me].fetch_add(1, SeqCst);
+            w.wake();
+        }
+    }
+
+    /// How many times side `side`'s future was woken by the other's drain.
+    pub(super) fn kicks(&self, side: usize) -> u32 {
+        self.kicks[side].load(SeqCst)
+    }
+
     /// Stops asking for wake bytes: the receiving side's (`recv`) or the
     /// sending side's (`send`).
     pub(super) fn disarm_async(&self, recv: bool, send: bool) {
+        {
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            wakers[usize::from(!recv)] = None;
+        }
         if recv && self.rx.is_some() {
             self.read_ring().set_armed(false);
         }

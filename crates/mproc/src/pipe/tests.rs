@@ -358,3 +358,46 @@ fn a_writer_awaiting_room_is_woken_by_the_reader() {
     }
     assert!(!socket_has_bytes(&a), "nobody awaited room");
 }
+
+/// One end awaited for sending (through a full ring) and for receiving at
+/// once, by two tasks: the wake bytes of both directions come on its one
+/// socket, and neither task may take the other's for good.
+#[cfg(feature = "tokio")]
+#[test]
+fn one_end_awaited_both_ways_at_once() {
+    let (a, b) = small::<Vec<u8>>();
+    let echo = std::thread::spawn(move || {
+        while let Ok(v) = b.recv() {
+            if b.send(&v).is_err() {
+                break;
+            }
+        }
+    });
+    for rt in [
+        runtime(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ] {
+        rt.block_on(async {
+            let send = async {
+                for i in 0..2000u32 {
+                    a.send_async(&vec![i as u8; 700]).await.unwrap();
+                }
+            };
+            let recv = async {
+                for i in 0..2000u32 {
+                    assert_eq!(a.recv_async().await.unwrap(), vec![i as u8; 700]);
+                }
+            };
+            let both = async { tokio::join!(send, recv) };
+            tokio::time::timeout(Duration::from_secs(60), both)
+                .await
+                .expect("no wake-up lost");
+        });
+    }
+    drop(a);
+    echo.join().unwrap();
+}
