@@ -86,12 +86,19 @@ pub(super) struct End {
     /// asleep on the socket: the wake bytes of both directions come on the
     /// one socket, so a future that drains bytes wakes the other, whose
     /// byte it may have taken before the reactor saw it.
+    /// (Boxed: a connection stays small.)
     #[cfg(feature = "tokio")]
+    sides: Box<Sides>,
+}
+
+/// The futures asleep on an end's socket, per side (see `End::sides`).
+#[cfg(feature = "tokio")]
+#[derive(Default)]
+struct Sides {
     wakers: std::sync::Mutex<[Option<std::task::Waker>; 2]>,
-    /// How many times each side's future was woken that way: such a
-    /// future looks again without waiting for the reactor (which saw no
-    /// byte for it).
-    #[cfg(feature = "tokio")]
+    /// How many times each side's future was woken by the other's drain:
+    /// such a future looks again without waiting for the reactor (which
+    /// saw no byte for it).
     kicks: [std::sync::atomic::AtomicU32; 2],
 }
 
@@ -131,9 +138,7 @@ impl End {
             tx: writable.then(|| TurnLock::new(tx)),
             shared,
             #[cfg(feature = "tokio")]
-            wakers: Default::default(),
-            #[cfg(feature = "tokio")]
-            kicks: Default::default(),
+            sides: Default::default(),
         })
     }
 
@@ -659,7 +664,7 @@ impl End {
         drain: impl FnOnce(BorrowedFd<'_>) -> Result<bool>,
     ) -> Result<()> {
         {
-            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut wakers = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner());
             match &mut wakers[me] {
                 Some(w) if w.will_wake(waker) => {}
                 slot => *slot = Some(waker.clone()),
@@ -673,23 +678,23 @@ impl End {
 
     /// Wakes the future of the side that is not `me`, if one sleeps.
     fn wake_other(&self, me: usize) {
-        let other = self.wakers.lock().unwrap_or_else(|e| e.into_inner())[1 - me].take();
+        let other = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner())[1 - me].take();
         if let Some(w) = other {
-            self.kicks[1 - me].fetch_add(1, SeqCst);
+            self.sides.kicks[1 - me].fetch_add(1, SeqCst);
             w.wake();
         }
     }
 
     /// How many times side `side`'s future was woken by the other's drain.
     pub(super) fn kicks(&self, side: usize) -> u32 {
-        self.kicks[side].load(SeqCst)
+        self.sides.kicks[side].load(SeqCst)
     }
 
     /// Stops asking for wake bytes: the receiving side's (`recv`) or the
     /// sending side's (`send`).
     pub(super) fn disarm_async(&self, recv: bool, send: bool) {
         {
-            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut wakers = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner());
             wakers[usize::from(!recv)] = None;
         }
         if recv && self.rx.is_some() {
