@@ -22,9 +22,16 @@
 //!   descriptor registered with the reactor, and the loop "try, else sleep
 //!   until the descriptor is readable, then try again" every future here is
 //!   built on. Another runtime (smol's `async-io`) would be a second
-//!   implementation of this file; nothing else names tokio.
+//!   implementation of this file (and of `wait.rs`'s timer and
+//!   `sys/reactor.rs`'s registration); nothing else names tokio.
 //! - `mod.rs`: `Attempt` and `spin`, the fast path every future takes
-//!   before it registers anything; `wait_async`, [`crate::wait`] as a future.
+//!   before it registers anything.
+//! - `wait.rs`: [`wait_async`], [`crate::wait`] as a future.
+//!
+//! A registration reports what happens from the moment it is made (and
+//! whatever the descriptor holds then), so a future that announces itself
+//! after registering looks once more by itself before it sleeps: a
+//! publisher that came before the announcement wrote nothing.
 //!
 //! The futures themselves live beside their blocking forms:
 //! `process/handle.rs` (`JoinHandle::join_async`), `pipe/aio.rs`
