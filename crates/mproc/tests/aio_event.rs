@@ -2,6 +2,15 @@
 //! process or task, under both tokio runtimes; cancellation; no leaks.
 #![cfg(feature = "tokio")]
 
+/// The tests of this file take turns: `nothing_leaks` counts the process's
+/// descriptors and threads, which the others would change under
+/// `cargo test` (one process for all; nextest runs each alone anyway).
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
@@ -30,6 +39,7 @@ fn answers((go, done): (Event, Event)) {
 
 #[test]
 fn an_event_set_in_a_child_wakes_an_awaiting_parent() {
+    let _turn = turn();
     on_both(|| async {
         for method in [
             StartMethod::Fork,
@@ -67,6 +77,7 @@ fn awaits((go, done): (Event, Event)) {
 
 #[test]
 fn a_child_awaits_an_event_the_parent_sets_blocking() {
+    let _turn = turn();
     let (go, done) = (Event::new().unwrap(), Event::new().unwrap());
     let mut p = Process::new(awaits, (go.clone(), done.clone()));
     p.start().unwrap();
@@ -78,6 +89,7 @@ fn a_child_awaits_an_event_the_parent_sets_blocking() {
 
 #[test]
 fn a_set_event_is_ready_and_a_dropped_wait_is_harmless() {
+    let _turn = turn();
     on_both(|| async {
         let e = Event::new().unwrap();
         // Not set: the wait times out and its future is dropped.
@@ -114,6 +126,7 @@ fn count(dir: &str) -> usize {
 
 #[test]
 fn nothing_leaks() {
+    let _turn = turn();
     let work = || async {
         let (go, done) = (Event::new().unwrap(), Event::new().unwrap());
         let mut p = Process::new(answers, (go.clone(), done.clone()));

@@ -4,6 +4,15 @@
 //! no leaks.
 #![cfg(feature = "tokio")]
 
+/// The tests of this file take turns: `nothing_leaks` counts the process's
+/// descriptors and threads, which the others would change under
+/// `cargo test` (one process for all; nextest runs each alone anyway).
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -39,6 +48,7 @@ fn echo(conn: Connection<u64>) {
 
 #[test]
 fn round_trips_with_a_blocking_child() {
+    let _turn = turn();
     on_both(|| async {
         let (a, b) = Pipe::<u64>::new().unwrap();
         let mut p = Process::new(echo, b);
@@ -61,6 +71,7 @@ fn holds(conn: Connection<u64>) {
 
 #[test]
 fn a_peer_killed_while_awaited_is_disconnected() {
+    let _turn = turn();
     on_both(|| async {
         let (a, b) = Pipe::<u64>::new().unwrap();
         let mut p = Process::new(holds, b);
@@ -94,6 +105,7 @@ fn sends_many((conn, n): (Connection<(u64, Vec<u8>)>, u64)) {
 /// first: every message arrives exactly once, in order.
 #[test]
 fn dropped_receives_lose_nothing() {
+    let _turn = turn();
     const N: u64 = 10_000;
     on_both(|| async {
         let (a, b) = Pipe::<(u64, Vec<u8>)>::new().unwrap();
@@ -137,6 +149,7 @@ fn sends_async((conn, n): (Connection<Vec<u8>>, u64)) {
 
 #[test]
 fn an_async_sender_with_a_full_ring_and_a_blocking_receiver() {
+    let _turn = turn();
     let (a, b) = Pipe::<Vec<u8>>::new().unwrap();
     let mut p = Process::new(sends_async, (b, 2048));
     p.start().unwrap();
@@ -159,6 +172,7 @@ fn sums((conn, n): (Connection<Vec<u8>>, usize)) {
 
 #[test]
 fn async_sends_through_a_full_ring_to_a_blocking_child() {
+    let _turn = turn();
     on_both(|| async {
         let (a, b) = Pipe::<Vec<u8>>::new().unwrap();
         let mut p = Process::new(sums, (b, 600));
@@ -178,6 +192,7 @@ fn async_sends_through_a_full_ring_to_a_blocking_child() {
 
 #[test]
 fn bytes_descriptors_and_poll() {
+    let _turn = turn();
     on_both(|| async {
         let (a, b) = Pipe::<Connection<String>>::new().unwrap();
         let (mine, theirs) = Pipe::<String>::new().unwrap();
@@ -213,6 +228,7 @@ fn sends_one(conn: Connection<u64>) {
 
 #[test]
 fn wait_async_over_processes_and_connections() {
+    let _turn = turn();
     on_both(|| async {
         let (a, b) = Pipe::<u64>::new().unwrap();
         let mut p = Process::new(nap, 30);
@@ -244,6 +260,7 @@ fn count(dir: &str) -> usize {
 /// is left behind once the runtimes are gone.
 #[test]
 fn nothing_leaks() {
+    let _turn = turn();
     let work = || async {
         let (a, b) = Pipe::<u64>::new().unwrap();
         let mut p = Process::new(echo, b);
