@@ -239,6 +239,12 @@ impl<T: DeserializeOwned> Connection<T> {
     /// [`Error::Decode`](crate::Error::Decode) for bytes that are not a `T`.
     /// Descriptors inside the message travel with it.
     ///
+    /// A message is taken once it is whole in the ring, but for one larger
+    /// than the ring (512 KiB), which cannot be: it is taken as it begins
+    /// and its rest copied out while its sender writes it, the task's
+    /// thread waiting as in a blocking `recv` (so its sender must not be a
+    /// task of the same thread).
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: a message is taken from the ring only in the poll that
