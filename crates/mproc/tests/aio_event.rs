@@ -1,4 +1,5 @@
-//! Awaiting an event (feature `tokio`): `Event::wait_async`, set in another
+//! Awaiting an event or a semaphore (feature `tokio`): `Event::wait_async`
+//! and `Semaphore::acquire_async`, set or released in another
 //! process or task, under both tokio runtimes; cancellation; no leaks.
 #![cfg(feature = "tokio")]
 
@@ -117,6 +118,49 @@ fn a_set_event_is_ready_and_a_dropped_wait_is_harmless() {
         e.set();
         e.clear();
         w.await.unwrap();
+    });
+}
+
+/// Releases `sem` `n` times, with a pause between releases (so that the
+/// parent's futures go to sleep in the reactor; only the path taken
+/// depends on it).
+fn releases((sem, n): (mproc::Semaphore, u32)) {
+    for _ in 0..n {
+        sem.release().unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn semaphore_permits_released_in_a_child_are_awaited() {
+    let _turn = turn();
+    on_both(|| async {
+        let sem = mproc::Semaphore::new(0).unwrap();
+        let mut p = Process::new(releases, (sem.clone(), 200));
+        p.start().unwrap();
+        // Four tasks share the 200 permits, racing for each.
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let sem = sem.clone();
+                tokio::spawn(async move {
+                    let mut got = 0;
+                    while got < 50 {
+                        sem.acquire_async().await.unwrap();
+                        got += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(sem.value(), 0);
+        // A dropped acquire takes nothing.
+        let early = tokio::time::timeout(Duration::from_millis(5), sem.acquire_async()).await;
+        assert!(early.is_err());
+        sem.release().unwrap();
+        assert_eq!(sem.value(), 1);
+        p.join_async().await.unwrap();
     });
 }
 

@@ -10,7 +10,9 @@
 //! [`recv_bytes_async`](crate::Connection::recv_bytes_async),
 //! [`send_bytes_async`](crate::Connection::send_bytes_async),
 //! [`poll_async`](crate::Connection::poll_async),
-//! [`Event::wait_async`](crate::Event::wait_async); and [`wait_async`]
+//! [`Event::wait_async`](crate::Event::wait_async),
+//! [`Semaphore::acquire_async`](crate::Semaphore::acquire_async) (and
+//! [`BoundedSemaphore`](crate::BoundedSemaphore)'s); and [`wait_async`]
 //! here, [`crate::wait`] as a future. Each says whether it is cancel-safe.
 //! They need a tokio runtime with I/O enabled (and time, for
 //! `wait_async` with a timeout); outside one they fail with
@@ -35,7 +37,8 @@
 //!
 //! The futures themselves live beside their blocking forms:
 //! `process/handle.rs` (`JoinHandle::join_async`), `pipe/aio.rs`
-//! (`Connection::recv_async`...), `sync/event.rs` (`Event::wait_async`).
+//! (`Connection::recv_async`...), `sync/event.rs` (`Event::wait_async`),
+//! `sync/semaphore.rs` (`acquire_async`, over `sync/bell.rs`'s eventfd).
 //!
 //! How an object becomes awaitable (see DESIGN.md, "Readiness"): every
 //! blocking wait in mproc sleeps on something a reactor can watch (a pidfd,
