@@ -8,12 +8,10 @@
 //! | `sleepers` | threads announced asleep on `word` | waiters, around each `futex_wait` |
 //! | `async_waiters` | futures announced asleep (feature `tokio`) | `wait_async`, from its first sleep until it is dropped |
 //!
-//! With feature `tokio`, every handle also holds an eventfd created with the
-//! event (it travels with the handle, as a connection's socket does): a
-//! `set` that raised the flag and sees `async_waiters` non-zero adds one to
-//! it, and each awaiting future's reactor wakes. The counter is never read:
-//! the futures only watch for new writes (the reactor reports each one),
-//! so that no future can take another's wake-up. A `set` with no future
+//! With feature `tokio`, every handle also holds the event's `Bell`, an
+//! eventfd created with it that travels with the handle (`bell.rs`): a
+//! `set` that raised the flag and sees `async_waiters` non-zero rings it,
+//! and each awaiting future's reactor wakes. A `set` with no future
 //! waiting pays one load.
 //!
 //! A waiter returns when the flag is set *or* the set count differs from the
@@ -76,54 +74,13 @@ unsafe impl ShmSafe for EventState {}
 /// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), mproc::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "tokio"), serde(transparent))]
 pub struct Event {
     block: ShmBlock<EventState>,
-    /// Written by a `set` that sees a future waiting (see the module doc).
+    /// Rung by a `set` that sees a future waiting (see the module doc).
     #[cfg(feature = "tokio")]
-    wake: std::sync::Arc<std::os::fd::OwnedFd>,
-}
-
-impl Serialize for Event {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        #[cfg(feature = "tokio")]
-        {
-            use serde::ser::SerializeTuple;
-            use std::os::fd::AsFd;
-            struct Fd<'a>(std::os::fd::BorrowedFd<'a>);
-            impl Serialize for Fd<'_> {
-                fn serialize<S: serde::Serializer>(
-                    &self,
-                    s: S,
-                ) -> std::result::Result<S::Ok, S::Error> {
-                    crate::codec::serialize_fd(self.0, s)
-                }
-            }
-            let mut t = s.serialize_tuple(2)?;
-            t.serialize_element(&self.block)?;
-            t.serialize_element(&Fd(self.wake.as_fd()))?;
-            t.end()
-        }
-        #[cfg(not(feature = "tokio"))]
-        self.block.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Event {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[cfg(feature = "tokio")]
-        {
-            let (block, crate::codec::WireFd(wake)) = Deserialize::deserialize(d)?;
-            Ok(Event {
-                block,
-                wake: std::sync::Arc::new(wake),
-            })
-        }
-        #[cfg(not(feature = "tokio"))]
-        Ok(Event {
-            block: Deserialize::deserialize(d)?,
-        })
-    }
+    bell: super::bell::Bell,
 }
 
 impl Event {
@@ -140,9 +97,7 @@ impl Event {
         Ok(Event {
             block: ShmBlock::create("mproc-event", 0)?,
             #[cfg(feature = "tokio")]
-            wake: std::sync::Arc::new(
-                crate::sys::reactor::eventfd().map_err(Error::io("cannot create an eventfd"))?,
-            ),
+            bell: super::bell::Bell::new()?,
         })
     }
 
@@ -194,10 +149,7 @@ impl Event {
         }
         wake_sleepers(&s.word, &s.sleepers, WAKE_ALL);
         #[cfg(feature = "tokio")]
-        if s.async_waiters.load(Ordering::SeqCst) != 0 {
-            use std::os::fd::AsFd;
-            crate::sys::reactor::signal(self.wake.as_fd());
-        }
+        self.bell.ring(&s.async_waiters);
     }
 
     /// Clears the flag: later waiters wait until the next
@@ -300,51 +252,12 @@ impl Event {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_async(&self) -> Result<()> {
-        use crate::aio::{spin, Attempt, Readiness};
-        use std::os::fd::AsFd;
-
         let s = self.state();
         let first = s.word.load(Ordering::Acquire);
-        let released = move |w: u32| w & FLAG != 0 || (w ^ first) & !FLAG != 0;
-        let look = || match released(s.word.load(Ordering::SeqCst)) {
-            true => Ok(Attempt::Done(())),
-            false => Ok(Attempt::NotYet),
-        };
-        if let Attempt::Done(()) = spin(look)? {
-            return Ok(());
-        }
-        // Registered before announced: a `set` that sees the announcement
-        // writes after the reactor watches.
-        let ready = Readiness::new(self.wake.as_fd())?;
-        let _announced = Announced::new(&s.async_waiters);
-        if let Attempt::Done(()) = look()? {
-            return Ok(());
-        }
-        std::future::poll_fn(|cx| {
-            ready.poll_until(cx, || {
-                Ok(released(s.word.load(Ordering::SeqCst)).then_some(()))
-            })
-        })
-        .await
-    }
-}
-
-/// An async waiter's announcement in `async_waiters`, withdrawn on drop.
-#[cfg(feature = "tokio")]
-struct Announced<'a>(&'a AtomicU32);
-
-#[cfg(feature = "tokio")]
-impl<'a> Announced<'a> {
-    fn new(count: &'a AtomicU32) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Announced(count)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl Drop for Announced<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let released = |w: u32| w & FLAG != 0 || (w ^ first) & !FLAG != 0;
+        self.bell
+            .wait(&s.async_waiters, || released(s.word.load(Ordering::SeqCst)))
+            .await
     }
 }
 
