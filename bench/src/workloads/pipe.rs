@@ -24,6 +24,15 @@ pub fn workloads() -> Vec<Workload> {
             runners: roundtrip,
         },
         Workload {
+            name: "pipe_roundtrip_async",
+            unit: "us/rtt",
+            better: Better::Lower,
+            about:
+                "a u64 sent to a child that echoes it, received back, awaited from a tokio runtime",
+            pinned: true,
+            runners: roundtrip_async,
+        },
+        Workload {
             name: "pipe_bulk_1mib",
             unit: "GB/s",
             better: Better::Higher,
@@ -104,6 +113,152 @@ fn roundtrip(mode: Mode) -> Vec<Runner> {
             move || FutexPingPong::session(n * 20, affinity::child_cpu()),
         ),
     ]
+}
+
+/// The awaited round trip: mproc's futures against the natural async
+/// alternative, a tokio `UnixStream` between two processes. (The blocking
+/// form is `pipe_roundtrip_small`'s mproc runner, in the same run.)
+fn roundtrip_async(mode: Mode) -> Vec<Runner> {
+    let n = mode.pick(200, 5_000, 20_000);
+    vec![
+        Runner::new(
+            Kind::Mproc,
+            "Pipe::<u64>: send_async(&i).await + recv_async().await on a current-thread tokio runtime, echoed by a blocking child (forkserver)",
+            move || MprocAsyncEcho::session(n),
+        ),
+        Runner::new(
+            Kind::Peer,
+            "tokio 1 UnixStream: write_all(8 bytes) + read_exact(8 bytes), echoed by a forked child awaiting on its own tokio runtime",
+            move || TokioEcho::session(n),
+        ),
+    ]
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?)
+}
+
+struct MprocAsyncEcho {
+    child: WithChild<u64>,
+    rt: tokio::runtime::Runtime,
+    n: usize,
+    next: u64,
+}
+
+impl MprocAsyncEcho {
+    fn session(n: usize) -> Result<Box<dyn Session>> {
+        let child = WithChild::start(echo)?;
+        let rt = current_thread_runtime()?;
+        Ok(Box::new(MprocAsyncEcho {
+            child,
+            rt,
+            n,
+            next: 0,
+        }))
+    }
+}
+
+impl Session for MprocAsyncEcho {
+    fn rep(&mut self) -> Result<f64> {
+        let (conn, next, n) = (&self.child.conn, &mut self.next, self.n);
+        self.rt.block_on(async {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                *next += 1;
+                conn.send_async(next).await?;
+                if conn.recv_async().await? != *next {
+                    return Err("wrong echo".into());
+                }
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+        })
+    }
+}
+
+/// A forked child echoing 8-byte messages on a tokio `UnixStream`.
+struct TokioEcho {
+    stream: tokio::net::UnixStream,
+    rt: tokio::runtime::Runtime,
+    child: Option<mproc::JoinHandle<()>>,
+    n: usize,
+    next: u64,
+}
+
+impl TokioEcho {
+    fn session(n: usize) -> Result<Box<dyn Session>> {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let cpu = affinity::child_cpu();
+        // The child keeps a copy of `mine` (it is a copy of this process):
+        // the parent ends it with a `shutdown`, which reaches the socket.
+        let child = mproc::fork(move || {
+            if affinity::pin(cpu).is_err() {
+                return;
+            }
+            let _ = tokio_echo(theirs);
+        })?;
+        mine.set_nonblocking(true)?;
+        let rt = current_thread_runtime()?;
+        let stream = {
+            let _in = rt.enter();
+            tokio::net::UnixStream::from_std(mine)?
+        };
+        Ok(Box::new(TokioEcho {
+            stream,
+            rt,
+            child: Some(child),
+            n,
+            next: 0,
+        }))
+    }
+}
+
+fn tokio_echo(stream: std::os::unix::net::UnixStream) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.set_nonblocking(true)?;
+    let rt = current_thread_runtime()?;
+    rt.block_on(async {
+        let mut s = tokio::net::UnixStream::from_std(stream)?;
+        let mut buf = [0u8; 8];
+        while s.read_exact(&mut buf).await.is_ok() {
+            s.write_all(&buf).await?;
+        }
+        Ok(())
+    })
+}
+
+impl Session for TokioEcho {
+    fn rep(&mut self) -> Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (s, next, n) = (&mut self.stream, &mut self.next, self.n);
+        self.rt.block_on(async {
+            let t = std::time::Instant::now();
+            let mut buf = [0u8; 8];
+            for _ in 0..n {
+                *next += 1;
+                s.write_all(&next.to_le_bytes()).await?;
+                s.read_exact(&mut buf).await?;
+                if u64::from_le_bytes(buf) != *next {
+                    return Err("wrong echo".into());
+                }
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+        })
+    }
+}
+
+impl Drop for TokioEcho {
+    fn drop(&mut self) {
+        // Ends the child's read loop, whoever holds copies of the socket.
+        let _ = std::os::fd::AsFd::as_fd(&self.stream)
+            .try_clone_to_owned()
+            .map(std::os::unix::net::UnixStream::from)
+            .map(|s| s.shutdown(std::net::Shutdown::Both));
+        if let Some(child) = self.child.take() {
+            let _ = child.join();
+        }
+    }
 }
 
 fn bulk_runners(size: usize, total_mib: usize) -> Vec<Runner> {

@@ -218,7 +218,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]
-mod aio;
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod aio;
 mod child;
 mod codec;
 mod connection;

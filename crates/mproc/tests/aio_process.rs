@@ -129,3 +129,96 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
         }
     }
 }
+
+// ---- JoinHandle: the child's value, awaited ----
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn panics(_: ()) -> u64 {
+    panic!("the child gives up");
+}
+
+fn exits(code: i32) -> u64 {
+    std::process::exit(code)
+}
+
+fn sleeps_forever(_: ()) -> u64 {
+    nap(60_000);
+    0
+}
+
+/// More than a socket buffer holds: the child blocks in its write until
+/// the parent reads, while it is still running.
+fn big(n: usize) -> Vec<u8> {
+    (0..n).map(|i| i as u8).collect()
+}
+
+async fn handles_every_outcome() {
+    assert_eq!(
+        mproc::spawn(square, 12)
+            .unwrap()
+            .join_async()
+            .await
+            .unwrap(),
+        144
+    );
+    assert_eq!(mproc::spawn(square, 3).unwrap().await.unwrap(), 9);
+    let value = mproc::fork(|| big(8 << 20)).unwrap().await.unwrap();
+    assert_eq!(value, big(8 << 20));
+    match mproc::spawn(panics, ()).unwrap().await {
+        Err(Error::Panicked { message, .. }) => assert!(message.contains("gives up"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match mproc::spawn(exits, 3).unwrap().await {
+        Err(Error::Exited { code: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let h = mproc::spawn(sleeps_forever, ()).unwrap();
+    h.kill().unwrap();
+    match h.await {
+        Err(Error::Signaled { signal: 9, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn join_handles_on_a_current_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(handles_every_outcome());
+}
+
+#[test]
+fn join_handles_on_a_multi_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(handles_every_outcome());
+}
+
+/// Many handles awaited at once from one thread: no thread per wait.
+#[test]
+fn many_handles_awaited_together() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..8u64)
+            .map(|i| mproc::spawn(square, i).unwrap())
+            .collect();
+        let tasks: Vec<_> = handles
+            .into_iter()
+            .map(|h| tokio::spawn(h.join_async()))
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().unwrap(), (i * i) as u64);
+        }
+    });
+}

@@ -32,6 +32,19 @@ impl Readiness {
         Ok(Readiness { fd })
     }
 
+    /// Whether the descriptor is readable (hung up counts), keeping `cx`'s
+    /// waker with the reactor while it is not. Leaves the readiness set
+    /// (for a caller that is done once it is readable).
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match ready!(self.fd.poll_read_ready(cx)) {
+            Ok(mut guard) => {
+                guard.retain_ready();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(Error::io("waiting for readiness")(e))),
+        }
+    }
+
     /// Calls `attempt` until it yields a value or fails, sleeping (returning
     /// `Pending` with `cx`'s waker kept by the reactor) while the descriptor
     /// is not readable. `attempt` must not block; `Ok(None)` means "not

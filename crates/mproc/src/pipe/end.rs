@@ -11,6 +11,8 @@ use super::record::{Record, HEADER};
 use super::ring::{Peer, Ring, Waited};
 use super::side::{self, Inbox};
 use super::sink::{Dst, Message, Sink};
+#[cfg(feature = "tokio")]
+use crate::aio::Attempt;
 use crate::error::{Error, Result};
 use crate::observe::debug_event;
 use crate::sys::fdpass;
@@ -45,7 +47,7 @@ struct Tx {
 }
 
 /// What a receiver remembers between calls.
-struct Rx {
+pub(super) struct Rx {
     inbox: Inbox,
     /// `closes[peer]` when last looked at.
     closes_seen: u32,
@@ -84,6 +86,24 @@ pub(super) struct End {
     id: usize,
     rx: Option<TurnLock<Rx>>,
     tx: Option<TurnLock<Tx>>,
+    /// The wakers of this process's receiving (0) and sending (1) futures
+    /// asleep on the socket: the wake bytes of both directions come on the
+    /// one socket, so a future that drains bytes wakes the other, whose
+    /// byte it may have taken before the reactor saw it.
+    /// (Boxed: a connection stays small.)
+    #[cfg(feature = "tokio")]
+    sides: Box<Sides>,
+}
+
+/// The futures asleep on an end's socket, per side (see `End::sides`).
+#[cfg(feature = "tokio")]
+#[derive(Default)]
+struct Sides {
+    wakers: std::sync::Mutex<[Option<std::task::Waker>; 2]>,
+    /// How many times each side's future was woken by the other's drain:
+    /// such a future looks again without waiting for the reactor (which
+    /// saw no byte for it).
+    kicks: [std::sync::atomic::AtomicU32; 2],
 }
 
 impl End {
@@ -121,6 +141,8 @@ impl End {
             rx: readable.then(|| TurnLock::new(rx)),
             tx: writable.then(|| TurnLock::new(tx)),
             shared,
+            #[cfg(feature = "tokio")]
+            sides: Default::default(),
         })
     }
 
@@ -186,12 +208,20 @@ impl End {
         encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>>,
     ) -> Result<()> {
         let mut tx = lock(self.tx.as_ref())?;
+        self.send_value_locked(&mut tx, encode)
+    }
+
+    fn send_value_locked(
+        &self,
+        tx: &mut Tx,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<Vec<OwnedFd>>,
+    ) -> Result<()> {
         let mut buf = std::mem::take(&mut tx.buf);
         buf.clear();
         buf.extend_from_slice(&[0; HEADER as usize]);
         let r = encode(&mut buf).and_then(|fds| {
             let fds = fdpass::borrow_all(&fds);
-            self.send_locked(&mut tx, &mut buf, &[], &fds)
+            self.send_locked(tx, &mut buf, &[], &fds)
         });
         if buf.capacity() <= KEEP {
             tx.buf = buf;
@@ -373,8 +403,17 @@ impl End {
         f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
     ) -> Result<R> {
         let mut rx = lock(self.rx.as_ref())?;
+        self.recv_with_locked(&mut rx, deadline, f)
+    }
+
+    fn recv_with_locked<R>(
+        &self,
+        rx: &mut Rx,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
         let buf = std::mem::take(&mut rx.buf);
-        let m = self.recv_locked(&mut rx, deadline, Dst::Reuse(buf, KEEP))?;
+        let m = self.recv_locked(rx, deadline, Dst::Reuse(buf, KEEP))?;
         let bytes = m.bytes.unwrap_or_default();
         let r = f(&bytes, m.fds);
         if bytes.capacity() <= KEEP {
@@ -425,6 +464,10 @@ impl End {
             used -= n as u32;
             done += n;
             ring.publish_head(head);
+            #[cfg(feature = "tokio")]
+            if ring.take_space_armed() {
+                side::send_wake(self.sock());
+            }
             if done == len {
                 return Ok(());
             }
@@ -477,8 +520,11 @@ impl End {
         let Some(Some(mut rx)) = self.rx.as_ref().map(TurnLock::try_lock) else {
             return false;
         };
-        if rx.inbox.drain(self.sock()).is_err() {
-            return true; // let `recv` report it
+        match rx.inbox.drain(self.sock()) {
+            Err(_) => return true, // let `recv` report it
+            #[cfg(feature = "tokio")]
+            Ok(true) => self.wake_other(0),
+            Ok(_) => {}
         }
         let ring = self.read_ring();
         ring.set_armed(true);
@@ -489,6 +535,185 @@ impl End {
     pub(super) fn disarm(&self) {
         if self.rx.is_some() {
             self.read_ring().set_armed(false);
+        }
+    }
+}
+
+/// The non-blocking attempts the futures of `pipe/aio.rs` are made of.
+#[cfg(feature = "tokio")]
+impl End {
+    /// One attempt of an async receive. When the whole next message is in
+    /// the ring (or the header of one too large to ever be whole in it),
+    /// receives it with `take` (which then never waits, but for the rest of
+    /// a message larger than the ring). Otherwise, with `arm`: drains the
+    /// socket (keeping descriptor batches), looks at the peer (one `poll`,
+    /// on the way to a sleep only), asks the writer for a wake byte and
+    /// looks at the ring a last time. A hung-up peer with nothing left in
+    /// the ring is `take`'s to report (`Disconnected`).
+    pub(super) fn try_recv_async<R>(
+        &self,
+        arm: Option<&std::task::Waker>,
+        take: impl FnOnce(&Self, &mut Rx) -> Result<R>,
+    ) -> Result<Attempt<R>> {
+        let lock = self.rx.as_ref();
+        let lock = lock.ok_or(Error::InvalidState("wrong direction for this connection"))?;
+        let Some(mut guard) = lock.try_lock() else {
+            return Ok(Attempt::Busy);
+        };
+        let rx: &mut Rx = &mut guard;
+        let ring = self.read_ring();
+        if !self.message_ready(&ring)? {
+            let Some(waker) = arm else {
+                return Ok(Attempt::NotYet);
+            };
+            self.drain_for(0, waker, |sock| rx.inbox.drain(sock))?;
+            let gone = rx.peer_gone || self.peer_gone();
+            if !gone {
+                ring.set_armed(true);
+                if !self.message_ready(&ring)? {
+                    return Ok(Attempt::NotYet);
+                }
+            }
+            rx.peer_gone = gone;
+        }
+        take(self, rx).map(Attempt::Done)
+    }
+
+    /// Whether the next message can be received without waiting for its
+    /// writer (or is too large for the ring, and has begun).
+    fn message_ready(&self, ring: &Ring<'_>) -> Result<bool> {
+        let used = ring.used()?;
+        if used < HEADER {
+            return Ok(false);
+        }
+        let mut header = [0u8; HEADER as usize];
+        ring.read(ring.head(), &mut header);
+        let record = Record::decode(&header)?;
+        let whole = u64::from(HEADER).saturating_add(record.len);
+        Ok(whole > u64::from(ring.cap()) || u64::from(used) >= whole)
+    }
+
+    /// Receives a value the ring holds whole (see [`try_recv_async`]).
+    ///
+    /// [`try_recv_async`]: Self::try_recv_async
+    pub(super) fn take_with<R>(
+        &self,
+        rx: &mut Rx,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
+        let r = self.recv_with_locked(rx, None, f);
+        rx.note(r)
+    }
+
+    /// Receives a message the ring holds whole, as bytes.
+    pub(super) fn take_bytes(&self, rx: &mut Rx) -> Result<Vec<u8>> {
+        let r = self.recv_locked(rx, None, Dst::Vec);
+        Ok(rx.note(r)?.bytes.unwrap_or_default())
+    }
+
+    /// One attempt of an async send of the record `pre ++ bytes` (as
+    /// `send_locked`: `pre` is empty or begins with room for the header)
+    /// with `fds`: sends it when the ring has room
+    /// for all of it (for a record larger than the ring: when the ring is
+    /// empty; the rest then streams as the reader frees space). Otherwise,
+    /// with `arm`: drains the socket (keeping descriptor batches for this
+    /// end's receiver), looks at the peer, asks the reader for a wake byte
+    /// when it frees space, and looks a last time.
+    pub(super) fn try_send_async(
+        &self,
+        arm: Option<&std::task::Waker>,
+        pre: &mut [u8],
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Attempt<()>> {
+        let lock = self.tx.as_ref();
+        let lock = lock.ok_or(Error::InvalidState("wrong direction for this connection"))?;
+        let Some(mut guard) = lock.try_lock() else {
+            return Ok(Attempt::Busy);
+        };
+        let tx: &mut Tx = &mut guard;
+        self.check_peer(tx)?;
+        let ring = self.write_ring();
+        let whole = pre.len().max(HEADER as usize).saturating_add(bytes.len());
+        let need = whole.min(ring.cap() as usize) as u32;
+        let room = |tx: &Tx| {
+            let tail = match ring.writer_tail() {
+                t if t == tx.tail => t,
+                _ => ring.tail(),
+            };
+            ring.free(tail).map(|free| free >= need)
+        };
+        if !room(tx)? {
+            let Some(waker) = arm else {
+                return Ok(Attempt::NotYet);
+            };
+            self.drain_for(1, waker, |sock| match self.rx.as_ref() {
+                Some(rx) => match rx.try_lock() {
+                    Some(mut rx) => rx.inbox.drain(sock),
+                    None => Ok(false),
+                },
+                None => Inbox::default().drain(sock),
+            })?;
+            if self.peer_gone() {
+                tx.peer_gone = true;
+                return Err(Error::Disconnected);
+            }
+            ring.set_space_armed(true);
+            if !room(tx)? {
+                return Ok(Attempt::NotYet);
+            }
+        }
+        self.send_locked(tx, pre, bytes, fds).map(Attempt::Done)
+    }
+
+    /// Keeps `waker` as side `me`'s (0 receiving, 1 sending), drains the
+    /// socket with `drain`, and wakes the other side's future if anything
+    /// was read (it may have been that future's wake byte).
+    fn drain_for(
+        &self,
+        me: usize,
+        waker: &std::task::Waker,
+        drain: impl FnOnce(BorrowedFd<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        {
+            let mut wakers = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut wakers[me] {
+                Some(w) if w.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+        }
+        if drain(self.sock())? {
+            self.wake_other(me);
+        }
+        Ok(())
+    }
+
+    /// Wakes the future of the side that is not `me`, if one sleeps.
+    fn wake_other(&self, me: usize) {
+        let other = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner())[1 - me].take();
+        if let Some(w) = other {
+            self.sides.kicks[1 - me].fetch_add(1, SeqCst);
+            w.wake();
+        }
+    }
+
+    /// How many times side `side`'s future was woken by the other's drain.
+    pub(super) fn kicks(&self, side: usize) -> u32 {
+        self.sides.kicks[side].load(SeqCst)
+    }
+
+    /// Stops asking for wake bytes: the receiving side's (`recv`) or the
+    /// sending side's (`send`).
+    pub(super) fn disarm_async(&self, recv: bool, send: bool) {
+        {
+            let mut wakers = self.sides.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            wakers[usize::from(!recv)] = None;
+        }
+        if recv && self.rx.is_some() {
+            self.read_ring().set_armed(false);
+        }
+        if send && self.tx.is_some() {
+            self.write_ring().set_space_armed(false);
         }
     }
 }

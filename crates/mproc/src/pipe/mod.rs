@@ -15,7 +15,10 @@
 //! | `layout.rs` | the shared region: where the rings are, its header          |
 //! | `side.rs`   | the socket beside the rings                                 |
 //! | `sink.rs`   | where a received message goes                               |
+//! | `aio.rs`    | the futures (feature `tokio`): `recv_async`, `send_async`... |
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod end;
 mod layout;
 mod record;

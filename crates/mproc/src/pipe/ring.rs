@@ -13,6 +13,7 @@
 //! | `reader_sleepers` | X +0 | reader                        | readers announced asleep on `data_seq`                    |
 //! | `writer_sleepers` | X +4 | writer                        | writers announced asleep on `space_seq`                   |
 //! | `armed`           | X +8 | reader sets 1, writer swaps 0 | a `wait` polls the socket: write one wake byte there      |
+//! | `space_armed`     | X +12| writer sets 1, reader swaps 0 | an awaiting writer (feature `tokio`) polls the socket: write one wake byte there when space frees |
 //! | `writer_tail`     | V +0 | writer                        | a copy of `tail` on a line the reader never reads (a hint)|
 //!
 //! `used = tail - head` (wrapping) must be at most `cap`; anything else is a
@@ -59,6 +60,8 @@ const SPACE_SEQ: usize = 132;
 const READER_SLEEPERS: usize = 256;
 const WRITER_SLEEPERS: usize = 260;
 const ARMED: usize = 264;
+#[cfg(feature = "tokio")]
+const SPACE_ARMED: usize = 268;
 const WRITER_TAIL: usize = 384;
 
 /// The longest sleep between looks at the peer's socket: a futex cannot
@@ -240,6 +243,27 @@ impl<'a> Ring<'a> {
     /// publication by its fence): the line is only read on the fast path.
     pub(super) fn take_armed(&self) -> bool {
         let armed = self.word(ARMED);
+        armed.load(Relaxed) != 0 && armed.swap(0, SeqCst) != 0
+    }
+
+    /// Asks readers for a wake byte on the socket when they free space
+    /// (or stops asking): an awaiting writer. The heavy side of a Dekker
+    /// pair with [`publish_head`](Self::publish_head)'s light fence, as
+    /// [`set_armed`](Self::set_armed).
+    #[cfg(feature = "tokio")]
+    pub(super) fn set_space_armed(&self, armed: bool) {
+        self.word(SPACE_ARMED).store(armed as u32, SeqCst);
+        if armed {
+            futex::heavy_fence();
+        }
+    }
+
+    /// After freeing space: whether an awaiting writer asked for a wake
+    /// byte (which the caller then owes it). A relaxed look first, on the
+    /// line whose sleepers counter the publication just read.
+    #[cfg(feature = "tokio")]
+    pub(super) fn take_space_armed(&self) -> bool {
+        let armed = self.word(SPACE_ARMED);
         armed.load(Relaxed) != 0 && armed.swap(0, SeqCst) != 0
     }
 

@@ -49,10 +49,14 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    /// Reads whatever the socket holds, without blocking.
-    pub(super) fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<()> {
-        while self.pump(sock, true)? {}
-        Ok(())
+    /// Reads whatever the socket holds, without blocking: whether there
+    /// was anything.
+    pub(super) fn drain(&mut self, sock: BorrowedFd<'_>) -> Result<bool> {
+        let mut any = false;
+        while self.pump(sock, true)? {
+            any = true;
+        }
+        Ok(any)
     }
 
     /// The next batch of descriptors, which must hold `n`; waits for it.

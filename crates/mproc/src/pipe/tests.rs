@@ -269,3 +269,135 @@ fn copies_of_an_end_take_turns_without_trusting_stale_hints() {
         }
     }
 }
+
+/// Whether `c`'s socket holds anything (a wake byte) right now.
+#[cfg(feature = "tokio")]
+fn socket_has_bytes<T>(c: &Connection<T>) -> bool {
+    let sock = c.end.as_ref().unwrap().sock();
+    fdpass::wait_readable(sock, Some(std::time::Instant::now())).unwrap()
+}
+
+#[cfg(feature = "tokio")]
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// No cost for blocking users: a receive future that slept and was
+/// dropped withdraws its announcement, so later sends write no wake byte;
+/// a future that sleeps is owed one byte (and gets its message).
+#[cfg(feature = "tokio")]
+#[test]
+fn wake_bytes_only_for_a_sleeping_future() {
+    let (a, b) = small::<u64>();
+    let rt = runtime();
+    rt.block_on(async {
+        let early = tokio::time::timeout(Duration::from_millis(5), b.recv_async()).await;
+        assert!(early.is_err(), "nothing was sent");
+    });
+    for i in 0..100 {
+        a.send(&i).unwrap();
+    }
+    assert!(!socket_has_bytes(&b), "a withdrawn future is owed nothing");
+    for i in 0..100 {
+        assert_eq!(b.recv().unwrap(), i);
+    }
+    // A future asleep: the sender owes it one byte, and only one.
+    rt.block_on(async {
+        let send = async {
+            tokio::task::yield_now().await;
+            for i in 0..10 {
+                a.send(&i).unwrap();
+            }
+        };
+        let (r, ()) = tokio::join!(b.recv_async(), send);
+        assert_eq!(r.unwrap(), 0);
+    });
+    for i in 1..10 {
+        assert_eq!(b.recv().unwrap(), i);
+    }
+    // The byte it was owed was drained or is the only one left; either
+    // way nothing more is written.
+    let _ = b.arm();
+    b.disarm();
+    a.send(&7).unwrap();
+    assert!(!socket_has_bytes(&b));
+}
+
+/// A writer awaiting room in a full (4 KiB) ring is woken by a blocking
+/// reader in another thread (`space_armed`), and a blocking reader that
+/// frees room while nobody awaits writes no byte.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_writer_awaiting_room_is_woken_by_the_reader() {
+    let (a, b) = small::<Vec<u8>>();
+    let rt = runtime();
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        while let Ok(v) = b.recv() {
+            assert_eq!(v, vec![n as u8; 1000]);
+            n += 1;
+        }
+        n
+    });
+    rt.block_on(async {
+        for i in 0..500u32 {
+            a.send_async(&vec![i as u8; 1000]).await.unwrap();
+        }
+    });
+    drop(a);
+    assert_eq!(reader.join().unwrap(), 500);
+    let (a, b) = small::<Vec<u8>>();
+    for _ in 0..3 {
+        a.send(&vec![1; 1000]).unwrap();
+    }
+    for _ in 0..3 {
+        b.recv().unwrap();
+    }
+    assert!(!socket_has_bytes(&a), "nobody awaited room");
+}
+
+/// One end awaited for sending (through a full ring) and for receiving at
+/// once, by two tasks: the wake bytes of both directions come on its one
+/// socket, and neither task may take the other's for good.
+#[cfg(feature = "tokio")]
+#[test]
+fn one_end_awaited_both_ways_at_once() {
+    let (a, b) = small::<Vec<u8>>();
+    let echo = std::thread::spawn(move || {
+        while let Ok(v) = b.recv() {
+            if b.send(&v).is_err() {
+                break;
+            }
+        }
+    });
+    for rt in [
+        runtime(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ] {
+        rt.block_on(async {
+            let send = async {
+                for i in 0..2000u32 {
+                    a.send_async(&vec![i as u8; 700]).await.unwrap();
+                }
+            };
+            let recv = async {
+                for i in 0..2000u32 {
+                    assert_eq!(a.recv_async().await.unwrap(), vec![i as u8; 700]);
+                }
+            };
+            let both = async { tokio::join!(send, recv) };
+            tokio::time::timeout(Duration::from_secs(60), both)
+                .await
+                .expect("no wake-up lost");
+        });
+    }
+    drop(a);
+    echo.join().unwrap();
+}

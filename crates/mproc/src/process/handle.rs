@@ -236,6 +236,74 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         }
     }
 
+    /// As [`join`](JoinHandle::join), without blocking a thread (feature
+    /// `tokio`): waits in the runtime's reactor for the child's report (on
+    /// its control socket) or its end (its sentinel), whichever comes
+    /// first, as `join` does: a large value is read as soon as the child
+    /// starts writing it, so a child blocked on a full socket is never
+    /// waited for. The same errors as `join`: [`Error::Panicked`],
+    /// [`Error::Exited`], [`Error::Signaled`], [`Error::BinaryMismatch`],
+    /// [`Error::Bootstrap`]. `handle.await` (through [`IntoFuture`](std::future::IntoFuture)) is the
+    /// same future.
+    ///
+    /// Once the child has begun to write its value, the rest is read with
+    /// the task's thread waiting for the child's writes (a fraction of a
+    /// millisecond for a large value; the child is running).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the future owns the handle, so dropping it before
+    /// it completes detaches the child as dropping the handle does (it runs
+    /// on, is reaped in the background, and its value is lost). Bound the
+    /// wait on a handle you keep with [`join_timeout`](JoinHandle::join_timeout)
+    /// in `spawn_blocking`, or race it without dropping it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> mproc::Result<()> {
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let h = mproc::spawn(square, 12)?;
+    /// assert_eq!(h.join_async().await?, 144);
+    /// assert_eq!(mproc::spawn(square, 3)?.await?, 9);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn join_async(mut self) -> Result<R> {
+        use crate::aio::Readiness;
+        use std::task::Poll;
+
+        if self.taken {
+            return Err(Error::InvalidState("the result was already taken"));
+        }
+        let pid = self.pid();
+        let sentinel = Readiness::new(self.child().sentinel())?;
+        if self.report.is_none() {
+            let ctl = Readiness::new(self.ctl.as_fd())?;
+            let (fd, child) = (self.ctl.as_fd(), self.child().clone());
+            let report = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = ctl.poll_until(cx, || try_report(fd)) {
+                    return Poll::Ready(r);
+                }
+                sentinel.poll_until(cx, || try_report_at_end(fd, &child))
+            })
+            .await?;
+            self.report = Some(report);
+        }
+        // The child may outlive its report (it joins its own children).
+        let child = self.child().clone();
+        std::future::poll_fn(|cx| sentinel.poll_until(cx, || child.try_wait_ended())).await?;
+        self.taken = true;
+        match self.report.take() {
+            Some(Report::Frame(bytes, fds)) => self.decode(pid, &bytes, fds),
+            _ => Err(self.died(pid, false)),
+        }
+    }
+
     fn decode(&self, pid: i32, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<R> {
         match codec::decode::<Outcome>(bytes, Vec::new())? {
             Outcome::Returned(value) => codec::decode(&value, fds),
@@ -270,6 +338,45 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             Some(code) => Error::Exited { pid, code },
             None => Error::InvalidState("child state unknown"),
         }
+    }
+}
+
+/// The child's report if its control socket has something (never waits
+/// for a first byte; reads a begun frame whole).
+#[cfg(feature = "tokio")]
+fn try_report(ctl: BorrowedFd<'_>) -> Result<Option<Report>> {
+    let now = Some(Instant::now());
+    if !fdpass::wait_readable(ctl, now).map_err(Error::io("waiting for a child"))? {
+        return Ok(None);
+    }
+    Ok(Some(match fdpass::recv_frame(ctl, None, MAX_FRAME) {
+        Ok(Some((bytes, fds))) => Report::Frame(bytes, fds),
+        Ok(None) | Err(_) => Report::Nothing,
+    }))
+}
+
+/// After the sentinel turned readable: once the child really ended,
+/// whatever its control socket holds (everything it wrote is there).
+#[cfg(feature = "tokio")]
+fn try_report_at_end(ctl: BorrowedFd<'_>, child: &Child) -> Result<Option<Report>> {
+    if child.try_wait_ended()?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(try_report(ctl)?.unwrap_or(Report::Nothing)))
+}
+
+/// `handle.await`: [`JoinHandle::join_async`] (feature `tokio`).
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<R> std::future::IntoFuture for JoinHandle<R>
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    type Output = Result<R>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.join_async())
     }
 }
 

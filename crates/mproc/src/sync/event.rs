@@ -6,6 +6,13 @@
 //! |---|---|---|
 //! | `word` | bit 0: the flag; bits 1..=31: how many times the flag went from clear to set (wrapping) | `set`: CAS `(n, 0) -> (n + 1, 1)`; `clear`: `fetch_and(!1)` |
 //! | `sleepers` | threads announced asleep on `word` | waiters, around each `futex_wait` |
+//! | `async_waiters` | futures announced asleep (feature `tokio`) | `wait_async`, from its first sleep until it is dropped |
+//!
+//! With feature `tokio`, every handle also holds the event's `Bell`, an
+//! eventfd created with it that travels with the handle (`bell.rs`): a
+//! `set` that raised the flag and sees `async_waiters` non-zero rings it,
+//! and each awaiting future's reactor wakes. A `set` with no future
+//! waiting pays one load.
 //!
 //! A waiter returns when the flag is set *or* the set count differs from the
 //! one it saw first: a `set` quickly followed by a `clear` still releases
@@ -33,6 +40,7 @@ shm_state! {
     struct EventState {
         word: AtomicU32,
         sleepers: AtomicU32,
+        async_waiters: AtomicU32,
     }
 }
 
@@ -64,9 +72,12 @@ shm_state! {
 /// # Ok::<(), mproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[cfg_attr(not(feature = "tokio"), serde(transparent))]
 pub struct Event {
     block: ShmBlock<EventState>,
+    /// Rung by a `set` that sees a future waiting (see the module doc).
+    #[cfg(feature = "tokio")]
+    bell: super::bell::Bell,
 }
 
 impl Event {
@@ -82,6 +93,8 @@ impl Event {
     pub fn new() -> Result<Self> {
         Ok(Event {
             block: ShmBlock::create("mproc-event", 0)?,
+            #[cfg(feature = "tokio")]
+            bell: super::bell::Bell::new()?,
         })
     }
 
@@ -132,6 +145,8 @@ impl Event {
             }
         }
         wake_sleepers(&s.word, &s.sleepers, WAKE_ALL);
+        #[cfg(feature = "tokio")]
+        self.bell.ring(&s.async_waiters);
     }
 
     /// Clears the flag: later waiters wait until the next
@@ -198,6 +213,48 @@ impl Event {
         })
         .map_err(Error::io("cannot wait on an event"))?;
         Ok(r.is_some())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Event {
+    /// As [`wait`](Event::wait), without blocking a thread (feature
+    /// `tokio`): completes once the flag is set, or was set while the
+    /// future waited (a `set` at once undone by `clear` still completes
+    /// it, as for `wait`). Works across processes: the event's handles all
+    /// hold an eventfd that a `set` writes to only when a future has
+    /// announced itself (a `set` nobody awaits pays one load).
+    ///
+    /// Cancel-safe: waiting takes nothing; dropping the future withdraws
+    /// its announcement. A process killed while a future of its waited
+    /// leaves its announcement behind: later `set`s then write one needless
+    /// wake-up each.
+    ///
+    /// ```
+    /// use mproc::{Event, Process};
+    ///
+    /// fn child(event: Event) {
+    ///     event.set();
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> mproc::Result<()> {
+    /// let event = Event::new()?;
+    /// let mut p = Process::new(child, event.clone());
+    /// p.start()?;
+    /// event.wait_async().await?; // set in the child
+    /// p.join_async().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn wait_async(&self) -> Result<()> {
+        let s = self.state();
+        let first = s.word.load(Ordering::Acquire);
+        let released = |w: u32| w & FLAG != 0 || (w ^ first) & !FLAG != 0;
+        self.bell
+            .wait(&s.async_waiters, || released(s.word.load(Ordering::SeqCst)))
+            .await
     }
 }
 

@@ -17,8 +17,11 @@
 //! | `semaphore.rs` | `Semaphore`, `BoundedSemaphore`                          |
 //! | `event.rs`     | `Event`                                                  |
 //! | `barrier.rs`   | `Barrier`                                                |
+//! | `bell.rs`      | `Bell`: the eventfd a semaphore rings for its futures (feature `tokio`) |
 
 mod barrier;
+#[cfg(feature = "tokio")]
+mod bell;
 mod condition;
 mod event;
 mod lock;

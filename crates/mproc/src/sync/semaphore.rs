@@ -6,6 +6,11 @@
 //! |---|---|---|
 //! | `value` | permits available now (`0..=SEM_VALUE_MAX`; any `u32` is tolerated) | `acquire`: CAS `v -> v - 1` when `v > 0`; `release`: CAS `v -> v + 1` unless `v` is at the bound |
 //! | `sleepers` | threads announced asleep on `value` | waiters, around each `futex_wait` |
+//! | `async_waiters` | futures announced asleep (feature `tokio`) | `acquire_async`, from its first sleep until it is dropped |
+//!
+//! With feature `tokio`, a release that sees `async_waiters` non-zero also
+//! rings the semaphore's `Bell` (an eventfd every handle holds): every
+//! awaiting future looks, one takes the permit, the others sleep again.
 //!
 //! An acquirer that finds no permit spins, then sleeps on `value`
 //! ([`futex::wait_until`]); a releaser adds its permit first and calls
@@ -44,14 +49,17 @@ shm_state! {
     struct SemState {
         value: AtomicU32,
         sleepers: AtomicU32,
+        async_waiters: AtomicU32,
     }
 }
 
 /// The shared part of both semaphores.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[cfg_attr(not(feature = "tokio"), serde(transparent))]
 struct Core {
     block: ShmBlock<SemState>,
+    #[cfg(feature = "tokio")]
+    bell: super::bell::Bell,
 }
 
 impl Core {
@@ -63,7 +71,11 @@ impl Core {
         }
         let block = ShmBlock::<SemState>::create("mproc-semaphore", 0)?;
         block.header().value.store(value, Ordering::Release);
-        Ok(Core { block })
+        Ok(Core {
+            block,
+            #[cfg(feature = "tokio")]
+            bell: super::bell::Bell::new()?,
+        })
     }
 
     fn state(&self) -> &SemState {
@@ -119,6 +131,8 @@ impl Core {
             }
         }
         wake_sleepers(&s.value, &s.sleepers, 1);
+        #[cfg(feature = "tokio")]
+        self.bell.ring(&s.async_waiters);
         Ok(())
     }
 
@@ -237,6 +251,37 @@ macro_rules! semaphore_api {
             /// ```
             pub fn acquire(&self) -> Result<()> {
                 self.core.acquire(None).map(drop)
+            }
+
+            /// As [`acquire`](Self::acquire), without blocking a thread
+            /// (feature `tokio`): takes a permit, waiting in the runtime's
+            /// reactor until one is released (in any process).
+            ///
+            /// Cancel-safe: the permit is taken only in the poll that
+            /// completes the future; a future dropped before took nothing.
+            /// The permit is then held until [`release`](Self::release):
+            /// across `.await`s too, which is the point (and a permit held
+            /// while awaiting something that needs it deadlocks, as with a
+            /// blocking `acquire`).
+            ///
+            /// ```
+            /// # #[tokio::main(flavor = "current_thread")]
+            /// # async fn main() -> mproc::Result<()> {
+            #[doc = concat!("let sem = mproc::", stringify!($name), "::new(1)?;")]
+            /// sem.acquire_async().await?;
+            /// assert!(!sem.try_acquire());
+            /// sem.release()?;
+            /// sem.acquire_async().await?;
+            /// # Ok(())
+            /// # }
+            /// ```
+            #[cfg(feature = "tokio")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+            pub async fn acquire_async(&self) -> Result<()> {
+                let core = &self.core;
+                core.bell
+                    .wait(&core.state().async_waiters, || core.try_acquire())
+                    .await
             }
 
             /// Takes a permit if one is available now.

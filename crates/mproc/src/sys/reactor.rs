@@ -18,3 +18,17 @@ pub(crate) fn register_readable(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // deregistering), and its `as_raw_fd` is a constant field.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
+
+/// A new eventfd (close-on-exec, non-blocking): the descriptor an object
+/// without one of its own (a futex word) writes to for its async waiters.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    use rustix::event::{eventfd, EventfdFlags};
+    Ok(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
+}
+
+/// Adds one to an eventfd's counter, making it readable (and waking every
+/// reactor that watches it). Never blocks; a counter at its maximum is
+/// readable already.
+pub(crate) fn signal(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
