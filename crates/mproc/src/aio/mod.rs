@@ -55,7 +55,7 @@
 mod readiness;
 mod wait;
 
-pub(crate) use readiness::Readiness;
+pub(crate) use readiness::{Nap, Readiness};
 pub use wait::wait_async;
 
 use std::time::{Duration, Instant};

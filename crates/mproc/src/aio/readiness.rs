@@ -70,3 +70,45 @@ impl Readiness {
         }
     }
 }
+
+/// How often a napping future looks again by itself: the blocking waits'
+/// longest nap.
+pub(crate) const NAP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A periodic timer in the reactor, for a future whose wake could be lost
+/// (a publisher killed between its store and its wake writes nothing): it
+/// looks again every [`NAP`] while it sleeps, as the blocking waits nap.
+/// Made only when the future is about to sleep.
+pub(crate) struct Nap {
+    timer: OwnedFd,
+    ready: Readiness,
+}
+
+impl Nap {
+    pub(crate) fn new() -> Result<Self> {
+        let timer = crate::sys::timer::periodic(NAP).map_err(Error::io("creating a timer"))?;
+        let ready = Readiness::new(std::os::fd::AsFd::as_fd(&timer))?;
+        Ok(Nap { timer, ready })
+    }
+}
+
+impl Readiness {
+    /// As [`poll_until`](Readiness::poll_until), looking again at every
+    /// tick of `nap` too.
+    pub(crate) fn poll_until_napping<T>(
+        &self,
+        cx: &mut Context<'_>,
+        nap: &Nap,
+        mut attempt: impl FnMut() -> Result<Option<T>>,
+    ) -> Poll<Result<T>> {
+        if let Poll::Ready(r) = self.poll_until(cx, &mut attempt) {
+            return Poll::Ready(r);
+        }
+        let timer = std::os::fd::AsFd::as_fd(&nap.timer);
+        nap.ready
+            .poll_until(cx, || match crate::sys::timer::expired(timer) {
+                true => attempt(),
+                false => Ok(None),
+            })
+    }
+}

@@ -78,11 +78,11 @@
 //!
 //! # What is not covered
 //!
-//! The blocking waits nap (50 ms, `wait.rs`) so that a publisher killed
-//! between its index store and its wake-up costs a waiter at most a nap;
-//! an async waiter has no nap: it then waits for the next publish, lock
-//! release or shutdown on the queue (combine with `tokio::time::timeout`).
-//! A process killed while announced leaves `*_async` and `*_sleepers` one
+//! A publisher killed between its index store and its wake-up writes no
+//! wake: as the blocking waits nap (50 ms, `wait.rs`), a sleeping async
+//! waiter also looks again every `aio::NAP` (a periodic timerfd in the
+//! reactor, made when it goes to sleep), so such a death costs it at most
+//! a nap. A process killed while announced leaves `*_async` and `*_sleepers` one
 //! too high: publishers then make needless wake-ups (a `FUTEX_WAKE` and an
 //! eventfd write per publish), never a lost one.
 //!
@@ -204,7 +204,7 @@ mod with_tokio {
     use super::super::joinable::JoinableQueue;
     use super::super::queue::Queue;
     use super::super::simple::SimpleQueue;
-    use crate::aio::Readiness;
+    use crate::aio::{Nap, Readiness};
     use crate::codec::{self, WireFd};
     use crate::error::{Error, Result};
 
@@ -300,7 +300,10 @@ mod with_tokio {
             if let Some(r) = attempt() {
                 return Ok(r);
             }
-            std::future::poll_fn(|cx| ready.poll_until(cx, || Ok(attempt()))).await
+            // A publisher killed between its store and its wake writes
+            // nothing: look again every nap, as a blocking waiter does.
+            let nap = Nap::new()?;
+            std::future::poll_fn(|cx| ready.poll_until_napping(cx, &nap, || Ok(attempt()))).await
         }
     }
 

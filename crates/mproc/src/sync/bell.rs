@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::aio::{spin, Attempt, Readiness};
+use crate::aio::{spin, Attempt, Nap, Readiness};
 use crate::codec::{self, WireFd};
 use crate::error::{Error, Result};
 
@@ -55,7 +55,13 @@ impl Bell {
         if attempt() {
             return Ok(());
         }
-        std::future::poll_fn(|cx| ready.poll_until(cx, || Ok(attempt().then_some(())))).await
+        // A setter killed between its change and its ring rings nothing:
+        // look again every nap, as a blocking waiter does.
+        let nap = Nap::new()?;
+        std::future::poll_fn(|cx| {
+            ready.poll_until_napping(cx, &nap, || Ok(attempt().then_some(())))
+        })
+        .await
     }
 }
 
@@ -85,5 +91,49 @@ impl<'de> Deserialize<'de> for Bell {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let WireFd(fd) = WireFd::deserialize(d)?;
         Ok(Bell(Arc::new(fd)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_waiter_whose_ring_is_lost_looks_again_at_its_nap() {
+        // A setter killed between its change and its ring: the change is
+        // there, the ring never comes. The waiter finds it at its next nap.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .unwrap();
+            let bell = Bell::new().unwrap();
+            let (waiters, flag) = (AtomicU32::new(0), AtomicBool::new(false));
+            rt.block_on(async {
+                let wait = bell.wait(&waiters, || flag.load(Ordering::SeqCst));
+                let change = async {
+                    // Past the spin, so the waiter sleeps in the reactor.
+                    std::thread::sleep(Duration::from_millis(5));
+                    flag.store(true, Ordering::SeqCst); // and no ring
+                };
+                let (waited, ()) = tokio::join!(wait, change);
+                waited.unwrap();
+            });
+            let _ = done.send(waiters.load(Ordering::SeqCst));
+        });
+        let began = Instant::now();
+        let left = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waiter never looked again");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(left, 0, "the announcement is withdrawn");
     }
 }

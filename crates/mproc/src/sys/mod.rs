@@ -17,6 +17,7 @@
 //! | `robust.rs`    | process-shared mutexes that notice their owner's death  |
 //! | `fdpass.rs`    | frames with descriptors on a Unix socket (`SCM_RIGHTS`) |
 //! | `reactor.rs`   | (feature `tokio`) a descriptor registered with tokio    |
+//! | `timer.rs`     | (feature `tokio`) a periodic timerfd (futures' naps)    |
 //! | `wakefd.rs`    | (feature `tokio`) an eventfd that wakes async waiters   |
 
 pub(crate) mod fdpass;
@@ -31,6 +32,8 @@ pub(crate) mod ring;
 pub(crate) mod rlimit;
 pub(crate) mod robust;
 pub(crate) mod shm;
+#[cfg(feature = "tokio")]
+pub(crate) mod timer;
 #[cfg(feature = "tokio")]
 pub(crate) mod wakefd;
 
