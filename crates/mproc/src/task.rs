@@ -252,7 +252,7 @@ mod tests {
 
     use super::*;
     use crate::codec::decode_plain;
-    use crate::codec::testing::{bytes_of, refuses_damage, round_trip};
+    use crate::codec::testing::{bytes_of, garbage, refuses_damage, round_trip};
 
     fn info() -> ProcessInfo {
         ProcessInfo {
@@ -329,14 +329,7 @@ mod tests {
     fn garbage_never_panics() {
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..300 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    (rng >> 24) as u8
-                })
-                .collect();
+            let bytes = garbage(&mut rng, len);
             let _ = decode_plain::<Header>(&bytes);
             let _ = decode_plain::<Outcome>(&bytes);
         }

@@ -12,6 +12,8 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+mod common;
+
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
@@ -19,17 +21,8 @@ use std::time::Duration;
 use mproc::{Event, Process, StartMethod};
 
 fn on_both<F: Future<Output = ()>>(f: impl Fn() -> F) {
-    let ct = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    ct.block_on(f());
-    let mt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    mt.block_on(f());
+    common::current_thread().block_on(f());
+    common::multi_thread().block_on(f());
 }
 
 /// Waits for `go` (blocking), then sets `done`.
@@ -164,10 +157,6 @@ fn semaphore_permits_released_in_a_child_are_awaited() {
     });
 }
 
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
-}
-
 #[test]
 fn nothing_leaks() {
     let _turn = turn();
@@ -190,12 +179,12 @@ fn nothing_leaks() {
         );
     };
     on_both(work);
-    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let (fds, threads) = (mproc::__private::open_fd_count(), common::thread_count());
     on_both(work);
-    assert_eq!(count("/proc/self/fd"), fds, "descriptors");
+    assert_eq!(mproc::__private::open_fd_count(), fds, "descriptors");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count("/proc/self/task") > threads && std::time::Instant::now() < deadline {
+    while common::thread_count() > threads && std::time::Instant::now() < deadline {
         std::thread::yield_now();
     }
-    assert_eq!(count("/proc/self/task"), threads, "threads");
+    assert_eq!(common::thread_count(), threads, "threads");
 }

@@ -13,25 +13,13 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+mod common;
+
 use std::future::Future;
 use std::time::Duration;
 
+use common::{current_thread, multi_thread, thread_count};
 use mproc::{Connection, Error, Pipe, Process};
-
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs `f` on each runtime in turn.
 fn on_both<F: Future<Output = ()>>(f: impl Fn() -> F) {
@@ -252,10 +240,6 @@ fn wait_async_over_processes_and_connections() {
     });
 }
 
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
-}
-
 /// Everything above once more, then counted: no descriptor and no thread
 /// is left behind once the runtimes are gone.
 #[test]
@@ -284,13 +268,13 @@ fn nothing_leaks() {
     };
     // Warm up: the fork server, helper threads.
     on_both(work);
-    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let (fds, threads) = (mproc::__private::open_fd_count(), thread_count());
     on_both(work);
-    assert_eq!(count("/proc/self/fd"), fds, "descriptors");
+    assert_eq!(mproc::__private::open_fd_count(), fds, "descriptors");
     // A thread of a runtime may take a moment to be gone after shutdown.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count("/proc/self/task") > threads && std::time::Instant::now() < deadline {
+    while thread_count() > threads && std::time::Instant::now() < deadline {
         std::thread::yield_now();
     }
-    assert_eq!(count("/proc/self/task"), threads, "threads");
+    assert_eq!(thread_count(), threads, "threads");
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use common::{GENEROUS, LONG};
+use common::{current_thread, multi_thread, thread_count, GENEROUS, LONG};
 use futures_core::Stream;
 use mproc::{Callbacks, Error, Pool};
 
@@ -76,30 +76,11 @@ impl Drop for Gate {
     }
 }
 
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn runtimes() -> [(&'static str, tokio::runtime::Runtime); 2] {
     [
         ("current-thread", current_thread()),
         ("multi-thread", multi_thread()),
     ]
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
 /// The next item of a stream (what `futures::StreamExt::next` does).
@@ -303,7 +284,7 @@ fn ten_thousand_pending_awaits_use_no_more_threads() {
                 }
                 // The gate holds every task: all are pending.
                 assert_eq!(pending, n, "{name}");
-                counts.push(threads());
+                counts.push(thread_count());
                 gate.open();
                 for (i, h) in handles.into_iter().enumerate() {
                     assert_eq!(h.await.unwrap().unwrap(), i as u64 + 1);
@@ -459,7 +440,7 @@ fn nothing_leaks_after_the_pool_and_the_runtime_end() {
     let _g = common::exclusive();
     drop(Pool::new(1).unwrap()); // the fork server starts once
     let fds = mproc::__private::open_fd_count();
-    let tasks = threads();
+    let tasks = thread_count();
     let children = common::descendant_ids();
     for (name, rt) in runtimes() {
         let pool = Pool::new(2).unwrap();
@@ -482,10 +463,10 @@ fn nothing_leaks_after_the_pool_and_the_runtime_end() {
         drop(rt);
     }
     assert!(
-        common::eventually(GENEROUS, || threads() == tasks),
+        common::eventually(GENEROUS, || thread_count() == tasks),
         "threads: {} then {}",
         tasks,
-        threads()
+        thread_count()
     );
     assert!(common::eventually(GENEROUS, || common::descendant_ids() == children));
     assert_eq!(common::zombie_children(), Vec::<i32>::new());

@@ -2,6 +2,8 @@
 //! tokio runtimes and every start method, and its errors.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::time::Duration;
 
 use mproc::{Error, Process, StartMethod};
@@ -90,7 +92,7 @@ fn a_dropped_join_future_leaves_the_process_joinable() {
 fn join_async_outside_a_runtime_is_a_typed_error() {
     let mut p = Process::new(nap, 60_000);
     p.start().unwrap();
-    let outcome = futures_lite_block_on(p.join_async());
+    let outcome = common::block_on_without_runtime(p.join_async());
     assert!(matches!(outcome, Err(Error::NoAsyncRuntime)), "{outcome:?}");
     p.kill().unwrap();
     p.join().unwrap();
@@ -108,26 +110,6 @@ fn an_unstarted_process_is_an_error() {
         matches!(outcome, Err(Error::InvalidState(_))),
         "{outcome:?}"
     );
-}
-
-/// Polls a future to completion on this thread with no runtime at all.
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }
 
 // ---- JoinHandle: the child's value, awaited ----

@@ -4,10 +4,13 @@
 //! processes.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use common::{block_on_without_runtime, current_thread, multi_thread, thread_count};
 use mproc::{Error, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue};
 
 /// Every test reads, the leak test writes: under `cargo test` (threads of
@@ -20,21 +23,6 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 
 /// A generous guard: no test waits on it unless something hangs.
 const GUARD: Duration = Duration::from_secs(60);
-
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs `make()` on a current-thread runtime, then on a multi-thread one.
 fn on_both<F: Future<Output = ()>>(make: impl Fn() -> F) {
@@ -154,18 +142,18 @@ fn shut_down(q: Queue<u8>) {
 fn outside_a_runtime_a_waiting_future_is_a_typed_error() {
     let _g = shared();
     let q = Queue::<u8>::bounded(1).unwrap();
-    let outcome = block_on(q.get_async());
+    let outcome = block_on_without_runtime(q.get_async());
     assert!(
         matches!(outcome, Err(GetError::Failed(Error::NoAsyncRuntime))),
         "{outcome:?}"
     );
     // One that need not wait completes.
-    block_on(q.put_async(1)).unwrap();
-    match block_on(q.put_async(2)) {
+    block_on_without_runtime(q.put_async(1)).unwrap();
+    match block_on_without_runtime(q.put_async(2)) {
         Err(PutError::Failed(2, Error::NoAsyncRuntime)) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!(block_on(q.get_async()).unwrap(), 1);
+    assert_eq!(block_on_without_runtime(q.get_async()).unwrap(), 1);
 }
 
 const ITEMS: u32 = 10_000;
@@ -411,10 +399,6 @@ fn join_async_waits_for_a_consumer_process() {
     });
 }
 
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
 #[test]
 fn nothing_leaks_after_the_runtime_shuts_down() {
     let _g = EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner());
@@ -441,26 +425,6 @@ fn nothing_leaks_after_the_runtime_shuts_down() {
     }
     assert_eq!(mproc::__private::open_fd_count(), fds, "descriptors leaked");
     assert_eq!(thread_count(), threads, "threads left behind");
-}
-
-/// Polls a future to completion on this thread with no runtime at all.
-fn block_on<F: Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }
 
 #[test]

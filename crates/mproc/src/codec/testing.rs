@@ -50,3 +50,15 @@ pub(crate) fn refuses_damage<T: DeserializeOwned>(bytes: &[u8]) {
         let _ = decode_plain::<T>(&b);
     }
 }
+
+/// `len` pseudo-random bytes (xorshift from `*seed`, which moves on).
+pub(crate) fn garbage(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed >> 24) as u8
+        })
+        .collect()
+}

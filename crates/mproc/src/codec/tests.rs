@@ -1,6 +1,6 @@
 //! The codec's round trips, its bytes, and its refusals.
 
-use super::testing::{bytes_of, refuses_damage, round_trip};
+use super::testing::{bytes_of, garbage, refuses_damage, round_trip};
 use super::*;
 use serde::{Deserialize, Serialize};
 
@@ -138,14 +138,7 @@ fn damaged_bytes_are_decode_errors() {
 fn garbage_never_panics() {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for len in 0..300 {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng >> 24) as u8
-            })
-            .collect();
+        let bytes = garbage(&mut rng, len);
         let _ = decode_plain::<Vec<String>>(&bytes);
         let _ = decode_plain::<std::collections::HashMap<u32, Vec<u8>>>(&bytes);
         let _ = decode_plain::<Vec<Option<(char, bool)>>>(&bytes);
