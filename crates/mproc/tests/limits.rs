@@ -6,6 +6,7 @@
 //! No test sleeps to synchronise: each waits for a child's end (bounded by
 //! a generous timeout as a guard).
 
+#[macro_use]
 mod common;
 
 use std::hint::black_box;
@@ -13,25 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::GENEROUS;
 use mproc::{Error, Limit, Limits, Process, StartMethod};
-
-/// Generates one `#[test]` per suite function and start method.
-macro_rules! per_method {
-    ($($test:ident)*) => {
-        per_method!(@module fork Fork; $($test)*);
-        per_method!(@module spawn Spawn; $($test)*);
-        per_method!(@module forkserver ForkServer; $($test)*);
-    };
-    (@module $module:ident $method:ident; $($test:ident)*) => {
-        mod $module {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test(mproc::StartMethod::$method)
-                }
-            )*
-        }
-    };
-}
 
 per_method! {
     a_child_allocating_past_its_cap_fails_with_memory_named

@@ -11,6 +11,7 @@
 //! test waits on events (join, a pipe, a sentinel) or, where only `/proc`
 //! can tell (a zombie disappearing), polls it under a generous deadline.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -19,25 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use common::{Unserialisable, GENEROUS, LONG};
 use mproc::{Connection, Error, Pipe, Process, StartMethod};
-
-/// Generates one `#[test]` per suite function and start method.
-macro_rules! per_method {
-    ($($test:ident)*) => {
-        per_method!(@module fork Fork; $($test)*);
-        per_method!(@module spawn Spawn; $($test)*);
-        per_method!(@module forkserver ForkServer; $($test)*);
-    };
-    (@module $module:ident $method:ident; $($test:ident)*) => {
-        mod $module {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test(mproc::StartMethod::$method)
-                }
-            )*
-        }
-    };
-}
 
 per_method! {
     args_arrive_exactly

@@ -209,3 +209,23 @@ pub fn block_on_without_runtime<F: std::future::Future>(f: F) -> F::Output {
         }
     }
 }
+
+/// Generates one `#[test]` per suite function and start method.
+#[allow(unused_macros)] // used by the test binaries that test per start method
+macro_rules! per_method {
+    ($($test:ident)*) => {
+        per_method!(@module fork Fork; $($test)*);
+        per_method!(@module spawn Spawn; $($test)*);
+        per_method!(@module forkserver ForkServer; $($test)*);
+    };
+    (@module $module:ident $method:ident; $($test:ident)*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(mproc::StartMethod::$method)
+                }
+            )*
+        }
+    };
+}
